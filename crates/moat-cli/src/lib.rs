@@ -1,0 +1,1 @@
+//! The `moat` command line.
