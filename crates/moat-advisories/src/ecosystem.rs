@@ -2,7 +2,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A package ecosystem, spelled as OSV spells it (`npm`, `PyPI`, `crates.io`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Ecosystem {
     /// The npm registry.
     #[serde(rename = "npm")]

@@ -21,7 +21,9 @@ pub enum Error {
         message: String,
     },
     /// The stored index is unreadable or from another format version.
-    #[error("advisory index {path} is unreadable ({message}); run `moat db import` or `moat db sync` again")]
+    #[error(
+        "advisory index {path} is unreadable ({message}); run `moat db import` or `moat db sync` again"
+    )]
     Index {
         /// The file.
         path: PathBuf,
@@ -29,7 +31,9 @@ pub enum Error {
         message: String,
     },
     /// No dump was found where one was expected.
-    #[error("no OSV dumps found in {path} (expected npm.zip or npm/all.zip, PyPI.zip, crates.io.zip)")]
+    #[error(
+        "no OSV dumps found in {path} (expected npm.zip or npm/all.zip, PyPI.zip, crates.io.zip)"
+    )]
     NoDumps {
         /// The directory searched.
         path: PathBuf,

@@ -15,9 +15,7 @@ pub mod version;
 pub use version::Version;
 
 mod db;
-pub use db::{
-    Advisory, AdvisoryDb, EcosystemStatus, ImportReport, Match, Severity,
-};
+pub use db::{Advisory, AdvisoryDb, EcosystemStatus, ImportReport, Match, Severity};
 
 pub mod typosquat;
 pub use typosquat::{PopularNames, Typosquat, TyposquatKind};

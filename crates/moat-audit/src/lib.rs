@@ -5,10 +5,29 @@
 //! The event types are the stable part: a later version keeps them and changes only the storage
 //! (canonical JSON leaves of a Merkle tree with signed checkpoints).
 //!
-//! INTERFACE CONTRACT (skeleton written by the lead; the crate owner fills in bodies, may add
-//! items, and must keep these signatures or tell the lead).
+//! Guarantees: [`AuditLog::append`] answers `Ok(seq)` only after the event's transaction is
+//! committed and fsynced; any store or writer failure is an `Err` (never a silent success, never
+//! a hang). Sequence numbers are 1-based, gapless and ascending. The crate exposes no update or
+//! delete, and SQLite triggers abort any `UPDATE` or `DELETE` of `events` made behind its back.
+//!
+//! Storage (schema version 1, `PRAGMA user_version`): `events(seq, time, kind, ecosystem,
+//! package, version, action, body)`, `body` being the event as JSON; the other columns exist
+//! for [`AuditLog::list`] filters.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rusqlite::{Connection, ToSql};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::writer::{Command, Counters, Row};
+
+mod schema;
+mod writer;
+
+pub use crate::writer::{CHANNEL_CAPACITY, MAX_BATCH};
 
 /// One gate decision.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -40,10 +59,25 @@ pub struct DecisionEvent {
 /// Anything the audit log records.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum Event {
     /// A gate decision.
     Decision(DecisionEvent),
+}
+
+impl Event {
+    /// The event's type as stored in the `kind` column and the JSON `type` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Decision(_) => "decision",
+        }
+    }
+
+    /// When the event happened.
+    pub fn time(&self) -> jiff::Timestamp {
+        match self {
+            Event::Decision(decision) => decision.time,
+        }
+    }
 }
 
 /// An event as stored: its sequence number (1-based, gapless) and the event.
@@ -78,32 +112,265 @@ pub enum AuditError {
     /// The writer thread is gone (shut down or crashed).
     #[error("audit writer is not running")]
     WriterGone,
+    /// The store was opened with [`AuditLog::open_read_only`]; it cannot append.
+    #[error("audit store is open read-only")]
+    ReadOnly,
+}
+
+/// Committed work since the store was opened by this handle: appends per fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppendStats {
+    /// Transactions committed (one fsync each).
+    pub batches: u64,
+    /// Events committed.
+    pub events: u64,
 }
 
 /// A handle on the audit store; cheap to clone, shared by every request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuditLog {
-    // owner fills in
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// `None` when opened read-only.
+    writer: Option<mpsc::Sender<Command>>,
+    reader: Mutex<Connection>,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.inner.path)
+            .field("writable", &self.inner.writer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuditLog {
     /// Open (creating if needed) the store at `path`, start the writer thread.
+    ///
+    /// The parent directory must exist. Fails if the file cannot be created or written, is not
+    /// a moat audit store, or has a newer schema.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
-        let _ = path;
-        todo!()
+        let conn = schema::open_writer(path)?;
+        let reader = schema::open_reader(path)?;
+        let counters = Arc::new(Counters::default());
+        let writer = writer::spawn(conn, Arc::clone(&counters))?;
+        Ok(AuditLog::new(path, Some(writer), reader, counters))
+    }
+
+    /// Open an existing store for [`list`](Self::list) and [`count`](Self::count) only, without
+    /// starting a writer (for `moat audit list` beside a running gate). Appends fail with
+    /// [`AuditError::ReadOnly`].
+    pub fn open_read_only(path: &Path) -> Result<AuditLog, AuditError> {
+        let reader = schema::open_reader(path)?;
+        Ok(AuditLog::new(path, None, reader, Arc::default()))
+    }
+
+    fn new(
+        path: &Path,
+        writer: Option<mpsc::Sender<Command>>,
+        reader: Connection,
+        counters: Arc<Counters>,
+    ) -> AuditLog {
+        let inner = Inner {
+            path: path.to_owned(),
+            writer,
+            reader: Mutex::new(reader),
+            counters,
+        };
+        AuditLog {
+            inner: Arc::new(inner),
+        }
     }
 
     /// Append one event durably (committed and fsynced) and return its sequence number.
     /// Concurrent appends share one transaction.
+    ///
+    /// `Ok` only after the commit; any failure of the store or the writer is an `Err`, to this
+    /// append and to every other append of the same batch. If the future is dropped after the
+    /// event was queued, the event may still be recorded.
     pub async fn append(&self, event: Event) -> Result<u64, AuditError> {
-        let _ = event;
-        todo!()
+        let writer = self.writer()?;
+        let (reply, answer) = oneshot::channel();
+        let row = Row::encode(&event)?;
+        writer
+            .send(Command::Append { row, reply })
+            .await
+            .map_err(|_| AuditError::WriterGone)?;
+        answer.await.map_err(|_| AuditError::WriterGone)?
+    }
+
+    /// [`append`](Self::append) for synchronous callers; blocks the thread until committed.
+    ///
+    /// # Panics
+    ///
+    /// When called from within an asynchronous runtime (use `append` there).
+    pub fn append_blocking(&self, event: Event) -> Result<u64, AuditError> {
+        let writer = self.writer()?;
+        let (reply, answer) = oneshot::channel();
+        let row = Row::encode(&event)?;
+        writer
+            .blocking_send(Command::Append { row, reply })
+            .map_err(|_| AuditError::WriterGone)?;
+        answer.blocking_recv().map_err(|_| AuditError::WriterGone)?
+    }
+
+    /// Stop the writer after the appends already queued ahead of this call, and close the write
+    /// connection. Later appends, from any clone, fail with [`AuditError::WriterGone`].
+    /// Does nothing when the writer is already gone or the store is read-only.
+    pub async fn shutdown(&self) {
+        let Some(writer) = &self.inner.writer else {
+            return;
+        };
+        let (done, finished) = oneshot::channel();
+        if writer.send(Command::Shutdown { done }).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    fn writer(&self) -> Result<&mpsc::Sender<Command>, AuditError> {
+        self.inner.writer.as_ref().ok_or(AuditError::ReadOnly)
     }
 
     /// Events matching `query`, oldest first (with `limit`: the newest N, still oldest first).
     /// Reads through its own connection; works while a gate is writing.
     pub fn list(&self, query: &ListQuery) -> Result<Vec<StoredEvent>, AuditError> {
-        let _ = query;
-        todo!()
+        let mut sql = String::from("SELECT seq, body FROM events WHERE 1 = 1");
+        let mut params: Vec<&dyn ToSql> = Vec::new();
+        let filters = [
+            ("ecosystem", &query.ecosystem),
+            ("package", &query.package),
+            ("action", &query.action),
+        ];
+        for (column, value) in filters {
+            if let Some(value) = value {
+                sql.push_str(&format!(" AND {column} = ?"));
+                params.push(value);
+            }
+        }
+        // SQLite reads a negative limit as "no limit".
+        let limit = query
+            .limit
+            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        sql.push_str(" ORDER BY seq DESC LIMIT ?");
+        params.push(&limit);
+
+        let error = |e: rusqlite::Error| AuditError::Store(format!("cannot list events: {e}"));
+        let reader = self.reader();
+        let mut statement = reader.prepare_cached(&sql).map_err(error)?;
+        let rows = statement
+            .query_map(params.as_slice(), |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(error)?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (seq, body) = row.map_err(error)?;
+            events.push(decode(seq, &body)?);
+        }
+        events.reverse();
+        Ok(events)
+    }
+
+    /// How many events the log holds (sequence numbers are gapless, so also the last one).
+    pub fn count(&self) -> Result<u64, AuditError> {
+        schema::last_seq(&self.reader())
+            .map_err(|e| AuditError::Store(format!("cannot count events: {e}")))
+    }
+
+    /// Batches and events committed through this handle (and its clones) since it was opened.
+    pub fn stats(&self) -> AppendStats {
+        AppendStats {
+            batches: self.inner.counters.batches.load(Ordering::Relaxed),
+            events: self.inner.counters.events.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The file this handle reads and writes.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while listing leaves the connection itself usable.
+        self.inner
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn decode(seq: i64, body: &str) -> Result<StoredEvent, AuditError> {
+    let event = serde_json::from_str(body)
+        .map_err(|e| AuditError::Store(format!("event {seq} is unreadable: {e}")))?;
+    let seq = u64::try_from(seq)
+        .map_err(|_| AuditError::Store(format!("event {seq} has a negative sequence number")))?;
+    Ok(StoredEvent { seq, event })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocked() -> Event {
+        Event::Decision(DecisionEvent {
+            time: "2026-01-02T03:04:05Z".parse().unwrap(),
+            identity: "anonymous@127.0.0.1".to_owned(),
+            ecosystem: "npm".to_owned(),
+            package: "event-stream".to_owned(),
+            version: Some("3.3.6".to_owned()),
+            request: "artifact".to_owned(),
+            action: "block".to_owned(),
+            rules: vec!["moat.malicious".to_owned()],
+            advisories: vec!["GHSA-mh6f-8j2x-4483".to_owned()],
+            approved: vec!["3.3.5".to_owned()],
+            message: Some("event-stream 3.3.6 is malicious".to_owned()),
+        })
+    }
+
+    #[test]
+    fn stored_body_is_tagged_json() {
+        let body = serde_json::to_string_pretty(&blocked()).unwrap();
+        insta::assert_snapshot!(body, @r#"
+        {
+          "type": "decision",
+          "time": "2026-01-02T03:04:05Z",
+          "identity": "anonymous@127.0.0.1",
+          "ecosystem": "npm",
+          "package": "event-stream",
+          "version": "3.3.6",
+          "request": "artifact",
+          "action": "block",
+          "rules": [
+            "moat.malicious"
+          ],
+          "advisories": [
+            "GHSA-mh6f-8j2x-4483"
+          ],
+          "approved": [
+            "3.3.5"
+          ],
+          "message": "event-stream 3.3.6 is malicious"
+        }
+        "#);
+    }
+
+    #[test]
+    fn body_decodes_back_to_the_event() {
+        let body = serde_json::to_string(&blocked()).unwrap();
+        let stored = decode(7, &body).unwrap();
+        assert_eq!(stored.seq, 7);
+        assert_eq!(stored.event, blocked());
+        assert_eq!(stored.event.kind(), "decision");
+    }
+
+    #[test]
+    fn unreadable_body_is_an_error_naming_the_seq() {
+        let error = decode(3, "{not json").unwrap_err().to_string();
+        assert!(error.contains("event 3 is unreadable"), "{error}");
     }
 }

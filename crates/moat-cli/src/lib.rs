@@ -1,1 +1,54 @@
-//! The `moat` command line.
+//! The `moat` command line: argument definitions ([`Cli`]), configuration resolution
+//! (flags over `moat.toml` over defaults), and one module per subcommand.
+//!
+//! This is the only crate that reads the environment, `$HOME` or the terminal; every library
+//! crate gets its configuration passed in.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cli;
+mod commands;
+mod config;
+mod error;
+
+use std::process::ExitCode;
+
+pub use cli::Cli;
+use error::UserError;
+
+/// Run a parsed command line and turn the outcome into an exit code: 0 success, 1 failure
+/// (with `error:` and `hint:` lines on stderr). Usage errors exit 2 from clap itself.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging(cli.global.verbose);
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            report(&error);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn report(error: &anyhow::Error) {
+    eprintln!("error: {error}");
+    for cause in error.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(hint) = error.chain().find_map(|e| e.downcast_ref::<UserError>()).and_then(|e| e.hint.as_deref()) {
+        eprintln!("hint: {hint}");
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::INFO,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+}

@@ -3,12 +3,22 @@
 //!
 //! INTERFACE CONTRACT (skeleton written by the lead; the crate owner fills in bodies, may add
 //! items, and must keep these signatures or tell the lead).
+//!
+//! Layout: `config` parses the TOML into a [`Policy`] (`policy`), `spec` reads `ECO:NAME@VERSION`,
+//! `rules` holds one function per rule, `evaluate` runs them and applies waivers, `approved`
+//! picks alternatives for blocked versions, `message` writes the one-line block message.
 
 mod policy;
-pub use policy::{Policy, PolicyError, PolicyWarning, DEFAULT_POLICY_TOML};
+pub use policy::{DEFAULT_POLICY_TOML, Policy, PolicyError, PolicyWarning};
 
 mod verdict;
 pub use verdict::{Action, AdvisoryRef, Finding, RuleId, Verdict, WaiverRef};
 
 mod evaluate;
 pub use evaluate::{Context, PackageEvaluation, VersionInfo};
+
+mod approved;
+mod config;
+mod message;
+mod rules;
+mod spec;

@@ -1,7 +1,9 @@
 use moat_advisories::{Ecosystem, Severity};
 
 /// What the gate does with a package or version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Serve it.
@@ -14,7 +16,9 @@ pub enum Action {
 
 /// A stable rule id. The spelling (`moat.vulnerable`, …) appears unchanged in block messages,
 /// HTTP bodies, audit records and docs: never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum RuleId {
     /// A malicious-package advisory covers it. Never waivable.
     #[serde(rename = "moat.malicious")]
@@ -120,12 +124,18 @@ pub struct Verdict {
 impl Verdict {
     /// The rule ids of unwaived findings, strongest first.
     pub fn rule_ids(&self) -> Vec<RuleId> {
-        todo!()
+        self.unwaived().map(|finding| finding.rule).collect()
     }
 
     /// Advisory ids of unwaived findings.
     pub fn advisory_ids(&self) -> Vec<String> {
-        todo!()
+        let mut ids: Vec<String> = Vec::new();
+        for advisory in self.unwaived().flat_map(|finding| &finding.advisories) {
+            if !ids.contains(&advisory.id) {
+                ids.push(advisory.id.clone());
+            }
+        }
+        ids
     }
 
     /// The one-line block message: printable ASCII, at most 300 bytes, starting `moat: blocked `.
@@ -133,7 +143,13 @@ impl Verdict {
     /// `moat: blocked minimist@1.2.5 (moat.vulnerable): GHSA-xvch-5gv4-984h (critical, prototype pollution in minimist); approved: minimist@1.2.8; why: http://127.0.0.1:7070/-/why/npm/minimist/1.2.5`
     /// `why_url` is appended as given; the rest is shortened first when over the limit.
     pub fn block_message(&self, why_url: &str) -> String {
-        let _ = why_url;
-        todo!()
+        crate::message::block_message(self, why_url)
+    }
+
+    /// Findings no waiver skipped, strongest first.
+    pub(crate) fn unwaived(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|finding| finding.waived.is_none())
     }
 }

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Turn one bench/run output directory (results.tsv, machine.txt, fixture.json) into Markdown."""
+
+import json
+import os
+import sys
+
+NM = "not measured"
+
+
+def load(out):
+    r = {}
+    with open(os.path.join(out, "results.tsv")) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) >= 2:
+                r[parts[0]] = parts[1]
+    return r
+
+
+def num(r, key):
+    v = r.get(key, "")
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
+def fmt_ms(v):
+    if v is None:
+        return NM
+    return f"{v:.2f} ms" if v < 100 else f"{v:,.0f} ms"
+
+
+def fmt_rps(v):
+    return NM if v is None else f"{v:,.0f}"
+
+
+def ratio(a, b, digits=2):
+    if a is None or b is None or b == 0:
+        return "—"
+    return f"{a / b:.{digits}f}×"
+
+
+def mb(kb):
+    return NM if kb is None else f"{kb / 1024:.0f} MiB"
+
+
+def main():
+    out = sys.argv[1]
+    r = load(out)
+    fx = json.load(open(os.path.join(out, "fixture.json")))
+    machine = open(os.path.join(out, "machine.txt")).read().strip().splitlines()
+    m = dict(line.split(": ", 1) for line in machine if ": " in line)
+    servers = [("nginx", "nginx (static)"), ("verdaccio", "Verdaccio"), ("moat", "moat gate")]
+    routes = [
+        ("packument", f"packument `{fx['bench_packument']}` ({fx['big_packument_bytes'] / 1000:.0f} KB, {fx['big_versions']} versions)"),
+        ("tarball", f"tarball `{fx['bench_tarball'].rsplit('/', 1)[-1]}` ({fx['bench_tarball_bytes'] / 1000:.1f} KB)"),
+    ]
+    p = print
+    p(f"Run of {m.get('date', '?')} — {m.get('nproc', '?')} × {m.get('cpu', '?')}, {m.get('memory', '?')}, {m.get('kernel', '?')}; "
+      f"nginx {m.get('nginx', '?')}, Verdaccio {m.get('verdaccio', NM)}, moat {m.get('moat', NM).removeprefix('moat ')}, "
+      f"node {m.get('node', '?')}, npm {m.get('npm', '?')}, wrk {m.get('wrk', '?')} ({m.get('load', '?')})")
+    busy = [f"{r[k]}% before {k.rsplit('_', 1)[-1]}" for k in ("cpu_busy_before_wrk", "cpu_busy_before_npm") if r.get(k)]
+    p()
+    p(f"Machine CPU busy with other processes: {', '.join(busy) or 'not sampled'}; "
+      f"load average {m.get('load before', '?')} before, {m.get('load after', '?')} after.")
+    p()
+    p("### Warm-cache requests (wrk, 2 threads, 64 connections)")
+    p()
+    p("| route | server | req/s | p50 | p99 | non-2xx | nginx req/s ÷ server req/s | server p99 ÷ nginx p99 |")
+    p("|---|---|---:|---:|---:|---:|---:|---:|")
+    for route, label in routes:
+        base_rps, base_p99 = num(r, f"rps_{route}_nginx"), num(r, f"p99ms_{route}_nginx")
+        for s, sname in servers:
+            rps, p50, p99 = num(r, f"rps_{route}_{s}"), num(r, f"p50ms_{route}_{s}"), num(r, f"p99ms_{route}_{s}")
+            non2xx = r.get(f"non2xx_{route}_{s}", "")
+            status = r.get(f"status_{route}_{s}")
+            if r.get(f"requests_{route}_{s}") == "0":
+                p50 = p99 = None
+                non2xx = "no request completed"
+            if rps is None:
+                p(f"| {label} | {sname} | {NM} | {NM} | {NM} | | | |")
+                continue
+            if status and status != "200":
+                non2xx = f"{non2xx} (HTTP {status})"
+            p(f"| {label} | {sname} | {fmt_rps(rps)} | {fmt_ms(p50)} | {fmt_ms(p99)} | {non2xx} | "
+              f"{ratio(base_rps, rps)} | {ratio(p99, base_p99)} |")
+    p()
+    p("Target: moat within 1.5× of nginx on both ratios, on every route.")
+    p()
+    p("| route | moat vs nginx: req/s ratio (≤ 1.5×) | p99 ratio (≤ 1.5×) | moat req/s ÷ Verdaccio req/s | Verdaccio p99 ÷ moat p99 |")
+    p("|---|---:|---:|---:|---:|")
+    for route, label in routes:
+        n_rps, n_p99 = num(r, f"rps_{route}_nginx"), num(r, f"p99ms_{route}_nginx")
+        v_rps, v_p99 = num(r, f"rps_{route}_verdaccio"), num(r, f"p99ms_{route}_verdaccio")
+        m_rps, m_p99 = num(r, f"rps_{route}_moat"), num(r, f"p99ms_{route}_moat")
+        if m_rps is None:
+            p(f"| {route} | {NM} | {NM} | {NM} | {NM} |")
+        else:
+            p(f"| {route} | {ratio(n_rps, m_rps)} | {ratio(m_p99, n_p99)} | {ratio(m_rps, v_rps, 1)} | {ratio(v_p99, m_p99, 1)} |")
+    if r.get("rps_packument_verdaccio"):
+        p()
+        p("For reference, Verdaccio vs nginx: packument "
+          f"{ratio(num(r, 'rps_packument_nginx'), num(r, 'rps_packument_verdaccio'), 1)} fewer req/s, "
+          f"tarball {ratio(num(r, 'rps_tarball_nginx'), num(r, 'rps_tarball_verdaccio'), 1)} fewer req/s.")
+
+    p()
+    p(f"### `npm ci` of the fixture project ({r.get('lock_packages', '?')} packages in the lockfile, empty npm cache each run)")
+    p()
+    p("| registry | mean ± σ | min | ÷ nginx (target ≤ 1.05×) |")
+    p("|---|---:|---:|---:|")
+    base = num(r, "npmci_mean_s_nginx")
+    for s, sname in servers:
+        mean, sd, mn = num(r, f"npmci_mean_s_{s}"), num(r, f"npmci_stddev_s_{s}"), num(r, f"npmci_min_s_{s}")
+        if mean is None:
+            p(f"| {sname} | {NM} | {NM} | |")
+        else:
+            p(f"| {sname} | {mean:.2f} s ± {sd:.2f} | {mn:.2f} s | {ratio(mean, base, 3)} |")
+
+    p()
+    p("### Advisory database (full npm bundle) and memory")
+    p()
+    p("| what | wall time | max RSS |")
+    p("|---|---:|---:|")
+    def row(label, wall, rss):
+        p(f"| {label} | {NM if wall is None else f'{wall:.2f} s'} | {rss} |")
+    row("`moat db import npm.zip`", num(r, "db_import_wall_s"), mb(num(r, "db_import_maxrss_kb")))
+    st = num(r, "db_status_mean_s")
+    row("`moat db status` (loads the saved index; hyperfine mean)" if st is not None else "`moat db status`",
+        st if st is not None else num(r, "db_status_wall_s"), mb(num(r, "db_status_maxrss_kb")))
+    row("`moat gate --advisories …` start-up until listening", num(r, "gate_startup_s"), f"{mb(num(r, 'gate_rss_after_start_kb'))} (RSS when listening)")
+    p()
+    p("| resident memory after the run | RSS |")
+    p("|---|---:|")
+    p(f"| nginx (master + workers) | {mb(num(r, 'rss_kb_nginx'))} |")
+    p(f"| Verdaccio | {mb(num(r, 'rss_kb_verdaccio'))} |")
+    hwm = num(r, "hwm_kb_moat")
+    p(f"| moat gate | {mb(num(r, 'rss_kb_moat'))}{'' if hwm is None else f' (peak {mb(hwm)})'} |")
+
+
+if __name__ == "__main__":
+    main()

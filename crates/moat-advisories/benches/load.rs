@@ -1,0 +1,80 @@
+//! Import the full npm OSV dump and load the saved index; print best-of-5 wall-clock times
+//! and the process's peak RSS.
+//!
+//! Run with `cargo bench -p moat-advisories`. Data comes from `$MOAT_SHARED_DATA` or
+//! `../shared/data` beside the project.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use moat_advisories::{AdvisoryDb, Ecosystem};
+
+const ROUNDS: usize = 5;
+
+fn shared_data() -> PathBuf {
+    std::env::var_os("MOAT_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"))
+        })
+}
+
+fn best_of<T>(mut run: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = Duration::MAX;
+    let mut last = None;
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        let value = run();
+        best = best.min(start.elapsed());
+        last = Some(value);
+    }
+    (best, last.unwrap())
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a plain `cargo test --benches` run passes nothing and
+    // should stay quick, so only run with `--bench`.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
+    let dumps = shared_data().join("advisories");
+    for ecosystem in Ecosystem::ALL {
+        let zip = dumps.join(format!("{}.zip", ecosystem.as_str()));
+        let (import, (db, report)) = best_of(|| AdvisoryDb::import_zip(&zip).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        db.save_index(dir.path()).unwrap();
+        let (load, loaded) = best_of(|| AdvisoryDb::load_index(dir.path()).unwrap());
+        assert_eq!(loaded.revision(), db.revision());
+        let (query, hits) = best_of(|| {
+            let mut hits = 0;
+            for round in 0..10_000u32 {
+                let version = format!("1.{}.{}", round % 7, round % 13);
+                hits += db.matches(ecosystem, "minimist", &version).len();
+                hits += usize::from(db.malicious_package(ecosystem, "lodash").is_some());
+            }
+            hits
+        });
+        println!(
+            "{ecosystem}: import {:.1} ms ({} records, {} withdrawn, {} malformed), \
+             load index {:.1} ms, 20k queries {:.1} ms ({hits} hits)",
+            import.as_secs_f64() * 1e3,
+            report.loaded.iter().map(|(_, n)| n).sum::<usize>(),
+            report.withdrawn,
+            report.malformed,
+            load.as_secs_f64() * 1e3,
+            query.as_secs_f64() * 1e3,
+        );
+    }
+    match peak_rss_kib() {
+        Some(kib) => println!("peak RSS (VmHWM): {:.1} MiB", kib as f64 / 1024.0),
+        None => println!("peak RSS: unavailable"),
+    }
+}

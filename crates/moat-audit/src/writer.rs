@@ -1,0 +1,230 @@
+//! The writer thread: owns the write connection and group-commits queued appends, one
+//! transaction (and one fsync) per batch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{AuditError, Event, schema};
+
+/// How many appends may wait for the writer before `append` itself waits (backpressure).
+pub const CHANNEL_CAPACITY: usize = 4096;
+
+/// The most appends written in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+const INSERT: &str =
+    "INSERT INTO events (seq, time, kind, ecosystem, package, version, action, body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// An event encoded for storage, done by the caller so the writer thread only writes.
+#[derive(Debug)]
+pub(crate) struct Row {
+    time: String,
+    kind: &'static str,
+    ecosystem: Option<String>,
+    package: Option<String>,
+    version: Option<String>,
+    action: Option<String>,
+    body: String,
+}
+
+impl Row {
+    pub(crate) fn encode(event: &Event) -> Result<Row, AuditError> {
+        let body = serde_json::to_string(event)
+            .map_err(|e| AuditError::Store(format!("cannot encode event: {e}")))?;
+        let row = match event {
+            Event::Decision(decision) => Row {
+                time: decision.time.to_string(),
+                kind: event.kind(),
+                ecosystem: Some(decision.ecosystem.clone()),
+                package: Some(decision.package.clone()),
+                version: decision.version.clone(),
+                action: Some(decision.action.clone()),
+                body,
+            },
+        };
+        Ok(row)
+    }
+}
+
+/// A request to the writer thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Write this row; answer with its sequence number once committed.
+    Append {
+        row: Row,
+        reply: oneshot::Sender<Result<u64, AuditError>>,
+    },
+    /// Finish the batch in hand, close the connection, then answer.
+    Shutdown { done: oneshot::Sender<()> },
+}
+
+/// Counts of committed work, for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) batches: AtomicU64,
+    pub(crate) events: AtomicU64,
+}
+
+type Pending = (Row, oneshot::Sender<Result<u64, AuditError>>);
+
+/// Start the writer thread on `conn`; the returned sender is its only way in.
+pub(crate) fn spawn(
+    conn: Connection,
+    counters: Arc<Counters>,
+) -> Result<mpsc::Sender<Command>, AuditError> {
+    let next_seq = schema::last_seq(&conn)
+        .map_err(|e| AuditError::Store(format!("cannot read the last sequence number: {e}")))?
+        + 1;
+    let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+    let writer = Writer {
+        conn,
+        next_seq,
+        counters,
+    };
+    std::thread::Builder::new()
+        .name("moat-audit-writer".to_owned())
+        .spawn(move || writer.run(receiver))
+        .map_err(|e| AuditError::Store(format!("cannot start the audit writer thread: {e}")))?;
+    Ok(sender)
+}
+
+struct Writer {
+    conn: Connection,
+    /// The sequence number of the next row; only advanced after a commit.
+    next_seq: u64,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    /// Serve until every sender is dropped, a shutdown arrives, or the store is unusable.
+    /// Returning drops the receiver: queued and later appends then fail with `WriterGone`.
+    fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
+        let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = receiver.blocking_recv() {
+            let mut shutdown = None;
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Append { row, reply } => batch.push((row, reply)),
+                    Command::Shutdown { done } => {
+                        shutdown = Some(done);
+                        break;
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = receiver.try_recv().ok();
+                }
+            }
+            let healthy = batch.is_empty() || self.commit(&mut batch);
+            if let Some(done) = shutdown {
+                drop(receiver);
+                drop(self.conn.close());
+                let _ = done.send(());
+                return;
+            }
+            if !healthy {
+                return;
+            }
+        }
+    }
+
+    /// Write and answer one batch; false when the connection can no longer be trusted.
+    fn commit(&mut self, batch: &mut Vec<Pending>) -> bool {
+        match self.write(batch) {
+            Ok(()) => {
+                let count = batch.len() as u64;
+                for (offset, (_, reply)) in batch.drain(..).enumerate() {
+                    // A caller that stopped waiting still has its event recorded.
+                    let _ = reply.send(Ok(self.next_seq + offset as u64));
+                }
+                self.next_seq += count;
+                self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                self.counters.events.fetch_add(count, Ordering::Relaxed);
+                true
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(AuditError::Store(message.clone())));
+                }
+                self.recover()
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &[Pending]) -> rusqlite::Result<()> {
+        let first = self.next_seq;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(INSERT)?;
+            for (offset, (row, _)) in batch.iter().enumerate() {
+                let seq = i64::try_from(first + offset as u64)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                insert.execute(params![
+                    seq,
+                    row.time,
+                    row.kind,
+                    row.ecosystem,
+                    row.package,
+                    row.version,
+                    row.action,
+                    row.body,
+                ])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// After a failed batch (rolled back when its transaction dropped): re-read where the log
+    /// ends, since a failed commit may still have reached the disk. False if that is impossible.
+    fn recover(&mut self) -> bool {
+        if !self.conn.is_autocommit() {
+            return false;
+        }
+        match schema::last_seq(&self.conn) {
+            Ok(last) => {
+                self.next_seq = last + 1;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DecisionEvent;
+
+    #[test]
+    fn decision_fills_the_filter_columns() {
+        let event = Event::Decision(DecisionEvent {
+            time: "2026-01-02T03:04:05Z".parse().unwrap(),
+            identity: "anonymous@127.0.0.1".to_owned(),
+            ecosystem: "PyPI".to_owned(),
+            package: "requests".to_owned(),
+            version: None,
+            request: "metadata".to_owned(),
+            action: "allow".to_owned(),
+            rules: Vec::new(),
+            advisories: Vec::new(),
+            approved: Vec::new(),
+            message: None,
+        });
+        let row = Row::encode(&event).unwrap();
+        assert_eq!(row.time, "2026-01-02T03:04:05Z");
+        assert_eq!(row.kind, "decision");
+        assert_eq!(row.ecosystem.as_deref(), Some("PyPI"));
+        assert_eq!(row.package.as_deref(), Some("requests"));
+        assert_eq!(row.version, None);
+        assert_eq!(row.action.as_deref(), Some("allow"));
+        let decoded: Event = serde_json::from_str(&row.body).unwrap();
+        assert_eq!(decoded, event);
+    }
+}

@@ -1,0 +1,43 @@
+//! Integration tests of the audit store through its public API and, where a test must get
+//! around that API, a raw SQLite connection on the same file.
+
+mod append;
+mod failure;
+mod list;
+
+use std::path::PathBuf;
+
+use moat_audit::{AuditLog, DecisionEvent, Event};
+
+/// A decision on `ecosystem`/`package` with `action`, otherwise fixed.
+pub fn decision(ecosystem: &str, package: &str, action: &str) -> Event {
+    Event::Decision(DecisionEvent {
+        time: "2026-01-02T03:04:05Z".parse().expect("timestamp"),
+        identity: "anonymous@127.0.0.1".to_owned(),
+        ecosystem: ecosystem.to_owned(),
+        package: package.to_owned(),
+        version: Some("1.0.0".to_owned()),
+        request: "artifact".to_owned(),
+        action: action.to_owned(),
+        rules: Vec::new(),
+        advisories: Vec::new(),
+        approved: Vec::new(),
+        message: None,
+    })
+}
+
+/// A fresh store in its own temporary directory (kept alive by the returned guard).
+pub fn store() -> (tempfile::TempDir, PathBuf, AuditLog) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("audit.db");
+    let log = AuditLog::open(&path).expect("open a fresh store");
+    (dir, path, log)
+}
+
+/// The package name of a stored decision.
+pub fn package(event: &Event) -> &str {
+    match event {
+        Event::Decision(decision) => &decision.package,
+        _ => unreachable!("only decisions are recorded in these tests"),
+    }
+}

@@ -1,0 +1,198 @@
+//! Command-line definitions (clap). Only shapes and help text live here; the bodies are in
+//! `commands/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// moat: a secure runtime for autonomous AI agents.
+///
+/// The gate is a verified package registry: every package an agent installs passes a policy
+/// built on OSV advisories (known-vulnerable versions, malware, typosquats, too-new releases,
+/// denied packages). Loose requests resolve to approved versions; risky ones are refused with a
+/// reason the package client prints, so the agent can correct itself.
+#[derive(Debug, Parser)]
+#[command(name = "moat", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Start here:\n  moat gate --advisories DIR     serve the verified registry on http://127.0.0.1:7070\n  npm config set registry http://127.0.0.1:7070/npm/\n  moat why npm minimist@1.2.5    explain a verdict")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file [default: ./moat.toml when present].
+    #[arg(long, global = true, env = "MOAT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where moat keeps its state: advisory index, artifact cache, audit log
+    /// [default: $XDG_DATA_HOME/moat or ~/.local/share/moat].
+    #[arg(long, global = true, env = "MOAT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the verified registry (npm under /npm/) and the why endpoint.
+    ///
+    /// Point npm at it with `npm config set registry http://127.0.0.1:7070/npm/`
+    /// (or `--registry` per command). Blocked versions stay listed but deprecated, so ranges
+    /// resolve to approved versions; a blocked tarball answers 403 with the reason.
+    Gate(GateArgs),
+
+    /// Explain the verdict on a package version: every rule that fired, the advisories, the
+    /// approved versions, and how to ask for a waiver.
+    ///
+    /// Example: `moat why npm minimist@1.2.5`
+    Why(WhyArgs),
+
+    /// Manage the advisory database (OSV dumps).
+    #[command(subcommand)]
+    Db(DbCommand),
+
+    /// Check or print policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+
+    /// Read the audit log of gate decisions.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Where the data a verdict depends on comes from; shared by `gate` and `why`.
+#[derive(Debug, Args, Default)]
+pub struct SourceArgs {
+    /// OSV dumps to load at start-up instead of the imported index: a directory holding
+    /// `npm.zip` (or `npm/all.zip`), `PyPI.zip`, `crates.io.zip`, or one zip file.
+    #[arg(long, value_name = "DIR")]
+    pub advisories: Option<PathBuf>,
+
+    /// Popular-name lists for typosquat checks: a directory holding `npm.txt`, `PyPI.txt`,
+    /// `crates.io.txt` [default: DATA_DIR/popular when present].
+    #[arg(long, value_name = "DIR")]
+    pub popular: Option<PathBuf>,
+
+    /// Policy file (TOML) [default: the built-in policy, see `moat policy show-default`].
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// Upstream npm registry [default: https://registry.npmjs.org].
+    #[arg(long, value_name = "URL")]
+    pub upstream_npm: Option<String>,
+
+    /// Give up on an upstream request after this many seconds [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub upstream_timeout: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Address to listen on [default: 127.0.0.1:7070]. Use port 0 for any free port.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// The URL clients reach the gate at, used in rewritten tarball URLs and why links
+    /// [default: http://LISTEN-ADDRESS].
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Serve fetched metadata for this many seconds before revalidating upstream [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub metadata_ttl: Option<u64>,
+
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// Ecosystem: npm (PyPI and crates.io come later).
+    pub ecosystem: String,
+
+    /// Package and version: `minimist@1.2.5`, `@scope/name@1.0.0`, or a bare name for the
+    /// name-level rules only.
+    pub package: String,
+
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Import OSV dumps from a zip file or a directory into DATA_DIR/advisories.
+    Import {
+        /// An OSV `all.zip`, or a directory holding `<ecosystem>.zip` or `<ecosystem>/all.zip`.
+        path: PathBuf,
+        /// Print the import report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what the advisory database holds.
+    Status {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download fresh OSV dumps (`BASE/<ecosystem>/all.zip`) and import them. On failure the
+    /// data already imported stays as it was.
+    Sync {
+        /// Where the dumps live [default: OSV's public bucket].
+        #[arg(long, value_name = "URL")]
+        base: Option<String>,
+        /// Only this ecosystem (repeatable) [default: npm, PyPI, crates.io].
+        #[arg(long = "ecosystem", value_name = "ECOSYSTEM")]
+        ecosystems: Vec<String>,
+        /// Give up on a download after this many seconds [default: 300].
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file and report waivers that are past their date or match nothing.
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the built-in default policy (a commented starting point for your own).
+    ShowDefault,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List recorded decisions, oldest first.
+    List {
+        /// Only the newest N.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Only this ecosystem.
+        #[arg(long)]
+        ecosystem: Option<String>,
+        /// Only this package.
+        #[arg(long)]
+        package: Option<String>,
+        /// Only this action: allow, warn or block.
+        #[arg(long)]
+        action: Option<String>,
+        /// Print as JSON (one array).
+        #[arg(long)]
+        json: bool,
+    },
+}

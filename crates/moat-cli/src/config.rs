@@ -1,0 +1,196 @@
+//! Configuration: command-line flags over `moat.toml` over built-in defaults, resolved once into
+//! plain values the library crates take.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use moat_advisories::{AdvisoryDb, Ecosystem, PopularNames};
+use moat_policy::Policy;
+
+use crate::cli::{GlobalArgs, SourceArgs};
+use crate::error::UserError;
+
+/// The default upstream npm registry.
+pub const DEFAULT_UPSTREAM_NPM: &str = "https://registry.npmjs.org";
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+/// `moat.toml`, as written. Every key is optional; flags win over it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub advisories: Option<PathBuf>,
+    pub popular: Option<PathBuf>,
+    pub policy: Option<PathBuf>,
+    pub metadata_ttl: Option<u64>,
+    pub upstream_timeout: Option<u64>,
+    #[serde(default)]
+    pub upstream: UpstreamSection,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub npm: Option<String>,
+}
+
+/// The file config plus the directory it was found in (relative paths in it are resolved
+/// against that directory).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub file: FileConfig,
+    base: PathBuf,
+}
+
+impl Loaded {
+    /// Read `--config FILE`, else `./moat.toml` when it exists, else nothing.
+    pub fn load(global: &GlobalArgs) -> anyhow::Result<Loaded> {
+        let path = match &global.config {
+            Some(path) => path.clone(),
+            None => {
+                let default = PathBuf::from("moat.toml");
+                if !default.is_file() {
+                    return Ok(Loaded { file: FileConfig::default(), base: PathBuf::from(".") });
+                }
+                default
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            UserError::new(format!("cannot read config file {}: {e}", path.display()))
+                .hint("pass an existing file with --config, or drop the flag to use the defaults")
+        })?;
+        let file: FileConfig = toml::from_str(&text).map_err(|e| {
+            UserError::new(format!("invalid config file {}: {e}", path.display()))
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Loaded { file, base })
+    }
+
+    fn resolve(&self, path: &Option<PathBuf>) -> Option<PathBuf> {
+        path.as_ref().map(|p| if p.is_absolute() { p.clone() } else { self.base.join(p) })
+    }
+
+    /// The data directory: flag, config, `$XDG_DATA_HOME/moat`, `~/.local/share/moat`.
+    pub fn data_dir(&self, global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = global.data_dir.clone().or_else(|| self.resolve(&self.file.data_dir)) {
+            return Ok(dir);
+        }
+        if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(xdg).join("moat"));
+        }
+        if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(home).join(".local/share/moat"));
+        }
+        Err(UserError::new("cannot tell where to keep moat's data")
+            .hint("pass --data-dir DIR or set MOAT_DATA_DIR")
+            .into())
+    }
+
+    pub fn listen(&self, flag: Option<SocketAddr>) -> SocketAddr {
+        flag.or(self.file.listen).unwrap_or_else(|| {
+            DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070)))
+        })
+    }
+}
+
+/// Everything a verdict depends on, loaded.
+pub struct Sources {
+    pub policy: Policy,
+    pub policy_origin: String,
+    pub advisories: AdvisoryDb,
+    pub popular: HashMap<Ecosystem, PopularNames>,
+    pub upstream_npm: String,
+    pub upstream_timeout: Duration,
+}
+
+impl Sources {
+    pub fn load(loaded: &Loaded, args: &SourceArgs, data_dir: &Path) -> anyhow::Result<Sources> {
+        let (policy, policy_origin) = match args.policy.clone().or_else(|| loaded.resolve(&loaded.file.policy)) {
+            Some(path) => (load_policy(&path)?, path.display().to_string()),
+            None => (Policy::builtin(), "built-in default".to_owned()),
+        };
+        let advisories = match args.advisories.clone().or_else(|| loaded.resolve(&loaded.file.advisories)) {
+            Some(path) => import(&path)?.0,
+            None => load_index(data_dir)?,
+        };
+        let popular_dir = args
+            .popular
+            .clone()
+            .or_else(|| loaded.resolve(&loaded.file.popular))
+            .unwrap_or_else(|| data_dir.join("popular"));
+        let popular = load_popular(&popular_dir)?;
+        if popular.is_empty() {
+            tracing::warn!(
+                "no popular-name lists in {}: typosquat checks are off (pass --popular DIR)",
+                popular_dir.display()
+            );
+        }
+        let upstream_npm = args
+            .upstream_npm
+            .clone()
+            .or_else(|| loaded.file.upstream.npm.clone())
+            .unwrap_or_else(|| DEFAULT_UPSTREAM_NPM.to_owned());
+        let upstream_timeout =
+            Duration::from_secs(args.upstream_timeout.or(loaded.file.upstream_timeout).unwrap_or(30));
+        Ok(Sources { policy, policy_origin, advisories, popular, upstream_npm, upstream_timeout })
+    }
+}
+
+/// Read and validate a policy file.
+pub fn load_policy(path: &Path) -> anyhow::Result<Policy> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UserError::new(format!("cannot read policy {}: {e}", path.display()))
+            .hint("`moat policy show-default > moat-policy.toml` writes a starting point")
+    })?;
+    Policy::from_toml(&text).map_err(|e| {
+        UserError::new(format!("invalid policy {}: {e}", path.display()))
+            .hint(format!("`moat policy check {}` explains every problem", path.display()))
+            .into()
+    })
+}
+
+/// Import OSV dumps from a zip file or a directory.
+pub fn import(path: &Path) -> anyhow::Result<(AdvisoryDb, moat_advisories::ImportReport)> {
+    let result = if path.is_dir() { AdvisoryDb::import_dir(path) } else { AdvisoryDb::import_zip(path) };
+    result.map_err(|e| {
+        UserError::new(e.to_string())
+            .hint("pass a directory holding npm.zip (or npm/all.zip), or one OSV all.zip file")
+            .into()
+    })
+}
+
+/// The advisory index directory inside the data directory.
+pub fn index_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("advisories")
+}
+
+/// Load the imported index; refuse to go on with no advisory data at all.
+pub fn load_index(data_dir: &Path) -> anyhow::Result<AdvisoryDb> {
+    let dir = index_dir(data_dir);
+    let db = AdvisoryDb::load_index(&dir).with_context(|| format!("loading {}", dir.display()))?;
+    if db.status().is_empty() {
+        return Err(UserError::new(format!("no advisory data in {}", dir.display()))
+            .hint("run `moat db sync` (downloads OSV dumps), `moat db import DIR`, or pass --advisories DIR")
+            .into());
+    }
+    Ok(db)
+}
+
+/// Load every `<ecosystem>.txt` popular-name list found in `dir` (none is not an error).
+pub fn load_popular(dir: &Path) -> anyhow::Result<HashMap<Ecosystem, PopularNames>> {
+    let mut lists = HashMap::new();
+    for ecosystem in Ecosystem::ALL {
+        let path = dir.join(format!("{}.txt", ecosystem.as_str()));
+        if path.is_file() {
+            let names = PopularNames::load(&path, ecosystem)?;
+            lists.insert(ecosystem, names);
+        }
+    }
+    Ok(lists)
+}

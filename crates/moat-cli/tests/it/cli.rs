@@ -1,0 +1,208 @@
+//! The other subcommands: `moat why`, `moat audit list`, `moat policy`, `moat db`.
+
+use std::path::Path;
+
+use moat_test_support::clients::{Client, Workspace};
+use moat_test_support::gate::run_moat;
+use serde_json::Value;
+
+use crate::{Env, MINIMIST_ADVISORY, MOAT, date_from_today};
+
+fn moat(args: &[&str]) -> moat_test_support::gate::MoatOutput {
+    run_moat(Path::new(MOAT), args)
+}
+
+/// Every string in a JSON document, for assertions that do not depend on its field names.
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().flat_map(strings).collect(),
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(key, v)| std::iter::once(key.clone()).chain(strings(v)))
+            .collect(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Vec::new(),
+    }
+}
+
+fn mentions(value: &Value, needle: &str) -> bool {
+    strings(value).iter().any(|s| s.contains(needle))
+}
+
+#[test]
+fn why_explains_a_blocked_version_in_text_and_json() {
+    let env = Env::start();
+    let text = env.gate.run_with_sources(&["why", "npm", "minimist@1.2.5"]);
+    text.assert_success();
+    assert!(text.stdout.contains(MINIMIST_ADVISORY), "{text}");
+    assert!(text.stdout.contains("moat.vulnerable"), "{text}");
+
+    let json = env
+        .gate
+        .run_with_sources(&["why", "npm", "minimist@1.2.5", "--json"]);
+    json.assert_success();
+    let verdict = json.json();
+    assert!(mentions(&verdict, MINIMIST_ADVISORY), "{verdict:#}");
+    assert!(mentions(&verdict, "moat.vulnerable"), "{verdict:#}");
+    assert!(mentions(&verdict, "block"), "{verdict:#}");
+}
+
+#[test]
+fn why_allows_an_approved_version() {
+    let env = Env::start();
+    let json = env
+        .gate
+        .run_with_sources(&["why", "npm", "minimist@1.2.8", "--json"]);
+    json.assert_success();
+    let verdict = json.json();
+    assert!(!mentions(&verdict, MINIMIST_ADVISORY), "{verdict:#}");
+}
+
+#[test]
+fn audit_list_records_the_gate_decisions_including_blocks() {
+    let env = Env::start();
+    let workspace = Workspace::new();
+    Client::Npm
+        .add(&workspace, &env.registry(), &["tiny-pad@^1.0.0"])
+        .assert_success();
+    Client::Npm
+        .add(&workspace, &env.registry(), &["minimist@1.2.5"])
+        .assert_failure();
+
+    let listed = env.gate.run(&["audit", "list", "--json"]);
+    listed.assert_success();
+    let events = listed.json();
+    let events = events
+        .as_array()
+        .unwrap_or_else(|| panic!("audit list --json is not an array: {listed}"));
+    let blocked = events.iter().any(|event| {
+        let text = strings(event).join(" ");
+        text.contains("minimist") && text.contains("1.2.5") && text.contains("block")
+    });
+    assert!(blocked, "no block of minimist@1.2.5 recorded: {listed}");
+    let allowed = events.iter().any(|event| {
+        let text = strings(event).join(" ");
+        text.contains("tiny-pad") && text.contains("1.1.0") && text.contains("allow")
+    });
+    assert!(allowed, "no allow of tiny-pad@1.1.0 recorded: {listed}");
+
+    let limited = env.gate.run(&["audit", "list", "--json", "--limit", "1"]);
+    limited.assert_success();
+    assert_eq!(
+        limited.json().as_array().map(Vec::len),
+        Some(1),
+        "{limited}"
+    );
+
+    let text = env.gate.run(&["audit", "list"]);
+    text.assert_success();
+    assert!(text.stdout.contains("minimist"), "{text}");
+}
+
+#[test]
+fn policy_check_reports_expired_and_unused_waivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let samples = moat_test_support::sample_advisories_dir();
+    moat(&[
+        "db",
+        "import",
+        &samples.to_string_lossy(),
+        "--data-dir",
+        &data.to_string_lossy(),
+    ])
+    .assert_success();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[advisories]\nblock-vulnerable = \"high\"\n\n\
+             [[waiver]]\nrule = \"moat.vulnerable\"\npackage = \"npm:minimist@1.2.5\"\n\
+             until = \"{expired}\"\nreason = \"expired waiver\"\n\n\
+             [[waiver]]\nrule = \"moat.vulnerable\"\npackage = \"npm:left-pad@1.3.0\"\n\
+             until = \"{future}\"\nreason = \"matches no advisory\"\n",
+            expired = date_from_today(-10),
+            future = date_from_today(365),
+        ),
+    )
+    .unwrap();
+    let policy = policy.to_string_lossy().into_owned();
+    let data = data.to_string_lossy().into_owned();
+
+    let text = moat(&["policy", "check", &policy, "--data-dir", &data]);
+    let output = format!("{}{}", text.stdout, text.stderr);
+    assert!(
+        output.contains("minimist"),
+        "expired waiver not reported: {text}"
+    );
+    assert!(
+        output.contains("expired"),
+        "expired waiver not reported: {text}"
+    );
+    assert!(
+        output.contains("left-pad"),
+        "unused waiver not reported: {text}"
+    );
+
+    let json = moat(&["policy", "check", &policy, "--json", "--data-dir", &data]);
+    let report = json.json();
+    assert!(mentions(&report, "minimist@1.2.5"), "{report:#}");
+    assert!(mentions(&report, "left-pad@1.3.0"), "{report:#}");
+}
+
+#[test]
+fn policy_check_rejects_an_invalid_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[advisories]\nblock-vulnerable = \"sometimes\"\n").unwrap();
+    let output = moat(&["policy", "check", &policy.to_string_lossy()]);
+    assert!(!output.status.success(), "{output}");
+    assert!(output.stderr.contains("block-vulnerable"), "{output}");
+}
+
+#[test]
+fn default_policy_is_a_valid_policy() {
+    let shown = moat(&["policy", "show-default"]);
+    shown.assert_success();
+    assert!(shown.stdout.contains("block-vulnerable"), "{shown}");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("default.toml");
+    std::fs::write(&policy, &shown.stdout).unwrap();
+    moat(&["policy", "check", &policy.to_string_lossy()]).assert_success();
+}
+
+#[test]
+fn db_import_then_status_reports_npm_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let samples = moat_test_support::sample_advisories_dir();
+    moat(&[
+        "db",
+        "import",
+        &samples.to_string_lossy(),
+        "--data-dir",
+        &data,
+    ])
+    .assert_success();
+    let status = moat(&["db", "status", "--json", "--data-dir", &data]);
+    status.assert_success();
+    let doc = status.json();
+    let ecosystems = doc["ecosystems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no ecosystems array: {doc:#}"));
+    let npm = ecosystems
+        .iter()
+        .find(|e| e["ecosystem"] == "npm")
+        .unwrap_or_else(|| panic!("no npm entry: {doc:#}"));
+    // 11 sample records, one of them withdrawn.
+    assert_eq!(npm["records"], 10, "{doc:#}");
+    assert!(npm["malicious"].as_u64().is_some_and(|n| n >= 1), "{doc:#}");
+}
+
+#[test]
+fn db_status_without_data_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = moat(&["db", "status", "--data-dir", &dir.path().to_string_lossy()]);
+    assert!(!output.status.success(), "{output}");
+    assert!(output.stderr.contains("moat db"), "no hint: {output}");
+}

@@ -1,0 +1,189 @@
+//! End-to-end tests: the real `moat` binary between real package clients (npm 11, pnpm 10,
+//! yarn 1, yarn 4) and a fixture upstream registry, all on loopback. Assertions follow what
+//! each client prints (see `shared/reference/clients.md`) and what it installs.
+//!
+//! Every test starts its own fixture, gate and client workspace, so tests run in parallel and
+//! share no cache.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod bad_input;
+mod cases;
+mod cli;
+mod npm;
+mod pnpm;
+mod yarn;
+
+use std::path::Path;
+
+use moat_test_support::gate::{GateArgs, MoatGate};
+use moat_test_support::npm::{FixtureRegistry, Package, Version};
+use moat_test_support::osv::{self, AdvisoryDir, PopularDir};
+
+/// The binary under test.
+pub const MOAT: &str = env!("CARGO_BIN_EXE_moat");
+
+/// The real advisory for minimist (in the shared samples): 1.0.0 ≤ v < 1.2.6 and v < 0.2.4.
+pub const MINIMIST_ADVISORY: &str = "GHSA-xvch-5gv4-984h";
+/// A fixture advisory (HIGH, no fixed release) for `tiny-pad` ≥ 1.2.0, its newest version.
+pub const TINY_PAD_ADVISORY: &str = "GHSA-moat-tiny-pad1";
+/// A fixture advisory (HIGH) for the scoped `@fixture/vuln` 1.0.0.
+pub const SCOPED_ADVISORY: &str = "GHSA-moat-scoped-001";
+
+/// The base policy: vulnerable at high and above blocked (also without a fixed release, so the
+/// newest `tiny-pad` is blocked), 3 days minimum age, typosquats blocked, event-stream denied.
+pub const POLICY: &str = r#"
+[advisories]
+block-malicious = true
+block-vulnerable = "high"
+require-fix = false
+
+[age]
+min-days = 3
+
+[names]
+typosquat = "block"
+
+[[deny]]
+package = "npm:event-stream"
+reason = "abandoned, once hijacked"
+"#;
+
+/// The upstream every test starts from. Publish times are years old unless a test is about
+/// age (`fresh-pkg@1.1.0`, one day old).
+pub fn world() -> Vec<Package> {
+    vec![
+        // 1.2.5 is vulnerable (GHSA-xvch-5gv4-984h), 1.2.6 and 1.2.8 are fixed; `legacy` points
+        // at the blocked version for the dist-tag route.
+        Package::new("minimist")
+            .versions(&["0.2.4", "1.2.0", "1.2.5", "1.2.6", "1.2.8"])
+            .tag("legacy", "1.2.5"),
+        // The newest version (and `latest`) is vulnerable: a range must land on 1.1.0.
+        Package::new("tiny-pad").versions(&["1.0.0", "1.1.0", "1.2.0"]),
+        // MAL-2021-1 (shared samples): every version malicious.
+        Package::new("cxp-jquery").versions(&["1.0.0", "1.0.1"]),
+        Package::new("lodash").versions(&["4.17.20", "4.17.21"]),
+        // A typosquat of lodash (adjacent swap).
+        Package::new("lodahs").versions(&["1.0.0"]),
+        // Denied by the base policy.
+        Package::new("event-stream").versions(&["3.3.4"]),
+        // 1.1.0 was published a day ago: too new for min-days = 3.
+        Package::new("fresh-pkg")
+            .version("1.0.0")
+            .version(Version::new("1.1.0").published_days_ago(1)),
+        Package::new("@fixture/scoped").versions(&["1.0.0", "1.1.0"]),
+        Package::new("@fixture/vuln").versions(&["1.0.0", "1.0.1"]),
+        // Depends on the vulnerable-in-its-newest tiny-pad through a range.
+        Package::new("uses-tiny-pad")
+            .version(Version::new("2.0.0").dependency("tiny-pad", "^1.0.0")),
+    ]
+}
+
+/// The shared samples (minimist, cxp-jquery, …) plus the fixture advisories.
+pub fn advisories() -> AdvisoryDir {
+    AdvisoryDir::with_samples(&[
+        osv::vulnerability(
+            TINY_PAD_ADVISORY,
+            "tiny-pad",
+            "HIGH",
+            "command injection in tiny-pad",
+            &[("introduced", "1.2.0")],
+        ),
+        osv::vulnerability(
+            SCOPED_ADVISORY,
+            "@fixture/vuln",
+            "HIGH",
+            "path traversal in @fixture/vuln",
+            &[("introduced", "0"), ("fixed", "1.0.1")],
+        ),
+    ])
+}
+
+/// Names worth impersonating.
+pub fn popular() -> PopularDir {
+    PopularDir::new(&["lodash", "express", "react", "minimist", "chalk"])
+}
+
+/// One test's world: the fixture upstream, its advisories and popular list, and a gate in
+/// front of it.
+pub struct Env {
+    pub gate: MoatGate,
+    pub upstream: FixtureRegistry,
+    _advisories: AdvisoryDir,
+    _popular: PopularDir,
+}
+
+impl Env {
+    /// The standard world behind a gate with the base policy.
+    pub fn start() -> Self {
+        Self::start_with(POLICY, &[])
+    }
+
+    /// The standard world behind a gate with this policy and extra gate flags.
+    pub fn start_with(policy: &str, extra: &[&str]) -> Self {
+        let upstream = FixtureRegistry::start(world());
+        let url = upstream.url().to_owned();
+        Self::start_upstream(upstream, &url, policy, extra)
+    }
+
+    /// A gate whose `--upstream-npm` is `upstream_url` (which need not be the fixture's).
+    pub fn start_upstream(
+        upstream: FixtureRegistry,
+        upstream_url: &str,
+        policy: &str,
+        extra: &[&str],
+    ) -> Self {
+        let advisories = advisories();
+        let popular = popular();
+        let mut args = GateArgs::new(upstream_url, advisories.path(), popular.path(), policy);
+        for arg in extra {
+            args = args.arg(arg);
+        }
+        let gate = MoatGate::start(Path::new(MOAT), args);
+        Self {
+            gate,
+            upstream,
+            _advisories: advisories,
+            _popular: popular,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/npm/`.
+    pub fn registry(&self) -> String {
+        self.gate.npm_registry()
+    }
+}
+
+/// The version named after `approved: ` in a block message (`approved: minimist@1.2.8; …`).
+pub fn approved_version(output: &str, package: &str) -> Option<String> {
+    let (_, rest) = output.split_once("approved: ")?;
+    let token = rest
+        .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+        .next()?;
+    let (name, version) = token.rsplit_once('@')?;
+    (name == package && !version.is_empty()).then(|| version.to_owned())
+}
+
+/// UTC date `days` from today, `YYYY-MM-DD`.
+pub fn date_from_today(days: i64) -> String {
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let date = today
+        .checked_add(jiff::Span::new().days(days))
+        .expect("date in range");
+    date.to_string()
+}
+
+#[test]
+fn approved_version_is_parsed_from_the_block_message() {
+    let message = "npm error 403 403 moat: blocked minimist@1.2.5 (moat.vulnerable): GHSA-xvch-5gv4-984h (critical, prototype pollution in minimist); approved: minimist@1.2.8; why: http://127.0.0.1:1/-/why/npm/minimist/1.2.5 - GET http://…";
+    assert_eq!(
+        approved_version(message, "minimist").as_deref(),
+        Some("1.2.8")
+    );
+    let scoped =
+        "moat: blocked @a/b@1.0.0 (moat.vulnerable): X; approved: @a/b@1.0.1, @a/b@0.9.0; why: …";
+    assert_eq!(approved_version(scoped, "@a/b").as_deref(), Some("1.0.1"));
+    assert_eq!(approved_version("approved: other@1.0.0;", "minimist"), None);
+}

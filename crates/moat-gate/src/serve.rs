@@ -1,0 +1,199 @@
+//! The router (every path canonicalised before routing) and the HTTP/1.1 accept loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::header::{ACCEPT, ALLOW, CONTENT_LENGTH, HeaderValue};
+use http::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use moat_advisories::Ecosystem;
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+
+use crate::Gate;
+use crate::gate::Decision;
+use crate::npm::NpmCall;
+use crate::respond::{self, JSON};
+
+/// The gate's routes: `/npm/…` and `/-/why/npm/<name>[/<version>]`.
+pub fn router(gate: Arc<Gate>) -> Router {
+    Router::new().fallback(handle).with_state(gate)
+}
+
+async fn handle(State(gate): State<Arc<Gate>>, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let identity = match peer {
+        Some(ip) => format!("anonymous@{ip}"),
+        None => "anonymous@unknown".to_owned(),
+    };
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let reason = "moat: method not allowed: the gate only answers GET and HEAD";
+        let mut response = respond::error(StatusCode::METHOD_NOT_ALLOWED, reason);
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let announced = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > gate.config.limits.max_request_body) {
+        return respond::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "moat: request body too large",
+        );
+    }
+    let segments = match moat_registry::npm::canonical_segments(request.uri().path()) {
+        Ok(segments) => segments,
+        Err(err) => {
+            return respond::error(
+                StatusCode::BAD_REQUEST,
+                &format!("moat: bad request: {err}"),
+            );
+        }
+    };
+    let headers = request.headers();
+    match segments.first().map(String::as_str) {
+        Some("npm") => {
+            NpmCall {
+                gate: &gate,
+                headers,
+                identity: &identity,
+            }
+            .handle(&segments[1..])
+            .await
+        }
+        Some("-") if segments.get(1).is_some_and(|s| s == "why") => {
+            let json = headers
+                .get_all(ACCEPT)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.contains(JSON)))
+                || request
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.split('&').any(|p| p == "format=json"));
+            why(&gate, &segments[2..], json, &identity).await
+        }
+        _ => respond::error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// `GET /-/why/<ecosystem>/<name>[/<version>]`.
+async fn why(gate: &Gate, segments: &[String], json: bool, identity: &str) -> Response {
+    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let (ecosystem, name, version) = match parts.as_slice() {
+        ["npm", scope, name, rest @ ..] if scope.starts_with('@') => {
+            (Ecosystem::Npm, format!("{scope}/{name}"), rest)
+        }
+        ["npm", name, rest @ ..] => (Ecosystem::Npm, (*name).to_owned(), rest),
+        _ => return respond::error(StatusCode::NOT_FOUND, "not found"),
+    };
+    let version = match version {
+        [] => None,
+        [version] => Some(*version),
+        _ => return respond::error(StatusCode::NOT_FOUND, "not found"),
+    };
+    let verdict = match gate.why(ecosystem, &name, version).await {
+        Ok(verdict) => verdict,
+        Err(err) => return respond::gate_error(&err),
+    };
+    let why_url = gate.why_url(&name, version);
+    let decision = Decision {
+        identity,
+        package: &name,
+        version,
+        request: "why",
+        verdict: &verdict,
+        message: None,
+    };
+    if let Err(err) = gate.record(decision).await {
+        return respond::gate_error(&err);
+    }
+    if json {
+        let body = serde_json::to_vec(&verdict).unwrap_or_default();
+        return respond::bytes(StatusCode::OK, JSON, Bytes::from(body));
+    }
+    let text = crate::why::render_text(&verdict, &why_url);
+    respond::bytes(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        Bytes::from(text),
+    )
+}
+
+/// Serve `gate` on `listener` over HTTP/1.1 (no HTTP/2, no upgrades) until `shutdown`
+/// completes; then stop accepting, let open connections finish their current request, and
+/// close whatever is left after the shutdown timeout.
+pub async fn serve(
+    listener: TcpListener,
+    gate: Arc<Gate>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = gate.config.limits.clone();
+    let app = router(gate);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let mut stopped = stopped.clone();
+        let limits = limits.clone();
+        connections.spawn(async move {
+            let service =
+                hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    app.clone().oneshot(request.map(axum::body::Body::new))
+                });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes.max(8192))
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(error = %err, %peer, "connection ended with an error");
+                    }
+                }
+                _ = stopped.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(limits.shutdown_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("shutdown timeout: closing remaining connections");
+        connections.abort_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Route behaviour: ping, methods, why, ETags, not found, raw reason phrase.
+
+use crate::support::{self, get, raw, start};
+
+#[tokio::test]
+async fn ping_method_and_not_found() {
+    let gate = start().await;
+    let ping = get(gate.addr, "/npm/-/ping").await;
+    assert_eq!((ping.status, ping.text().as_str()), (200, "{}"));
+    let post = raw(gate.addr, "POST", "/npm/demo", &[("Content-Length", "0")]).await;
+    assert_eq!(post.status, 405);
+    assert!(
+        post.status_line
+            .starts_with("HTTP/1.1 405 moat: method not allowed"),
+        "{}",
+        post.status_line
+    );
+    let missing = get(gate.addr, "/npm/no-such-package").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json(), serde_json::json!({"error": "not found"}));
+    assert_eq!(get(gate.addr, "/npm/demo/9.9.9").await.status, 404);
+    assert_eq!(
+        get(gate.addr, "/npm/demo/-/demo-9.9.9.tgz").await.status,
+        404
+    );
+    assert_eq!(get(gate.addr, "/elsewhere").await.status, 404);
+}
+
+#[tokio::test]
+async fn abbreviated_form_and_tarball_urls() {
+    let gate = start().await;
+    let reply = raw(
+        gate.addr,
+        "GET",
+        "/npm/@scope%2fpkg",
+        &[(
+            "Accept",
+            "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8",
+        )],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/vnd.npm.install-v1+json")
+    );
+    let doc = reply.json();
+    assert!(doc.get("readme").is_none());
+    assert!(doc["versions"]["2.0.1"].get("description").is_none());
+    let tarball = doc["versions"]["2.0.1"]["dist"]["tarball"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        tarball,
+        format!("http://{}/npm/@scope/pkg/-/pkg-2.0.1.tgz", gate.addr)
+    );
+    let fetched = get(gate.addr, &tarball[tarball.find("/npm/").unwrap()..]).await;
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.body, support::tarball_bytes("@scope/pkg", "2.0.1"));
+    // warm: served again from the cache, upstream asked once
+    assert_eq!(
+        get(gate.addr, "/npm/@scope/pkg/-/pkg-2.0.1.tgz")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(gate.upstream.hits_for("/tarballs/"), 1);
+    let on_disk = std::fs::read_dir(gate.data_dir.path().join("cache/npm/sha512"))
+        .unwrap()
+        .count();
+    assert_eq!(on_disk, 1);
+}
+
+#[tokio::test]
+async fn etag_revalidation_and_policy_dependence() {
+    let gate = start().await;
+    let first = get(gate.addr, "/npm/demo").await;
+    let etag = first.header("etag").unwrap().to_owned();
+    let again = raw(gate.addr, "GET", "/npm/demo", &[("If-None-Match", &etag)]).await;
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    assert_eq!(
+        gate.upstream.hits_for("/demo"),
+        1,
+        "warm path does not go upstream"
+    );
+    // The abbreviated form has its own ETag.
+    let abbreviated = raw(
+        gate.addr,
+        "GET",
+        "/npm/demo",
+        &[("Accept", "application/vnd.npm.install-v1+json")],
+    )
+    .await;
+    assert_ne!(abbreviated.header("etag"), Some(etag.as_str()));
+    // Another policy: another ETag for the same upstream document.
+    let (upstream, base) = support::start_upstream().await;
+    let stricter = format!(
+        "{}\n[[deny]]\npackage = \"npm:demo@1.0.0\"\nreason = \"test\"\n",
+        support::POLICY
+    );
+    let other = support::start_with(upstream, &base, &stricter, |_| {}).await;
+    let changed = raw(other.addr, "GET", "/npm/demo", &[("If-None-Match", &etag)]).await;
+    assert_eq!(changed.status, 200);
+    assert_ne!(changed.header("etag"), Some(etag.as_str()));
+}
+
+#[tokio::test]
+async fn why_text_and_json() {
+    let gate = start().await;
+    let text = get(gate.addr, "/-/why/npm/demo/1.1.0").await;
+    assert_eq!(text.status, 200);
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    let body = text.text();
+    for needle in [
+        "demo@1.1.0: blocked",
+        "moat.vulnerable",
+        "GHSA-demo-0000-0001 (critical)",
+        "fixed in: 1.2.0",
+        "[[waiver]]",
+        "demo@1.0.1",
+    ] {
+        assert!(body.contains(needle), "missing {needle:?}:\n{body}");
+    }
+    let json = get(gate.addr, "/-/why/npm/demo/1.1.0?format=json")
+        .await
+        .json();
+    assert_eq!(json["action"], "block");
+    assert_eq!(json["approved"][0], "1.0.1");
+    let json = raw(
+        gate.addr,
+        "GET",
+        "/-/why/npm/evil-pkg",
+        &[("Accept", "application/json")],
+    )
+    .await
+    .json();
+    assert_eq!(json["findings"][0]["rule"], "moat.malicious");
+    let evil = get(gate.addr, "/-/why/npm/evil-pkg").await.text();
+    assert!(evil.contains("moat.malicious cannot be waived"), "{evil}");
+    assert_eq!(get(gate.addr, "/-/why/npm/demo/9.9.9").await.status, 404);
+    let records = gate.audit.list(&moat_audit::ListQuery::default()).unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| matches!(&r.event, moat_audit::Event::Decision(d) if d.request == "why"))
+    );
+}

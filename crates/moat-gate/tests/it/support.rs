@@ -1,0 +1,342 @@
+//! A tiny fake npm upstream, the gate under test, and a raw HTTP/1.1 client.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a panic is a failed test
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use moat_advisories::{AdvisoryDb, Ecosystem, PopularNames};
+use moat_audit::AuditLog;
+use moat_gate::{Gate, GateConfig};
+use moat_policy::Policy;
+use sha2::Digest as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const POLICY: &str = r#"
+[advisories]
+block-vulnerable = "high"
+[age]
+min-days = 3
+[[deny]]
+package = "npm:denied-pkg"
+reason = "abandoned, once hijacked"
+"#;
+
+fn osv(id: &str, name: &str, introduced: &str, fixed: Option<&str>, severity: &str) -> String {
+    let mut events = vec![serde_json::json!({ "introduced": introduced })];
+    if let Some(fixed) = fixed {
+        events.push(serde_json::json!({ "fixed": fixed }));
+    }
+    serde_json::json!({
+        "schema_version": "1.6.0", "id": id, "modified": "2025-01-01T00:00:00Z",
+        "summary": format!("bad things in {name}"),
+        "database_specific": { "severity": severity },
+        "affected": [{ "package": { "ecosystem": "npm", "name": name },
+                       "ranges": [{ "type": "SEMVER", "events": events }] }]
+    })
+    .to_string()
+}
+
+pub fn advisories() -> AdvisoryDb {
+    let records = [
+        osv(
+            "GHSA-demo-0000-0001",
+            "demo",
+            "1.1.0",
+            Some("1.2.0"),
+            "CRITICAL",
+        ),
+        osv(
+            "GHSA-scop-0000-0001",
+            "@scope/pkg",
+            "0",
+            Some("2.0.1"),
+            "HIGH",
+        ),
+        osv("MAL-2099-1", "evil-pkg", "0", None, "CRITICAL"),
+    ];
+    let records: Vec<&str> = records.iter().map(String::as_str).collect();
+    let (db, report) = AdvisoryDb::from_osv_json(&records);
+    assert_eq!(report.malformed, 0, "{:?}", report.problems);
+    db
+}
+
+/// The fake upstream's behaviour.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    Normal,
+    Status(u16),
+    Slow(Duration),
+}
+
+#[derive(Default)]
+pub struct Upstream {
+    pub packuments: Mutex<HashMap<String, Vec<u8>>>,
+    pub tarballs: Mutex<HashMap<String, Vec<u8>>>,
+    pub hits: Mutex<Vec<String>>,
+    pub mode: Mutex<Option<Mode>>,
+    pub count: AtomicUsize,
+}
+
+impl Upstream {
+    pub fn hits_for(&self, needle: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|hit| hit.contains(needle))
+            .count()
+    }
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = Some(mode);
+    }
+}
+
+pub fn tarball_bytes(name: &str, version: &str) -> Vec<u8> {
+    format!("tarball of {name}@{version}").into_bytes()
+}
+
+/// Add a package: `(version, published)`; tarballs hash correctly unless `corrupt` names one.
+pub fn publish(
+    upstream: &Upstream,
+    base: &str,
+    name: &str,
+    versions: &[&str],
+    tags: &[(&str, &str)],
+    corrupt: Option<&str>,
+) {
+    let basename = name.rsplit('/').next().unwrap();
+    let mut doc_versions = serde_json::Map::new();
+    let mut time = serde_json::Map::new();
+    time.insert("modified".into(), "2021-01-01T00:00:00.000Z".into());
+    for version in versions {
+        let bytes = tarball_bytes(name, version);
+        let file = format!("{}-{basename}-{version}.tgz", name.replace('/', "_"));
+        let integrity = format!(
+            "sha512-{}",
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(&bytes))
+        );
+        let served = if corrupt == Some(*version) {
+            b"tampered bytes".to_vec()
+        } else {
+            bytes
+        };
+        upstream
+            .tarballs
+            .lock()
+            .unwrap()
+            .insert(file.clone(), served);
+        doc_versions.insert(
+            (*version).into(),
+            serde_json::json!({
+                "name": name, "version": version, "description": "d", "scripts": {"test": "x"},
+                "dependencies": {},
+                "dist": { "tarball": format!("{base}/tarballs/{file}"), "integrity": integrity }
+            }),
+        );
+        time.insert((*version).into(), "2020-01-01T00:00:00.000Z".into());
+    }
+    let tags: serde_json::Map<String, serde_json::Value> = tags
+        .iter()
+        .map(|(tag, version)| ((*tag).into(), (*version).into()))
+        .collect();
+    let doc = serde_json::json!({ "_id": name, "name": name, "dist-tags": tags, "time": time, "versions": doc_versions, "readme": "r" });
+    upstream
+        .packuments
+        .lock()
+        .unwrap()
+        .insert(name.to_owned(), serde_json::to_vec(&doc).unwrap());
+}
+
+async fn upstream_handler(State(upstream): State<Arc<Upstream>>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    upstream.hits.lock().unwrap().push(path.clone());
+    upstream.count.fetch_add(1, Ordering::SeqCst);
+    let mode = upstream.mode.lock().unwrap().unwrap_or(Mode::Normal);
+    match mode {
+        Mode::Normal => {}
+        Mode::Status(code) => return http::StatusCode::from_u16(code).unwrap().into_response(),
+        Mode::Slow(delay) => tokio::time::sleep(delay).await,
+    }
+    if let Some(file) = path.strip_prefix("/tarballs/") {
+        return match upstream.tarballs.lock().unwrap().get(file) {
+            Some(bytes) => bytes.clone().into_response(),
+            None => http::StatusCode::NOT_FOUND.into_response(),
+        };
+    }
+    let name = percent_encoding::percent_decode_str(&path[1..])
+        .decode_utf8_lossy()
+        .into_owned();
+    match upstream.packuments.lock().unwrap().get(&name) {
+        Some(body) => (
+            [(http::header::CONTENT_TYPE, "application/json")],
+            body.clone(),
+        )
+            .into_response(),
+        None => http::StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Start the fake upstream with the standard fixture packages.
+pub async fn start_upstream() -> (Arc<Upstream>, String) {
+    let upstream = Arc::new(Upstream::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    publish(
+        &upstream,
+        &base,
+        "demo",
+        &["1.0.0", "1.0.1", "1.1.0"],
+        &[("latest", "1.1.0"), ("beta", "1.1.0")],
+        None,
+    );
+    publish(
+        &upstream,
+        &base,
+        "@scope/pkg",
+        &["2.0.0", "2.0.1"],
+        &[("latest", "2.0.1")],
+        None,
+    );
+    publish(
+        &upstream,
+        &base,
+        "evil-pkg",
+        &["1.0.0"],
+        &[("latest", "1.0.0")],
+        None,
+    );
+    publish(
+        &upstream,
+        &base,
+        "badsum",
+        &["1.0.0"],
+        &[("latest", "1.0.0")],
+        Some("1.0.0"),
+    );
+    upstream
+        .packuments
+        .lock()
+        .unwrap()
+        .insert("broken".into(), b"{\"name\": \"broken\", ".to_vec());
+    upstream.packuments.lock().unwrap().insert(
+        "wrongname".into(),
+        br#"{"name":"other","versions":{}}"#.to_vec(),
+    );
+    let app = axum::Router::new()
+        .fallback(upstream_handler)
+        .with_state(Arc::clone(&upstream));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (upstream, base)
+}
+
+pub struct TestGate {
+    pub addr: SocketAddr,
+    pub audit: AuditLog,
+    pub data_dir: tempfile::TempDir,
+    pub upstream: Arc<Upstream>,
+}
+
+/// A gate in front of a fresh fake upstream.
+pub async fn start() -> TestGate {
+    let (upstream, base) = start_upstream().await;
+    start_with(upstream, &base, POLICY, |_| {}).await
+}
+
+pub async fn start_with(
+    upstream: Arc<Upstream>,
+    base: &str,
+    policy: &str,
+    tweak: impl FnOnce(&mut GateConfig),
+) -> TestGate {
+    let data_dir = tempfile::tempdir().unwrap();
+    let audit = AuditLog::open(&data_dir.path().join("audit.db")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = GateConfig::new(format!("http://{addr}"), data_dir.path());
+    config.upstream.npm = base.to_owned();
+    config.upstream.timeout = Duration::from_secs(5);
+    tweak(&mut config);
+    let policy = Policy::from_toml(policy).unwrap();
+    let popular = HashMap::from([(
+        Ecosystem::Npm,
+        PopularNames::from_names(Ecosystem::Npm, ["lodash", "express"]),
+    )]);
+    let gate = Gate::new(config, policy, advisories(), popular, audit.clone()).unwrap();
+    tokio::spawn(moat_gate::serve(
+        listener,
+        Arc::new(gate),
+        std::future::pending(),
+    ));
+    TestGate {
+        addr,
+        audit,
+        data_dir,
+        upstream,
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status_line: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Send one request exactly as written and read the whole answer.
+pub async fn raw(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
+    let head = String::from_utf8(answer[..split].to_vec()).unwrap();
+    let body = answer[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap().to_owned();
+    let status = status_line[9..12].parse().unwrap();
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status_line,
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Reply {
+    raw(addr, "GET", path, &[]).await
+}

@@ -1,0 +1,335 @@
+//! Real package clients (npm 11, pnpm 10, yarn 1, yarn 4) run against a registry URL with
+//! isolated configuration: a clean environment, a per-workspace `$HOME`, and per-workspace
+//! caches and stores, so no test sees another's metadata cache.
+//!
+//! A missing client fails the test with a hint (CI installs them with `.ci/install-clients`);
+//! it is never skipped silently.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+
+use serde_json::json;
+use tempfile::TempDir;
+
+/// Where `.ci/install-clients` puts yarn 4, so it does not clash with yarn 1 on `PATH`.
+const YARN4_DEFAULT: &str = "/opt/yarn4/bin/yarn";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    Npm,
+    Pnpm,
+    Yarn1,
+    Yarn4,
+}
+
+impl Client {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Npm => "npm",
+            Self::Pnpm => "pnpm",
+            Self::Yarn1 => "yarn 1",
+            Self::Yarn4 => "yarn 4",
+        }
+    }
+
+    /// The executable: `$MOAT_<CLIENT>` when set, else the usual place.
+    pub fn program(self) -> PathBuf {
+        let (variable, default) = match self {
+            Self::Npm => ("MOAT_NPM", "npm"),
+            Self::Pnpm => ("MOAT_PNPM", "pnpm"),
+            Self::Yarn1 => ("MOAT_YARN1", "yarn"),
+            Self::Yarn4 => ("MOAT_YARN4", YARN4_DEFAULT),
+        };
+        std::env::var_os(variable).map_or_else(|| PathBuf::from(default), PathBuf::from)
+    }
+
+    /// The client's `--version`; panics with a hint when it is missing or the wrong major.
+    pub fn version(self) -> String {
+        let program = self.program();
+        let output = Command::new(&program)
+            .arg("--version")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", std::env::temp_dir())
+            .stdin(Stdio::null())
+            .output();
+        let version = match output {
+            Ok(output) if output.status.success() => {
+                String::from_utf8_lossy(&output.stdout).trim().to_owned()
+            }
+            Ok(output) => panic!(
+                "{} ({}) --version failed: {}\nhint: run .ci/install-clients",
+                self.name(),
+                program.display(),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            Err(error) => panic!(
+                "{} not found at {} ({error})\nhint: run .ci/install-clients",
+                self.name(),
+                program.display()
+            ),
+        };
+        let expected_major = match self {
+            Self::Npm => "11.",
+            Self::Pnpm => "10.",
+            Self::Yarn1 => "1.",
+            Self::Yarn4 => "4.",
+        };
+        assert!(
+            version.starts_with(expected_major),
+            "{} at {} is version {version}, expected {expected_major}x\nhint: run .ci/install-clients",
+            self.name(),
+            program.display()
+        );
+        version
+    }
+
+    /// Adds packages to the workspace's project (`npm install`, `pnpm add`, `yarn add`).
+    pub fn add(self, workspace: &Workspace, registry: &str, specs: &[&str]) -> ClientOutput {
+        let mut args: Vec<&str> = match self {
+            Self::Npm => vec!["install"],
+            Self::Pnpm | Self::Yarn1 | Self::Yarn4 => vec!["add"],
+        };
+        args.extend_from_slice(specs);
+        self.run(workspace, registry, &args)
+    }
+
+    /// Runs the client in the workspace's project with isolation flags added.
+    pub fn run(self, workspace: &Workspace, registry: &str, args: &[&str]) -> ClientOutput {
+        self.version();
+        let mut command = Command::new(self.program());
+        command
+            .current_dir(workspace.project())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", workspace.home())
+            .env("XDG_CONFIG_HOME", workspace.home().join(".config"))
+            .env("XDG_CACHE_HOME", workspace.home().join(".cache"))
+            .env("XDG_DATA_HOME", workspace.home().join(".local/share"))
+            .env("XDG_STATE_HOME", workspace.home().join(".local/state"))
+            .env("TMPDIR", workspace.tmp())
+            .env("NO_COLOR", "1")
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null());
+        let cache = workspace.cache();
+        let path = |p: PathBuf| p.to_string_lossy().into_owned();
+        match self {
+            Self::Npm => {
+                command.args(args).args([
+                    "--registry",
+                    registry,
+                    "--cache",
+                    &path(cache.join("npm")),
+                    "--userconfig",
+                    &path(workspace.home().join(".npmrc")),
+                    "--globalconfig",
+                    &path(workspace.home().join("global-npmrc")),
+                    "--no-fund",
+                    "--no-audit",
+                    "--no-update-notifier",
+                    "--color=false",
+                    "--progress=false",
+                ]);
+            }
+            Self::Pnpm => {
+                command.args(args).args([
+                    "--registry",
+                    registry,
+                    "--store-dir",
+                    &path(cache.join("pnpm-store")),
+                    "--cache-dir",
+                    &path(cache.join("pnpm-cache")),
+                    "--config.state-dir",
+                    &path(cache.join("pnpm-state")),
+                    "--reporter=append-only",
+                    "--no-color",
+                ]);
+            }
+            Self::Yarn1 => {
+                command.args(args).args([
+                    "--registry",
+                    registry,
+                    "--cache-folder",
+                    &path(cache.join("yarn1")),
+                    "--no-lockfile",
+                    "--non-interactive",
+                    "--no-progress",
+                ]);
+            }
+            Self::Yarn4 => {
+                workspace.write_yarnrc(registry);
+                command
+                    .args(args)
+                    .env("YARN_ENABLE_TELEMETRY", "0")
+                    .env("YARN_ENABLE_COLORS", "0")
+                    .env("YARN_ENABLE_PROGRESS_BARS", "0");
+            }
+        }
+        let output = command
+            .output()
+            .unwrap_or_else(|error| panic!("run {}: {error}", self.name()));
+        ClientOutput {
+            client: self,
+            args: args.iter().map(|&a| a.to_owned()).collect(),
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// What a client run printed and how it ended.
+#[derive(Debug)]
+pub struct ClientOutput {
+    pub client: Client,
+    pub args: Vec<String>,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ClientOutput {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// stdout then stderr.
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    pub fn assert_success(&self) -> &Self {
+        assert!(self.success(), "expected success: {self}");
+        self
+    }
+
+    pub fn assert_failure(&self) -> &Self {
+        assert!(!self.success(), "expected failure: {self}");
+        self
+    }
+
+    /// Panics unless the output contains `needle`.
+    pub fn assert_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.text().contains(needle),
+            "expected {needle:?} in: {self}"
+        );
+        self
+    }
+}
+
+impl std::fmt::Display for ClientOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} -> {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.client.name(),
+            self.args.join(" "),
+            self.status,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// A temp dir with a project (`package.json`), a `$HOME` and caches, used by one test.
+pub struct Workspace {
+    root: TempDir,
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("moat-client-")
+            .tempdir()
+            .expect("temp dir");
+        for dir in ["project", "home", "cache", "tmp"] {
+            std::fs::create_dir_all(root.path().join(dir)).expect("create dir");
+        }
+        let workspace = Self { root };
+        workspace.write(
+            "package.json",
+            &serde_json::to_string_pretty(&json!({
+                "name": "moat-e2e-project",
+                "version": "1.0.0",
+                "private": true,
+            }))
+            .expect("serialisable"),
+        );
+        std::fs::write(workspace.home().join(".npmrc"), "").expect("write npmrc");
+        std::fs::write(workspace.home().join("global-npmrc"), "").expect("write npmrc");
+        workspace
+    }
+
+    pub fn project(&self) -> PathBuf {
+        self.root.path().join("project")
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.root.path().join("cache")
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.root.path().join("tmp")
+    }
+
+    /// Writes a file in the project.
+    pub fn write(&self, relative: &str, contents: &str) {
+        let path = self.project().join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create dir");
+        }
+        std::fs::write(&path, contents)
+            .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+    }
+
+    /// The version installed at `node_modules/<name>`, if any.
+    pub fn installed_version(&self, name: &str) -> Option<String> {
+        let manifest = self
+            .project()
+            .join("node_modules")
+            .join(name)
+            .join("package.json");
+        let text = std::fs::read_to_string(manifest).ok()?;
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        value["version"].as_str().map(str::to_owned)
+    }
+
+    /// Removes `node_modules` (and lockfiles a failed run may have left).
+    pub fn reset_install(&self) {
+        let _ = std::fs::remove_dir_all(self.project().join("node_modules"));
+    }
+
+    fn write_yarnrc(&self, registry: &str) {
+        let cache = self.cache();
+        let yarnrc = format!(
+            "npmRegistryServer: {registry:?}\n\
+             unsafeHttpWhitelist:\n  - \"127.0.0.1\"\n  - \"localhost\"\n\
+             enableGlobalCache: false\n\
+             cacheFolder: {cache_folder:?}\n\
+             globalFolder: {global_folder:?}\n\
+             nodeLinker: node-modules\n\
+             enableTelemetry: false\n\
+             enableImmutableInstalls: false\n\
+             enableProgressBars: false\n\
+             npmMinimalAgeGate: 0\n",
+            registry = registry.trim_end_matches('/'),
+            cache_folder = cache.join("yarn4").to_string_lossy(),
+            global_folder = cache.join("yarn4-global").to_string_lossy(),
+        );
+        self.write(".yarnrc.yml", &yarnrc);
+        if !self.project().join("yarn.lock").exists() {
+            self.write("yarn.lock", "");
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The real `moat` binary: a running `moat gate` and one-shot subcommands.
+//!
+//! CLI contract relied on: `moat gate --listen 127.0.0.1:0 …` prints a line containing
+//! `listening on http://HOST:PORT` to stderr once bound.
+
+use std::io::{BufRead as _, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+/// A guard against a gate that never binds, not a timing assertion.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a gate is started with.
+#[derive(Debug, Clone)]
+pub struct GateArgs {
+    pub upstream_npm: String,
+    pub advisories: PathBuf,
+    pub popular: PathBuf,
+    /// The policy file's text (TOML).
+    pub policy: String,
+    /// More flags, e.g. `["--upstream-timeout", "2"]`.
+    pub extra: Vec<String>,
+}
+
+impl GateArgs {
+    pub fn new(upstream_npm: &str, advisories: &Path, popular: &Path, policy: &str) -> Self {
+        Self {
+            upstream_npm: upstream_npm.to_owned(),
+            advisories: advisories.to_owned(),
+            popular: popular.to_owned(),
+            policy: policy.to_owned(),
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra.push(arg.to_owned());
+        self
+    }
+}
+
+/// A running `moat gate`; killed when dropped.
+pub struct MoatGate {
+    binary: PathBuf,
+    child: Child,
+    url: String,
+    home: TempDir,
+    args: GateArgs,
+    output: Arc<Mutex<String>>,
+}
+
+impl MoatGate {
+    /// Spawns `moat gate` with a fresh data dir and waits until it listens.
+    pub fn start(binary: &Path, args: GateArgs) -> Self {
+        let home = tempfile::Builder::new()
+            .prefix("moat-gate-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir_all(home.path().join("data")).expect("data dir");
+        std::fs::write(home.path().join("policy.toml"), &args.policy).expect("write policy");
+        let mut command = Command::new(binary);
+        command
+            .arg("gate")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(data_flags(home.path(), &args))
+            .args(&args.extra)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("spawn {}: {error}", binary.display()));
+        let output = Arc::new(Mutex::new(String::new()));
+        let (url_tx, url_rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        drain(stderr, output.clone(), Some(url_tx));
+        let stdout = child.stdout.take().expect("piped stdout");
+        drain(stdout, output.clone(), None);
+        let url = match url_rx.recv_timeout(START_TIMEOUT) {
+            Ok(url) => url,
+            Err(error) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                // Let the drain threads finish reading what the child wrote.
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "moat gate did not print `listening on http://…` ({error}); exit: {status:?}\n\
+                     args: {command:?}\n--- output ---\n{}",
+                    output.lock().unwrap()
+                );
+            }
+        };
+        Self {
+            binary: binary.to_owned(),
+            child,
+            url,
+            home,
+            args,
+            output,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The npm registry URL to give clients: `http://127.0.0.1:PORT/npm/`.
+    pub fn npm_registry(&self) -> String {
+        format!("{}/npm/", self.url)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.home.path().join("data")
+    }
+
+    pub fn policy_path(&self) -> PathBuf {
+        self.home.path().join("policy.toml")
+    }
+
+    /// Everything the gate printed so far (stderr and stdout).
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// The `--data-dir --advisories --popular --policy --upstream-npm` flags this gate runs
+    /// with, for subcommands that must see the same state (`moat why`, `moat audit list`).
+    pub fn data_flags(&self) -> Vec<String> {
+        data_flags(self.home.path(), &self.args)
+    }
+
+    /// Runs `moat ARGS… --data-dir <this gate's data dir>`.
+    pub fn run(&self, args: &[&str]) -> MoatOutput {
+        let mut all: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+        all.push("--data-dir".into());
+        all.push(self.data_dir().to_string_lossy().into_owned());
+        run_moat(&self.binary, &all)
+    }
+
+    /// Runs `moat ARGS… <all data flags>`, for subcommands that take the gate's sources
+    /// (`moat why`).
+    pub fn run_with_sources(&self, args: &[&str]) -> MoatOutput {
+        let mut all: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+        all.extend(self.data_flags());
+        run_moat(&self.binary, &all)
+    }
+}
+
+impl Drop for MoatGate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn data_flags(home: &Path, args: &GateArgs) -> Vec<String> {
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    vec![
+        "--data-dir".into(),
+        path(&home.join("data")),
+        "--advisories".into(),
+        path(&args.advisories),
+        "--popular".into(),
+        path(&args.popular),
+        "--policy".into(),
+        path(&home.join("policy.toml")),
+        "--upstream-npm".into(),
+        args.upstream_npm.clone(),
+    ]
+}
+
+/// Copies a child's stream into `output`; sends the URL after `listening on ` once seen.
+fn drain(
+    stream: impl Read + Send + 'static,
+    output: Arc<Mutex<String>>,
+    url_tx: Option<mpsc::Sender<String>>,
+) {
+    std::thread::spawn(move || {
+        let mut url_tx = url_tx;
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = listening_url(&line) {
+                if let Some(tx) = url_tx.take() {
+                    let _ = tx.send(url);
+                }
+            }
+            let mut output = output.lock().unwrap();
+            output.push_str(&line);
+            output.push('\n');
+        }
+    });
+}
+
+fn listening_url(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once("listening on ")?;
+    let token = rest.split_whitespace().next()?;
+    token
+        .starts_with("http://")
+        .then(|| token.trim_end_matches('/').to_owned())
+}
+
+/// The result of a one-shot `moat` command.
+#[derive(Debug)]
+pub struct MoatOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl MoatOutput {
+    /// Panics with both streams unless the command succeeded.
+    pub fn assert_success(&self) -> &Self {
+        assert!(self.status.success(), "moat failed: {self}");
+        self
+    }
+
+    /// stdout parsed as JSON; panics with both streams when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}): {self}"))
+    }
+}
+
+impl std::fmt::Display for MoatOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `moat ARGS…` to completion.
+pub fn run_moat<S: AsRef<std::ffi::OsStr>>(binary: &Path, args: &[S]) -> MoatOutput {
+    let output = Command::new(binary)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("run {}: {error}", binary.display()));
+    MoatOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_url_in_the_listening_line() {
+        assert_eq!(
+            listening_url("moat gate listening on http://127.0.0.1:4321"),
+            Some("http://127.0.0.1:4321".to_owned())
+        );
+        assert_eq!(
+            listening_url("2026 INFO moat gate listening on http://127.0.0.1:1/ (npm)"),
+            Some("http://127.0.0.1:1".to_owned())
+        );
+        assert_eq!(listening_url("starting"), None);
+    }
+}

@@ -1,0 +1,519 @@
+//! The HTTP side of the fixture registry: a background thread with its own tokio runtime,
+//! serving HTTP/1.1 on `127.0.0.1:0`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::{BuiltPackage, Package, tarball_file};
+use crate::raw_http::percent_decode;
+
+/// One request the fixture received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    /// The path and query exactly as sent (not decoded).
+    pub path: String,
+    pub accept: Option<String>,
+}
+
+#[derive(Default)]
+struct Faults {
+    delay: Duration,
+    malformed: HashSet<String>,
+    corrupt: HashSet<(String, String)>,
+}
+
+struct Shared {
+    base_url: String,
+    case_insensitive: AtomicBool,
+    down: Arc<AtomicBool>,
+    packages: Mutex<BTreeMap<String, BuiltPackage>>,
+    faults: Mutex<Faults>,
+    log: Mutex<Vec<RequestRecord>>,
+}
+
+/// A running fixture registry; stopped when dropped.
+pub struct FixtureRegistry {
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FixtureRegistry {
+    /// Builds the packages (tarballs, digests) and starts serving them on `127.0.0.1:0`.
+    pub fn start(packages: impl IntoIterator<Item = Package>) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).expect("set_nonblocking");
+        let address = listener.local_addr().expect("local_addr");
+        let shared = Arc::new(Shared {
+            base_url: format!("http://{address}"),
+            down: Arc::new(AtomicBool::new(false)),
+            case_insensitive: AtomicBool::new(false),
+            packages: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(Faults::default()),
+            log: Mutex::new(Vec::new()),
+        });
+        for package in packages {
+            let built = package.build();
+            shared
+                .packages
+                .lock()
+                .unwrap()
+                .insert(built.name.clone(), built);
+        }
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let state = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("fixture-npm-{}", address.port()))
+            .spawn(move || serve(listener, state, shutdown_rx))
+            .expect("spawn fixture thread");
+        Self {
+            shared,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    /// A URL on loopback where nothing listens (a port bound, then released).
+    pub fn unreachable_url() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let address = listener.local_addr().expect("local_addr");
+        drop(listener);
+        format!("http://{address}")
+    }
+
+    /// Adds or replaces a package while running.
+    pub fn publish(&self, package: Package) {
+        let built = package.build();
+        self.shared
+            .packages
+            .lock()
+            .unwrap()
+            .insert(built.name.clone(), built);
+    }
+
+    /// Case-insensitive names: `/Minimist` serves `minimist`, as some private registries do.
+    /// Tells whether a proxy in front matches names the way its upstream does.
+    pub fn set_case_insensitive(&self, case_insensitive: bool) {
+        self.shared
+            .case_insensitive
+            .store(case_insensitive, Ordering::SeqCst);
+    }
+
+    /// Down: every connection, new or kept alive, is closed without an answer.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Slow: every answer waits this long first (`Duration::ZERO` to clear; a waiting request
+    /// is released when the delay is cleared).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.faults.lock().unwrap().delay = delay;
+    }
+
+    /// Malformed: the package's metadata documents are served as broken JSON (status 200).
+    pub fn set_malformed(&self, name: &str, malformed: bool) {
+        let mut faults = self.shared.faults.lock().unwrap();
+        if malformed {
+            faults.malformed.insert(name.to_owned());
+        } else {
+            faults.malformed.remove(name);
+        }
+    }
+
+    /// Corrupt: the version's tarball is served with one byte changed, so it no longer
+    /// matches `dist.integrity`.
+    pub fn set_corrupt_tarball(&self, name: &str, version: &str, corrupt: bool) {
+        let key = (name.to_owned(), version.to_owned());
+        let mut faults = self.shared.faults.lock().unwrap();
+        if corrupt {
+            faults.corrupt.insert(key);
+        } else {
+            faults.corrupt.remove(&key);
+        }
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.log.lock().unwrap().clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.log.lock().unwrap().clear();
+    }
+
+    /// The tarball bytes of a version, as served when not corrupted.
+    pub fn tarball(&self, name: &str, version: &str) -> Vec<u8> {
+        self.with_version(name, version, |v| v.tarball.clone())
+    }
+
+    /// `dist.integrity` of a version.
+    pub fn integrity(&self, name: &str, version: &str) -> String {
+        self.with_version(name, version, |v| v.integrity.clone())
+    }
+
+    /// The full packument, as served.
+    pub fn packument(&self, name: &str) -> Value {
+        let packages = self.shared.packages.lock().unwrap();
+        let package = packages
+            .get(name)
+            .unwrap_or_else(|| panic!("no fixture package {name}"));
+        package.packument(&self.shared.base_url)
+    }
+
+    fn with_version<T>(
+        &self,
+        name: &str,
+        version: &str,
+        f: impl FnOnce(&super::BuiltVersion) -> T,
+    ) -> T {
+        let packages = self.shared.packages.lock().unwrap();
+        let found = packages.get(name).and_then(|p| p.find(version));
+        f(found.unwrap_or_else(|| panic!("no fixture version {name}@{version}")))
+    }
+}
+
+impl Drop for FixtureRegistry {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    shutdown: tokio::sync::oneshot::Receiver<()>,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("fixture runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        let listener = FaultyListener {
+            inner: listener,
+            down: shared.down.clone(),
+        };
+        let router = axum::Router::new().fallback(handle).with_state(shared);
+        tokio::select! {
+            result = axum::serve(listener, router) => {
+                if let Err(error) = result {
+                    eprintln!("fixture registry stopped: {error}");
+                }
+            }
+            _ = shutdown => {}
+        }
+    });
+    // In-flight (possibly delayed) connections are abandoned, not awaited.
+    runtime.shutdown_background();
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let raw_path = request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_owned(),
+        |pq| pq.as_str().to_owned(),
+    );
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    shared.log.lock().unwrap().push(RequestRecord {
+        method: request.method().to_string(),
+        path: raw_path,
+        accept: accept.clone(),
+    });
+    wait_for_delay(&shared).await;
+    let path = percent_decode(request.uri().path());
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (name, rest) = match segments.as_slice() {
+        [scope, name, rest @ ..] if scope.starts_with('@') => (format!("{scope}/{name}"), rest),
+        [name, rest @ ..] => ((*name).to_owned(), rest),
+        [] => return json_error(StatusCode::NOT_FOUND, "not found"),
+    };
+    let abbreviated = accept
+        .as_deref()
+        .is_some_and(|a| a.contains("application/vnd.npm.install-v1+json"));
+    let case_insensitive = shared.case_insensitive.load(Ordering::SeqCst);
+    let packages = shared.packages.lock().unwrap();
+    let found = packages.get(&name).or_else(|| {
+        let mut all = packages.values();
+        all.find(|p| case_insensitive && p.name.eq_ignore_ascii_case(&name))
+    });
+    let Some(package) = found else {
+        return json_error(StatusCode::NOT_FOUND, "Not found");
+    };
+    let name = package.name.clone();
+    let (malformed, corrupt) = {
+        let faults = shared.faults.lock().unwrap();
+        (faults.malformed.contains(&name), faults.corrupt.clone())
+    };
+    let registry = shared.base_url.as_str();
+    match rest {
+        [] if malformed => malformed_json(),
+        [] if abbreviated => json(
+            StatusCode::OK,
+            "application/vnd.npm.install-v1+json",
+            &package.abbreviated(registry),
+        ),
+        [] => json(
+            StatusCode::OK,
+            "application/json",
+            &package.packument(registry),
+        ),
+        [version] => match package.find(version) {
+            Some(_) if malformed => malformed_json(),
+            Some(found) => json(
+                StatusCode::OK,
+                "application/json",
+                &found.manifest(registry, &name),
+            ),
+            None => json_error(StatusCode::NOT_FOUND, "version not found"),
+        },
+        ["-", file] => {
+            let found = package.versions.iter().find(|v| {
+                let expected = tarball_file(&name, &v.version);
+                expected == *file || (case_insensitive && expected.eq_ignore_ascii_case(file))
+            });
+            let Some(found) = found else {
+                return json_error(StatusCode::NOT_FOUND, "tarball not found");
+            };
+            let mut bytes = found.tarball.clone();
+            if corrupt.contains(&(name.clone(), found.version.clone())) {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0xff;
+            }
+            let mut response = Response::new(Body::from(bytes));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            response
+        }
+        _ => json_error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+async fn wait_for_delay(shared: &Shared) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let delay = shared.faults.lock().unwrap().delay;
+        if started.elapsed() >= delay {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn json(status: StatusCode, content_type: &'static str, value: &Value) -> Response {
+    let mut response = Response::new(Body::from(serde_json::to_vec(value).expect("serialisable")));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    json(
+        status,
+        "application/json",
+        &serde_json::json!({ "error": message }),
+    )
+}
+
+fn malformed_json() -> Response {
+    let mut response = Response::new(Body::from(r#"{"name": "broken", "versions": {"1.0"#));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A listener whose connections read EOF while the registry is "down": new connections are
+/// closed at once, kept-alive ones at their next read.
+struct FaultyListener {
+    inner: tokio::net::TcpListener,
+    down: Arc<AtomicBool>,
+}
+
+impl axum::serve::Listener for FaultyListener {
+    type Io = FaultyStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, address)) if self.down.load(Ordering::SeqCst) => {
+                    drop((stream, address));
+                }
+                Ok((stream, address)) => {
+                    let stream = FaultyStream {
+                        inner: stream,
+                        down: self.down.clone(),
+                    };
+                    return (stream, address);
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+struct FaultyStream {
+    inner: tokio::net::TcpStream,
+    down: Arc<AtomicBool>,
+}
+
+impl AsyncRead for FaultyStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.down.load(Ordering::SeqCst) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for FaultyStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::npm::Version;
+    use crate::raw_http;
+
+    fn fixture() -> FixtureRegistry {
+        FixtureRegistry::start([
+            Package::new("minimist").versions(&["1.2.5", "1.2.8"]),
+            Package::new("@scope/thing").version(Version::new("1.0.0").file("extra.txt", "hi")),
+        ])
+    }
+
+    #[test]
+    fn serves_packuments_under_both_scope_spellings() {
+        let registry = fixture();
+        for path in ["/@scope/thing", "/@scope%2fthing", "/@scope%2Fthing"] {
+            let response = raw_http::get(registry.url(), path);
+            assert_eq!(response.status, 200, "{path}");
+            assert_eq!(response.json()["name"], "@scope/thing");
+        }
+    }
+
+    #[test]
+    fn abbreviated_packument_on_install_accept() {
+        let registry = fixture();
+        let response = raw_http::request(
+            registry.url(),
+            "GET",
+            "/minimist",
+            &[("Accept", "application/vnd.npm.install-v1+json")],
+        );
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/vnd.npm.install-v1+json")
+        );
+        let doc = response.json();
+        assert!(doc.get("time").is_none());
+        assert_eq!(doc["dist-tags"]["latest"], "1.2.8");
+    }
+
+    #[test]
+    fn tarball_matches_advertised_integrity_until_corrupted() {
+        let registry = fixture();
+        let doc = raw_http::get(registry.url(), "/minimist/1.2.5").json();
+        let tarball_url = doc["dist"]["tarball"].as_str().unwrap().to_owned();
+        let path = tarball_url.strip_prefix(registry.url()).unwrap();
+        let body = raw_http::get(registry.url(), path).body;
+        assert_eq!(
+            crate::tarball::integrity(&body),
+            doc["dist"]["integrity"].as_str().unwrap()
+        );
+        registry.set_corrupt_tarball("minimist", "1.2.5", true);
+        let corrupt = raw_http::get(registry.url(), path).body;
+        assert_eq!(corrupt.len(), body.len());
+        assert_ne!(corrupt, body);
+    }
+
+    #[test]
+    fn faults_switch_at_runtime_and_requests_are_logged() {
+        let registry = fixture();
+        registry.set_malformed("minimist", true);
+        let broken = raw_http::get(registry.url(), "/minimist");
+        assert!(serde_json::from_slice::<Value>(&broken.body).is_err());
+        registry.set_malformed("minimist", false);
+        assert_eq!(raw_http::get(registry.url(), "/minimist").status, 200);
+
+        registry.set_down(true);
+        assert!(raw_http::try_request(registry.url(), "GET", "/minimist", &[]).is_err());
+        registry.set_down(false);
+        assert_eq!(raw_http::get(registry.url(), "/minimist").status, 200);
+
+        assert_eq!(raw_http::get(registry.url(), "/nope").status, 404);
+        let paths: Vec<String> = registry.requests().into_iter().map(|r| r.path).collect();
+        assert!(paths.contains(&"/nope".to_owned()), "{paths:?}");
+    }
+
+    #[test]
+    fn case_insensitive_names_when_asked() {
+        let registry = fixture();
+        assert_eq!(raw_http::get(registry.url(), "/Minimist").status, 404);
+        registry.set_case_insensitive(true);
+        let doc = raw_http::get(registry.url(), "/Minimist").json();
+        assert_eq!(doc["name"], "minimist");
+        let tarball = raw_http::get(registry.url(), "/MiniMist/-/Minimist-1.2.5.tgz");
+        assert_eq!(tarball.body, registry.tarball("minimist", "1.2.5"));
+    }
+
+    #[test]
+    fn unreachable_url_refuses_connections() {
+        let url = FixtureRegistry::unreachable_url();
+        assert!(raw_http::try_request(&url, "GET", "/", &[]).is_err());
+    }
+}
