@@ -129,6 +129,12 @@ def main():
     st = num(r, "db_status_mean_s")
     row("`moat db status` (loads the saved index; hyperfine mean)" if st is not None else "`moat db status`",
         st if st is not None else num(r, "db_status_wall_s"), mb(num(r, "db_status_maxrss_kb")))
+    lm = num(r, "db_status_load_ms")
+    if lm is not None:
+        row("index load as reported by `moat db status --json` (`load_ms`)", lm / 1000, "")
+    gl = num(r, "gate_data_loaded_ms")
+    if gl is not None:
+        row("gate: advisories, policy and popular lists loaded (its own log)", gl / 1000, "")
     row("`moat gate --advisories …` start-up until listening", num(r, "gate_startup_s"), f"{mb(num(r, 'gate_rss_after_start_kb'))} (RSS when listening)")
     p()
     p("| resident memory after the run | RSS |")

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use moat_advisories::{AdvisoryDb, Ecosystem};
+use moat_advisories::{AdvisoryDb, Ecosystem, PopularNames};
 
 const ROUNDS: usize = 5;
 
@@ -21,16 +21,35 @@ fn shared_data() -> PathBuf {
         })
 }
 
-fn best_of<T>(mut run: impl FnMut() -> T) -> (Duration, T) {
+/// Best wall-clock time of `ROUNDS` runs, the mean CPU time (all threads) per run, and the
+/// last run's value.
+fn best_of<T>(mut run: impl FnMut() -> T) -> (Duration, Duration, T) {
     let mut best = Duration::MAX;
     let mut last = None;
+    let cpu_start = cpu_time();
     for _ in 0..ROUNDS {
         let start = Instant::now();
         let value = run();
         best = best.min(start.elapsed());
         last = Some(value);
     }
-    (best, last.unwrap())
+    let cpu = cpu_time().saturating_sub(cpu_start) / ROUNDS as u32;
+    (best, cpu, last.unwrap())
+}
+
+/// User + system CPU time of this process so far (from /proc, in clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 fn peak_rss_kib() -> Option<u64> {
@@ -48,12 +67,12 @@ fn main() {
     let dumps = shared_data().join("advisories");
     for ecosystem in Ecosystem::ALL {
         let zip = dumps.join(format!("{}.zip", ecosystem.as_str()));
-        let (import, (db, report)) = best_of(|| AdvisoryDb::import_zip(&zip).unwrap());
+        let (import, import_cpu, (db, report)) = best_of(|| AdvisoryDb::import_zip(&zip).unwrap());
         let dir = tempfile::tempdir().unwrap();
         db.save_index(dir.path()).unwrap();
-        let (load, loaded) = best_of(|| AdvisoryDb::load_index(dir.path()).unwrap());
+        let (load, load_cpu, loaded) = best_of(|| AdvisoryDb::load_index(dir.path()).unwrap());
         assert_eq!(loaded.revision(), db.revision());
-        let (query, hits) = best_of(|| {
+        let (query, _, hits) = best_of(|| {
             let mut hits = 0;
             for round in 0..10_000u32 {
                 let version = format!("1.{}.{}", round % 7, round % 13);
@@ -63,14 +82,43 @@ fn main() {
             hits
         });
         println!(
-            "{ecosystem}: import {:.1} ms ({} records, {} withdrawn, {} malformed), \
-             load index {:.1} ms, 20k queries {:.1} ms ({hits} hits)",
+            "{ecosystem}: import {:.1} ms (cpu {:.0} ms; {} records, {} withdrawn, {} malformed), \
+             load index {:.1} ms (cpu {:.0} ms), 20k queries {:.1} ms ({hits} hits)",
             import.as_secs_f64() * 1e3,
+            import_cpu.as_secs_f64() * 1e3,
             report.loaded.iter().map(|(_, n)| n).sum::<usize>(),
             report.withdrawn,
             report.malformed,
             load.as_secs_f64() * 1e3,
+            load_cpu.as_secs_f64() * 1e3,
             query.as_secs_f64() * 1e3,
+        );
+    }
+    for ecosystem in Ecosystem::ALL {
+        let list = shared_data()
+            .join("popular")
+            .join(format!("{}.txt", ecosystem.as_str()));
+        let (build, _, popular) = best_of(|| PopularNames::load(&list, ecosystem).unwrap());
+        let names = [
+            "lodahs",
+            "expresss",
+            "types-node",
+            "pyrequests",
+            "serde-jsn",
+            "unrelated-name-here",
+        ];
+        let (check, _, flagged) = best_of(|| {
+            let mut flagged = 0;
+            for round in 0..10_000 {
+                flagged += usize::from(popular.check(names[round % names.len()]).is_some());
+            }
+            flagged
+        });
+        println!(
+            "{ecosystem} typosquat: build {:.1} ms ({} names), 10k checks {:.1} ms ({flagged} flagged)",
+            build.as_secs_f64() * 1e3,
+            popular.len(),
+            check.as_secs_f64() * 1e3,
         );
     }
     match peak_rss_kib() {

@@ -266,6 +266,14 @@ impl AdvisoryDb {
             .collect()
     }
 
+    /// Whether any advisory names `name` in `ecosystem` at all, whatever its versions.
+    pub fn has_advisories(&self, ecosystem: Ecosystem, name: &str) -> bool {
+        self.ecosystems
+            .get(&ecosystem)
+            .and_then(|data| data.packages.get(&ecosystem.normalize_name(name)))
+            .is_some_and(|entries| !entries.is_empty())
+    }
+
     /// A malicious-package advisory that covers *every* version of `name` (range introduced
     /// at `0` with no upper bound), if any: such a package is blocked by name alone.
     pub fn malicious_package(&self, ecosystem: Ecosystem, name: &str) -> Option<&Advisory> {

@@ -31,11 +31,19 @@ impl Ecosystem {
     }
 
     /// The name as the ecosystem compares it: npm lowercased (the registry refuses
-    /// names that differ only in case), PyPI PEP 503-normalised, crates.io lowercased with
-    /// `_` folded to `-`. Used as the key of every name lookup.
+    /// names that differ only in case) with a URL-encoded scope separator (`@scope%2fname`)
+    /// decoded, PyPI PEP 503-normalised, crates.io lowercased with `_` folded to `-`. Used as
+    /// the key of every name lookup.
     pub fn normalize_name(self, name: &str) -> String {
         match self {
-            Ecosystem::Npm => name.to_ascii_lowercase(),
+            Ecosystem::Npm => {
+                let lower = name.to_ascii_lowercase();
+                if lower.starts_with('@') && lower.contains("%2f") {
+                    lower.replacen("%2f", "/", 1)
+                } else {
+                    lower
+                }
+            }
             Ecosystem::PyPI => {
                 let mut out = String::with_capacity(name.len());
                 let mut last_sep = false;
@@ -78,5 +86,38 @@ impl FromStr for Ecosystem {
             "crates.io" | "crates" | "cargo" => Ok(Ecosystem::CratesIo),
             _ => Err(UnknownEcosystem(s.to_owned())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_names() {
+        assert_eq!(Ecosystem::Npm.normalize_name("@Types/Node"), "@types/node");
+        assert_eq!(
+            Ecosystem::Npm.normalize_name("@types%2Fnode"),
+            "@types/node"
+        );
+        assert_eq!(
+            Ecosystem::Npm.normalize_name("@types%2fnode"),
+            "@types/node"
+        );
+        assert_eq!(Ecosystem::Npm.normalize_name("cross_env"), "cross_env");
+        assert_eq!(
+            Ecosystem::PyPI.normalize_name("Foo__Bar.-baz"),
+            "foo-bar-baz"
+        );
+        assert_eq!(Ecosystem::CratesIo.normalize_name("Foo_Bar"), "foo-bar");
+    }
+
+    #[test]
+    fn parse_and_display() {
+        for ecosystem in Ecosystem::ALL {
+            assert_eq!(ecosystem.as_str().parse::<Ecosystem>(), Ok(ecosystem));
+            assert_eq!(ecosystem.to_string(), ecosystem.as_str());
+        }
+        assert!("maven".parse::<Ecosystem>().is_err());
     }
 }

@@ -14,7 +14,9 @@ use clap::{Args, Parser, Subcommand};
 /// reason the package client prints, so the agent can correct itself.
 #[derive(Debug, Parser)]
 #[command(name = "moat", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Start here:\n  moat gate --advisories DIR     serve the verified registry on http://127.0.0.1:7070\n  npm config set registry http://127.0.0.1:7070/npm/\n  moat why npm minimist@1.2.5    explain a verdict")]
+#[command(
+    after_help = "Start here:\n  moat gate --advisories DIR     serve the verified registry on http://127.0.0.1:7070\n  npm config set registry http://127.0.0.1:7070/npm/\n  moat why npm minimist@1.2.5    explain a verdict"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -56,7 +56,10 @@ impl Loaded {
             None => {
                 let default = PathBuf::from("moat.toml");
                 if !default.is_file() {
-                    return Ok(Loaded { file: FileConfig::default(), base: PathBuf::from(".") });
+                    return Ok(Loaded {
+                        file: FileConfig::default(),
+                        base: PathBuf::from("."),
+                    });
                 }
                 default
             }
@@ -65,20 +68,29 @@ impl Loaded {
             UserError::new(format!("cannot read config file {}: {e}", path.display()))
                 .hint("pass an existing file with --config, or drop the flag to use the defaults")
         })?;
-        let file: FileConfig = toml::from_str(&text).map_err(|e| {
-            UserError::new(format!("invalid config file {}: {e}", path.display()))
-        })?;
+        let file: FileConfig = toml::from_str(&text)
+            .map_err(|e| UserError::new(format!("invalid config file {}: {e}", path.display())))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(Loaded { file, base })
     }
 
     fn resolve(&self, path: &Option<PathBuf>) -> Option<PathBuf> {
-        path.as_ref().map(|p| if p.is_absolute() { p.clone() } else { self.base.join(p) })
+        path.as_ref().map(|p| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                self.base.join(p)
+            }
+        })
     }
 
     /// The data directory: flag, config, `$XDG_DATA_HOME/moat`, `~/.local/share/moat`.
     pub fn data_dir(&self, global: &GlobalArgs) -> anyhow::Result<PathBuf> {
-        if let Some(dir) = global.data_dir.clone().or_else(|| self.resolve(&self.file.data_dir)) {
+        if let Some(dir) = global
+            .data_dir
+            .clone()
+            .or_else(|| self.resolve(&self.file.data_dir))
+        {
             return Ok(dir);
         }
         if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
@@ -94,7 +106,9 @@ impl Loaded {
 
     pub fn listen(&self, flag: Option<SocketAddr>) -> SocketAddr {
         flag.or(self.file.listen).unwrap_or_else(|| {
-            DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070)))
+            DEFAULT_LISTEN
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070)))
         })
     }
 }
@@ -111,11 +125,19 @@ pub struct Sources {
 
 impl Sources {
     pub fn load(loaded: &Loaded, args: &SourceArgs, data_dir: &Path) -> anyhow::Result<Sources> {
-        let (policy, policy_origin) = match args.policy.clone().or_else(|| loaded.resolve(&loaded.file.policy)) {
+        let (policy, policy_origin) = match args
+            .policy
+            .clone()
+            .or_else(|| loaded.resolve(&loaded.file.policy))
+        {
             Some(path) => (load_policy(&path)?, path.display().to_string()),
             None => (Policy::builtin(), "built-in default".to_owned()),
         };
-        let advisories = match args.advisories.clone().or_else(|| loaded.resolve(&loaded.file.advisories)) {
+        let advisories = match args
+            .advisories
+            .clone()
+            .or_else(|| loaded.resolve(&loaded.file.advisories))
+        {
             Some(path) => import(&path)?.0,
             None => load_index(data_dir)?,
         };
@@ -136,9 +158,19 @@ impl Sources {
             .clone()
             .or_else(|| loaded.file.upstream.npm.clone())
             .unwrap_or_else(|| DEFAULT_UPSTREAM_NPM.to_owned());
-        let upstream_timeout =
-            Duration::from_secs(args.upstream_timeout.or(loaded.file.upstream_timeout).unwrap_or(30));
-        Ok(Sources { policy, policy_origin, advisories, popular, upstream_npm, upstream_timeout })
+        let upstream_timeout = Duration::from_secs(
+            args.upstream_timeout
+                .or(loaded.file.upstream_timeout)
+                .unwrap_or(30),
+        );
+        Ok(Sources {
+            policy,
+            policy_origin,
+            advisories,
+            popular,
+            upstream_npm,
+            upstream_timeout,
+        })
     }
 }
 
@@ -150,14 +182,21 @@ pub fn load_policy(path: &Path) -> anyhow::Result<Policy> {
     })?;
     Policy::from_toml(&text).map_err(|e| {
         UserError::new(format!("invalid policy {}: {e}", path.display()))
-            .hint(format!("`moat policy check {}` explains every problem", path.display()))
+            .hint(format!(
+                "`moat policy check {}` explains every problem",
+                path.display()
+            ))
             .into()
     })
 }
 
 /// Import OSV dumps from a zip file or a directory.
 pub fn import(path: &Path) -> anyhow::Result<(AdvisoryDb, moat_advisories::ImportReport)> {
-    let result = if path.is_dir() { AdvisoryDb::import_dir(path) } else { AdvisoryDb::import_zip(path) };
+    let result = if path.is_dir() {
+        AdvisoryDb::import_dir(path)
+    } else {
+        AdvisoryDb::import_zip(path)
+    };
     result.map_err(|e| {
         UserError::new(e.to_string())
             .hint("pass a directory holding npm.zip (or npm/all.zip), or one OSV all.zip file")

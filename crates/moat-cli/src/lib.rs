@@ -34,7 +34,11 @@ fn report(error: &anyhow::Error) {
     for cause in error.chain().skip(1) {
         eprintln!("  caused by: {cause}");
     }
-    if let Some(hint) = error.chain().find_map(|e| e.downcast_ref::<UserError>()).and_then(|e| e.hint.as_deref()) {
+    if let Some(hint) = error
+        .chain()
+        .find_map(|e| e.downcast_ref::<UserError>())
+        .and_then(|e| e.hint.as_deref())
+    {
         eprintln!("hint: {hint}");
     }
 }

@@ -79,12 +79,10 @@ impl Policy {
             .iter()
             .map(|info| ctx.advisories.matches(ecosystem, name, &info.version))
             .collect();
-        let has_advisories = name_findings
-            .iter()
-            .any(|finding| finding.rule == RuleId::Malicious)
-            || matches.iter().any(|found| !found.is_empty())
-            || (parsed.iter().any(Option::is_none)
-                && has_advisories(ctx.advisories, ecosystem, name));
+        // A version that cannot be ordered cannot be checked against ranges: if the package has
+        // any advisory at all, refusing is the only safe answer.
+        let has_advisories =
+            parsed.iter().any(Option::is_none) && ctx.advisories.has_advisories(ecosystem, name);
 
         let mut verdicts: Vec<Verdict> = Vec::with_capacity(versions.len());
         for ((info, parsed), matches) in versions.iter().zip(&parsed).zip(&matches) {
@@ -193,20 +191,6 @@ impl Policy {
             .filter(|waiver| waiver.spec.names_package(ecosystem, key) && today <= waiver.until)
             .collect()
     }
-}
-
-/// Whether `name` has any advisory with a range, as far as [`AdvisoryDb`] can tell: probed with
-/// the lowest version of the ecosystem, which every range introduced at `0` covers.
-///
-/// Only asked when some version cannot be parsed (the error rule). A range that starts above
-/// the lowest version and covers none of the listed versions is missed: `AdvisoryDb` has no
-/// "advisories of this package" query yet.
-fn has_advisories(db: &AdvisoryDb, ecosystem: Ecosystem, name: &str) -> bool {
-    let lowest = match ecosystem {
-        Ecosystem::Npm | Ecosystem::CratesIo => "0.0.0-0",
-        Ecosystem::PyPI => "0.dev0",
-    };
-    !db.matches(ecosystem, name, lowest).is_empty()
 }
 
 /// Whether `findings` has one of `rule`.

@@ -2,14 +2,19 @@
 //! isolated configuration: a clean environment, a per-workspace `$HOME`, and per-workspace
 //! caches and stores, so no test sees another's metadata cache.
 //!
+//! Set `MOAT_TEST_VERBOSE=1` to print every client run (with `--no-capture`).
+//!
 //! A missing client fails the test with a hint (CI installs them with `.ci/install-clients`);
 //! it is never skipped silently.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 
 use serde_json::json;
 use tempfile::TempDir;
+
+use crate::process;
 
 /// Where `.ci/install-clients` puts yarn 4, so it does not clash with yarn 1 on `PATH`.
 const YARN4_DEFAULT: &str = "/opt/yarn4/bin/yarn";
@@ -84,6 +89,21 @@ impl Client {
         version
     }
 
+    /// [`Client::version`], checked once per test process.
+    pub fn checked_version(self) -> &'static str {
+        static NPM: OnceLock<String> = OnceLock::new();
+        static PNPM: OnceLock<String> = OnceLock::new();
+        static YARN1: OnceLock<String> = OnceLock::new();
+        static YARN4: OnceLock<String> = OnceLock::new();
+        let cell = match self {
+            Self::Npm => &NPM,
+            Self::Pnpm => &PNPM,
+            Self::Yarn1 => &YARN1,
+            Self::Yarn4 => &YARN4,
+        };
+        cell.get_or_init(|| self.version())
+    }
+
     /// Adds packages to the workspace's project (`npm install`, `pnpm add`, `yarn add`).
     pub fn add(self, workspace: &Workspace, registry: &str, specs: &[&str]) -> ClientOutput {
         let mut args: Vec<&str> = match self {
@@ -96,7 +116,7 @@ impl Client {
 
     /// Runs the client in the workspace's project with isolation flags added.
     pub fn run(self, workspace: &Workspace, registry: &str, args: &[&str]) -> ClientOutput {
-        self.version();
+        self.checked_version();
         let mut command = Command::new(self.program());
         command
             .current_dir(workspace.project())
@@ -165,16 +185,18 @@ impl Client {
                     .env("YARN_ENABLE_PROGRESS_BARS", "0");
             }
         }
-        let output = command
-            .output()
-            .unwrap_or_else(|error| panic!("run {}: {error}", self.name()));
-        ClientOutput {
+        let output = process::output_with_limit(&mut command, process::HANG_GUARD);
+        let output = ClientOutput {
             client: self,
             args: args.iter().map(|&a| a.to_owned()).collect(),
             status: output.status,
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        if std::env::var_os("MOAT_TEST_VERBOSE").is_some() {
+            eprintln!("{output}");
         }
+        output
     }
 }
 
@@ -232,6 +254,14 @@ impl std::fmt::Display for ClientOutput {
     }
 }
 
+fn empty_manifest() -> serde_json::Value {
+    json!({
+        "name": "moat-e2e-project",
+        "version": "1.0.0",
+        "private": true,
+    })
+}
+
 /// A temp dir with a project (`package.json`), a `$HOME` and caches, used by one test.
 pub struct Workspace {
     root: TempDir,
@@ -255,14 +285,14 @@ impl Workspace {
         let workspace = Self { root };
         workspace.write(
             "package.json",
-            &serde_json::to_string_pretty(&json!({
-                "name": "moat-e2e-project",
-                "version": "1.0.0",
-                "private": true,
-            }))
-            .expect("serialisable"),
+            &serde_json::to_string_pretty(&empty_manifest()).expect("serialisable"),
         );
         std::fs::write(workspace.home().join(".npmrc"), "").expect("write npmrc");
+        std::fs::write(
+            workspace.home().join(".yarnrc"),
+            "disable-self-update-check true\n",
+        )
+        .expect("write yarnrc");
         std::fs::write(workspace.home().join("global-npmrc"), "").expect("write npmrc");
         workspace
     }
@@ -305,9 +335,23 @@ impl Workspace {
         value["version"].as_str().map(str::to_owned)
     }
 
-    /// Removes `node_modules` (and lockfiles a failed run may have left).
+    /// Removes `node_modules`.
     pub fn reset_install(&self) {
         let _ = std::fs::remove_dir_all(self.project().join("node_modules"));
+    }
+
+    /// Back to an empty project: no dependencies, no `node_modules`, no lockfiles. Caches and
+    /// stores are kept.
+    pub fn reset_project(&self) {
+        self.reset_install();
+        for lockfile in ["package-lock.json", "pnpm-lock.yaml", "yarn.lock"] {
+            let _ = std::fs::remove_file(self.project().join(lockfile));
+        }
+        let _ = std::fs::remove_dir_all(self.project().join(".yarn"));
+        self.write(
+            "package.json",
+            &serde_json::to_string_pretty(&empty_manifest()).expect("serialisable"),
+        );
     }
 
     fn write_yarnrc(&self, registry: &str) {

@@ -24,6 +24,10 @@ pub struct GateArgs {
     pub policy: String,
     /// More flags, e.g. `["--upstream-timeout", "2"]`.
     pub extra: Vec<String>,
+    /// A data dir to reuse (e.g. another gate's, to see its cache); default: a fresh one.
+    pub data_dir: Option<PathBuf>,
+    /// The listen address; default `127.0.0.1:0`.
+    pub listen: Option<String>,
 }
 
 impl GateArgs {
@@ -34,7 +38,21 @@ impl GateArgs {
             popular: popular.to_owned(),
             policy: policy.to_owned(),
             extra: Vec::new(),
+            data_dir: None,
+            listen: None,
         }
+    }
+
+    /// Listens on this address (e.g. the port of a gate this one replaces).
+    pub fn listen(mut self, address: &str) -> Self {
+        self.listen = Some(address.to_owned());
+        self
+    }
+
+    /// Runs on this data dir instead of a fresh one.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
     }
 
     pub fn arg(mut self, arg: &str) -> Self {
@@ -54,18 +72,25 @@ pub struct MoatGate {
 }
 
 impl MoatGate {
-    /// Spawns `moat gate` with a fresh data dir and waits until it listens.
+    /// Spawns `moat gate` with a fresh data dir and waits until it listens; panics with the
+    /// gate's output when it does not.
     pub fn start(binary: &Path, args: GateArgs) -> Self {
+        Self::try_start(binary, args).unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// Spawns `moat gate` and waits until it listens; `Err` holds its exit status and output
+    /// when it exits (or hangs) first.
+    pub fn try_start(binary: &Path, args: GateArgs) -> Result<Self, String> {
         let home = tempfile::Builder::new()
             .prefix("moat-gate-")
             .tempdir()
             .expect("temp dir");
-        std::fs::create_dir_all(home.path().join("data")).expect("data dir");
+        std::fs::create_dir_all(effective_data_dir(home.path(), &args)).expect("data dir");
         std::fs::write(home.path().join("policy.toml"), &args.policy).expect("write policy");
         let mut command = Command::new(binary);
         command
             .arg("gate")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", args.listen.as_deref().unwrap_or("127.0.0.1:0")])
             .args(data_flags(home.path(), &args))
             .args(&args.extra)
             .env("NO_COLOR", "1")
@@ -88,21 +113,21 @@ impl MoatGate {
                 let status = child.wait().ok();
                 // Let the drain threads finish reading what the child wrote.
                 std::thread::sleep(Duration::from_millis(200));
-                panic!(
+                return Err(format!(
                     "moat gate did not print `listening on http://…` ({error}); exit: {status:?}\n\
                      args: {command:?}\n--- output ---\n{}",
                     output.lock().unwrap()
-                );
+                ));
             }
         };
-        Self {
+        Ok(Self {
             binary: binary.to_owned(),
             child,
             url,
             home,
             args,
             output,
-        }
+        })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
@@ -116,11 +141,17 @@ impl MoatGate {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.home.path().join("data")
+        effective_data_dir(self.home.path(), &self.args)
     }
 
     pub fn policy_path(&self) -> PathBuf {
         self.home.path().join("policy.toml")
+    }
+
+    /// Kills the gate and waits for it (also done on drop).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Everything the gate printed so far (stderr and stdout).
@@ -153,16 +184,19 @@ impl MoatGate {
 
 impl Drop for MoatGate {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
+}
+
+fn effective_data_dir(home: &Path, args: &GateArgs) -> PathBuf {
+    args.data_dir.clone().unwrap_or_else(|| home.join("data"))
 }
 
 fn data_flags(home: &Path, args: &GateArgs) -> Vec<String> {
     let path = |p: &Path| p.to_string_lossy().into_owned();
     vec![
         "--data-dir".into(),
-        path(&home.join("data")),
+        path(&effective_data_dir(home, args)),
         "--advisories".into(),
         path(&args.advisories),
         "--popular".into(),
@@ -238,12 +272,9 @@ impl std::fmt::Display for MoatOutput {
 
 /// Runs `moat ARGS…` to completion.
 pub fn run_moat<S: AsRef<std::ffi::OsStr>>(binary: &Path, args: &[S]) -> MoatOutput {
-    let output = Command::new(binary)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|error| panic!("run {}: {error}", binary.display()));
+    let mut command = Command::new(binary);
+    command.args(args).env("NO_COLOR", "1").stdin(Stdio::null());
+    let output = crate::process::output_with_limit(&mut command, crate::process::HANG_GUARD);
     MoatOutput {
         status: output.status,
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -11,6 +11,7 @@ pub mod clients;
 pub mod gate;
 pub mod npm;
 pub mod osv;
+pub mod process;
 pub mod raw_http;
 pub mod tarball;
 

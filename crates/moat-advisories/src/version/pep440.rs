@@ -4,7 +4,9 @@ use std::cmp::Ordering;
 
 /// A PEP 440 version: `[N!]N(.N)*[{a|b|rc}N][.postN][.devN][+local]`, alternative spellings
 /// (`alpha`, `c`, `pre`, `-1` for post, `_`/`-` separators, a leading `v`, any case) accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Equality follows the ordering, so `1.0` equals `1.0.0` and `1.0ALPHA1` equals `1.0a1`.
+#[derive(Debug, Clone)]
 pub struct Pep440 {
     epoch: u64,
     release: Vec<u64>,
@@ -223,6 +225,14 @@ impl Ord for Pep440 {
     }
 }
 
+impl PartialEq for Pep440 {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Pep440 {}
+
 impl PartialOrd for Pep440 {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
@@ -295,6 +305,8 @@ mod tests {
     #[test]
     fn normalised_spellings_are_equal() {
         assert_eq!(v("1.0").cmp(&v("1.0.0")), Ordering::Equal);
+        assert_eq!(v("1.0"), v("1.0.0"));
+        assert_ne!(v("1.0"), v("1.0+local"));
         assert_eq!(v("1.0ALPHA1").cmp(&v("1.0a1")), Ordering::Equal);
         assert_eq!(v("1.0-c1").cmp(&v("1.0rc1")), Ordering::Equal);
         assert_eq!(v("1.0-1").cmp(&v("1.0.post1")), Ordering::Equal);

@@ -139,6 +139,12 @@ fn aliases_and_malicious_classification() {
     let scoped = db.matches(Ecosystem::Npm, "@arkadium/eagle-user-client", "9.99.999");
     assert_eq!(ids(&scoped), vec!["MAL-2022-81"]);
     assert!(scoped[0].advisory.malicious);
+    let encoded = db.matches(Ecosystem::Npm, "@Arkadium%2Feagle-user-client", "9.99.999");
+    assert_eq!(
+        ids(&encoded),
+        vec!["MAL-2022-81"],
+        "encoded scope and case fold"
+    );
     assert!(
         db.matches(Ecosystem::Npm, "@arkadium/eagle-user-client", "9.99.998")
             .is_empty()

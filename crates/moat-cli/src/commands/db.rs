@@ -21,20 +21,37 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, command: DbCommand) -> anyhow::
             let started = Instant::now();
             let (imported, report) = config::import(&path)?;
             save_merged(&data_dir, imported)?;
-            print_report(&report, started.elapsed(), json, &format!("imported {}", path.display()))?;
+            print_report(
+                &report,
+                started.elapsed(),
+                json,
+                &format!("imported {}", path.display()),
+            )?;
         }
         DbCommand::Status { json } => status(&data_dir, json)?,
-        DbCommand::Sync { base, ecosystems, timeout } => {
+        DbCommand::Sync {
+            base,
+            ecosystems,
+            timeout,
+        } => {
             let base = base.unwrap_or_else(|| DEFAULT_SYNC_BASE.to_owned());
             let ecosystems = if ecosystems.is_empty() {
                 Ecosystem::ALL.to_vec()
             } else {
                 ecosystems
                     .iter()
-                    .map(|e| e.parse::<Ecosystem>().map_err(|e| UserError::new(e.to_string())))
+                    .map(|e| {
+                        e.parse::<Ecosystem>()
+                            .map_err(|e| UserError::new(e.to_string()))
+                    })
                     .collect::<Result<Vec<_>, _>>()?
             };
-            sync(&data_dir, base.trim_end_matches('/'), &ecosystems, Duration::from_secs(timeout))?;
+            sync(
+                &data_dir,
+                base.trim_end_matches('/'),
+                &ecosystems,
+                Duration::from_secs(timeout),
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -53,7 +70,12 @@ fn save_merged(data_dir: &Path, imported: AdvisoryDb) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_report(report: &ImportReport, took: Duration, json: bool, what: &str) -> anyhow::Result<()> {
+fn print_report(
+    report: &ImportReport,
+    took: Duration,
+    json: bool,
+    what: &str,
+) -> anyhow::Result<()> {
     if json {
         return super::print_json(report);
     }
@@ -86,21 +108,42 @@ fn status(data_dir: &Path, json: bool) -> anyhow::Result<()> {
         }));
     }
     if status.is_empty() {
-        return Err(UserError::new(format!("no advisory data in {}", dir.display()))
-            .hint("run `moat db sync` or `moat db import DIR`")
-            .into());
+        return Err(
+            UserError::new(format!("no advisory data in {}", dir.display()))
+                .hint("run `moat db sync` or `moat db import DIR`")
+                .into(),
+        );
     }
-    println!("advisory index {} (revision {}, loaded in {} ms)", dir.display(), db.revision(), took.as_millis());
+    println!(
+        "advisory index {} (revision {}, loaded in {} ms)",
+        dir.display(),
+        db.revision(),
+        took.as_millis()
+    );
     for s in status {
-        let newest = s.newest_modified.map(|t| t.to_string()).unwrap_or_else(|| "unknown".into());
-        println!("  {:<10} {:>7} records  {:>7} malicious  newest modified {newest}", s.ecosystem.as_str(), s.records, s.malicious);
+        let newest = s
+            .newest_modified
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        println!(
+            "  {:<10} {:>7} records  {:>7} malicious  newest modified {newest}",
+            s.ecosystem.as_str(),
+            s.records,
+            s.malicious
+        );
     }
     Ok(())
 }
 
-fn sync(data_dir: &Path, base: &str, ecosystems: &[Ecosystem], timeout: Duration) -> anyhow::Result<()> {
+fn sync(
+    data_dir: &Path,
+    base: &str,
+    ecosystems: &[Ecosystem],
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let downloads = data_dir.join("advisories").join("downloads");
-    std::fs::create_dir_all(&downloads).with_context(|| format!("creating {}", downloads.display()))?;
+    std::fs::create_dir_all(&downloads)
+        .with_context(|| format!("creating {}", downloads.display()))?;
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(15))
         .timeout(timeout)
@@ -121,7 +164,8 @@ fn sync(data_dir: &Path, base: &str, ecosystems: &[Ecosystem], timeout: Duration
             .hint("check the network or proxy (HTTPS_PROXY), pass --base URL for a mirror, or `moat db import DIR` with dumps fetched another way")
         })?;
         let partial = target.with_extension("zip.part");
-        std::fs::write(&partial, &bytes).with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::write(&partial, &bytes)
+            .with_context(|| format!("writing {}", partial.display()))?;
         std::fs::rename(&partial, &target)?;
         let (db, report) = config::import(&target)?;
         eprintln!(
@@ -141,4 +185,3 @@ async fn download(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>
     let response = client.get(url).send().await?.error_for_status()?;
     Ok(response.bytes().await?.to_vec())
 }
-

@@ -13,8 +13,11 @@ use crate::error::UserError;
 pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Result<ExitCode> {
     let data_dir = loaded.data_dir(global)?;
     std::fs::create_dir_all(&data_dir).map_err(|e| {
-        UserError::new(format!("cannot create data directory {}: {e}", data_dir.display()))
-            .hint("pass a writable --data-dir")
+        UserError::new(format!(
+            "cannot create data directory {}: {e}",
+            data_dir.display()
+        ))
+        .hint("pass a writable --data-dir")
     })?;
     let started = Instant::now();
     let sources = Sources::load(loaded, &args.sources, &data_dir)?;
@@ -34,12 +37,18 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Resu
     );
     let audit_path = data_dir.join("audit.db");
     let audit = moat_audit::AuditLog::open(&audit_path).map_err(|e| {
-        UserError::new(format!("cannot open the audit log {}: {e}", audit_path.display()))
-            .hint("the gate records every decision before answering; it will not start without its log")
+        UserError::new(format!(
+            "cannot open the audit log {}: {e}",
+            audit_path.display()
+        ))
+        .hint("the gate records every decision before answering; it will not start without its log")
     })?;
     let listen = loaded.listen(args.listen);
-    let metadata_ttl =
-        Duration::from_secs(args.metadata_ttl.or(loaded.file.metadata_ttl).unwrap_or(300));
+    let metadata_ttl = Duration::from_secs(
+        args.metadata_ttl
+            .or(loaded.file.metadata_ttl)
+            .unwrap_or(300),
+    );
     let public_url = args.public_url.or_else(|| loaded.file.public_url.clone());
 
     super::runtime()?.block_on(async move {
@@ -74,12 +83,19 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Resu
 
 /// Upstream settings, with proxies taken from the usual environment variables.
 pub fn upstream_config(sources: &Sources) -> moat_registry::UpstreamConfig {
-    let var = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()));
+    let var = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+    };
     let http = var(&["HTTP_PROXY", "http_proxy"]);
     let https = var(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]);
     let no_proxy = var(&["NO_PROXY", "no_proxy"]);
-    let proxy = (http.is_some() || https.is_some())
-        .then_some(moat_registry::ProxyConfig { http, https, no_proxy });
+    let proxy = (http.is_some() || https.is_some()).then_some(moat_registry::ProxyConfig {
+        http,
+        https,
+        no_proxy,
+    });
     moat_registry::UpstreamConfig {
         npm: sources.upstream_npm.clone(),
         proxy,

@@ -24,7 +24,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// A multi-threaded tokio runtime, built after the single-threaded set-up is done.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Print a value as pretty JSON on stdout.

@@ -12,9 +12,10 @@ use crate::config::{Loaded, Sources};
 use crate::error::UserError;
 
 pub fn run(global: &GlobalArgs, loaded: &Loaded, args: WhyArgs) -> anyhow::Result<ExitCode> {
-    let ecosystem: Ecosystem = args.ecosystem.parse().map_err(|e| {
-        UserError::new(format!("{e}")).hint("example: moat why npm minimist@1.2.5")
-    })?;
+    let ecosystem: Ecosystem = args
+        .ecosystem
+        .parse()
+        .map_err(|e| UserError::new(format!("{e}")).hint("example: moat why npm minimist@1.2.5"))?;
     let (name, version) = split_package(&args.package);
     let data_dir = loaded.data_dir(global)?;
     std::fs::create_dir_all(&data_dir)?;
@@ -33,7 +34,13 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: WhyArgs) -> anyhow::Resul
         limits: Default::default(),
     };
     super::runtime()?.block_on(async move {
-        let gate = Gate::new(config, sources.policy, sources.advisories, sources.popular, audit)?;
+        let gate = Gate::new(
+            config,
+            sources.policy,
+            sources.advisories,
+            sources.popular,
+            audit,
+        )?;
         let verdict = gate.why(ecosystem, name, version).await?;
         if args.json {
             super::print_json(&verdict)?;
@@ -63,7 +70,10 @@ mod tests {
     #[test]
     fn splits_scoped_and_plain_specs() {
         assert_eq!(split_package("minimist@1.2.5"), ("minimist", Some("1.2.5")));
-        assert_eq!(split_package("@types/node@20.1.0"), ("@types/node", Some("20.1.0")));
+        assert_eq!(
+            split_package("@types/node@20.1.0"),
+            ("@types/node", Some("20.1.0"))
+        );
         assert_eq!(split_package("@types/node"), ("@types/node", None));
         assert_eq!(split_package("lodash"), ("lodash", None));
         assert_eq!(split_package("lodash@"), ("lodash", None));

@@ -104,9 +104,20 @@ fn integrity_mismatch_is_refused_and_not_cached() {
 
     // Fixed upstream: the next request fetches again and serves the right bytes.
     env.upstream.set_corrupt_tarball("minimist", "1.2.8", false);
+    env.upstream.clear_requests();
     let response = raw_http::get(env.gate.url(), path);
     assert_eq!(response.status, 200, "{}", response.status_line);
     assert_eq!(response.body, env.upstream.tarball("minimist", "1.2.8"));
+    let refetched = env
+        .upstream
+        .requests()
+        .iter()
+        .any(|r| r.path.ends_with("/minimist-1.2.8.tgz"));
+    assert!(
+        refetched,
+        "the gate did not fetch the tarball again: {:?}",
+        env.upstream.requests()
+    );
     let workspace = Workspace::new();
     NPM.add(&workspace, &env.registry(), &["minimist@1.2.8"])
         .assert_success();
@@ -212,6 +223,9 @@ fn blocked_version_is_unreachable_by_any_url() {
     let mut failures = Vec::new();
     for (strict, method, path, headers) in &requests {
         let response = raw_http::request(env.gate.url(), method, path, headers);
+        if std::env::var_os("MOAT_TEST_VERBOSE").is_some() {
+            eprintln!("{method} {path} {headers:?} -> {}", response.status_line);
+        }
         let blocked = response.status == 403 && response.status_line.contains("moat: blocked");
         let leaked = blocked_bytes
             .iter()

@@ -206,3 +206,12 @@ fn db_status_without_data_says_what_to_do() {
     assert!(!output.status.success(), "{output}");
     assert!(output.stderr.contains("moat db"), "no hint: {output}");
 }
+
+#[test]
+fn why_names_the_package_a_typosquat_imitates() {
+    let env = Env::start();
+    let text = env.gate.run_with_sources(&["why", "npm", "lodahs@1.0.0"]);
+    text.assert_success();
+    assert!(text.stdout.contains("moat.typosquat"), "{text}");
+    assert!(text.stdout.contains("lodash"), "{text}");
+}

@@ -10,6 +10,7 @@
 mod bad_input;
 mod cases;
 mod cli;
+mod invariants;
 mod npm;
 mod pnpm;
 mod yarn;
@@ -29,6 +30,9 @@ pub const MINIMIST_ADVISORY: &str = "GHSA-xvch-5gv4-984h";
 pub const TINY_PAD_ADVISORY: &str = "GHSA-moat-tiny-pad1";
 /// A fixture advisory (HIGH) for the scoped `@fixture/vuln` 1.0.0.
 pub const SCOPED_ADVISORY: &str = "GHSA-moat-scoped-001";
+/// A fixture malicious-package record for `gone-evil`, which the upstream does not have (any
+/// more).
+pub const GONE_EVIL_ADVISORY: &str = "MAL-0000-moat-1";
 
 /// The base policy: vulnerable at high and above blocked (also without a fixed release, so the
 /// newest `tiny-pad` is blocked), 3 days minimum age, typosquats blocked, event-stream denied.
@@ -96,6 +100,7 @@ pub fn advisories() -> AdvisoryDir {
             "path traversal in @fixture/vuln",
             &[("introduced", "0"), ("fixed", "1.0.1")],
         ),
+        osv::malicious(GONE_EVIL_ADVISORY, "gone-evil"),
     ])
 }
 
@@ -109,8 +114,10 @@ pub fn popular() -> PopularDir {
 pub struct Env {
     pub gate: MoatGate,
     pub upstream: FixtureRegistry,
-    _advisories: AdvisoryDir,
-    _popular: PopularDir,
+    upstream_url: String,
+    advisories: AdvisoryDir,
+    popular: PopularDir,
+    data: tempfile::TempDir,
 }
 
 impl Env {
@@ -135,23 +142,65 @@ impl Env {
     ) -> Self {
         let advisories = advisories();
         let popular = popular();
-        let mut args = GateArgs::new(upstream_url, advisories.path(), popular.path(), policy);
-        for arg in extra {
-            args = args.arg(arg);
-        }
+        let data = tempfile::Builder::new()
+            .prefix("moat-data-")
+            .tempdir()
+            .expect("temp dir");
+        let args = gate_args(
+            upstream_url,
+            &advisories,
+            &popular,
+            data.path(),
+            policy,
+            extra,
+        );
         let gate = MoatGate::start(Path::new(MOAT), args);
         Self {
             gate,
             upstream,
-            _advisories: advisories,
-            _popular: popular,
+            upstream_url: upstream_url.to_owned(),
+            advisories,
+            popular,
+            data,
         }
+    }
+
+    /// Stops the gate and starts a new one on the same address and data dir (cache, audit
+    /// log) with another policy: to clients it is the same registry.
+    pub fn restart_with(&mut self, policy: &str, extra: &[&str]) {
+        let address = self.gate.url().trim_start_matches("http://").to_owned();
+        self.gate.stop();
+        let args = gate_args(
+            &self.upstream_url,
+            &self.advisories,
+            &self.popular,
+            self.data.path(),
+            policy,
+            extra,
+        )
+        .listen(&address);
+        self.gate = MoatGate::start(Path::new(MOAT), args);
     }
 
     /// `http://127.0.0.1:PORT/npm/`.
     pub fn registry(&self) -> String {
         self.gate.npm_registry()
     }
+}
+
+fn gate_args(
+    upstream_url: &str,
+    advisories: &AdvisoryDir,
+    popular: &PopularDir,
+    data: &Path,
+    policy: &str,
+    extra: &[&str],
+) -> GateArgs {
+    let mut args = GateArgs::new(upstream_url, advisories.path(), popular.path(), policy);
+    for arg in extra {
+        args = args.arg(arg);
+    }
+    args.data_dir(data)
 }
 
 /// The version named after `approved: ` in a block message (`approved: minimist@1.2.8; …`).

@@ -295,3 +295,97 @@ fn scoped_vulnerable_version_is_refused_with_reason() {
 fn tarball_refusal_shows_the_reason() {
     crate::cases::tarball_refusal_shows_the_reason(NPM, "npm error 403");
 }
+
+/// What the steering rests on, read straight from the gate: blocked versions stay listed and
+/// carry the block message as `deprecated`, `latest` moves off them, tarball URLs point at the
+/// gate — in the full and the abbreviated packument.
+#[test]
+fn metadata_marks_blocked_versions_and_moves_latest() {
+    let env = Env::start();
+    for accept in ["application/json", "application/vnd.npm.install-v1+json"] {
+        let response = raw_http::request(
+            env.gate.url(),
+            "GET",
+            "/npm/tiny-pad",
+            &[("Accept", accept)],
+        );
+        assert_eq!(response.status, 200, "{accept}: {}", response.status_line);
+        let doc = response.json();
+        assert_eq!(doc["dist-tags"]["latest"], "1.1.0", "{accept}: {doc:#}");
+        let blocked = doc["versions"]["1.2.0"]["deprecated"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            blocked.starts_with("moat: blocked tiny-pad@1.2.0")
+                && blocked.contains(TINY_PAD_ADVISORY),
+            "{accept}: 1.2.0 not marked: {doc:#}"
+        );
+        assert!(
+            doc["versions"]["1.1.0"].get("deprecated").is_none(),
+            "{accept}: {doc:#}"
+        );
+        let tarball = doc["versions"]["1.2.0"]["dist"]["tarball"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(
+            tarball,
+            format!("{}tiny-pad/-/tiny-pad-1.2.0.tgz", env.registry())
+        );
+        // Integrity is the upstream's: artifact bytes are never altered.
+        assert_eq!(
+            doc["versions"]["1.2.0"]["dist"]["integrity"],
+            env.upstream.integrity("tiny-pad", "1.2.0")
+        );
+    }
+}
+
+#[test]
+fn public_url_is_used_in_tarball_urls_and_why_links() {
+    let env = Env::start_with(POLICY, &["--public-url", "http://gate.invalid:7070"]);
+    let doc = raw_http::request(
+        env.gate.url(),
+        "GET",
+        "/npm/minimist",
+        &[("Accept", "application/json")],
+    )
+    .json();
+    let tarball = doc["versions"]["1.2.8"]["dist"]["tarball"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        tarball.starts_with("http://gate.invalid:7070/npm/"),
+        "{tarball}"
+    );
+    let blocked = raw_http::get(env.gate.url(), "/npm/minimist/-/minimist-1.2.5.tgz");
+    assert!(
+        blocked
+            .status_line
+            .contains("why: http://gate.invalid:7070/-/why/npm/minimist/1.2.5"),
+        "{}",
+        blocked.status_line
+    );
+}
+
+/// With `--metadata-ttl 0` a version published upstream shows at once.
+#[test]
+fn new_upstream_versions_show_after_the_metadata_ttl() {
+    let env = Env::start_with(POLICY, &["--metadata-ttl", "0"]);
+    let workspace = Workspace::new();
+    NPM.add(&workspace, &env.registry(), &["lodash@^4.0.0"])
+        .assert_success();
+    assert_eq!(
+        workspace.installed_version("lodash").as_deref(),
+        Some("4.17.21")
+    );
+    env.upstream.publish(
+        moat_test_support::npm::Package::new("lodash").versions(&["4.17.20", "4.17.21", "4.17.22"]),
+    );
+    let doc = raw_http::request(
+        env.gate.url(),
+        "GET",
+        "/npm/lodash",
+        &[("Accept", "application/json")],
+    )
+    .json();
+    assert!(doc["versions"].get("4.17.22").is_some(), "{doc:#}");
+}
