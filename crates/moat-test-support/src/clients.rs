@@ -335,6 +335,37 @@ impl Workspace {
         value["version"].as_str().map(str::to_owned)
     }
 
+    /// Every version of `name` unpacked anywhere under `node_modules` (hoisted, nested, or in
+    /// pnpm's `.pnpm` store), without following symlinks.
+    pub fn versions_anywhere(&self, name: &str) -> std::collections::BTreeSet<String> {
+        let mut found = std::collections::BTreeSet::new();
+        let mut pending = vec![self.project().join("node_modules")];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    pending.push(entry.path());
+                }
+            }
+            if dir.ends_with(name) {
+                let manifest = std::fs::read_to_string(dir.join("package.json")).ok();
+                let manifest: Option<serde_json::Value> =
+                    manifest.and_then(|text| serde_json::from_str(&text).ok());
+                if let Some(manifest) = manifest.filter(|m| m["name"] == name) {
+                    if let Some(version) = manifest["version"].as_str() {
+                        found.insert(version.to_owned());
+                    }
+                }
+            }
+        }
+        found
+    }
+
     /// Removes `node_modules`.
     pub fn reset_install(&self) {
         let _ = std::fs::remove_dir_all(self.project().join("node_modules"));

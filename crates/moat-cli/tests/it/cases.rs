@@ -72,3 +72,17 @@ pub fn malicious_is_refused_with_reason(client: Client) {
         .assert_contains("moat.malicious");
     assert_eq!(workspace.installed_version("cxp-jquery"), None);
 }
+
+/// A dependency's range is steered the same way (`uses-tiny-pad` asks for `tiny-pad@^1.0.0`).
+pub fn dependency_range_is_steered(client: Client) {
+    let env = Env::start();
+    let workspace = Workspace::new();
+    client
+        .add(&workspace, &env.registry(), &["uses-tiny-pad"])
+        .assert_success();
+    let versions: Vec<String> = workspace
+        .versions_anywhere("tiny-pad")
+        .into_iter()
+        .collect();
+    assert_eq!(versions, ["1.1.0"], "{}", client.name());
+}

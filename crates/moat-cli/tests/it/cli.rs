@@ -215,3 +215,68 @@ fn why_names_the_package_a_typosquat_imitates() {
     assert!(text.stdout.contains("moat.typosquat"), "{text}");
     assert!(text.stdout.contains("lodash"), "{text}");
 }
+
+fn npm_records(data: &str) -> Value {
+    let status = moat(&["db", "status", "--json", "--data-dir", data]);
+    status.assert_success();
+    let doc = status.json();
+    doc["ecosystems"]
+        .as_array()
+        .and_then(|all| all.iter().find(|e| e["ecosystem"] == "npm"))
+        .map_or(Value::Null, |npm| npm["records"].clone())
+}
+
+/// `moat db sync --base URL` downloads `URL/npm/all.zip`; a failed sync leaves the data
+/// imported before as it was.
+#[test]
+fn db_sync_downloads_dumps_and_a_failed_sync_changes_nothing() {
+    let mirror = moat_test_support::npm::FixtureRegistry::start([]);
+    let zip = std::fs::read(moat_test_support::sample_advisories_dir().join("npm.zip")).unwrap();
+    mirror.serve_file("/osv/npm/all.zip", zip);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let base = format!("{}/osv", mirror.url());
+    let synced = moat(&[
+        "db",
+        "sync",
+        "--base",
+        &base,
+        "--ecosystem",
+        "npm",
+        "--data-dir",
+        &data,
+    ]);
+    synced.assert_success();
+    assert_eq!(npm_records(&data), 10, "{synced}");
+
+    mirror.serve_file("/broken/npm/all.zip", b"not a zip".to_vec());
+    let broken = format!("{}/broken", mirror.url());
+    let failed = moat(&[
+        "db",
+        "sync",
+        "--base",
+        &broken,
+        "--ecosystem",
+        "npm",
+        "--data-dir",
+        &data,
+    ]);
+    assert!(
+        !failed.status.success(),
+        "a corrupt dump was accepted: {failed}"
+    );
+    let missing = format!("{}/missing", mirror.url());
+    let failed = moat(&[
+        "db",
+        "sync",
+        "--base",
+        &missing,
+        "--ecosystem",
+        "npm",
+        "--data-dir",
+        &data,
+    ]);
+    assert!(!failed.status.success(), "a 404 was accepted: {failed}");
+    assert!(failed.stderr.contains("unchanged"), "{failed}");
+    assert_eq!(npm_records(&data), 10);
+}

@@ -23,3 +23,8 @@ fn tarball_refusal_shows_the_reason() {
 fn malicious_is_refused_with_reason() {
     cases::malicious_is_refused_with_reason(Client::Pnpm);
 }
+
+#[test]
+fn dependency_range_is_steered() {
+    cases::dependency_range_is_steered(Client::Pnpm);
+}

@@ -40,3 +40,13 @@ fn yarn4_tarball_refusal_shows_the_reason() {
 fn yarn4_malicious_is_refused_with_reason() {
     cases::malicious_is_refused_with_reason(Client::Yarn4);
 }
+
+#[test]
+fn yarn1_dependency_range_is_steered() {
+    cases::dependency_range_is_steered(Client::Yarn1);
+}
+
+#[test]
+fn yarn4_dependency_range_is_steered() {
+    cases::dependency_range_is_steered(Client::Yarn4);
+}

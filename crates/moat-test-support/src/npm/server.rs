@@ -39,6 +39,7 @@ struct Shared {
     case_insensitive: AtomicBool,
     down: Arc<AtomicBool>,
     packages: Mutex<BTreeMap<String, BuiltPackage>>,
+    files: Mutex<BTreeMap<String, Vec<u8>>>,
     faults: Mutex<Faults>,
     log: Mutex<Vec<RequestRecord>>,
 }
@@ -61,6 +62,7 @@ impl FixtureRegistry {
             down: Arc::new(AtomicBool::new(false)),
             case_insensitive: AtomicBool::new(false),
             packages: Mutex::new(BTreeMap::new()),
+            files: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Faults::default()),
             log: Mutex::new(Vec::new()),
         });
@@ -106,6 +108,15 @@ impl FixtureRegistry {
             .lock()
             .unwrap()
             .insert(built.name.clone(), built);
+    }
+
+    /// Serves `bytes` at exactly `path` (e.g. `/osv/npm/all.zip`), ahead of the npm routes.
+    pub fn serve_file(&self, path: &str, bytes: impl Into<Vec<u8>>) {
+        self.shared
+            .files
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), bytes.into());
     }
 
     /// Case-insensitive names: `/Minimist` serves `minimist`, as some private registries do.
@@ -246,6 +257,20 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         accept: accept.clone(),
     });
     wait_for_delay(&shared).await;
+    let file = shared
+        .files
+        .lock()
+        .unwrap()
+        .get(request.uri().path())
+        .cloned();
+    if let Some(bytes) = file {
+        let mut response = Response::new(Body::from(bytes));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        return response;
+    }
     let path = percent_decode(request.uri().path());
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (name, rest) = match segments.as_slice() {
@@ -498,6 +523,16 @@ mod tests {
         assert_eq!(raw_http::get(registry.url(), "/nope").status, 404);
         let paths: Vec<String> = registry.requests().into_iter().map(|r| r.path).collect();
         assert!(paths.contains(&"/nope".to_owned()), "{paths:?}");
+    }
+
+    #[test]
+    fn serves_static_files() {
+        let registry = fixture();
+        registry.serve_file("/osv/npm/all.zip", b"zip".to_vec());
+        assert_eq!(
+            raw_http::get(registry.url(), "/osv/npm/all.zip").body,
+            b"zip"
+        );
     }
 
     #[test]
