@@ -68,8 +68,8 @@ def main():
     p()
     p("### Warm-cache requests (wrk, 2 threads, 64 connections)")
     p()
-    p("| route | server | req/s | p50 | p99 | non-2xx | nginx req/s ÷ server req/s | server p99 ÷ nginx p99 |")
-    p("|---|---|---:|---:|---:|---:|---:|---:|")
+    p("| route | server | req/s | p50 | p99 | non-2xx | nginx req/s ÷ server req/s | server p99 ÷ nginx p99 | CPU, % of one core: server / wrk / others |")
+    p("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for route, label in routes:
         base_rps, base_p99 = num(r, f"rps_{route}_nginx"), num(r, f"p99ms_{route}_nginx")
         for s, sname in servers:
@@ -80,12 +80,26 @@ def main():
                 p50 = p99 = None
                 non2xx = "no request completed"
             if rps is None:
-                p(f"| {label} | {sname} | {NM} | {NM} | {NM} | | | |")
+                p(f"| {label} | {sname} | {NM} | {NM} | {NM} | | | | |")
                 continue
             if status and status != "200":
                 non2xx = f"{non2xx} (HTTP {status})"
+            cpu = "/".join(r.get(f"{k}cpu_{route}_{s}", "?") for k in ("server", "wrk"))
+            other = r.get(f"othercpu_{route}_{s}")
+            cpu = f"{cpu.replace('/', ' / ')} / {other}" if other is not None else ""
             p(f"| {label} | {sname} | {fmt_rps(rps)} | {fmt_ms(p50)} | {fmt_ms(p99)} | {non2xx} | "
-              f"{ratio(base_rps, rps)} | {ratio(p99, base_p99)} |")
+              f"{ratio(base_rps, rps)} | {ratio(p99, base_p99)} | {cpu} |")
+    sizes = [f"{sname} {int(num(r, f'bytes_packument_{s}')):,} B" for s, sname in servers if num(r, f"bytes_packument_{s}")]
+    if sizes:
+        p()
+        same = [r.get(f"tarball_identical_{s}") for s, _ in servers if r.get(f"status_tarball_{s}")]
+        if same and all(v == "1" for v in same):
+            tail = "; the tarball is byte-identical from every server"
+        elif any(v == "0" for v in same):
+            tail = "; **the tarball bytes differ** between servers (see results.tsv)"
+        else:
+            tail = ""
+        p(f"Packument bodies as served (no `Accept-Encoding`): {', '.join(sizes)}{tail}.")
     p()
     p("Target: moat within 1.5× of nginx on both ratios, on every route.")
     p()
@@ -125,7 +139,7 @@ def main():
     p("|---|---:|---:|")
     def row(label, wall, rss):
         p(f"| {label} | {NM if wall is None else f'{wall:.2f} s'} | {rss} |")
-    row("`moat db import npm.zip`", num(r, "db_import_wall_s"), mb(num(r, "db_import_maxrss_kb")))
+    row("`moat db import npm.zip` (the full npm bundle, into an empty data dir)", num(r, "db_import_wall_s"), mb(num(r, "db_import_maxrss_kb")))
     st = num(r, "db_status_mean_s")
     row("`moat db status` (loads the saved index; hyperfine mean)" if st is not None else "`moat db status`",
         st if st is not None else num(r, "db_status_wall_s"), mb(num(r, "db_status_maxrss_kb")))
@@ -135,7 +149,7 @@ def main():
     gl = num(r, "gate_data_loaded_ms")
     if gl is not None:
         row("gate: advisories, policy and popular lists loaded (its own log)", gl / 1000, "")
-    row("`moat gate --advisories …` start-up until listening", num(r, "gate_startup_s"), f"{mb(num(r, 'gate_rss_after_start_kb'))} (RSS when listening)")
+    row("`moat gate --advisories …` (npm + PyPI + crates.io dumps) start-up until listening", num(r, "gate_startup_s"), f"{mb(num(r, 'gate_rss_after_start_kb'))} (RSS when listening)")
     p()
     p("| resident memory after the run | RSS |")
     p("|---|---:|")

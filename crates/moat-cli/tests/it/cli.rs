@@ -280,3 +280,81 @@ fn db_sync_downloads_dumps_and_a_failed_sync_changes_nothing() {
     assert!(failed.stderr.contains("unchanged"), "{failed}");
     assert_eq!(npm_records(&data), 10);
 }
+
+/// Settings read from `moat.toml` (paths relative to the file) drive a subcommand exactly as
+/// flags would: here the policy named in the file is the one that blocks.
+#[test]
+fn settings_come_from_moat_toml_relative_to_the_file() {
+    let upstream = moat_test_support::npm::FixtureRegistry::start(crate::world());
+    let advisories = crate::advisories();
+    let popular = crate::popular();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), crate::POLICY).unwrap();
+    let config = format!(
+        "data-dir = \"state\"\nadvisories = {:?}\npopular = {:?}\npolicy = \"policy.toml\"\n\n[upstream]\nnpm = {:?}\n",
+        advisories.path().display().to_string(),
+        popular.path().display().to_string(),
+        upstream.url(),
+    );
+    let config_path = dir.path().join("moat.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let config_arg = config_path.display().to_string();
+
+    // tiny-pad@1.2.0 has a HIGH advisory with no fixed release: the built-in policy
+    // (require-fix = true) only warns, the file's policy (require-fix = false) blocks.
+    let out = moat(&[
+        "--config",
+        &config_arg,
+        "why",
+        "npm",
+        "tiny-pad@1.2.0",
+        "--json",
+    ]);
+    out.assert_success();
+    assert_eq!(out.json()["action"], "block", "{out}");
+    assert!(
+        dir.path().join("state").join("audit.db").is_file(),
+        "data-dir not taken from the file: {out}"
+    );
+
+    // A flag wins over the file.
+    let default_policy = dir.path().join("default.toml");
+    std::fs::write(&default_policy, moat_policy_default()).unwrap();
+    let out = moat(&[
+        "--config",
+        &config_arg,
+        "why",
+        "npm",
+        "tiny-pad@1.2.0",
+        "--json",
+        "--policy",
+        &default_policy.display().to_string(),
+    ]);
+    out.assert_success();
+    assert_eq!(out.json()["action"], "warn", "{out}");
+}
+
+fn moat_policy_default() -> String {
+    let out = moat(&["policy", "show-default"]);
+    out.assert_success();
+    out.stdout.clone()
+}
+
+#[test]
+fn unknown_keys_in_moat_toml_are_refused_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("moat.toml");
+    std::fs::write(
+        &config_path,
+        "listen = \"127.0.0.1:7070\"\nlisten-adress = \"oops\"\n",
+    )
+    .unwrap();
+    let out = moat(&[
+        "--config",
+        &config_path.display().to_string(),
+        "policy",
+        "show-default",
+    ]);
+    assert!(!out.status.success(), "{out}");
+    assert!(out.stderr.contains("listen-adress"), "{out}");
+}
