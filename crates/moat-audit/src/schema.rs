@@ -14,7 +14,11 @@ pub(crate) const SCHEMA_VERSION: i64 = 1;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Version 1: one append-only table of events. The columns beside `body` exist for filtering;
-/// `body` (the event as JSON) is the record.
+/// `body` (the event as JSON) is the record. There is deliberately no secondary index: each one
+/// cost the group-committing writer about 40% of its throughput (`cargo bench -p moat-audit`:
+/// 69k events/s with two, 113k without, 64 concurrent appenders), and `list` is a rare scan.
+/// Query tables for the system of record are derived from the log, not maintained on its
+/// write path.
 const SCHEMA_V1: &str = "
 CREATE TABLE events (
     seq       INTEGER PRIMARY KEY,
@@ -26,8 +30,6 @@ CREATE TABLE events (
     action    TEXT,
     body      TEXT NOT NULL
 );
-CREATE INDEX events_package ON events (package, seq);
-CREATE INDEX events_action ON events (action, seq);
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
