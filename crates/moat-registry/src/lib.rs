@@ -11,9 +11,11 @@
 //!
 //! Nothing here reads the environment or prints; configuration is passed in.
 
+pub mod crates;
 pub mod error;
 pub mod integrity;
 pub mod npm;
+pub mod pypi;
 pub mod store;
 pub mod upstream;
 

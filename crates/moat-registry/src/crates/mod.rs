@@ -1,0 +1,1 @@
+//! The cargo sparse registry protocol: request paths, index files, `config.json`. (Being written.)
