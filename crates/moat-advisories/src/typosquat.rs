@@ -24,7 +24,8 @@ pub enum TyposquatKind {
 /// A near miss: the popular name it resembles and how.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Typosquat {
-    /// The popular name ("did you mean …").
+    /// The popular name ("did you mean …"), spelt as the list spells it (`serde_json`, not the
+    /// normalised `serde-json`).
     pub target: String,
     /// The resemblance.
     pub kind: TyposquatKind,
@@ -38,8 +39,11 @@ pub struct Typosquat {
 #[derive(Debug, Clone)]
 pub struct PopularNames {
     ecosystem: Ecosystem,
-    /// Names as listed (normalised, duplicates dropped), most popular first.
+    /// Names normalised with [`Ecosystem::normalize_name`], duplicates dropped, most popular
+    /// first.
     names: Vec<String>,
+    /// The same names spelt as listed (what "did you mean" shows).
+    listed: Vec<String>,
     /// Normalised name → rank (index into `names`).
     rank: HashMap<String, u32>,
     /// A name or one of its single-character deletions → ranks of names producing it.
@@ -145,14 +149,16 @@ impl PopularNames {
         let mut popular = PopularNames {
             ecosystem,
             names: Vec::new(),
+            listed: Vec::new(),
             rank: HashMap::new(),
             deletions: HashMap::new(),
             squashed: HashMap::new(),
             scope_squashed: HashMap::new(),
             scoped_by_package: HashMap::new(),
         };
-        for name in names {
-            let name = ecosystem.normalize_name(name.as_ref().trim());
+        for listed in names {
+            let listed = listed.as_ref().trim();
+            let name = ecosystem.normalize_name(listed);
             if name.is_empty() || popular.rank.contains_key(&name) {
                 continue;
             }
@@ -160,6 +166,7 @@ impl PopularNames {
             popular.index(&name, rank);
             popular.rank.insert(name.clone(), rank);
             popular.names.push(name);
+            popular.listed.push(listed.to_owned());
         }
         popular
     }
@@ -228,7 +235,7 @@ impl PopularNames {
         self.check_edits(&name, &mut best);
         let (rank, kind) = best.0?;
         Some(Typosquat {
-            target: self.names.get(rank as usize)?.clone(),
+            target: self.listed.get(rank as usize)?.clone(),
             kind,
         })
     }
@@ -466,6 +473,65 @@ mod tests {
         assert_eq!(
             pypi.check("reqeusts"),
             squat("requests", TyposquatKind::AdjacentSwap)
+        );
+    }
+
+    #[test]
+    fn pypi_pep503_spellings_are_the_same_project() {
+        let pypi = popular(Ecosystem::PyPI);
+        for same in [
+            "python-dateutil",
+            "python_dateutil",
+            "Python.Dateutil",
+            "python__dateutil",
+            "Python-DateUtil",
+            " requests ",
+        ] {
+            assert!(pypi.contains(same), "{same}");
+            assert_eq!(pypi.check(same), None, "{same} is the same project");
+        }
+        assert_eq!(
+            pypi.check("pythondateutil"),
+            squat("python-dateutil", TyposquatKind::Separator)
+        );
+        assert_eq!(
+            pypi.check("python-dateutl"),
+            squat("python-dateutil", TyposquatKind::OneEdit)
+        );
+        assert_eq!(
+            pypi.check("reqests"),
+            squat("requests", TyposquatKind::OneEdit)
+        );
+        assert_eq!(
+            pypi.check("Reqeusts"),
+            squat("requests", TyposquatKind::AdjacentSwap),
+            "compared after PEP 503 normalisation"
+        );
+    }
+
+    #[test]
+    fn crates_dash_and_underscore_are_the_same_crate() {
+        let crates = popular(Ecosystem::CratesIo);
+        for same in ["serde_json", "serde-json", "Serde_Json", "SERDE-JSON"] {
+            assert!(crates.contains(same), "{same}");
+            assert_eq!(crates.check(same), None, "{same} is the same crate");
+        }
+        assert_eq!(
+            crates.check("serdejson"),
+            squat("serde_json", TyposquatKind::Separator)
+        );
+        assert_eq!(
+            crates.check("serde_jsonn"),
+            squat("serde_json", TyposquatKind::OneEdit)
+        );
+        assert_eq!(
+            crates.check("serde-jsno"),
+            squat("serde_json", TyposquatKind::AdjacentSwap)
+        );
+        assert_eq!(
+            crates.check("serde.json"),
+            squat("serde_json", TyposquatKind::Separator),
+            "`.` is not a separator crates.io folds"
         );
     }
 

@@ -1,5 +1,5 @@
 //! Version ordering per ecosystem: SemVer 2.0 for npm and crates.io (prerelease rules included),
-//! PEP 440 for PyPI.
+//! PEP 440 for PyPI (the `pep440_rs` crate).
 
 use std::cmp::Ordering;
 
@@ -164,6 +164,45 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn crates_versions_are_strict_semver() {
+        let crates = |text: &str| Version::parse(Ecosystem::CratesIo, text);
+        for text in [
+            "v1.2.3", "=1.2.3", "1.2", "1", "1.2.3.4", "01.2.3", "1.0.0-", "*",
+        ] {
+            assert_eq!(crates(text), Err(InvalidVersion(text.to_owned())), "{text}");
+        }
+        let ok = |text: &str| crates(text).expect("valid crate version");
+        // RustSec's `0.0.0-0` is the lowest version there is.
+        assert!(ok("0.0.0-0") < ok("0.0.0-alpha"));
+        assert!(ok("0.0.0-0") < ok("0.0.0"));
+        assert!(ok("1.0.0-alpha.2") < ok("1.0.0-alpha.10"));
+        assert!(ok("1.0.0-alpha.10") < ok("1.0.0-alpha.beta"));
+        assert_eq!(ok("1.0.0+build.1"), ok("1.0.0"));
+        assert_eq!(ok(" 1.0.0 "), ok("1.0.0"));
+        assert!(ok("1.0.0-rc.1").is_prerelease());
+        assert_eq!(ok("0.9.3").major(), 0);
+    }
+
+    #[test]
+    fn pypi_versions_are_pep_440() {
+        let pypi = |text: &str| Version::parse(Ecosystem::PyPI, text).expect("valid PEP 440");
+        assert!(pypi("1.0.dev0") < pypi("1.0a1"));
+        assert!(pypi("1.0rc1") < pypi("1.0"));
+        assert!(pypi("1.0") < pypi("1.0+local"));
+        assert!(pypi("1.0+local") < pypi("1.0.post1"));
+        assert!(pypi("1!1.0") > pypi("2.0"));
+        assert_eq!(pypi("1.0"), pypi("1.0.0"));
+        assert_eq!(pypi("1"), pypi("1.0"));
+        assert!(pypi("2.0b3").is_prerelease());
+        assert!(!pypi("2.0.post3").is_prerelease());
+        assert_eq!(pypi("2!4.5").major(), 4);
+        assert_eq!(
+            Version::parse(Ecosystem::PyPI, "1.0-foo"),
+            Err(InvalidVersion("1.0-foo".to_owned()))
+        );
     }
 
     #[test]

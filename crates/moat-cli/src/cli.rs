@@ -44,7 +44,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the verified registry (npm under /npm/) and the why endpoint.
+    /// Serve the verified registry (npm under /npm/, PyPI under /pypi/simple/, cargo under
+    /// /crates/index/) and the why endpoint.
     ///
     /// Point npm at it with `npm config set registry http://127.0.0.1:7070/npm/`
     /// (or `--registry` per command). Blocked versions stay listed but deprecated, so ranges
@@ -90,6 +91,16 @@ pub struct SourceArgs {
     /// Upstream npm registry [default: https://registry.npmjs.org].
     #[arg(long, value_name = "URL")]
     pub upstream_npm: Option<String>,
+
+    /// Upstream PyPI simple index; file URLs come from its pages [default:
+    /// https://pypi.org/simple].
+    #[arg(long, value_name = "URL")]
+    pub upstream_pypi: Option<String>,
+
+    /// Upstream crates sparse index; downloads follow its config.json [default:
+    /// https://index.crates.io].
+    #[arg(long, value_name = "URL")]
+    pub upstream_crates: Option<String>,
 
     /// Give up on an upstream request after this many seconds [default: 30].
     #[arg(long, value_name = "SECS")]

@@ -15,6 +15,10 @@ use crate::error::UserError;
 
 /// The default upstream npm registry.
 pub const DEFAULT_UPSTREAM_NPM: &str = "https://registry.npmjs.org";
+/// The default upstream PyPI simple index.
+pub const DEFAULT_UPSTREAM_PYPI: &str = "https://pypi.org/simple";
+/// The default upstream crates sparse index.
+pub const DEFAULT_UPSTREAM_CRATES: &str = "https://index.crates.io";
 /// The default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 
@@ -38,6 +42,8 @@ pub struct FileConfig {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct UpstreamSection {
     pub npm: Option<String>,
+    pub pypi: Option<String>,
+    pub crates: Option<String>,
 }
 
 /// The file config plus the directory it was found in (relative paths in it are resolved
@@ -120,6 +126,8 @@ pub struct Sources {
     pub advisories: AdvisoryDb,
     pub popular: HashMap<Ecosystem, PopularNames>,
     pub upstream_npm: String,
+    pub upstream_pypi: String,
+    pub upstream_crates: String,
     pub upstream_timeout: Duration,
 }
 
@@ -158,6 +166,16 @@ impl Sources {
             .clone()
             .or_else(|| loaded.file.upstream.npm.clone())
             .unwrap_or_else(|| DEFAULT_UPSTREAM_NPM.to_owned());
+        let upstream_pypi = args
+            .upstream_pypi
+            .clone()
+            .or_else(|| loaded.file.upstream.pypi.clone())
+            .unwrap_or_else(|| DEFAULT_UPSTREAM_PYPI.to_owned());
+        let upstream_crates = args
+            .upstream_crates
+            .clone()
+            .or_else(|| loaded.file.upstream.crates.clone())
+            .unwrap_or_else(|| DEFAULT_UPSTREAM_CRATES.to_owned());
         let upstream_timeout = Duration::from_secs(
             args.upstream_timeout
                 .or(loaded.file.upstream_timeout)
@@ -169,6 +187,8 @@ impl Sources {
             advisories,
             popular,
             upstream_npm,
+            upstream_pypi,
+            upstream_crates,
             upstream_timeout,
         })
     }

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::HeaderValue;
 use moat_policy::PackageEvaluation;
 use moat_registry::npm::{Packument, RewritePlan};
-use sha2::{Digest, Sha256};
 
 /// The two forms of a packument a client can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +35,7 @@ pub(crate) struct PackageEntry {
     pub(crate) body_digest: Arc<str>,
     pub(crate) evaluation: PackageEvaluation,
     pub(crate) plan: RewritePlan,
-    /// Hash of (upstream body digest, policy revision, advisory revision, blocked set).
+    /// Hash of (upstream body digest, policy revision, advisory revision, blocked set): the ETag.
     pub(crate) identity: String,
     full: OnceLock<Rendered>,
     abbreviated: OnceLock<Rendered>,
@@ -49,19 +48,8 @@ impl PackageEntry {
         body_digest: Arc<str>,
         evaluation: PackageEvaluation,
         plan: RewritePlan,
-        revisions: &str,
+        identity: String,
     ) -> PackageEntry {
-        let mut hasher = Sha256::new();
-        hasher.update(body_digest.as_bytes());
-        hasher.update([0]);
-        hasher.update(revisions.as_bytes());
-        for (version, message) in &plan.blocked {
-            hasher.update([0]);
-            hasher.update(version.as_bytes());
-            hasher.update([0]);
-            hasher.update(message.as_bytes());
-        }
-        let identity = hex::encode(&hasher.finalize()[..16]);
         PackageEntry {
             fetched_at: Instant::now(),
             upstream_etag,
@@ -86,37 +74,66 @@ impl PackageEntry {
                 Form::Full => self.packument.render_full(&self.plan),
                 Form::Abbreviated => self.packument.render_abbreviated(&self.plan),
             };
-            let etag = HeaderValue::from_str(&format!("\"moat-{tag}-{}\"", self.identity))
-                .unwrap_or_else(|_| HeaderValue::from_static("\"moat\""));
-            Rendered {
-                body: Bytes::from(body),
-                etag,
-            }
+            Rendered::new(body, tag, &self.identity)
         })
     }
 }
 
-/// Packuments by requested name.
-#[derive(Debug, Default)]
-pub(crate) struct MetaCache {
-    entries: Mutex<HashMap<String, Arc<PackageEntry>>>,
+impl Cached for PackageEntry {
+    fn fetched_at(&self) -> Instant {
+        self.fetched_at
+    }
 }
 
-impl MetaCache {
-    pub(crate) fn get(&self, name: &str) -> Option<Arc<PackageEntry>> {
+impl Rendered {
+    /// `body` with the ETag `"moat-<tag>-<identity>"`.
+    pub(crate) fn new(body: Vec<u8>, tag: &str, identity: &str) -> Rendered {
+        let etag = HeaderValue::from_str(&format!("\"moat-{tag}-{identity}\""))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"moat\""));
+        Rendered {
+            body: Bytes::from(body),
+            etag,
+        }
+    }
+}
+
+/// A metadata entry that knows when it was fetched (for the TTL).
+pub(crate) trait Cached: Send + Sync {
+    fn fetched_at(&self) -> Instant;
+}
+
+/// Evaluated metadata entries of one ecosystem by requested name, and the single-flight locks
+/// of their upstream fetches.
+#[derive(Debug)]
+pub(crate) struct MetaCache<E> {
+    entries: Mutex<HashMap<String, Arc<E>>>,
+    pub(crate) flights: SingleFlight,
+}
+
+impl<E> Default for MetaCache<E> {
+    fn default() -> Self {
+        MetaCache {
+            entries: Mutex::default(),
+            flights: SingleFlight::default(),
+        }
+    }
+}
+
+impl<E: Cached> MetaCache<E> {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<E>> {
         lock(&self.entries).get(name).cloned()
     }
 
     pub(crate) fn insert(
         &self,
         name: &str,
-        entry: Arc<PackageEntry>,
+        entry: Arc<E>,
         max: usize,
         ttl: std::time::Duration,
     ) {
         let mut entries = lock(&self.entries);
         if entries.len() >= max {
-            entries.retain(|_, entry| entry.fetched_at.elapsed() < ttl);
+            entries.retain(|_, entry| entry.fetched_at().elapsed() < ttl);
             if entries.len() >= max {
                 entries.clear();
             }

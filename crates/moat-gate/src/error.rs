@@ -10,8 +10,13 @@ use moat_registry::{IntegrityError, MetadataError, UpstreamError};
 #[non_exhaustive]
 pub enum GateError {
     /// The upstream registry could not answer.
-    #[error("{0}")]
-    Upstream(#[from] UpstreamError),
+    #[error("upstream {ecosystem} {source}")]
+    Upstream {
+        /// Whose upstream.
+        ecosystem: Ecosystem,
+        /// What went wrong.
+        source: UpstreamError,
+    },
     /// The upstream sent metadata the gate cannot use.
     #[error("upstream sent malformed metadata for {name}: {source}")]
     Metadata {
@@ -20,9 +25,11 @@ pub enum GateError {
         /// What was wrong.
         source: MetadataError,
     },
-    /// The upstream tarball did not match (or there was nothing to match it against).
-    #[error("upstream tarball for {name}@{version} failed its integrity check: {source}")]
+    /// The upstream artifact did not match (or there was nothing to match it against).
+    #[error("upstream {artifact} for {name}@{version} failed its integrity check: {source}")]
     Integrity {
+        /// What kind of artifact (`tarball`, `file`, `crate`).
+        artifact: &'static str,
         /// Package.
         name: String,
         /// Version.
@@ -47,25 +54,29 @@ pub enum GateError {
     /// The audit log refused the record: no record, no answer.
     #[error("audit log unavailable; refusing to answer")]
     Audit(#[source] AuditError),
-    /// The ecosystem has no gate routes yet.
-    #[error("the {0} registry is not served by this gate yet")]
-    Unsupported(Ecosystem),
     /// The gate could not be set up.
     #[error("cannot start the gate: {0}")]
     Setup(String),
 }
 
 impl GateError {
+    /// A mapper from an [`UpstreamError`] of `ecosystem`'s upstream.
+    pub(crate) fn upstream(ecosystem: Ecosystem) -> impl Fn(UpstreamError) -> GateError {
+        move |source| GateError::Upstream { ecosystem, source }
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            GateError::Upstream(UpstreamError::TimedOut(_)) => StatusCode::GATEWAY_TIMEOUT,
-            GateError::Upstream(_) | GateError::Metadata { .. } | GateError::Integrity { .. } => {
+            GateError::Upstream {
+                source: UpstreamError::TimedOut(_),
+                ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            GateError::Upstream { .. } | GateError::Metadata { .. } | GateError::Integrity { .. } => {
                 StatusCode::BAD_GATEWAY
             }
             GateError::NotFound { .. } | GateError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
             GateError::Audit(_) | GateError::Setup(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GateError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -77,10 +88,9 @@ impl GateError {
             GateError::NotFound { .. } | GateError::VersionNotFound { .. } => {
                 "not found".to_owned()
             }
-            GateError::Upstream(_)
+            GateError::Upstream { .. }
             | GateError::Metadata { .. }
             | GateError::Integrity { .. }
-            | GateError::Unsupported(_)
             | GateError::Setup(_) => format!("moat: {self}"),
         }
     }

@@ -8,7 +8,7 @@
 //! HTTP reason phrase and JSON body carry the one-line block message.
 //!
 //! - [`Gate`]: shared state (policy, advisories, audit log, upstream client, caches).
-//! - [`router`]: the axum router (`/npm/…`, `/-/why/…`); [`serve`]: the HTTP/1.1 accept loop.
+//! - [`router`]: the axum router (`/npm/…`, `/pypi/…`, `/crates/…`, `/-/why/…`); [`serve`]: the HTTP/1.1 accept loop.
 //! - [`why::render_text`]: the full human explanation of a verdict.
 //!
 //! Upstream failure fails closed (502/504 with a reason); nothing broken is cached. This crate
@@ -16,9 +16,11 @@
 
 mod cache;
 mod config;
+mod crates;
 mod error;
 mod gate;
 mod npm;
+mod pypi;
 mod respond;
 mod serve;
 pub mod why;

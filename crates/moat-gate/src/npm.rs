@@ -7,6 +7,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::header::{ACCEPT, IF_NONE_MATCH};
 use http::{HeaderMap, StatusCode};
+use moat_advisories::Ecosystem;
 use moat_policy::{Action, Verdict};
 use moat_registry::PathError;
 use moat_registry::npm::{ABBREVIATED_CONTENT_TYPE, NpmRequest};
@@ -66,7 +67,7 @@ impl NpmCall<'_> {
                 Action::Allow | Action::Warn => return Ok(Ok(entry)),
             },
         };
-        let message = verdict.block_message(&self.gate.why_url(name, None));
+        let message = verdict.block_message(&self.gate.why_url(Ecosystem::Npm, name, None));
         self.record(name, version, request, &verdict, Some(&message))
             .await?;
         Ok(Err(respond::block(&verdict, &message)))
@@ -137,7 +138,7 @@ impl NpmCall<'_> {
         match verdict.action {
             Action::Allow | Action::Warn => Ok(Ok(verdict)),
             Action::Block => {
-                let message = verdict.block_message(&self.gate.why_url(name, Some(version)));
+                let message = verdict.block_message(&self.gate.why_url(Ecosystem::Npm, name, Some(version)));
                 self.record(name, Some(version), request, verdict, Some(&message))
                     .await?;
                 Ok(Err(respond::block(verdict, &message)))
@@ -194,7 +195,7 @@ impl NpmCall<'_> {
             Ok(verdict) => verdict,
             Err(response) => return Ok(response),
         };
-        let bytes = self.gate.artifact(&entry, version).await?;
+        let bytes = self.gate.npm_tarball(&entry, version).await?;
         self.record(name, Some(version), "artifact", verdict, None)
             .await?;
         Ok(respond::bytes(
@@ -206,7 +207,7 @@ impl NpmCall<'_> {
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`).
-fn etag_matches(headers: &HeaderMap, etag: &http::HeaderValue) -> bool {
+pub(crate) fn etag_matches(headers: &HeaderMap, etag: &http::HeaderValue) -> bool {
     let Ok(etag) = etag.to_str() else {
         return false;
     };

@@ -17,6 +17,10 @@ const MAX_REASON: usize = 400;
 /// `application/json`.
 pub(crate) const JSON: &str = "application/json";
 
+/// `text/plain; charset=utf-8`: the body type of refusals on PyPI and cargo routes, whose clients
+/// print a text body (cargo) or the reason phrase (pip, uv).
+pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
+
 /// A response with `status`, `body` and `content_type`.
 pub(crate) fn bytes(status: StatusCode, content_type: &'static str, body: Bytes) -> Response {
     let mut response = Response::new(Body::from(body));
@@ -59,6 +63,29 @@ pub(crate) fn block(verdict: &Verdict, message: &str) -> Response {
     )
 }
 
+/// A refusal by policy on a text route: 403, the block message as reason phrase and as the
+/// `text/plain` body.
+pub(crate) fn block_text(message: &str) -> Response {
+    let body = Bytes::from(format!("{message}\n"));
+    with_reason(bytes(StatusCode::FORBIDDEN, TEXT, body), message)
+}
+
+/// Any other refusal on a text route: `status`, the reason as reason phrase and body.
+pub(crate) fn text_error(status: StatusCode, reason: &str) -> Response {
+    let response = bytes(status, TEXT, Bytes::from(format!("{reason}\n")));
+    if reason.starts_with("moat:") {
+        with_reason(response, reason)
+    } else {
+        response
+    }
+}
+
+/// The answer for a [`GateError`] on a text route.
+pub(crate) fn gate_error_text(err: &GateError) -> Response {
+    log_error(err);
+    text_error(err.status(), &err.reason())
+}
+
 /// Any other refusal: `status`, the reason as reason phrase, and `{"error": reason}`.
 pub(crate) fn error(status: StatusCode, reason: &str) -> Response {
     let body = serde_json::to_vec(&serde_json::json!({ "error": reason })).unwrap_or_default();
@@ -72,17 +99,20 @@ pub(crate) fn error(status: StatusCode, reason: &str) -> Response {
 
 /// The answer for a [`GateError`].
 pub(crate) fn gate_error(err: &GateError) -> Response {
+    log_error(err);
+    error(err.status(), &err.reason())
+}
+
+fn log_error(err: &GateError) {
     match err {
         GateError::Audit(source) => tracing::error!(error = %source, "audit append failed"),
-        GateError::Upstream(_) | GateError::Metadata { .. } | GateError::Integrity { .. } => {
+        GateError::Upstream { .. } | GateError::Metadata { .. } | GateError::Integrity { .. } => {
             tracing::warn!(error = %err, "upstream failure")
         }
         GateError::NotFound { .. }
         | GateError::VersionNotFound { .. }
-        | GateError::Unsupported(_)
         | GateError::Setup(_) => {}
     }
-    error(err.status(), &err.reason())
 }
 
 /// Put `reason` (made printable ASCII, cut to [`MAX_REASON`]) in the reason phrase.

@@ -16,10 +16,13 @@ use tower::ServiceExt as _;
 
 use crate::Gate;
 use crate::gate::Decision;
+use crate::crates::CratesCall;
 use crate::npm::NpmCall;
+use crate::pypi::PypiCall;
 use crate::respond::{self, JSON};
 
-/// The gate's routes: `/npm/…` and `/-/why/npm/<name>[/<version>]`.
+/// The gate's routes: `/npm/…`, `/pypi/…`, `/crates/…` and
+/// `/-/why/<npm|pypi|crates>/<name>[/<version>]`.
 pub fn router(gate: Arc<Gate>) -> Router {
     Router::new().fallback(handle).with_state(gate)
 }
@@ -71,6 +74,24 @@ async fn handle(State(gate): State<Arc<Gate>>, request: Request) -> Response {
             .handle(&segments[1..])
             .await
         }
+        Some("pypi") => {
+            PypiCall {
+                gate: &gate,
+                headers,
+                identity: &identity,
+            }
+            .handle(&segments[1..])
+            .await
+        }
+        Some("crates") => {
+            CratesCall {
+                gate: &gate,
+                headers,
+                identity: &identity,
+            }
+            .handle(&segments[1..])
+            .await
+        }
         Some("-") if segments.get(1).is_some_and(|s| s == "why") => {
             let json = headers
                 .get_all(ACCEPT)
@@ -89,11 +110,17 @@ async fn handle(State(gate): State<Arc<Gate>>, request: Request) -> Response {
 /// `GET /-/why/<ecosystem>/<name>[/<version>]`.
 async fn why(gate: &Gate, segments: &[String], json: bool, identity: &str) -> Response {
     let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let (ecosystem, name, version) = match parts.as_slice() {
-        ["npm", scope, name, rest @ ..] if scope.starts_with('@') => {
-            (Ecosystem::Npm, format!("{scope}/{name}"), rest)
+    let Some((ecosystem, parts)) = parts
+        .split_first()
+        .and_then(|(first, rest)| Some((first.parse::<Ecosystem>().ok()?, rest)))
+    else {
+        return respond::error(StatusCode::NOT_FOUND, "not found");
+    };
+    let (name, version) = match (ecosystem, parts) {
+        (Ecosystem::Npm, [scope, name, rest @ ..]) if scope.starts_with('@') => {
+            (format!("{scope}/{name}"), rest)
         }
-        ["npm", name, rest @ ..] => (Ecosystem::Npm, (*name).to_owned(), rest),
+        (_, [name, rest @ ..]) => ((*name).to_owned(), rest),
         _ => return respond::error(StatusCode::NOT_FOUND, "not found"),
     };
     let version = match version {
@@ -105,7 +132,7 @@ async fn why(gate: &Gate, segments: &[String], json: bool, identity: &str) -> Re
         Ok(verdict) => verdict,
         Err(err) => return respond::gate_error(&err),
     };
-    let why_url = gate.why_url(&name, version);
+    let why_url = gate.why_url(ecosystem, &name, version);
     let decision = Decision {
         identity,
         package: &name,

@@ -2,7 +2,7 @@
 
 use crate::RuleId;
 use crate::policy::{
-    Deny, NameRule, Policy, PolicyError, Settings, Threshold, UnknownSeverity, Waiver,
+    Deny, NameRule, Policy, PolicyError, Settings, Threshold, UnknownAge, UnknownSeverity, Waiver,
 };
 use crate::spec::PackageSpec;
 
@@ -35,6 +35,7 @@ struct RawAdvisories {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawAge {
     min_days: Option<u32>,
+    unknown: Option<UnknownAge>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -81,6 +82,7 @@ pub(crate) fn parse(text: &str) -> Result<Policy, PolicyError> {
             .unwrap_or(defaults.unknown_severity),
         require_fix: raw.advisories.require_fix.unwrap_or(defaults.require_fix),
         min_days: raw.age.min_days.unwrap_or(defaults.min_days),
+        unknown_age: raw.age.unknown.unwrap_or(defaults.unknown_age),
         typosquat: raw.names.typosquat.unwrap_or(defaults.typosquat),
     };
     let deny = raw
@@ -209,6 +211,7 @@ unknown-severity = "warn"
 require-fix = false
 [age]
 min-days = 0
+unknown = "block"
 [names]
 typosquat = "warn"
 [[deny]]
@@ -231,6 +234,7 @@ reason = "trusted publisher"
         assert_eq!(policy.settings.unknown_severity, UnknownSeverity::Warn);
         assert!(!policy.settings.require_fix);
         assert_eq!(policy.settings.min_days, 0);
+        assert_eq!(policy.settings.unknown_age, UnknownAge::Block);
         assert_eq!(policy.settings.typosquat, NameRule::Warn);
         assert_eq!(policy.deny.len(), 1);
         assert_eq!(policy.waivers.len(), 2);
@@ -255,6 +259,35 @@ reason = "trusted publisher"
             "[[waiver]]\nrule = \"moat.nope\"\npackage = \"npm:a\"\nuntil = \"2027-01-01\"\nreason = \"r\"\n",
         );
         assert!(message.contains("moat.nope"), "{message}");
+        let message = parse_message("[age]\nmin-days = 3\nunknown = \"maybe\"\n");
+        assert!(
+            message.contains("line 3")
+                && message.contains("maybe")
+                && message.contains("`block`, `warn`, `allow`"),
+            "{message}"
+        );
+        let message = parse_message("[age]\nunknown = true\n");
+        assert!(message.contains("unknown"), "{message}");
+    }
+
+    #[test]
+    fn unknown_age_settings() {
+        for (value, expected) in [
+            ("allow", UnknownAge::Allow),
+            ("warn", UnknownAge::Warn),
+            ("block", UnknownAge::Block),
+        ] {
+            let policy = Policy::from_toml(&format!("[age]\nunknown = \"{value}\"\n")).unwrap();
+            assert_eq!(policy.settings.unknown_age, expected, "{value}");
+        }
+        assert_eq!(
+            Policy::from_toml("[age]\nmin-days = 7\n")
+                .unwrap()
+                .settings
+                .unknown_age,
+            UnknownAge::Warn,
+            "the default"
+        );
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub struct Context<'a> {
 pub struct VersionInfo {
     /// The version string exactly as the registry spells it.
     pub version: String,
-    /// When it was published, if the registry says.
+    /// When it was published, if the registry says. Without it the age rule cannot be
+    /// satisfied: `[age] unknown` decides (warn by default).
     pub published: Option<jiff::Timestamp>,
 }
 
@@ -92,11 +93,7 @@ impl Policy {
             };
             let mut findings = name_findings.clone();
             self.version_findings(ecosystem, &key, &version, matches, &mut findings);
-            findings.extend(rules::too_new(
-                self.settings.min_days,
-                ctx.now,
-                info.published,
-            ));
+            findings.extend(rules::too_new(&self.settings, ctx.now, info.published));
             if parsed.is_none() && has_advisories {
                 findings.push(rules::unorderable(&info.version));
             }

@@ -33,6 +33,8 @@ pub(crate) struct Settings {
     pub(crate) require_fix: bool,
     /// `[age] min-days` (0 = off).
     pub(crate) min_days: u32,
+    /// `[age] unknown`: what a version without a publish time does while `min-days` > 0.
+    pub(crate) unknown_age: UnknownAge,
     /// `[names] typosquat`.
     pub(crate) typosquat: NameRule,
 }
@@ -45,6 +47,7 @@ impl Default for Settings {
             unknown_severity: UnknownSeverity::Block,
             require_fix: true,
             min_days: 3,
+            unknown_age: UnknownAge::Warn,
             typosquat: NameRule::Block,
         }
     }
@@ -91,6 +94,18 @@ pub(crate) enum UnknownSeverity {
     /// Warn.
     Warn,
     /// Say nothing.
+    Allow,
+}
+
+/// `[age] unknown`: what a version the registry gives no publish time for does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum UnknownAge {
+    /// Block it (`moat.too-new`).
+    Block,
+    /// Serve it with a `moat.too-new` warning.
+    Warn,
+    /// Serve it; no finding.
     Allow,
 }
 
@@ -229,11 +244,12 @@ fn waiver_may_be_used(waiver: &Waiver, db: &AdvisoryDb) -> bool {
 /// Hash a canonical text of the policy's meaning: 16 hex characters of SHA-256.
 fn revision_of(settings: &Settings, deny: &[Deny], waivers: &[Waiver]) -> String {
     let mut text = format!(
-        "moat-policy/1\nblock-vulnerable={}\nunknown-severity={:?}\nrequire-fix={}\nmin-days={}\ntyposquat={:?}\n",
+        "moat-policy/1\nblock-vulnerable={}\nunknown-severity={:?}\nrequire-fix={}\nmin-days={}\nunknown-age={:?}\ntyposquat={:?}\n",
         settings.vulnerable.as_str(),
         settings.unknown_severity,
         settings.require_fix,
         settings.min_days,
+        settings.unknown_age,
         settings.typosquat,
     );
     for entry in deny {
@@ -281,6 +297,10 @@ mod tests {
         let stricter =
             Policy::from_toml("[advisories]\nblock-vulnerable = \"moderate\"\n").unwrap();
         assert_ne!(stricter.revision(), builtin.revision());
+        let unknown_age_blocks = Policy::from_toml("[age]\nunknown = \"block\"\n").unwrap();
+        assert_ne!(unknown_age_blocks.revision(), builtin.revision());
+        let unknown_age_default = Policy::from_toml("[age]\nunknown = \"warn\"\n").unwrap();
+        assert_eq!(unknown_age_default.revision(), builtin.revision());
         // Comments, order and spelling of equivalent names do not change the meaning.
         let a = Policy::from_toml(
             "[[deny]]\npackage = \"npm:a\"\nreason = \"r\"\n[[deny]]\npackage = \"PyPI:Foo_Bar\"\nreason = \"s\"\n",

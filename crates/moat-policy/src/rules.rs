@@ -3,7 +3,9 @@
 use moat_advisories::{Advisory, Ecosystem, Match, Severity, TyposquatKind};
 
 use crate::evaluate::Context;
-use crate::policy::{NameRule, Settings, Threshold, UnknownSeverity, threshold_severity};
+use crate::policy::{
+    NameRule, Settings, Threshold, UnknownAge, UnknownSeverity, threshold_severity,
+};
 use crate::spec::VersionKey;
 use crate::{Action, AdvisoryRef, Finding, Policy, RuleId};
 
@@ -177,16 +179,31 @@ fn advisory_action(
     }
 }
 
-/// `[age] min-days`: a version published less than `min_days` days before `now`.
+/// `[age] min-days`: a version published less than `min-days` days before `now`. A version
+/// without a publish time cannot be shown old enough: `[age] unknown` decides what it does.
 pub(crate) fn too_new(
-    min_days: u32,
+    settings: &Settings,
     now: jiff::Timestamp,
     published: Option<jiff::Timestamp>,
 ) -> Option<Finding> {
-    let published = published?;
+    let min_days = settings.min_days;
     if min_days == 0 {
         return None;
     }
+    let required = match min_days {
+        1 => "1 day".to_owned(),
+        min_days => format!("{min_days} days"),
+    };
+    let Some(published) = published else {
+        let action = match settings.unknown_age {
+            UnknownAge::Block => Action::Block,
+            UnknownAge::Warn => Action::Warn,
+            UnknownAge::Allow => return None,
+        };
+        let message =
+            format!("age unknown: the registry gives no publish time; policy requires {required}");
+        return Some(Finding::plain(RuleId::TooNew, action, message));
+    };
     let age_seconds = now.as_second().saturating_sub(published.as_second());
     if age_seconds >= i64::from(min_days) * 86_400 {
         return None;
@@ -196,10 +213,6 @@ pub(crate) fn too_new(
         0 => "less than a day".to_owned(),
         1 => "1 day".to_owned(),
         days => format!("{days} days"),
-    };
-    let required = match min_days {
-        1 => "1 day".to_owned(),
-        min_days => format!("{min_days} days"),
     };
     let message = format!("published {age} ago; policy requires {required}");
     Some(Finding::plain(RuleId::TooNew, Action::Block, message))
@@ -243,10 +256,21 @@ pub(crate) fn short_summary(summary: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Settings with `[age] min-days` and `[age] unknown`, everything else default.
+    fn age(min_days: u32, unknown_age: UnknownAge) -> Settings {
+        Settings {
+            min_days,
+            unknown_age,
+            ..Settings::default()
+        }
+    }
+
     #[test]
     fn too_new_boundary_is_exclusive() {
         let now: jiff::Timestamp = "2026-05-10T12:00:00Z".parse().unwrap();
         let at = |text: &str| Some(text.parse::<jiff::Timestamp>().unwrap());
+        let too_new =
+            |min_days, now, published| too_new(&age(min_days, UnknownAge::Allow), now, published);
         let finding = too_new(3, now, at("2026-05-09T12:00:00Z")).unwrap();
         assert_eq!(
             finding.message,
@@ -265,6 +289,35 @@ mod tests {
         );
         assert_eq!(too_new(0, now, at("2026-05-10T12:00:00Z")), None);
         assert_eq!(too_new(3, now, None), None);
+    }
+
+    #[test]
+    fn unknown_age_allows_warns_or_blocks() {
+        let now: jiff::Timestamp = "2026-05-10T12:00:00Z".parse().unwrap();
+        assert_eq!(too_new(&age(3, UnknownAge::Allow), now, None), None);
+        for (unknown, action) in [
+            (UnknownAge::Warn, Action::Warn),
+            (UnknownAge::Block, Action::Block),
+        ] {
+            let finding = too_new(&age(3, unknown), now, None).expect("a finding");
+            assert_eq!(finding.rule, RuleId::TooNew);
+            assert_eq!(finding.action, action);
+            assert_eq!(
+                finding.message,
+                "age unknown: the registry gives no publish time; policy requires 3 days"
+            );
+            assert!(finding.advisories.is_empty() && finding.waived.is_none());
+            // With the age rule off, nothing is asked of the publish time.
+            assert_eq!(too_new(&age(0, unknown), now, None), None);
+        }
+        let one_day = too_new(&age(1, UnknownAge::Block), now, None).expect("a finding");
+        assert!(
+            one_day.message.ends_with("policy requires 1 day"),
+            "{one_day:?}"
+        );
+        // A known publish time is judged by min-days alone, whatever `unknown` says.
+        let old = Some("2020-01-01T00:00:00Z".parse().unwrap());
+        assert_eq!(too_new(&age(3, UnknownAge::Block), now, old), None);
     }
 
     #[test]

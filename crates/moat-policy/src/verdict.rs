@@ -26,7 +26,8 @@ pub enum RuleId {
     /// A vulnerability advisory at or above the policy threshold covers it.
     #[serde(rename = "moat.vulnerable")]
     Vulnerable,
-    /// Published fewer than `[age] min-days` days ago.
+    /// Published fewer than `[age] min-days` days ago, or (per `[age] unknown`) with no publish
+    /// time at all.
     #[serde(rename = "moat.too-new")]
     TooNew,
     /// A near miss of a popular name.

@@ -20,7 +20,7 @@ pub enum PathError {
     #[error("path contains a forbidden sequence ({0})")]
     Forbidden(&'static str),
     /// Not a valid npm package name.
-    #[error("invalid npm package name `{0}`")]
+    #[error("invalid package name `{0}`")]
     InvalidName(String),
     /// Not a valid version, tag or tarball file name.
     #[error("invalid version or tag `{0}`")]
@@ -38,7 +38,7 @@ pub enum MetadataError {
     #[error("{0}")]
     Malformed(String),
     /// The packument names another package than the one asked for.
-    #[error("packument is for `{found}`, not `{requested}`")]
+    #[error("metadata is for `{found}`, not `{requested}`")]
     NameMismatch {
         /// The name the client asked for.
         requested: String,
@@ -47,24 +47,25 @@ pub enum MetadataError {
     },
 }
 
-/// Why the upstream registry could not answer (the gate answers 502 or 504: fails closed).
+/// Why the upstream registry could not answer (the gate answers 502 or 504: fails closed). The
+/// messages read after "upstream ECOSYSTEM " (`upstream npm unreachable: …`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpstreamError {
     /// Connection refused, DNS failure, TLS failure, reset.
-    #[error("upstream npm unreachable: {0}")]
+    #[error("unreachable: {0}")]
     Unreachable(String),
     /// No complete answer within the configured timeout.
-    #[error("upstream npm timed out after {}s", .0.as_secs_f32())]
+    #[error("timed out after {}s", .0.as_secs_f32())]
     TimedOut(Duration),
     /// An unexpected HTTP status (5xx, 401, 403, …).
-    #[error("upstream npm answered HTTP {0}")]
+    #[error("answered HTTP {0}")]
     Status(u16),
     /// The body exceeded the configured cap.
-    #[error("upstream npm response larger than {0} bytes")]
+    #[error("response larger than {0} bytes")]
     TooLarge(u64),
     /// A URL (base or `dist.tarball`) that cannot be fetched.
-    #[error("invalid upstream url `{0}`")]
+    #[error("has an invalid url `{0}`")]
     InvalidUrl(String),
     /// The HTTP client could not be built (bad proxy URL, TLS backend failure).
     #[error("cannot configure the upstream client: {0}")]

@@ -131,6 +131,13 @@ impl Integrity {
         best.ok_or_else(|| IntegrityError::Malformed(sri.to_owned()))
     }
 
+    /// From a hex digest of `algorithm` (PyPI `#sha256=`, cargo `cksum`).
+    pub fn from_hex(algorithm: Algorithm, hex_digest: &str) -> Result<Integrity, IntegrityError> {
+        let digest = hex::decode(hex_digest.trim())
+            .map_err(|_| IntegrityError::Malformed(hex_digest.to_owned()))?;
+        Integrity::new(algorithm, digest, hex_digest)
+    }
+
     fn new(
         algorithm: Algorithm,
         digest: Vec<u8>,
@@ -219,6 +226,16 @@ mod tests {
         let integrity = Integrity::from_dist(Some(&both), Some(&wrong_shasum)).unwrap();
         assert_eq!(integrity.algorithm(), Algorithm::Sha512);
         integrity.verify(DATA).unwrap();
+    }
+
+    #[test]
+    fn hex_digests() {
+        let hex_digest = hex::encode(Algorithm::Sha256.digest(DATA));
+        let integrity = Integrity::from_hex(Algorithm::Sha256, &hex_digest).unwrap();
+        integrity.verify(DATA).unwrap();
+        assert!(integrity.verify(b"other").is_err());
+        assert!(Integrity::from_hex(Algorithm::Sha256, "abcd").is_err());
+        assert!(Integrity::from_hex(Algorithm::Sha256, "zz").is_err());
     }
 
     #[test]

@@ -22,4 +22,4 @@ pub mod upstream;
 pub use error::{MetadataError, PathError, UpstreamError};
 pub use integrity::{Algorithm, Integrity, IntegrityError};
 pub use store::ArtifactStore;
-pub use upstream::{NpmUpstream, PackumentResponse, ProxyConfig, UpstreamConfig};
+pub use upstream::{MetaResponse, PackumentResponse, ProxyConfig, Upstream, UpstreamConfig};

@@ -1,5 +1,7 @@
-//! The upstream npm client: HTTP/1.1 over reqwest with the system's CA roots (native-tls),
-//! explicit proxies (never read from the environment here), timeouts and body-size caps.
+//! The upstream client: HTTP/1.1 over reqwest with the system's CA roots (native-tls), explicit
+//! proxies (never read from the environment here), timeouts and body-size caps. One client serves
+//! every ecosystem's upstream (npm registry, PyPI simple index and files host, crates.io sparse
+//! index and download host).
 
 use std::time::Duration;
 
@@ -13,6 +15,11 @@ use crate::UpstreamError;
 pub struct UpstreamConfig {
     /// npm registry base URL (no trailing slash needed).
     pub npm: String,
+    /// PyPI simple index base URL (`https://pypi.org/simple`); file URLs come from its pages.
+    pub pypi: String,
+    /// crates.io sparse index base URL (`https://index.crates.io`); download URLs come from its
+    /// `config.json`.
+    pub crates: String,
     /// Outbound proxies; `None` = connect directly.
     pub proxy: Option<ProxyConfig>,
     /// Whole-request timeout (connect, headers and body).
@@ -27,6 +34,8 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
             npm: "https://registry.npmjs.org".into(),
+            pypi: "https://pypi.org/simple".into(),
+            crates: "https://index.crates.io".into(),
             proxy: None,
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
@@ -62,17 +71,37 @@ pub enum PackumentResponse {
     NotFound,
 }
 
-/// A client for one upstream npm registry.
+/// The answer to a metadata request (PyPI project page, cargo index file).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaResponse {
+    /// A body, the upstream's `ETag` (for revalidation) and `Content-Type`.
+    Fresh {
+        /// The raw body.
+        body: Bytes,
+        /// Upstream `ETag`.
+        etag: Option<String>,
+        /// Upstream `Content-Type`, if any.
+        content_type: Option<String>,
+    },
+    /// `304 Not Modified` to our `If-None-Match`.
+    NotModified,
+    /// `404` or `410`: no such package upstream.
+    NotFound,
+}
+
+/// A client for the upstream registries.
 #[derive(Debug, Clone)]
-pub struct NpmUpstream {
+pub struct Upstream {
     client: reqwest::Client,
     base: String,
+    pypi: String,
+    crates: String,
     timeout: Duration,
 }
 
-impl NpmUpstream {
-    /// Build the client.
-    pub fn new(config: &UpstreamConfig) -> Result<NpmUpstream, UpstreamError> {
+impl Upstream {
+    /// Build the client. Every base URL must be `http://` or `https://`.
+    pub fn new(config: &UpstreamConfig) -> Result<Upstream, UpstreamError> {
         let mut builder = reqwest::Client::builder()
             .http1_only()
             .no_proxy()
@@ -101,15 +130,71 @@ impl NpmUpstream {
         let client = builder
             .build()
             .map_err(|err| UpstreamError::Config(err.to_string()))?;
-        let base = config.npm.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(UpstreamError::InvalidUrl(base));
-        }
-        Ok(NpmUpstream {
+        let base_url = |url: &str| {
+            let url = url.trim_end_matches('/').to_owned();
+            match url.starts_with("http://") || url.starts_with("https://") {
+                true => Ok(url),
+                false => Err(UpstreamError::InvalidUrl(url)),
+            }
+        };
+        Ok(Upstream {
             client,
-            base,
+            base: base_url(&config.npm)?,
+            pypi: base_url(&config.pypi)?,
+            crates: base_url(&config.crates)?,
             timeout: config.timeout,
         })
+    }
+
+    /// The PyPI project page URL of a (normalised) project name, with its trailing slash.
+    pub fn pypi_page_url(&self, project: &str) -> String {
+        format!("{}/{project}/", self.pypi)
+    }
+
+    /// The URL of a file under the crates sparse index (`config.json`, `se/rd/serde`).
+    pub fn crates_index_url(&self, path: &str) -> String {
+        format!("{}/{path}", self.crates)
+    }
+
+    /// Fetch a metadata document at `url` with `accept`, revalidating with `etag` when given;
+    /// the body is capped at `max_bytes`.
+    pub async fn metadata(
+        &self,
+        url: &str,
+        accept: &str,
+        etag: Option<&str>,
+        max_bytes: u64,
+    ) -> Result<MetaResponse, UpstreamError> {
+        let mut request = self
+            .client
+            .get(url)
+            .header(http::header::ACCEPT, accept);
+        if let Some(etag) = etag {
+            request = request.header(http::header::IF_NONE_MATCH, etag);
+        }
+        let response = request.send().await.map_err(|err| self.classify(err))?;
+        match response.status() {
+            StatusCode::OK => {
+                let header = |name| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v: &http::HeaderValue| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let etag = header(http::header::ETAG);
+                let content_type = header(http::header::CONTENT_TYPE);
+                let body = self.read_capped(response, max_bytes).await?;
+                Ok(MetaResponse::Fresh {
+                    body,
+                    etag,
+                    content_type,
+                })
+            }
+            StatusCode::NOT_MODIFIED => Ok(MetaResponse::NotModified),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(MetaResponse::NotFound),
+            other => Err(UpstreamError::Status(other.as_u16())),
+        }
     }
 
     /// The packument URL of `name` (scoped names as `@scope%2fname`, as the registry expects).

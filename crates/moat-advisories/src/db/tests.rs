@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod ecosystems;
+
 fn record(id: &str, extra: &str, affected: &str) -> String {
     format!(
         r#"{{"schema_version":"1.6.0","id":"{id}","modified":"2024-01-02T03:04:05Z",

@@ -283,3 +283,204 @@ fn import_dir_accepts_both_layouts() {
     assert_eq!(loaded.revision(), db.revision());
     assert_eq!(loaded.status(), db.status());
 }
+
+fn affected(db: &AdvisoryDb, ecosystem: Ecosystem, name: &str, version: &str) -> Vec<String> {
+    db.matches(ecosystem, name, version)
+        .iter()
+        .map(|m| m.advisory.id.clone())
+        .collect()
+}
+
+fn assert_cases(
+    db: &AdvisoryDb,
+    ecosystem: Ecosystem,
+    name: &str,
+    id: &str,
+    cases: &[(&str, bool)],
+) {
+    for &(version, expected) in cases {
+        let expected: Vec<String> = if expected {
+            vec![id.to_owned()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(
+            affected(db, ecosystem, name, version),
+            expected,
+            "{name}@{version}"
+        );
+    }
+}
+
+#[test]
+fn pypi_sample_follows_pep_440() {
+    let (db, _) = AdvisoryDb::import_zip(&sample("PyPI")).expect("PyPI sample imports");
+    // PYSEC-2012-1 (beaker): ECOSYSTEM range introduced 0, fixed 1.6.5.post1; its `versions`
+    // list spells a dev release `1.3.1dev`.
+    assert_cases(
+        &db,
+        Ecosystem::PyPI,
+        "beaker",
+        "PYSEC-2012-1",
+        &[
+            ("0.5", true),
+            ("1.3.1dev", true),
+            ("1.3.1.dev0", true),
+            ("1.6.5rc1", true),
+            ("1.6.5", true),
+            ("1.6.5+local", true),
+            ("1.6.5.post1.dev0", true),
+            ("1.6.5.post1", false),
+            ("1.6.5-1", false),
+            ("1.6.5.post2", false),
+            ("1.6.6.dev0", false),
+            ("1.7", false),
+            ("1!0.1", false),
+        ],
+    );
+    let beaker = db.matches(Ecosystem::PyPI, "Beaker", "1.6.4");
+    assert_eq!(beaker[0].fixed, vec!["1.6.5.post1"]);
+    assert_eq!(beaker[0].advisory.aliases, vec!["CVE-2012-3458"]);
+    // PYSEC-2022-42969 (py): introduced 0, last_affected 1.11.0; its versions list holds
+    // `0.8.0-alpha2` and `1.4.7.dev3`.
+    assert_cases(
+        &db,
+        Ecosystem::PyPI,
+        "py",
+        "PYSEC-2022-42969",
+        &[
+            ("0.8.0-alpha2", true),
+            ("0.8.0a2", true),
+            ("1.4.7.dev3", true),
+            ("1.11.0rc1", true),
+            ("1.11.0", true),
+            ("1.11", true),
+            ("1.11.0.post1", false),
+            ("1.11.1.dev0", false),
+            ("1.11.1", false),
+            ("2.0", false),
+        ],
+    );
+    assert!(
+        db.matches(Ecosystem::PyPI, "py", "1.0.0")[0]
+            .fixed
+            .is_empty()
+    );
+    // PYSEC-2017-105 (apache-atlas): introduced 0 with no fix, not malicious: every version.
+    assert_cases(
+        &db,
+        Ecosystem::PyPI,
+        "Apache_Atlas",
+        "PYSEC-2017-105",
+        &[("0.0.1", true), ("0.0.15", true), ("1!99.0.post1", true)],
+    );
+    assert!(
+        db.malicious_package(Ecosystem::PyPI, "apache-atlas")
+            .is_none()
+    );
+    // MAL-2023-10 (security-util-py): listed versions 0.0.5 and 0.0.6 only.
+    assert_cases(
+        &db,
+        Ecosystem::PyPI,
+        "security-util-py",
+        "MAL-2023-10",
+        &[
+            ("0.0.5", true),
+            ("0.0.6", true),
+            ("0.0.6.0", true),
+            ("0.0.6+local", false),
+            ("0.0.4", false),
+            ("0.0.7", false),
+        ],
+    );
+    // MAL-2022-7421 (ascii2text): whole package, even versions that are not PEP 440.
+    assert_cases(
+        &db,
+        Ecosystem::PyPI,
+        "ascii2text",
+        "MAL-2022-7421",
+        &[("0.0.1", true), ("not-a-version", true)],
+    );
+    // PYSEC-2024-55 (cipherbcrypt) says "Malicious package" in prose only: every version is
+    // affected, but without a MAL id, malicious category or CWE-506 it is not classified.
+    assert_cases(
+        &db,
+        Ecosystem::PyPI,
+        "cipherbcrypt",
+        "PYSEC-2024-55",
+        &[("1.0", true)],
+    );
+    assert!(
+        db.malicious_package(Ecosystem::PyPI, "cipherbcrypt")
+            .is_none()
+    );
+}
+
+#[test]
+fn crates_sample_follows_semver() {
+    let (db, _) = AdvisoryDb::import_zip(&sample("crates.io")).expect("crates sample imports");
+    // RUSTSEC-2016-0001 (openssl): introduced 0.0.0-0, fixed 0.9.0.
+    assert_cases(
+        &db,
+        Ecosystem::CratesIo,
+        "openssl",
+        "RUSTSEC-2016-0001",
+        &[
+            ("0.0.0", true),
+            ("0.1.0-alpha", true),
+            ("0.8.3", true),
+            ("0.9.0-rc.1", true),
+            ("0.9.0", false),
+            ("0.9.0+build", false),
+            ("0.10.55", false),
+            ("v0.8.3", false),
+        ],
+    );
+    // RUSTSEC-2026-0244 (gettext-rs): fixed 0.8.0; names fold `_` to `-`.
+    assert_cases(
+        &db,
+        Ecosystem::CratesIo,
+        "gettext_rs",
+        "RUSTSEC-2026-0244",
+        &[
+            ("0.7.2", true),
+            ("0.8.0-alpha.1", true),
+            ("0.8.0", false),
+            ("0.8.1", false),
+        ],
+    );
+    // RUSTSEC-2026-0260 (arrayref): from 0.3.10-0 on, prereleases of 0.3.10 included.
+    assert_cases(
+        &db,
+        Ecosystem::CratesIo,
+        "arrayref",
+        "RUSTSEC-2026-0260",
+        &[
+            ("0.3.9", false),
+            ("0.3.10-alpha.1", true),
+            ("0.3.10", true),
+            ("0.4.0", true),
+        ],
+    );
+    // MAL-2023-8429 (littest): the listed version 0.3.1 only.
+    assert_cases(
+        &db,
+        Ecosystem::CratesIo,
+        "littest",
+        "MAL-2023-8429",
+        &[
+            ("0.3.1", true),
+            ("0.3.1+build", true),
+            ("0.3.0", false),
+            ("0.3.2", false),
+        ],
+    );
+    // MAL-2022-1 (rustdecimal): OSV's `0` as the beginning, so every version, parseable or not.
+    assert_cases(
+        &db,
+        Ecosystem::CratesIo,
+        "rustdecimal",
+        "MAL-2022-1",
+        &[("0.0.0-0", true), ("1.23.1", true), ("latest", true)],
+    );
+}

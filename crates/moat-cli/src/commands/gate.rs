@@ -73,8 +73,11 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Resu
         };
         let gate = Gate::new(config, sources.policy, sources.advisories, sources.popular, audit)?;
         eprintln!("moat gate listening on http://{address}");
-        eprintln!("  point npm at it:  npm config set registry {public_url}/npm/");
-        eprintln!("  explain a block:  moat why npm NAME@VERSION  (or {public_url}/-/why/npm/NAME/VERSION)");
+        eprintln!("  npm:    npm config set registry {public_url}/npm/");
+        eprintln!("  pip:    pip install --index-url {public_url}/pypi/simple/ PACKAGE");
+        eprintln!("  uv:     uv pip install --index-url {public_url}/pypi/simple/ PACKAGE");
+        eprintln!("  cargo:  [source.crates-io] replace-with = \"moat\"; [source.moat] registry = \"sparse+{public_url}/crates/index/\"");
+        eprintln!("  why:    moat why npm NAME@VERSION  (or {public_url}/-/why/npm/NAME/VERSION)");
         moat_gate::serve(listener, Arc::new(gate), shutdown_signal()).await?;
         eprintln!("moat gate stopped");
         Ok(ExitCode::SUCCESS)
@@ -98,6 +101,8 @@ pub fn upstream_config(sources: &Sources) -> moat_registry::UpstreamConfig {
     });
     moat_registry::UpstreamConfig {
         npm: sources.upstream_npm.clone(),
+        pypi: sources.upstream_pypi.clone(),
+        crates: sources.upstream_crates.clone(),
         proxy,
         timeout: sources.upstream_timeout,
         connect_timeout: sources.upstream_timeout.min(Duration::from_secs(10)),

@@ -45,10 +45,7 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: WhyArgs) -> anyhow::Resul
         if args.json {
             super::print_json(&verdict)?;
         } else {
-            let why_url = match version {
-                Some(v) => format!("{public_url}/-/why/{ecosystem}/{name}/{v}"),
-                None => format!("{public_url}/-/why/{ecosystem}/{name}"),
-            };
+            let why_url = gate.why_url(ecosystem, name, version);
             print!("{}", moat_gate::why::render_text(&verdict, &why_url));
         }
         Ok(ExitCode::SUCCESS)

@@ -91,6 +91,33 @@ fn too_new() {
 }
 
 #[test]
+fn unknown_age() {
+    let db = AdvisoryDb::empty();
+    let ctx = ctx(&db, None);
+    let list = vec![
+        VersionInfo {
+            version: "1.0.0".into(),
+            published: Some(at("2026-01-01T00:00:00Z")),
+        },
+        VersionInfo {
+            version: "1.1.0".into(),
+            published: None,
+        },
+    ];
+    let policy = policy("[age]\nunknown = \"block\"\n");
+    let evaluation = policy.evaluate_package(&ctx, Ecosystem::CratesIo, "foo", &list);
+    let verdict = &evaluation.versions["1.1.0"];
+    let message = message(verdict, &why("crates.io", "foo", Some("1.1.0")));
+    assert!(message.contains("(moat.too-new): age unknown"), "{message}");
+    insta::assert_snapshot!(message);
+    insta::assert_json_snapshot!(verdict);
+
+    // Warned (the default): served, and the verdict JSON says why.
+    let evaluation = Policy::builtin().evaluate_package(&ctx, Ecosystem::CratesIo, "foo", &list);
+    insta::assert_json_snapshot!(evaluation.versions["1.1.0"]);
+}
+
+#[test]
 fn several_rules() {
     let db = db();
     let ctx = ctx(&db, None);

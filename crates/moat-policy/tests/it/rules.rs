@@ -211,11 +211,13 @@ fn too_new_blocks_inside_the_window_only() {
         Action::Block,
         "one second short"
     );
+    let unknown = &evaluation.versions["2.0.2"];
     assert_eq!(
-        evaluation.versions["2.0.2"].action,
-        Action::Allow,
-        "no publish time"
+        unknown.action,
+        Action::Warn,
+        "no publish time warns by default"
     );
+    assert_eq!(unknown.rule_ids(), vec![RuleId::TooNew]);
     let fresh = &evaluation.versions["2.0.0"];
     assert_eq!(fresh.rule_ids(), vec![RuleId::TooNew]);
     assert_eq!(
@@ -231,6 +233,89 @@ fn too_new_blocks_inside_the_window_only() {
             .action,
         Action::Allow
     );
+}
+
+/// A crates.io package whose index gives no publish times for two versions: 1.0.0 is old,
+/// 1.1.0 and 2.0.0 have no publish time, 2.0.1 is a day old.
+fn partly_dated() -> Vec<VersionInfo> {
+    let info = |version: &str, published: Option<&str>| VersionInfo {
+        version: version.to_owned(),
+        published: published.map(at),
+    };
+    vec![
+        info("1.0.0", Some("2020-01-01T00:00:00Z")),
+        info("1.1.0", None),
+        info("2.0.0", None),
+        info("2.0.1", Some("2026-05-09T12:00:00Z")),
+    ]
+}
+
+#[test]
+fn unknown_age_allows_warns_or_blocks() {
+    let db = AdvisoryDb::empty();
+    let ctx = ctx(&db, None);
+    let list = partly_dated();
+    let evaluate =
+        |text: &str| policy(text).evaluate_package(&ctx, Ecosystem::CratesIo, "foo", &list);
+
+    let allow = evaluate("[age]\nunknown = \"allow\"\n");
+    for version in ["1.0.0", "1.1.0", "2.0.0"] {
+        let verdict = &allow.versions[version];
+        assert_eq!(verdict.action, Action::Allow, "{version}");
+        assert!(verdict.findings.is_empty(), "{version}: no finding at all");
+    }
+    assert_eq!(allow.versions["2.0.1"].approved, ["2.0.0"]);
+    assert_eq!(allow.newest_approved.as_deref(), Some("2.0.0"));
+
+    let warn = evaluate("[age]\nunknown = \"warn\"\n");
+    for version in ["1.1.0", "2.0.0"] {
+        let verdict = &warn.versions[version];
+        assert_eq!(verdict.action, Action::Warn, "{version}");
+        assert_eq!(verdict.rule_ids(), vec![RuleId::TooNew], "{version}");
+        assert_eq!(
+            verdict.findings[0].message,
+            "age unknown: the registry gives no publish time; policy requires 3 days"
+        );
+    }
+    assert_eq!(warn.versions["1.0.0"].action, Action::Allow);
+    assert_eq!(
+        warn.versions["2.0.1"].approved,
+        ["2.0.0"],
+        "a warned version is still approved"
+    );
+    assert_eq!(warn.newest_approved.as_deref(), Some("2.0.0"));
+    assert_eq!(warn, evaluate(""), "warn is the default");
+
+    let block = evaluate("[age]\nunknown = \"block\"\n");
+    for version in ["1.1.0", "2.0.0", "2.0.1"] {
+        let verdict = &block.versions[version];
+        assert_eq!(verdict.action, Action::Block, "{version}");
+        assert_eq!(verdict.rule_ids(), vec![RuleId::TooNew], "{version}");
+        assert_eq!(
+            verdict.approved,
+            ["1.0.0"],
+            "{version}: only 1.0.0 is approved"
+        );
+    }
+    assert_eq!(block.newest_approved.as_deref(), Some("1.0.0"));
+
+    // The age rule off: nothing is asked of the publish time.
+    let off = evaluate("[age]\nmin-days = 0\nunknown = \"block\"\n");
+    assert!(
+        off.versions
+            .values()
+            .all(|verdict| verdict.action == Action::Allow)
+    );
+
+    // A moat.too-new waiver lifts an unknown age like any other.
+    let waived = evaluate(
+        "[age]\nunknown = \"block\"\n[[waiver]]\nrule = \"moat.too-new\"\npackage = \"crates.io:foo@2.0.0\"\nuntil = \"2027-01-01\"\nreason = \"vendored and reviewed\"\n",
+    );
+    let verdict = &waived.versions["2.0.0"];
+    assert_eq!(verdict.action, Action::Allow);
+    assert!(verdict.findings[0].waived.is_some());
+    assert_eq!(waived.versions["1.1.0"].action, Action::Block);
+    assert_eq!(waived.newest_approved.as_deref(), Some("2.0.0"));
 }
 
 #[test]

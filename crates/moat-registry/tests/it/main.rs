@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use moat_registry::{NpmUpstream, PackumentResponse, UpstreamConfig, UpstreamError};
+use moat_registry::{Upstream, PackumentResponse, UpstreamConfig, UpstreamError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Serve every connection with `answer(request_head)`, recording the request heads.
@@ -41,13 +41,13 @@ fn reply(status: &str, headers: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn client(base: &str) -> NpmUpstream {
+fn client(base: &str) -> Upstream {
     let config = UpstreamConfig {
         npm: format!("{base}/"),
         timeout: Duration::from_millis(500),
         ..UpstreamConfig::default()
     };
-    NpmUpstream::new(&config).unwrap()
+    Upstream::new(&config).unwrap()
 }
 
 #[tokio::test]
@@ -130,7 +130,7 @@ async fn failures_are_classified() {
         .unwrap_err();
     assert!(matches!(err, UpstreamError::Unreachable(_)), "{err:?}");
     assert!(
-        err.to_string().starts_with("upstream npm unreachable: "),
+        err.to_string().starts_with("unreachable: "),
         "{err}"
     );
 }
@@ -147,7 +147,7 @@ async fn proxies_come_from_config_only() {
         }),
         ..UpstreamConfig::default()
     };
-    let upstream = NpmUpstream::new(&config).unwrap();
+    let upstream = Upstream::new(&config).unwrap();
     let answer = upstream
         .packument("via-proxy", None, 1 << 20)
         .await
@@ -166,7 +166,7 @@ async fn proxies_come_from_config_only() {
         ..UpstreamConfig::default()
     };
     assert!(matches!(
-        NpmUpstream::new(&bad),
+        Upstream::new(&bad),
         Err(UpstreamError::Config(_))
     ));
 }
