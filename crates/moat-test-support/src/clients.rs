@@ -1,6 +1,8 @@
 //! Real package clients (npm 11, pnpm 10, yarn 1, yarn 4) run against a registry URL with
 //! isolated configuration: a clean environment, a per-workspace `$HOME`, and per-workspace
-//! caches and stores, so no test sees another's metadata cache.
+//! caches and stores, so no test sees another's metadata cache. pip and uv run through
+//! [`PythonClient`] and [`PyWorkspace`] ([`python`]), cargo through [`CargoProject`]
+//! ([`cargo`]); all of them report a [`ClientOutput`].
 //!
 //! Set `MOAT_TEST_VERBOSE=1` to print every client run (with `--no-capture`).
 //!
@@ -16,6 +18,12 @@ use tempfile::TempDir;
 
 use crate::process;
 
+pub mod cargo;
+pub mod python;
+
+pub use cargo::CargoProject;
+pub use python::{PyWorkspace, PythonClient};
+
 /// Where `.ci/install-clients` puts yarn 4, so it does not clash with yarn 1 on `PATH`.
 const YARN4_DEFAULT: &str = "/opt/yarn4/bin/yarn";
 
@@ -25,6 +33,12 @@ pub enum Client {
     Pnpm,
     Yarn1,
     Yarn4,
+    /// `python3 -m pip`, run through [`PythonClient::Pip`].
+    Pip,
+    /// `uv pip`, run through [`PythonClient::Uv`].
+    Uv,
+    /// cargo, run through [`CargoProject`].
+    Cargo,
 }
 
 impl Client {
@@ -34,12 +48,19 @@ impl Client {
             Self::Pnpm => "pnpm",
             Self::Yarn1 => "yarn 1",
             Self::Yarn4 => "yarn 4",
+            Self::Pip => "pip",
+            Self::Uv => "uv",
+            Self::Cargo => "cargo",
         }
     }
 
-    /// The executable: `$MOAT_<CLIENT>` when set, else the usual place.
+    /// The executable: `$MOAT_<CLIENT>` when set, else the usual place. For pip, the Python
+    /// interpreter (`$MOAT_PYTHON`, else `python3` resolved to its real path).
     pub fn program(self) -> PathBuf {
         let (variable, default) = match self {
+            Self::Pip => return python::python_program(),
+            Self::Uv => return python::uv_program(),
+            Self::Cargo => return cargo::cargo_program(),
             Self::Npm => ("MOAT_NPM", "npm"),
             Self::Pnpm => ("MOAT_PNPM", "pnpm"),
             Self::Yarn1 => ("MOAT_YARN1", "yarn"),
@@ -48,8 +69,14 @@ impl Client {
         std::env::var_os(variable).map_or_else(|| PathBuf::from(default), PathBuf::from)
     }
 
-    /// The client's `--version`; panics with a hint when it is missing or the wrong major.
+    /// The client's `--version` (for pip, uv and cargo just the number, e.g. `23.2.1`); panics
+    /// with a hint when it is missing or the wrong major.
     pub fn version(self) -> String {
+        match self {
+            Self::Pip | Self::Uv => return python::version(self),
+            Self::Cargo => return cargo::version(),
+            Self::Npm | Self::Pnpm | Self::Yarn1 | Self::Yarn4 => {}
+        }
         let program = self.program();
         let output = Command::new(&program)
             .arg("--version")
@@ -79,6 +106,7 @@ impl Client {
             Self::Pnpm => "10.",
             Self::Yarn1 => "1.",
             Self::Yarn4 => "4.",
+            Self::Pip | Self::Uv | Self::Cargo => unreachable!("checked above"),
         };
         assert!(
             version.starts_with(expected_major),
@@ -95,7 +123,13 @@ impl Client {
         static PNPM: OnceLock<String> = OnceLock::new();
         static YARN1: OnceLock<String> = OnceLock::new();
         static YARN4: OnceLock<String> = OnceLock::new();
+        static PIP: OnceLock<String> = OnceLock::new();
+        static UV: OnceLock<String> = OnceLock::new();
+        static CARGO: OnceLock<String> = OnceLock::new();
         let cell = match self {
+            Self::Pip => &PIP,
+            Self::Uv => &UV,
+            Self::Cargo => &CARGO,
             Self::Npm => &NPM,
             Self::Pnpm => &PNPM,
             Self::Yarn1 => &YARN1,
@@ -109,6 +143,7 @@ impl Client {
         let mut args: Vec<&str> = match self {
             Self::Npm => vec!["install"],
             Self::Pnpm | Self::Yarn1 | Self::Yarn4 => vec!["add"],
+            Self::Pip | Self::Uv | Self::Cargo => vec![],
         };
         args.extend_from_slice(specs);
         self.run(workspace, registry, &args)
@@ -116,6 +151,13 @@ impl Client {
 
     /// Runs the client in the workspace's project with isolation flags added.
     pub fn run(self, workspace: &Workspace, registry: &str, args: &[&str]) -> ClientOutput {
+        match self {
+            Self::Pip | Self::Uv | Self::Cargo => panic!(
+                "{} is not an npm client: run it through clients::PythonClient or clients::CargoProject",
+                self.name()
+            ),
+            Self::Npm | Self::Pnpm | Self::Yarn1 | Self::Yarn4 => {}
+        }
         self.checked_version();
         let mut command = Command::new(self.program());
         command
@@ -184,20 +226,27 @@ impl Client {
                     .env("YARN_ENABLE_COLORS", "0")
                     .env("YARN_ENABLE_PROGRESS_BARS", "0");
             }
+            Self::Pip | Self::Uv | Self::Cargo => unreachable!("refused above"),
         }
-        let output = process::output_with_limit(&mut command, process::HANG_GUARD);
-        let output = ClientOutput {
-            client: self,
-            args: args.iter().map(|&a| a.to_owned()).collect(),
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
-        if std::env::var_os("MOAT_TEST_VERBOSE").is_some() {
-            eprintln!("{output}");
-        }
-        output
+        run_to_output(self, &mut command, args)
     }
+}
+
+/// Runs `command` under the hang guard and collects a [`ClientOutput`] (printed when
+/// `MOAT_TEST_VERBOSE` is set).
+pub(crate) fn run_to_output(client: Client, command: &mut Command, args: &[&str]) -> ClientOutput {
+    let output = process::output_with_limit(command, process::HANG_GUARD);
+    let output = ClientOutput {
+        client,
+        args: args.iter().map(|&a| a.to_owned()).collect(),
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    if std::env::var_os("MOAT_TEST_VERBOSE").is_some() {
+        eprintln!("{output}");
+    }
+    output
 }
 
 /// What a client run printed and how it ended.

@@ -1,4 +1,5 @@
-//! Real npm tarballs: a gzip'd ustar archive with every file under `package/`.
+//! Real npm tarballs: a gzip'd ustar archive with every file under `package/` (and the same
+//! archive under another top directory, for `.crate` files and PyPI sdists).
 
 use std::io::Write;
 
@@ -12,9 +13,15 @@ const MTIME: u64 = 1_577_836_800;
 
 /// Builds a `.tgz` from `(path inside package/, contents)` pairs.
 pub fn build(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    build_with_prefix("package", files)
+}
+
+/// Builds a gzip'd ustar archive with every file under `prefix/` (e.g. `foo-1.0.0` for a
+/// `.crate` or a PyPI sdist).
+pub fn build_with_prefix(prefix: &str, files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut tar = Vec::new();
     for (path, contents) in files {
-        tar.extend_from_slice(&header(&format!("package/{path}"), contents.len()));
+        tar.extend_from_slice(&header(&format!("{prefix}/{path}"), contents.len()));
         tar.extend_from_slice(contents);
         let padding = (BLOCK - contents.len() % BLOCK) % BLOCK;
         tar.extend(std::iter::repeat_n(0u8, padding));

@@ -1,5 +1,9 @@
-//! The fixture upstream alone, without a gate: every real client installs from it. When these
-//! fail the fixture is wrong, not the gate.
+//! The fixture upstreams alone, without a gate: every real client installs from them (npm
+//! clients here, pip and uv in `python`, cargo in `cargo`). When these fail the fixture is
+//! wrong, not the gate.
+
+mod cargo;
+mod python;
 
 use moat_test_support::clients::{Client, Workspace};
 use moat_test_support::npm::{FixtureRegistry, Package, Version};
