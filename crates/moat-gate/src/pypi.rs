@@ -35,6 +35,9 @@ const UPSTREAM_ACCEPT: &str =
 /// One project page as fetched and evaluated, and its rewritten forms (rendered on first use).
 #[derive(Debug)]
 pub(crate) struct PypiEntry {
+    /// The PEP 503-normalised name: what verdicts, messages and records name (as PyPI's own
+    /// simple index does; any spelling of it installs the project).
+    name: String,
     fetched_at: Instant,
     upstream_etag: Option<String>,
     page: Arc<ProjectPage>,
@@ -118,7 +121,7 @@ impl Gate {
                     Ok(MetaResponse::NotFound) => return Ok(None),
                     Err(err) => return Err(err),
                 };
-                Ok(Some(self.evaluate_pypi(etag, page, digest)))
+                Ok(Some(self.evaluate_pypi(&key, etag, page, digest)))
             })
             .await?;
         Ok(match loaded {
@@ -129,6 +132,7 @@ impl Gate {
 
     fn evaluate_pypi(
         &self,
+        name: &str,
         upstream_etag: Option<String>,
         mut page: Arc<ProjectPage>,
         body_digest: Arc<str>,
@@ -147,7 +151,7 @@ impl Gate {
                 }
             }
         }
-        let evaluation = self.evaluate_versions(PYPI, &page.name, &page.version_infos());
+        let evaluation = self.evaluate_versions(PYPI, name, &page.version_infos());
         // A project blocked as a whole lists its files unyanked: clients must pick one and be
         // refused on the file, which they print; a yanked-only page prints nothing useful.
         let blocked = match evaluation.package.action {
@@ -157,7 +161,7 @@ impl Gate {
                 .iter()
                 .filter(|(_, verdict)| verdict.action == Action::Block)
                 .map(|(version, verdict)| {
-                    let why = self.why_url(PYPI, &page.name, Some(version));
+                    let why = self.why_url(PYPI, name, Some(version));
                     (version.clone(), verdict.block_message(&why))
                 })
                 .collect(),
@@ -171,6 +175,7 @@ impl Gate {
             plan.blocked.iter().map(|(v, m)| (v.as_str(), m.as_str())),
         );
         PypiEntry {
+            name: name.to_owned(),
             fetched_at: Instant::now(),
             upstream_etag,
             page,
@@ -242,7 +247,7 @@ impl PypiCall<'_> {
                 return Ok(respond::text_error(StatusCode::NOT_FOUND, "not found"));
             }
         };
-        let project = entry.page.name.as_str();
+        let project = entry.name.as_str();
         let verdict = &entry.evaluation.package;
         let message = match verdict.action {
             Action::Block => Some(verdict.block_message(&self.gate.why_url(PYPI, project, None))),
@@ -287,7 +292,7 @@ impl PypiCall<'_> {
                 return Ok(respond::text_error(StatusCode::NOT_FOUND, "not found"));
             }
         };
-        let name = entry.page.name.as_str();
+        let name = entry.name.as_str();
         let file = entry.page.file(filename);
         let version = file
             .and_then(|f| f.version.clone())

@@ -160,9 +160,11 @@ impl MoatGate {
     }
 
     /// The `--data-dir --advisories --popular --policy --upstream-npm` flags this gate runs
-    /// with, for subcommands that must see the same state (`moat why`, `moat audit list`).
+    /// with (and `--upstream-pypi`, `--upstream-crates` when it was given them), for subcommands that must see the same state (`moat why`, `moat audit list`).
     pub fn data_flags(&self) -> Vec<String> {
-        data_flags(self.home.path(), &self.args)
+        let mut flags = data_flags(self.home.path(), &self.args);
+        flags.extend(upstream_flags(&self.args.extra));
+        flags
     }
 
     /// Runs `moat ARGS… --data-dir <this gate's data dir>`.
@@ -206,6 +208,15 @@ fn data_flags(home: &Path, args: &GateArgs) -> Vec<String> {
         "--upstream-npm".into(),
         args.upstream_npm.clone(),
     ]
+}
+
+/// The `--upstream-pypi URL` / `--upstream-crates URL` pairs among the gate's extra flags.
+fn upstream_flags(extra: &[String]) -> Vec<String> {
+    extra
+        .windows(2)
+        .filter(|pair| matches!(pair[0].as_str(), "--upstream-pypi" | "--upstream-crates"))
+        .flat_map(|pair| pair.iter().cloned())
+        .collect()
 }
 
 /// Copies a child's stream into `output`; sends the URL after `listening on ` once seen.

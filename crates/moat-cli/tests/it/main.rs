@@ -1,5 +1,5 @@
 //! End-to-end tests: the real `moat` binary between real package clients (npm 11, pnpm 10,
-//! yarn 1, yarn 4) and a fixture upstream registry, all on loopback. Assertions follow what
+//! yarn 1, yarn 4, pip, uv, cargo) and a fixture upstream registry, all on loopback. Assertions follow what
 //! each client prints (see `shared/reference/clients.md`) and what it installs.
 //!
 //! Every test starts its own fixture, gate and client workspace, so tests run in parallel and
@@ -8,11 +8,13 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod bad_input;
+mod cargo;
 mod cases;
 mod cli;
 mod invariants;
 mod npm;
 mod pnpm;
+mod pypi;
 mod yarn;
 
 use std::path::Path;
@@ -211,6 +213,106 @@ pub fn approved_version(output: &str, package: &str) -> Option<String> {
         .next()?;
     let (name, version) = token.rsplit_once('@')?;
     (name == package && !version.is_empty()).then(|| version.to_owned())
+}
+
+/// Advisories and popular lists for the PyPI and crates.io tests: `PyPI.zip` and
+/// `crates.io.zip` with fixture records, `PyPI.txt` and `crates.io.txt`.
+pub struct EcosystemData {
+    advisories: tempfile::TempDir,
+    popular: tempfile::TempDir,
+}
+
+impl EcosystemData {
+    pub fn advisories(&self) -> &Path {
+        self.advisories.path()
+    }
+
+    pub fn popular(&self) -> &Path {
+        self.popular.path()
+    }
+}
+
+/// One OSV record: a vulnerability (`severity` set) or, without one, a malicious package
+/// (`MAL-` id); `events` as OSV range events.
+fn record(
+    ecosystem: &str,
+    id: &str,
+    package: &str,
+    severity: Option<&str>,
+    events: &[(&str, &str)],
+) -> serde_json::Value {
+    let range_type = if ecosystem == "PyPI" { "ECOSYSTEM" } else { "SEMVER" };
+    let events: Vec<serde_json::Value> = events
+        .iter()
+        .map(|(kind, version)| serde_json::json!({ *kind: version }))
+        .collect();
+    let mut record = serde_json::json!({
+        "schema_version": "1.6.0",
+        "id": id,
+        "modified": "2024-01-01T00:00:00Z",
+        "published": "2024-01-01T00:00:00Z",
+        "summary": format!("fixture advisory for {package}"),
+        "affected": [{
+            "package": { "ecosystem": ecosystem, "name": package },
+            "ranges": [{ "type": range_type, "events": events }],
+        }],
+    });
+    if let Some(severity) = severity {
+        record["database_specific"] = serde_json::json!({ "severity": severity });
+    }
+    record
+}
+
+pub fn ecosystem_data() -> EcosystemData {
+    let temp = |prefix: &str| {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("temp dir")
+    };
+    let advisories = temp("moat-advisories-");
+    let pypi = [
+        record(
+            "PyPI",
+            "PYSEC-MOAT-0001",
+            "tiny-pad",
+            Some("HIGH"),
+            &[("introduced", "1.2.0")],
+        ),
+        record("PyPI", "MAL-MOAT-PY-0001", "evil-helper", None, &[("introduced", "0")]),
+        record("PyPI", "MAL-MOAT-PY-0002", "gone-evil-py", None, &[("introduced", "0")]),
+    ];
+    osv::write_zip(&advisories.path().join("PyPI.zip"), &pypi);
+    let crates = [
+        record(
+            "crates.io",
+            "RUSTSEC-2099-0001",
+            "tinycrate",
+            Some("HIGH"),
+            &[("introduced", "1.2.0")],
+        ),
+        record("crates.io", "MAL-MOAT-RS-0001", "evil-crate", None, &[("introduced", "0")]),
+        record("crates.io", "MAL-MOAT-RS-0002", "gone-evil-rs", None, &[("introduced", "0")]),
+    ];
+    osv::write_zip(&advisories.path().join("crates.io.zip"), &crates);
+    let popular = temp("moat-popular-");
+    std::fs::write(popular.path().join("PyPI.txt"), "requests
+numpy
+django
+").unwrap();
+    std::fs::write(
+        popular.path().join("crates.io.txt"),
+        "serde_json
+serde
+tokio
+regex
+",
+    )
+    .unwrap();
+    EcosystemData {
+        advisories,
+        popular,
+    }
 }
 
 /// UTC date `days` from today, `YYYY-MM-DD`.
