@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Turn one bench/run output directory (results.tsv, machine.txt, fixture.json) into Markdown."""
+"""Turn one bench/run or bench/run-pypi-crates output directory (results.tsv, machine.txt,
+fixture.json) into Markdown."""
 
 import json
 import os
@@ -52,6 +53,8 @@ def main():
     fx = json.load(open(os.path.join(out, "fixture.json")))
     machine = open(os.path.join(out, "machine.txt")).read().strip().splitlines()
     m = dict(line.split(": ", 1) for line in machine if ": " in line)
+    if "pypi" in fx:
+        return report_pypi_crates(r, fx, m)
     servers = [("nginx", "nginx (static)"), ("verdaccio", "Verdaccio"), ("moat", "moat gate")]
     routes = [
         ("packument", f"packument `{fx['bench_packument']}` ({fx['big_packument_bytes'] / 1000:.0f} KB, {fx['big_versions']} versions)"),
@@ -157,6 +160,107 @@ def main():
     p(f"| Verdaccio | {mb(num(r, 'rss_kb_verdaccio'))} |")
     hwm = num(r, "hwm_kb_moat")
     p(f"| moat gate | {mb(num(r, 'rss_kb_moat'))}{'' if hwm is None else f' (peak {mb(hwm)})'} |")
+
+
+def report_pypi_crates(r, fx, m):
+    """The PyPI and cargo routes: moat vs devpi-server vs nginx (bench/run-pypi-crates)."""
+    py, cr = fx["pypi"], fx["crates"]
+    servers = [("nginx", "nginx (static)"), ("devpi", "devpi-server"), ("moat", "moat gate")]
+    routes = [
+        ("simple_json", f"simple page as JSON (`{py['simple_path']}`, `Accept: application/vnd.pypi.simple.v1+json`; "
+                        f"{py['releases']} releases, {py['files']} files, {py['simple_json_bytes'] / 1000:.0f} KB)"),
+        ("simple_html", f"simple page as HTML (same URL, `Accept: text/html`; {py['simple_html_bytes'] / 1000:.0f} KB)"),
+        ("wheel", f"wheel `{py['wheel']}` ({py['wheel_bytes'] / 1000:.1f} KB)"),
+        ("metadata", f"its PEP 658 `.metadata` ({py['metadata_bytes']} B)"),
+        ("crate_index", f"sparse index file `{cr['index_path']}` ({cr['versions']} versions, {cr['index_bytes'] / 1000:.1f} KB)"),
+        ("crate", f"`.crate` `{cr['crate_path']}` ({cr['crate_bytes'] / 1000:.1f} KB)"),
+    ]
+    short = {"simple_json": "simple page, JSON", "simple_html": "simple page, HTML", "wheel": "wheel",
+             "metadata": "`.metadata`", "crate_index": "sparse index file", "crate": "`.crate`"}
+    p = print
+    p(f"Run of {m.get('date', '?')} — {m.get('nproc', '?')} × {m.get('cpu', '?')}, {m.get('memory', '?')}, {m.get('kernel', '?')}; "
+      f"nginx {m.get('nginx', '?')}, devpi-server {m.get('devpi-server', NM)}, moat {m.get('moat', NM).removeprefix('moat ')}, "
+      f"wrk {m.get('wrk', '?')} ({m.get('load', '?')})")
+    p()
+    p(f"Machine CPU busy with other processes before the wrk runs: {r.get('cpu_busy_before_wrk', '?')}%; "
+      f"load average {m.get('load before', '?')} before, {m.get('load after', '?')} after.")
+    p()
+    p("### Warm-cache requests (wrk, 2 threads, 64 connections)")
+    p()
+    p("| route | server | req/s | p50 | p99 | non-2xx | nginx req/s ÷ server req/s | server p99 ÷ nginx p99 "
+      "| CPU, % of one core: server / wrk / others | server CPU per request | upstream requests during the run |")
+    p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for route, label in routes:
+        base_rps, base_p99 = num(r, f"rps_{route}_nginx"), num(r, f"p99ms_{route}_nginx")
+        for s, sname in servers:
+            rps, p50, p99 = num(r, f"rps_{route}_{s}"), num(r, f"p50ms_{route}_{s}"), num(r, f"p99ms_{route}_{s}")
+            if rps is None:
+                if s == "devpi" and route.startswith("crate"):
+                    continue
+                p(f"| {label} | {sname} | {NM} | {NM} | {NM} | | | | | | |")
+                continue
+            non2xx = r.get(f"non2xx_{route}_{s}", "")
+            status = r.get(f"status_{route}_{s}")
+            if r.get(f"requests_{route}_{s}") == "0":
+                p50 = p99 = None
+                non2xx = "no request completed"
+            if status and status != "200":
+                non2xx = f"{non2xx} (HTTP {status})"
+            other = r.get(f"othercpu_{route}_{s}")
+            cpu = " / ".join(r.get(f"{k}cpu_{route}_{s}", "?") for k in ("server", "wrk", "other")) if other is not None else ""
+            cs, reqs = num(r, f"servercpus_{route}_{s}"), num(r, f"requests_{route}_{s}")
+            per = f"{cs * 1e6 / reqs:,.0f} µs" if cs is not None and reqs else ""
+            up = r.get(f"upstream_{route}_{s}", "")
+            p(f"| {label} | {sname} | {fmt_rps(rps)} | {fmt_ms(p50)} | {fmt_ms(p99)} | {non2xx} | "
+              f"{ratio(base_rps, rps)} | {ratio(p99, base_p99)} | {cpu} | {per} | {up} |")
+    p()
+    p("Answers checked before the runs (the second request through each server, after one that "
+      "filled its cache):")
+    p()
+    p("| route | server | HTTP | bytes | content type | check |")
+    p("|---|---|---:|---:|---|---|")
+    for route, _ in routes:
+        for s, sname in servers:
+            if r.get(f"status_{route}_{s}") is None:
+                continue
+            b = num(r, f"bytes_{route}_{s}")
+            p(f"| {short[route]} | {sname} | {r.get(f'status_{route}_{s}')} | {'' if b is None else f'{int(b):,}'} | "
+              f"`{r.get(f'ctype_{route}_{s}', '')}` | {r.get(f'check_{route}_{s}', '')} |")
+    p()
+    p("Target: moat within 1.5× of nginx on both ratios, on every route.")
+    p()
+    p("| route | moat vs nginx: req/s ratio (≤ 1.5×) | p99 ratio (≤ 1.5×) | target | moat req/s ÷ devpi req/s | devpi p99 ÷ moat p99 |")
+    p("|---|---:|---:|---|---:|---:|")
+    for route, _ in routes:
+        n_rps, n_p99 = num(r, f"rps_{route}_nginx"), num(r, f"p99ms_{route}_nginx")
+        d_rps, d_p99 = num(r, f"rps_{route}_devpi"), num(r, f"p99ms_{route}_devpi")
+        m_rps, m_p99 = num(r, f"rps_{route}_moat"), num(r, f"p99ms_{route}_moat")
+        dv = "—" if route.startswith("crate") else None
+        if m_rps is None or n_rps is None:
+            p(f"| {short[route]} | {NM} | {NM} | | {NM} | {NM} |")
+            continue
+        t_rps, t_p99 = n_rps / m_rps, (m_p99 / n_p99 if m_p99 and n_p99 else None)
+        missed = [w for w, v in (("req/s", t_rps), ("p99", t_p99)) if v is not None and v > 1.5]
+        verdict = "met" if not missed and t_p99 is not None else ("**missed** (" + ", ".join(missed) + ")" if missed else "?")
+        p(f"| {short[route]} | {ratio(n_rps, m_rps)} | {ratio(m_p99, n_p99)} | {verdict} | "
+          f"{dv or ratio(m_rps, d_rps, 1)} | {dv or ratio(d_p99, m_p99, 1)} |")
+    if r.get("rps_simple_json_devpi"):
+        p()
+        p("For reference, devpi-server vs nginx (nginx req/s ÷ devpi req/s): " + ", ".join(
+            f"{short[route]} {ratio(num(r, f'rps_{route}_nginx'), num(r, f'rps_{route}_devpi'), 1)}"
+            for route, _ in routes if not route.startswith("crate")) + ".")
+    p()
+    p("| resident memory after the run | RSS |")
+    p("|---|---:|")
+    p(f"| nginx (master + workers) | {mb(num(r, 'rss_kb_nginx'))} |")
+    p(f"| devpi-server | {mb(num(r, 'rss_kb_devpi'))} |")
+    hwm = num(r, "hwm_kb_moat")
+    p(f"| moat gate | {mb(num(r, 'rss_kb_moat'))}{'' if hwm is None else f' (peak {mb(hwm)})'} |")
+    st = num(r, "gate_startup_s")
+    if st is not None:
+        p()
+        p(f"moat gate start-up until listening: {st:.2f} s ({mb(num(r, 'gate_rss_after_start_kb'))} resident); "
+          f"its data directory (audit log) after the run: {mb(num(r, 'moat_data_dir_kb'))}.")
 
 
 if __name__ == "__main__":

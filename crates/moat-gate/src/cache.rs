@@ -124,13 +124,7 @@ impl<E: Cached> MetaCache<E> {
         lock(&self.entries).get(name).cloned()
     }
 
-    pub(crate) fn insert(
-        &self,
-        name: &str,
-        entry: Arc<E>,
-        max: usize,
-        ttl: std::time::Duration,
-    ) {
+    pub(crate) fn insert(&self, name: &str, entry: Arc<E>, max: usize, ttl: std::time::Duration) {
         let mut entries = lock(&self.entries);
         if entries.len() >= max {
             entries.retain(|_, entry| entry.fetched_at().elapsed() < ttl);

@@ -18,11 +18,11 @@ use moat_registry::crates::{CratesRequest, IndexFile, RegistryConfig};
 use moat_registry::{Algorithm, Integrity, MetaResponse, PathError};
 use sha2::{Digest, Sha256};
 
+use crate::GateError;
 use crate::cache::{Cached, Rendered};
 use crate::gate::{ArtifactSource, Decision, Gate, Package, unexpected_not_modified};
 use crate::npm::etag_matches;
 use crate::respond::{self, JSON, TEXT};
-use crate::GateError;
 
 const CRATES: Ecosystem = Ecosystem::CratesIo;
 
@@ -150,14 +150,11 @@ impl Gate {
             .get_or_try_init(async || {
                 let url = self.upstream.crates_index_url("config.json");
                 match self.upstream_metadata(CRATES, &url, JSON, None).await? {
-                    MetaResponse::Fresh { body, .. } => {
-                        moat_registry::crates::parse_config(&body).map_err(|source| {
-                            GateError::Metadata {
-                                name: "config.json".to_owned(),
-                                source,
-                            }
-                        })
-                    }
+                    MetaResponse::Fresh { body, .. } => moat_registry::crates::parse_config(&body)
+                        .map_err(|source| GateError::Metadata {
+                            name: "config.json".to_owned(),
+                            source,
+                        }),
                     MetaResponse::NotFound => Err(GateError::upstream(CRATES)(
                         moat_registry::UpstreamError::Status(404),
                     )),
@@ -262,7 +259,11 @@ impl CratesCall<'_> {
         if etag_matches(self.headers, &rendered.etag) {
             return Ok(respond::not_modified(&rendered.etag));
         }
-        Ok(respond::document(TEXT, rendered.body.clone(), Some(&rendered.etag)))
+        Ok(respond::document(
+            TEXT,
+            rendered.body.clone(),
+            Some(&rendered.etag),
+        ))
     }
 
     async fn download(&self, name: &str, version: &str) -> Result<Response, GateError> {
@@ -276,24 +277,35 @@ impl CratesCall<'_> {
         let crate_name = entry.index.name();
         let Some(verdict) = entry.evaluation.versions.get(&line.vers) else {
             let reason = format!("moat: no verdict for {crate_name}@{version}; refusing");
-            return Ok(respond::text_error(StatusCode::SERVICE_UNAVAILABLE, &reason));
+            return Ok(respond::text_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &reason,
+            ));
         };
         if verdict.action == Action::Block {
             let why = self.gate.why_url(CRATES, crate_name, Some(&line.vers));
             let message = verdict.block_message(&why);
-            self.record(crate_name, Some(&line.vers), "artifact", verdict, Some(&message))
-                .await?;
+            self.record(
+                crate_name,
+                Some(&line.vers),
+                "artifact",
+                verdict,
+                Some(&message),
+            )
+            .await?;
             return Ok(respond::block_text(&message));
         }
         let integrity_error = |source| GateError::Integrity {
             artifact: "crate",
             name: crate_name.to_owned(),
             version: line.vers.clone(),
-            source,
+            source: Box::new(source),
         };
-        let integrity = Integrity::from_hex(Algorithm::Sha256, &line.cksum).map_err(integrity_error)?;
+        let integrity =
+            Integrity::from_hex(Algorithm::Sha256, &line.cksum).map_err(integrity_error)?;
         let config = self.gate.crates_upstream_config().await?;
-        let url = moat_registry::crates::download_url(&config.dl, crate_name, &line.vers, &line.cksum);
+        let url =
+            moat_registry::crates::download_url(&config.dl, crate_name, &line.vers, &line.cksum);
         let bytes = self
             .gate
             .artifact(ArtifactSource {

@@ -34,8 +34,8 @@ pub enum GateError {
         name: String,
         /// Version.
         version: String,
-        /// What failed.
-        source: IntegrityError,
+        /// What failed (boxed: it is the largest variant).
+        source: Box<IntegrityError>,
     },
     /// No such package upstream.
     #[error("package {name} not found")]
@@ -72,9 +72,9 @@ impl GateError {
                 source: UpstreamError::TimedOut(_),
                 ..
             } => StatusCode::GATEWAY_TIMEOUT,
-            GateError::Upstream { .. } | GateError::Metadata { .. } | GateError::Integrity { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            GateError::Upstream { .. }
+            | GateError::Metadata { .. }
+            | GateError::Integrity { .. } => StatusCode::BAD_GATEWAY,
             GateError::NotFound { .. } | GateError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
             GateError::Audit(_) | GateError::Setup(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::cache::{ArtifactMemory, Cached, MetaCache, PackageEntry, SingleFlight};
 use crate::crates::CrateEntry;
 use crate::pypi::PypiEntry;
-use crate::{GateError, GateConfig};
+use crate::{GateConfig, GateError};
 
 /// The gate's shared state: configuration, policy, advisories, audit log, upstream client and
 /// caches. Build once, share as `Arc<Gate>`.
@@ -346,7 +346,7 @@ impl Gate {
             artifact: "tarball",
             name: name.to_owned(),
             version: version.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         self.artifact(ArtifactSource {
             ecosystem: Ecosystem::Npm,
@@ -391,7 +391,7 @@ impl Gate {
                         artifact: source.kind,
                         name: source.name.to_owned(),
                         version: source.version.to_owned(),
-                        source: err,
+                        source: Box::new(err),
                     })?;
                 if let Err(err) = store.put(integrity, &bytes).await {
                     tracing::warn!(error = %err, "cannot write artifact cache");

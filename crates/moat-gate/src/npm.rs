@@ -138,7 +138,8 @@ impl NpmCall<'_> {
         match verdict.action {
             Action::Allow | Action::Warn => Ok(Ok(verdict)),
             Action::Block => {
-                let message = verdict.block_message(&self.gate.why_url(Ecosystem::Npm, name, Some(version)));
+                let message =
+                    verdict.block_message(&self.gate.why_url(Ecosystem::Npm, name, Some(version)));
                 self.record(name, Some(version), request, verdict, Some(&message))
                     .await?;
                 Ok(Err(respond::block(verdict, &message)))

@@ -29,8 +29,7 @@ use crate::respond::{self, TEXT};
 const PYPI: Ecosystem = Ecosystem::PyPI;
 
 /// What the gate asks the upstream index for: JSON first (it carries upload times), HTML else.
-const UPSTREAM_ACCEPT: &str =
-    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1";
+const UPSTREAM_ACCEPT: &str = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1";
 
 /// One project page as fetched and evaluated, and its rewritten forms (rendered on first use).
 #[derive(Debug)]
@@ -72,10 +71,7 @@ impl Gate {
     /// Load and evaluate a project page (keyed by the PEP 503-normalised name). A project
     /// blocked by name still gets a page — the upstream's files, or one synthetic candidate when
     /// the upstream has none or cannot be reached — so clients fetch a file and see the reason.
-    pub(crate) async fn pypi_project(
-        &self,
-        name: &str,
-    ) -> Result<Package<PypiEntry>, GateError> {
+    pub(crate) async fn pypi_project(&self, name: &str) -> Result<Package<PypiEntry>, GateError> {
         let key = PYPI.normalize_name(name);
         let url = self.upstream.pypi_page_url(&key);
         let loaded = self
@@ -139,14 +135,18 @@ impl Gate {
     ) -> PypiEntry {
         // Only metadata the gate can verify is advertised: a `.metadata` without a sha256 is
         // dropped from the page (clients then read the metadata from the verified file).
-        if page
-            .files
-            .iter()
-            .any(|f| f.core_metadata.as_ref().is_some_and(|h| !h.contains_key("sha256")))
-        {
+        if page.files.iter().any(|f| {
+            f.core_metadata
+                .as_ref()
+                .is_some_and(|h| !h.contains_key("sha256"))
+        }) {
             let page = Arc::make_mut(&mut page);
             for file in &mut page.files {
-                if file.core_metadata.as_ref().is_some_and(|h| !h.contains_key("sha256")) {
+                if file
+                    .core_metadata
+                    .as_ref()
+                    .is_some_and(|h| !h.contains_key("sha256"))
+                {
                     file.core_metadata = None;
                 }
             }
@@ -313,7 +313,10 @@ impl PypiCall<'_> {
         };
         let Some(verdict) = entry.evaluation.versions.get(&version) else {
             let reason = format!("moat: no verdict for {name}@{version}; refusing");
-            return Ok(respond::text_error(StatusCode::SERVICE_UNAVAILABLE, &reason));
+            return Ok(respond::text_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &reason,
+            ));
         };
         if verdict.action == Action::Block {
             let message = verdict.block_message(&self.gate.why_url(PYPI, name, Some(&version)));
@@ -325,7 +328,7 @@ impl PypiCall<'_> {
             artifact: if metadata { "metadata file" } else { "file" },
             name: name.to_owned(),
             version: version.clone(),
-            source,
+            source: Box::new(source),
         };
         let hashes = match metadata {
             true => file.core_metadata.as_ref(),

@@ -109,9 +109,7 @@ fn log_error(err: &GateError) {
         GateError::Upstream { .. } | GateError::Metadata { .. } | GateError::Integrity { .. } => {
             tracing::warn!(error = %err, "upstream failure")
         }
-        GateError::NotFound { .. }
-        | GateError::VersionNotFound { .. }
-        | GateError::Setup(_) => {}
+        GateError::NotFound { .. } | GateError::VersionNotFound { .. } | GateError::Setup(_) => {}
     }
 }
 

@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::Gate;
-use crate::gate::Decision;
 use crate::crates::CratesCall;
+use crate::gate::Decision;
 use crate::npm::NpmCall;
 use crate::pypi::PypiCall;
 use crate::respond::{self, JSON};

@@ -165,10 +165,7 @@ impl Upstream {
         etag: Option<&str>,
         max_bytes: u64,
     ) -> Result<MetaResponse, UpstreamError> {
-        let mut request = self
-            .client
-            .get(url)
-            .header(http::header::ACCEPT, accept);
+        let mut request = self.client.get(url).header(http::header::ACCEPT, accept);
         if let Some(etag) = etag {
             request = request.header(http::header::IF_NONE_MATCH, etag);
         }

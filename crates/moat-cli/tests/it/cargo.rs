@@ -109,7 +109,10 @@ fn loose_requirement_resolves_to_the_newest_approved_version() {
     let project = env.project(&[("tinycrate", "1")]);
     let output = project.fetch();
     output.assert_success();
-    assert_eq!(project.locked_version("tinycrate").as_deref(), Some("1.1.0"));
+    assert_eq!(
+        project.locked_version("tinycrate").as_deref(),
+        Some("1.1.0")
+    );
     project.build_offline().assert_success();
 }
 
@@ -134,7 +137,10 @@ fn lockfile_pin_of_a_vulnerable_version_fails_with_reason_and_approved_version_w
     project.remove_lockfile();
     project.set_dependencies(&[("tinycrate", pin.as_str())]);
     project.fetch().assert_success();
-    assert_eq!(project.locked_version("tinycrate").as_deref(), Some("1.1.0"));
+    assert_eq!(
+        project.locked_version("tinycrate").as_deref(),
+        Some("1.1.0")
+    );
 }
 
 /// An exact pin in `Cargo.toml` meets the yank during resolution: cargo refuses it but prints no
@@ -143,10 +149,7 @@ fn lockfile_pin_of_a_vulnerable_version_fails_with_reason_and_approved_version_w
 fn manifest_pin_of_a_vulnerable_version_is_refused_as_yanked() {
     let env = CargoEnv::start();
     let project = env.project(&[("tinycrate", "=1.2.0")]);
-    project
-        .fetch()
-        .assert_failure()
-        .assert_contains("yanked");
+    project.fetch().assert_failure().assert_contains("yanked");
     assert_eq!(project.locked_version("tinycrate"), None);
 }
 
@@ -157,7 +160,10 @@ fn malicious_typosquat_and_denied_crates_are_refused_with_their_rule() {
         ("evil-crate", &["moat.malicious", EVIL_ADVISORY]),
         ("gone-evil-rs", &["moat.malicious", GONE_ADVISORY]),
         ("serdejson", &["moat.typosquat", "did you mean serde_json"]),
-        ("left-pad-rs", &["moat.denied", "denied by the security team"]),
+        (
+            "left-pad-rs",
+            &["moat.denied", "denied by the security team"],
+        ),
     ];
     for (name, needles) in cases {
         let project = env.project(&[(name, "*")]);
@@ -176,7 +182,10 @@ fn malicious_typosquat_and_denied_crates_are_refused_with_their_rule() {
     assert!(!output.text().contains("moat:"), "{output}");
     let project = env.project(&[("serde_json", "1")]);
     project.fetch().assert_success();
-    assert_eq!(project.locked_version("serde_json").as_deref(), Some("1.0.108"));
+    assert_eq!(
+        project.locked_version("serde_json").as_deref(),
+        Some("1.0.108")
+    );
 }
 
 #[test]
@@ -184,7 +193,10 @@ fn too_new_version_is_skipped_in_ranges_and_refused_when_locked() {
     let env = CargoEnv::start();
     let project = env.project(&[("fresh-crate", "1")]);
     project.fetch().assert_success();
-    assert_eq!(project.locked_version("fresh-crate").as_deref(), Some("1.0.0"));
+    assert_eq!(
+        project.locked_version("fresh-crate").as_deref(),
+        Some("1.0.0")
+    );
     let locked = env.locked_project("fresh-crate", "1.1.0");
     locked
         .fetch()
@@ -204,7 +216,10 @@ fn waiver_admits_its_version_until_its_date() {
     let env = CargoEnv::start_with(&policy_with_tinycrate_waiver(&date_from_today(1)));
     let project = env.project(&[("tinycrate", "=1.2.0")]);
     project.fetch().assert_success();
-    assert_eq!(project.locked_version("tinycrate").as_deref(), Some("1.2.0"));
+    assert_eq!(
+        project.locked_version("tinycrate").as_deref(),
+        Some("1.2.0")
+    );
 
     let expired = CargoEnv::start_with(&policy_with_tinycrate_waiver(&date_from_today(-1)));
     let project = expired.locked_project("tinycrate", "1.2.0");
@@ -235,7 +250,11 @@ fn blocked_crate_is_unreachable_by_every_url_spelling() {
             ("GET", &[("Range", "bytes=0-10")][..]),
         ] {
             let response = raw_http::request(env.gate.url(), method, path, headers);
-            assert_eq!(response.status, 403, "{method} {path}: {}", response.status_line);
+            assert_eq!(
+                response.status, 403,
+                "{method} {path}: {}",
+                response.status_line
+            );
             assert!(
                 response
                     .reason
@@ -286,10 +305,17 @@ fn crate_blocked_as_a_whole_is_refused_on_its_index_file() {
     let env = CargoEnv::start();
     let response = raw_http::get(env.gate.url(), "/crates/index/ev/il/evil-crate");
     assert_eq!(response.status, 403, "{}", response.status_line);
-    assert!(response.text().starts_with("moat: blocked evil-crate (moat.malicious)"));
+    assert!(
+        response
+            .text()
+            .starts_with("moat: blocked evil-crate (moat.malicious)")
+    );
     // Decided from the name: the upstream was never asked.
     assert!(
-        env.upstream.requests().iter().all(|r| !r.path.contains("evil")),
+        env.upstream
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("evil")),
         "{:?}",
         env.upstream.requests()
     );
@@ -298,14 +324,19 @@ fn crate_blocked_as_a_whole_is_refused_on_its_index_file() {
 #[test]
 fn upstream_faults_fail_closed_with_a_reason() {
     let env = CargoEnv::start();
-    env.upstream.set_corrupt_crate("serde_json", "1.0.108", true);
+    env.upstream
+        .set_corrupt_crate("serde_json", "1.0.108", true);
     let response = raw_http::get(env.gate.url(), "/crates/dl/serde_json/1.0.108/download");
     assert_eq!(response.status, 502, "{}", response.status_line);
     assert!(response.reason.contains("failed its integrity check"));
-    env.upstream.set_corrupt_crate("serde_json", "1.0.108", false);
+    env.upstream
+        .set_corrupt_crate("serde_json", "1.0.108", false);
     let response = raw_http::get(env.gate.url(), "/crates/dl/serde_json/1.0.108/download");
     assert_eq!(response.status, 200, "{}", response.status_line);
-    assert_eq!(response.body, env.upstream.crate_bytes("serde_json", "1.0.108"));
+    assert_eq!(
+        response.body,
+        env.upstream.crate_bytes("serde_json", "1.0.108")
+    );
 
     env.upstream.set_malformed("fresh-crate", true);
     let response = raw_http::get(env.gate.url(), "/crates/index/fr/es/fresh-crate");
@@ -322,15 +353,23 @@ fn upstream_faults_fail_closed_with_a_reason() {
 #[test]
 fn decisions_are_in_the_audit_log_and_why_explains_them() {
     let env = CargoEnv::start();
-    env.locked_project("tinycrate", "1.2.0").fetch().assert_failure();
-    let listed = env.gate.run(&["audit", "list", "--json"]).assert_success().json();
+    env.locked_project("tinycrate", "1.2.0")
+        .fetch()
+        .assert_failure();
+    let listed = env
+        .gate
+        .run(&["audit", "list", "--json"])
+        .assert_success()
+        .json();
     let events = listed.as_array().expect("array of events");
     assert!(
-        events.iter().any(|event| event["event"]["ecosystem"] == "crates.io"
-            && event["event"]["package"] == "tinycrate"
-            && event["event"]["version"] == "1.2.0"
-            && event["event"]["action"] == "block"
-            && event["event"]["advisories"][0] == TINYCRATE_ADVISORY),
+        events
+            .iter()
+            .any(|event| event["event"]["ecosystem"] == "crates.io"
+                && event["event"]["package"] == "tinycrate"
+                && event["event"]["version"] == "1.2.0"
+                && event["event"]["action"] == "block"
+                && event["event"]["advisories"][0] == TINYCRATE_ADVISORY),
         "{listed}"
     );
     let verdict = env

@@ -241,7 +241,11 @@ fn record(
     severity: Option<&str>,
     events: &[(&str, &str)],
 ) -> serde_json::Value {
-    let range_type = if ecosystem == "PyPI" { "ECOSYSTEM" } else { "SEMVER" };
+    let range_type = if ecosystem == "PyPI" {
+        "ECOSYSTEM"
+    } else {
+        "SEMVER"
+    };
     let events: Vec<serde_json::Value> = events
         .iter()
         .map(|(kind, version)| serde_json::json!({ *kind: version }))
@@ -279,8 +283,20 @@ pub fn ecosystem_data() -> EcosystemData {
             Some("HIGH"),
             &[("introduced", "1.2.0")],
         ),
-        record("PyPI", "MAL-MOAT-PY-0001", "evil-helper", None, &[("introduced", "0")]),
-        record("PyPI", "MAL-MOAT-PY-0002", "gone-evil-py", None, &[("introduced", "0")]),
+        record(
+            "PyPI",
+            "MAL-MOAT-PY-0001",
+            "evil-helper",
+            None,
+            &[("introduced", "0")],
+        ),
+        record(
+            "PyPI",
+            "MAL-MOAT-PY-0002",
+            "gone-evil-py",
+            None,
+            &[("introduced", "0")],
+        ),
     ];
     osv::write_zip(&advisories.path().join("PyPI.zip"), &pypi);
     let crates = [
@@ -291,15 +307,31 @@ pub fn ecosystem_data() -> EcosystemData {
             Some("HIGH"),
             &[("introduced", "1.2.0")],
         ),
-        record("crates.io", "MAL-MOAT-RS-0001", "evil-crate", None, &[("introduced", "0")]),
-        record("crates.io", "MAL-MOAT-RS-0002", "gone-evil-rs", None, &[("introduced", "0")]),
+        record(
+            "crates.io",
+            "MAL-MOAT-RS-0001",
+            "evil-crate",
+            None,
+            &[("introduced", "0")],
+        ),
+        record(
+            "crates.io",
+            "MAL-MOAT-RS-0002",
+            "gone-evil-rs",
+            None,
+            &[("introduced", "0")],
+        ),
     ];
     osv::write_zip(&advisories.path().join("crates.io.zip"), &crates);
     let popular = temp("moat-popular-");
-    std::fs::write(popular.path().join("PyPI.txt"), "requests
+    std::fs::write(
+        popular.path().join("PyPI.txt"),
+        "requests
 numpy
 django
-").unwrap();
+",
+    )
+    .unwrap();
     std::fs::write(
         popular.path().join("crates.io.txt"),
         "serde_json

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use moat_test_support::clients::{PythonClient, PyWorkspace};
+use moat_test_support::clients::{PyWorkspace, PythonClient};
 use moat_test_support::gate::{GateArgs, MoatGate};
 use moat_test_support::npm::FixtureRegistry;
 use moat_test_support::pypi::{FixturePypi, Project, Release};
@@ -159,7 +159,10 @@ fn malicious_typosquat_and_denied_projects_are_refused_with_their_rule() {
             // Not on the upstream at all: one synthetic candidate carries the reason.
             ("gone-evil-py", &["moat.malicious", GONE_ADVISORY]),
             ("reqeusts", &["moat.typosquat", "did you mean requests"]),
-            ("left-pad-py", &["moat.denied", "denied by the security team"]),
+            (
+                "left-pad-py",
+                &["moat.denied", "denied by the security team"],
+            ),
         ];
         for (project, needles) in cases {
             let (workspace, text) = env.install(client, &[project]);
@@ -221,7 +224,11 @@ fn waiver_admits_its_version_until_its_date() {
     let expired = PyEnv::start_with(&policy_with_tiny_pad_waiver(&date_from_today(-1)));
     for client in CLIENTS {
         let (workspace, text) = expired.install(client, &["tiny-pad==1.2.0"]);
-        assert!(text.contains(TINY_PAD_ADVISORY), "{}: {text}", client.name());
+        assert!(
+            text.contains(TINY_PAD_ADVISORY),
+            "{}: {text}",
+            client.name()
+        );
         assert_eq!(workspace.installed_version("tiny-pad"), None);
     }
 }
@@ -263,7 +270,7 @@ fn blocked_file_is_unreachable_by_every_url_spelling() {
         format!("/pypi/files/tiny.pad/{wheel}"),
         format!("/pypi/files/TINY--PAD/{wheel}"),
         format!("/pypi/files/tiny%2Dpad/{wheel}"),
-        format!("/pypi/files/tiny-pad/tiny%5Fpad-1.2.0-py3-none-any.whl"),
+        "/pypi/files/tiny-pad/tiny%5Fpad-1.2.0-py3-none-any.whl".to_owned(),
         format!("//pypi//files//tiny-pad//{wheel}"),
         format!("/pypi/files/tiny-pad/{wheel}.metadata"),
         format!("/pypi/files/tiny-pad/{wheel}%2Emetadata"),
@@ -275,9 +282,15 @@ fn blocked_file_is_unreachable_by_every_url_spelling() {
             ("GET", &[("Range", "bytes=0-10")][..]),
         ] {
             let response = raw_http::request(env.gate.url(), method, path, headers);
-            assert_eq!(response.status, 403, "{method} {path}: {}", response.status_line);
+            assert_eq!(
+                response.status, 403,
+                "{method} {path}: {}",
+                response.status_line
+            );
             assert!(
-                response.reason.starts_with("moat: blocked tiny-pad@1.2.0 (moat.vulnerable)"),
+                response
+                    .reason
+                    .starts_with("moat: blocked tiny-pad@1.2.0 (moat.vulnerable)"),
                 "{method} {path}: {}",
                 response.status_line
             );
@@ -335,7 +348,10 @@ fn blocked_file_is_unreachable_by_every_url_spelling() {
         &[("Accept", "text/html")],
     );
     assert_eq!(html.status, 200);
-    assert!(html.text().contains("data-yanked=\"moat: blocked tiny-pad@1.2.0"));
+    assert!(
+        html.text()
+            .contains("data-yanked=\"moat: blocked tiny-pad@1.2.0")
+    );
     // Nothing blocked was ever fetched from the upstream.
     assert!(
         env.upstream
@@ -374,7 +390,11 @@ fn upstream_faults_fail_closed_with_a_reason() {
         &[("Accept", "application/vnd.pypi.simple.v1+json")],
     );
     assert_eq!(response.status, 502, "{}", response.status_line);
-    assert!(response.reason.starts_with("moat: upstream sent malformed metadata"));
+    assert!(
+        response
+            .reason
+            .starts_with("moat: upstream sent malformed metadata")
+    );
 
     // Upstream down: nothing installs; uv prints the gate's reason (pip prints no index
     // error, only "from versions: none", as with any refused project page).
@@ -387,7 +407,10 @@ fn upstream_faults_fail_closed_with_a_reason() {
         response.status_line
     );
     let (workspace, text) = env.install(PythonClient::Uv, &["left-pad-2"]);
-    assert!(text.contains("502 moat: upstream PyPI unreachable"), "{text}");
+    assert!(
+        text.contains("502 moat: upstream PyPI unreachable"),
+        "{text}"
+    );
     assert_eq!(workspace.installed(), Default::default());
     let (workspace, text) = env.install(PythonClient::Pip, &["left-pad-2"]);
     assert!(text.contains("No matching distribution"), "{text}");
@@ -401,7 +424,11 @@ fn decisions_are_in_the_audit_log() {
     let env = PyEnv::start();
     let (_, text) = env.install(PythonClient::Pip, &["tiny-pad==1.2.0"]);
     assert!(text.contains("moat: blocked"), "{text}");
-    let listed = env.gate.run(&["audit", "list", "--json"]).assert_success().json();
+    let listed = env
+        .gate
+        .run(&["audit", "list", "--json"])
+        .assert_success()
+        .json();
     let events = listed.as_array().expect("array of events");
     let blocked = events.iter().find(|event| {
         event["event"]["ecosystem"] == "PyPI"
@@ -425,7 +452,11 @@ fn why_explains_pypi_verdicts() {
     let env = PyEnv::start();
     let response = raw_http::get(env.gate.url(), "/-/why/pypi/tiny_pad/1.2.0");
     assert_eq!(response.status, 200, "{}", response.status_line);
-    assert!(response.text().contains(TINY_PAD_ADVISORY), "{}", response.text());
+    assert!(
+        response.text().contains(TINY_PAD_ADVISORY),
+        "{}",
+        response.text()
+    );
     let output = env
         .gate
         .run_with_sources(&["why", "pypi", "Tiny.Pad@1.2.0", "--json"])

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use moat_registry::{Upstream, PackumentResponse, UpstreamConfig, UpstreamError};
+use moat_registry::{PackumentResponse, Upstream, UpstreamConfig, UpstreamError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Serve every connection with `answer(request_head)`, recording the request heads.
@@ -129,10 +129,7 @@ async fn failures_are_classified() {
         .await
         .unwrap_err();
     assert!(matches!(err, UpstreamError::Unreachable(_)), "{err:?}");
-    assert!(
-        err.to_string().starts_with("unreachable: "),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("unreachable: "), "{err}");
 }
 
 #[tokio::test]
@@ -165,8 +162,5 @@ async fn proxies_come_from_config_only() {
         }),
         ..UpstreamConfig::default()
     };
-    assert!(matches!(
-        Upstream::new(&bad),
-        Err(UpstreamError::Config(_))
-    ));
+    assert!(matches!(Upstream::new(&bad), Err(UpstreamError::Config(_))));
 }
