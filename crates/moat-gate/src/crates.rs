@@ -11,16 +11,17 @@ use std::time::Instant;
 
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use moat_advisories::Ecosystem;
-use moat_policy::{Action, PackageEvaluation, Verdict};
+use moat_policy::{Action, PackageEvaluation};
 use moat_registry::crates::{CratesRequest, IndexFile, RegistryConfig};
 use moat_registry::{Algorithm, Integrity, MetaResponse, PathError};
 use sha2::{Digest, Sha256};
 
 use crate::GateError;
 use crate::cache::{Cached, Rendered};
-use crate::gate::{ArtifactSource, Decision, Gate, Package, unexpected_not_modified};
+use crate::call::{Call, Evaluated, Step, not_found, step};
+use crate::gate::{ArtifactSource, Gate, Package, unexpected_not_modified};
 use crate::npm::etag_matches;
 use crate::respond::{self, JSON, TEXT};
 
@@ -165,97 +166,55 @@ impl Gate {
     }
 }
 
-/// One request on a `/crates/` route.
-pub(crate) struct CratesCall<'a> {
-    pub(crate) gate: &'a Arc<Gate>,
-    pub(crate) headers: &'a HeaderMap,
-    pub(crate) identity: &'a str,
+impl Evaluated for CrateEntry {
+    fn evaluation(&self) -> &PackageEvaluation {
+        &self.evaluation
+    }
 }
 
-impl CratesCall<'_> {
-    /// Answer the segments after `/crates`.
-    pub(crate) async fn handle(&self, segments: &[String]) -> Response {
+/// The cargo routes, on the segments after `/crates`.
+impl Call<'_> {
+    pub(crate) async fn crates(&self, segments: &[String]) -> Response {
         let request = match moat_registry::crates::parse_segments(segments) {
             Ok(request) => request,
-            Err(PathError::NoRoute) => {
-                return respond::text_error(StatusCode::NOT_FOUND, "not found");
-            }
+            Err(PathError::NoRoute) => return not_found(CRATES),
             Err(err) => {
                 let reason = format!("moat: bad request: {err}");
                 return respond::text_error(StatusCode::BAD_REQUEST, &reason);
             }
         };
         let result = match &request {
-            CratesRequest::Config => Ok(self.config()),
-            CratesRequest::IndexFile { name } => self.index_file(name).await,
-            CratesRequest::Download { name, version } => self.download(name, version).await,
+            CratesRequest::Config => Ok(self.crates_config()),
+            CratesRequest::IndexFile { name } => self.crates_index_file(name).await,
+            CratesRequest::Download { name, version } => self.crates_download(name, version).await,
         };
         result.unwrap_or_else(|err| respond::gate_error_text(&err))
     }
 
     /// The gate's `config.json`: downloads come back through the gate.
-    fn config(&self) -> Response {
+    fn crates_config(&self) -> Response {
         let dl = format!("{}/crates/dl", self.gate.config.public_url);
         let body = moat_registry::crates::render_config(&dl, None);
         respond::bytes(StatusCode::OK, JSON, Bytes::from(body))
     }
 
-    async fn record(
-        &self,
-        package: &str,
-        version: Option<&str>,
-        request: &'static str,
-        verdict: &Verdict,
-        message: Option<&str>,
-    ) -> Result<(), GateError> {
-        let decision = Decision {
-            identity: self.identity,
-            package,
-            version,
-            request,
-            verdict,
-            message,
-        };
-        self.gate.record(decision).await
-    }
-
-    /// Load a crate; a crate blocked as a whole is answered here with a recorded 403.
-    async fn load(
+    /// Load a crate; one blocked as a whole is answered with a recorded 403.
+    async fn crates_load(
         &self,
         name: &str,
         version: Option<&str>,
         request: &'static str,
-    ) -> Result<Result<Arc<CrateEntry>, Response>, GateError> {
-        let verdict = match self.gate.crate_index(name).await? {
-            Package::NotFound => {
-                return Ok(Err(respond::text_error(StatusCode::NOT_FOUND, "not found")));
-            }
-            Package::NameBlocked(verdict) => verdict,
-            Package::Found(entry) => match entry.evaluation.package.action {
-                Action::Block => entry.evaluation.package.clone(),
-                Action::Allow | Action::Warn => return Ok(Ok(entry)),
-            },
-        };
-        let message = verdict.block_message(&self.gate.why_url(CRATES, name, None));
-        self.record(name, version, request, &verdict, Some(&message))
-            .await?;
-        Ok(Err(respond::block_text(&message)))
+    ) -> Step<Arc<CrateEntry>> {
+        let loaded = self.gate.crate_index(name).await?;
+        self.admit(CRATES, loaded, name, version, request).await
     }
 
-    async fn index_file(&self, name: &str) -> Result<Response, GateError> {
-        let entry = match self.load(name, None, "metadata").await? {
-            Ok(entry) => entry,
-            Err(response) => return Ok(response),
-        };
+    async fn crates_index_file(&self, name: &str) -> Result<Response, GateError> {
+        let entry = step!(self.crates_load(name, None, "metadata"));
         let rendered = entry.rendered();
-        self.record(
-            entry.index.name(),
-            None,
-            "metadata",
-            &entry.evaluation.package,
-            None,
-        )
-        .await?;
+        let package = entry.index.name();
+        self.record(package, None, "metadata", &entry.evaluation.package, None)
+            .await?;
         if etag_matches(self.headers, &rendered.etag) {
             return Ok(respond::not_modified(&rendered.etag));
         }
@@ -266,58 +225,36 @@ impl CratesCall<'_> {
         ))
     }
 
-    async fn download(&self, name: &str, version: &str) -> Result<Response, GateError> {
-        let entry = match self.load(name, Some(version), "artifact").await? {
-            Ok(entry) => entry,
-            Err(response) => return Ok(response),
-        };
+    async fn crates_download(&self, name: &str, version: &str) -> Result<Response, GateError> {
+        let entry = step!(self.crates_load(name, Some(version), "artifact"));
         let Some(line) = entry.index.entry(version) else {
-            return Ok(respond::text_error(StatusCode::NOT_FOUND, "not found"));
+            return Ok(not_found(CRATES));
         };
         let crate_name = entry.index.name();
-        let Some(verdict) = entry.evaluation.versions.get(&line.vers) else {
-            let reason = format!("moat: no verdict for {crate_name}@{version}; refusing");
-            return Ok(respond::text_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &reason,
-            ));
-        };
-        if verdict.action == Action::Block {
-            let why = self.gate.why_url(CRATES, crate_name, Some(&line.vers));
-            let message = verdict.block_message(&why);
-            self.record(
-                crate_name,
-                Some(&line.vers),
-                "artifact",
-                verdict,
-                Some(&message),
-            )
-            .await?;
-            return Ok(respond::block_text(&message));
-        }
-        let integrity_error = |source| GateError::Integrity {
-            artifact: "crate",
-            name: crate_name.to_owned(),
-            version: line.vers.clone(),
-            source: Box::new(source),
-        };
-        let integrity =
-            Integrity::from_hex(Algorithm::Sha256, &line.cksum).map_err(integrity_error)?;
+        let version = line.vers.as_str();
+        let verdict = step!(self.admit_version(&entry.evaluation, crate_name, version, "artifact"));
+        let integrity = Integrity::from_hex(Algorithm::Sha256, &line.cksum).map_err(|source| {
+            GateError::Integrity {
+                artifact: "crate",
+                name: crate_name.to_owned(),
+                version: version.to_owned(),
+                source: Box::new(source),
+            }
+        })?;
         let config = self.gate.crates_upstream_config().await?;
-        let url =
-            moat_registry::crates::download_url(&config.dl, crate_name, &line.vers, &line.cksum);
+        let url = moat_registry::crates::download_url(&config.dl, crate_name, version, &line.cksum);
         let bytes = self
             .gate
             .artifact(ArtifactSource {
                 ecosystem: CRATES,
                 kind: "crate",
                 name: crate_name,
-                version: &line.vers,
+                version,
                 integrity,
                 url: &url,
             })
             .await?;
-        self.record(crate_name, Some(&line.vers), "artifact", verdict, None)
+        self.record(crate_name, Some(version), "artifact", verdict, None)
             .await?;
         Ok(respond::bytes(StatusCode::OK, "application/x-tar", bytes))
     }

@@ -15,6 +15,7 @@
 //! never reads the environment or prints: the CLI passes configuration in.
 
 mod cache;
+mod call;
 mod config;
 mod crates;
 mod error;

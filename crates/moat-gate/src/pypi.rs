@@ -12,17 +12,18 @@ use std::time::Instant;
 
 use axum::response::Response;
 use bytes::Bytes;
+use http::StatusCode;
 use http::header::{ACCEPT, HeaderValue, VARY};
-use http::{HeaderMap, StatusCode};
 use moat_advisories::Ecosystem;
-use moat_policy::{Action, PackageEvaluation, Verdict};
+use moat_policy::{Action, PackageEvaluation};
 use moat_registry::pypi::{Format, PagePlan, ProjectPage, PypiRequest};
 use moat_registry::{Algorithm, Integrity, MetaResponse, PathError};
 use sha2::{Digest, Sha256};
 
 use crate::GateError;
 use crate::cache::{Cached, Rendered};
-use crate::gate::{ArtifactSource, Decision, Gate, Package};
+use crate::call::{Call, Evaluated, not_found, step};
+use crate::gate::{ArtifactSource, Gate, Package};
 use crate::npm::etag_matches;
 use crate::respond::{self, TEXT};
 
@@ -189,63 +190,66 @@ impl Gate {
     }
 }
 
-/// One request on a `/pypi/` route.
-pub(crate) struct PypiCall<'a> {
-    pub(crate) gate: &'a Arc<Gate>,
-    pub(crate) headers: &'a HeaderMap,
-    pub(crate) identity: &'a str,
+impl Evaluated for PypiEntry {
+    fn evaluation(&self) -> &PackageEvaluation {
+        &self.evaluation
+    }
 }
 
-impl PypiCall<'_> {
-    /// Answer the segments after `/pypi`.
-    pub(crate) async fn handle(&self, segments: &[String]) -> Response {
+/// The PyPI routes, on the segments after `/pypi`.
+impl Call<'_> {
+    pub(crate) async fn pypi(&self, segments: &[String]) -> Response {
         let request = match moat_registry::pypi::parse_segments(segments) {
             Ok(request) => request,
-            Err(PathError::NoRoute) => {
-                return respond::text_error(StatusCode::NOT_FOUND, "not found");
-            }
+            Err(PathError::NoRoute) => return not_found(PYPI),
             Err(err) => {
                 let reason = format!("moat: bad request: {err}");
                 return respond::text_error(StatusCode::BAD_REQUEST, &reason);
             }
         };
         let result = match &request {
-            PypiRequest::Root => Ok(root()),
-            PypiRequest::Project { name } => self.project(name).await,
+            PypiRequest::Root => Ok(self.pypi_page(moat_registry::pypi::render_root, None)),
+            PypiRequest::Project { name } => self.pypi_project_page(name).await,
             PypiRequest::File {
                 project,
                 filename,
                 metadata,
-            } => self.file(project, filename, *metadata).await,
+            } => self.pypi_file(project, filename, *metadata).await,
         };
         result.unwrap_or_else(|err| respond::gate_error_text(&err))
     }
 
-    async fn record(
+    /// A page in the format the client's `Accept` prefers (PEP 691), with its ETag when given.
+    fn pypi_page(
         &self,
-        package: &str,
-        version: Option<&str>,
-        request: &'static str,
-        verdict: &Verdict,
-        message: Option<&str>,
-    ) -> Result<(), GateError> {
-        let decision = Decision {
-            identity: self.identity,
-            package,
-            version,
-            request,
-            verdict,
-            message,
+        render: impl FnOnce(Format) -> Vec<u8>,
+        etag: Option<&HeaderValue>,
+    ) -> Response {
+        let accept = self
+            .headers
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
+        let format = moat_registry::pypi::negotiate((!accept.is_empty()).then_some(&*accept));
+        let content_type = match format {
+            Format::Json => moat_registry::pypi::SIMPLE_JSON,
+            Format::Html => "text/html; charset=utf-8",
         };
-        self.gate.record(decision).await
+        let mut response = respond::document(content_type, Bytes::from(render(format)), etag);
+        response
+            .headers_mut()
+            .insert(VARY, HeaderValue::from_static("Accept"));
+        response
     }
 
-    async fn project(&self, name: &str) -> Result<Response, GateError> {
+    /// A project page: never refused, even for a project blocked as a whole (see the module
+    /// docs); the decision is recorded all the same.
+    async fn pypi_project_page(&self, name: &str) -> Result<Response, GateError> {
         let entry = match self.gate.pypi_project(name).await? {
             Package::Found(entry) => entry,
-            Package::NotFound | Package::NameBlocked(_) => {
-                return Ok(respond::text_error(StatusCode::NOT_FOUND, "not found"));
-            }
+            Package::NotFound | Package::NameBlocked(_) => return Ok(not_found(PYPI)),
         };
         let project = entry.name.as_str();
         let verdict = &entry.evaluation.package;
@@ -255,42 +259,37 @@ impl PypiCall<'_> {
         };
         self.record(project, None, "metadata", verdict, message.as_deref())
             .await?;
-        let accept = self
-            .headers
-            .get_all(ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(",");
-        let format = moat_registry::pypi::negotiate((!accept.is_empty()).then_some(&*accept));
-        let rendered = entry.rendered(format);
-        let mut response = if etag_matches(self.headers, &rendered.etag) {
-            respond::not_modified(&rendered.etag)
-        } else {
-            let content_type = match format {
-                Format::Json => moat_registry::pypi::SIMPLE_JSON,
-                Format::Html => "text/html; charset=utf-8",
-            };
-            respond::document(content_type, rendered.body.clone(), Some(&rendered.etag))
-        };
-        response
-            .headers_mut()
-            .insert(VARY, HeaderValue::from_static("Accept"));
+        let mut etag = None;
+        let mut response = self.pypi_page(
+            |format| {
+                let rendered = entry.rendered(format);
+                etag = Some(rendered.etag.clone());
+                rendered.body.to_vec()
+            },
+            None,
+        );
+        if let Some(etag) = etag {
+            if etag_matches(self.headers, &etag) {
+                return Ok(respond::not_modified(&etag));
+            }
+            response.headers_mut().insert(http::header::ETAG, etag);
+        }
         Ok(response)
     }
 
-    async fn file(
+    async fn pypi_file(
         &self,
         project: &str,
         filename: &str,
         metadata: bool,
     ) -> Result<Response, GateError> {
-        let request = if metadata { "metadata" } else { "artifact" };
+        let (request, kind) = match metadata {
+            true => ("metadata", "metadata file"),
+            false => ("artifact", "file"),
+        };
         let entry = match self.gate.pypi_project(project).await? {
             Package::Found(entry) => entry,
-            Package::NotFound | Package::NameBlocked(_) => {
-                return Ok(respond::text_error(StatusCode::NOT_FOUND, "not found"));
-            }
+            Package::NotFound | Package::NameBlocked(_) => return Ok(not_found(PYPI)),
         };
         let name = entry.name.as_str();
         let file = entry.page.file(filename);
@@ -299,49 +298,35 @@ impl PypiCall<'_> {
             .or_else(|| moat_registry::pypi::version_from_filename(name, filename));
         if entry.evaluation.package.action == Action::Block {
             let verdict = &entry.evaluation.package;
-            let message = verdict.block_message(&self.gate.why_url(PYPI, name, None));
-            self.record(name, version.as_deref(), request, verdict, Some(&message))
-                .await?;
-            return Ok(respond::block_text(&message));
+            return self
+                .refuse(verdict, name, version.as_deref(), request)
+                .await;
         }
         let Some(file) = file else {
-            return Ok(respond::text_error(StatusCode::NOT_FOUND, "not found"));
+            return Ok(not_found(PYPI));
         };
         let Some(version) = version else {
             let reason = format!("moat: cannot tell the version of {filename}; refusing");
             return Ok(respond::text_error(StatusCode::BAD_GATEWAY, &reason));
         };
-        let Some(verdict) = entry.evaluation.versions.get(&version) else {
-            let reason = format!("moat: no verdict for {name}@{version}; refusing");
-            return Ok(respond::text_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &reason,
-            ));
-        };
-        if verdict.action == Action::Block {
-            let message = verdict.block_message(&self.gate.why_url(PYPI, name, Some(&version)));
-            self.record(name, Some(&version), request, verdict, Some(&message))
-                .await?;
-            return Ok(respond::block_text(&message));
-        }
-        let integrity_error = |source| GateError::Integrity {
-            artifact: if metadata { "metadata file" } else { "file" },
-            name: name.to_owned(),
-            version: version.clone(),
-            source: Box::new(source),
-        };
+        let verdict = step!(self.admit_version(&entry.evaluation, name, &version, request));
         let hashes = match metadata {
             true => file.core_metadata.as_ref(),
             false => Some(&file.hashes),
         };
         let Some(hashes) = hashes else {
-            return Ok(respond::text_error(StatusCode::NOT_FOUND, "not found"));
+            return Ok(not_found(PYPI));
         };
-        let sha256 = hashes
+        let integrity = hashes
             .get("sha256")
             .ok_or(moat_registry::IntegrityError::Missing)
-            .map_err(integrity_error)?;
-        let integrity = Integrity::from_hex(Algorithm::Sha256, sha256).map_err(integrity_error)?;
+            .and_then(|sha256| Integrity::from_hex(Algorithm::Sha256, sha256))
+            .map_err(|source| GateError::Integrity {
+                artifact: kind,
+                name: name.to_owned(),
+                version: version.clone(),
+                source: Box::new(source),
+            })?;
         let url = match metadata {
             true => format!("{}.metadata", file.url),
             false => file.url.clone(),
@@ -350,7 +335,7 @@ impl PypiCall<'_> {
             .gate
             .artifact(ArtifactSource {
                 ecosystem: PYPI,
-                kind: if metadata { "metadata file" } else { "file" },
+                kind,
                 name,
                 version: &version,
                 integrity,
@@ -365,14 +350,4 @@ impl PypiCall<'_> {
         };
         Ok(respond::bytes(StatusCode::OK, content_type, bytes))
     }
-}
-
-/// `/pypi/simple/`: the gate does not list every project (clients never need the root page).
-fn root() -> Response {
-    let body = "<!DOCTYPE html>\n<html><head><meta name=\"pypi:repository-version\" content=\"1.0\"><title>moat</title></head><body></body></html>\n";
-    respond::bytes(
-        StatusCode::OK,
-        "text/html; charset=utf-8",
-        Bytes::from_static(body.as_bytes()),
-    )
 }

@@ -15,10 +15,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::Gate;
-use crate::crates::CratesCall;
-use crate::gate::Decision;
-use crate::npm::NpmCall;
-use crate::pypi::PypiCall;
+use crate::call::Call;
 use crate::respond::{self, JSON};
 
 /// The gate's routes: `/npm/…`, `/pypi/…`, `/crates/…` and
@@ -64,34 +61,15 @@ async fn handle(State(gate): State<Arc<Gate>>, request: Request) -> Response {
         }
     };
     let headers = request.headers();
+    let call = Call {
+        gate: &gate,
+        headers,
+        identity: &identity,
+    };
     match segments.first().map(String::as_str) {
-        Some("npm") => {
-            NpmCall {
-                gate: &gate,
-                headers,
-                identity: &identity,
-            }
-            .handle(&segments[1..])
-            .await
-        }
-        Some("pypi") => {
-            PypiCall {
-                gate: &gate,
-                headers,
-                identity: &identity,
-            }
-            .handle(&segments[1..])
-            .await
-        }
-        Some("crates") => {
-            CratesCall {
-                gate: &gate,
-                headers,
-                identity: &identity,
-            }
-            .handle(&segments[1..])
-            .await
-        }
+        Some("npm") => call.npm(&segments[1..]).await,
+        Some("pypi") => call.pypi(&segments[1..]).await,
+        Some("crates") => call.crates(&segments[1..]).await,
         Some("-") if segments.get(1).is_some_and(|s| s == "why") => {
             let json = headers
                 .get_all(ACCEPT)
@@ -101,59 +79,50 @@ async fn handle(State(gate): State<Arc<Gate>>, request: Request) -> Response {
                     .uri()
                     .query()
                     .is_some_and(|q| q.split('&').any(|p| p == "format=json"));
-            why(&gate, &segments[2..], json, &identity).await
+            call.why(&segments[2..], json).await
         }
         _ => respond::error(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
-/// `GET /-/why/<ecosystem>/<name>[/<version>]`.
-async fn why(gate: &Gate, segments: &[String], json: bool, identity: &str) -> Response {
-    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let Some((ecosystem, parts)) = parts
-        .split_first()
-        .and_then(|(first, rest)| Some((first.parse::<Ecosystem>().ok()?, rest)))
-    else {
-        return respond::error(StatusCode::NOT_FOUND, "not found");
-    };
-    let (name, version) = match (ecosystem, parts) {
-        (Ecosystem::Npm, [scope, name, rest @ ..]) if scope.starts_with('@') => {
-            (format!("{scope}/{name}"), rest)
+impl Call<'_> {
+    /// `GET /-/why/<ecosystem>/<name>[/<version>]`.
+    async fn why(&self, segments: &[String], json: bool) -> Response {
+        let gate = self.gate;
+        let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let Some((ecosystem, parts)) = parts
+            .split_first()
+            .and_then(|(first, rest)| Some((first.parse::<Ecosystem>().ok()?, rest)))
+        else {
+            return respond::error(StatusCode::NOT_FOUND, "not found");
+        };
+        let (name, version) = match (ecosystem, parts) {
+            (Ecosystem::Npm, [scope, name, rest @ ..]) if scope.starts_with('@') => {
+                (format!("{scope}/{name}"), rest)
+            }
+            (_, [name, rest @ ..]) => ((*name).to_owned(), rest),
+            _ => return respond::error(StatusCode::NOT_FOUND, "not found"),
+        };
+        let version = match version {
+            [] => None,
+            [version] => Some(*version),
+            _ => return respond::error(StatusCode::NOT_FOUND, "not found"),
+        };
+        let verdict = match gate.why(ecosystem, &name, version).await {
+            Ok(verdict) => verdict,
+            Err(err) => return respond::gate_error(&err),
+        };
+        let why_url = gate.why_url(ecosystem, &name, version);
+        if let Err(err) = self.record(&name, version, "why", &verdict, None).await {
+            return respond::gate_error(&err);
         }
-        (_, [name, rest @ ..]) => ((*name).to_owned(), rest),
-        _ => return respond::error(StatusCode::NOT_FOUND, "not found"),
-    };
-    let version = match version {
-        [] => None,
-        [version] => Some(*version),
-        _ => return respond::error(StatusCode::NOT_FOUND, "not found"),
-    };
-    let verdict = match gate.why(ecosystem, &name, version).await {
-        Ok(verdict) => verdict,
-        Err(err) => return respond::gate_error(&err),
-    };
-    let why_url = gate.why_url(ecosystem, &name, version);
-    let decision = Decision {
-        identity,
-        package: &name,
-        version,
-        request: "why",
-        verdict: &verdict,
-        message: None,
-    };
-    if let Err(err) = gate.record(decision).await {
-        return respond::gate_error(&err);
+        if json {
+            let body = serde_json::to_vec(&verdict).unwrap_or_default();
+            return respond::bytes(StatusCode::OK, JSON, Bytes::from(body));
+        }
+        let text = crate::why::render_text(&verdict, &why_url);
+        respond::bytes(StatusCode::OK, respond::TEXT, Bytes::from(text))
     }
-    if json {
-        let body = serde_json::to_vec(&verdict).unwrap_or_default();
-        return respond::bytes(StatusCode::OK, JSON, Bytes::from(body));
-    }
-    let text = crate::why::render_text(&verdict, &why_url);
-    respond::bytes(
-        StatusCode::OK,
-        "text/plain; charset=utf-8",
-        Bytes::from(text),
-    )
 }
 
 /// Serve `gate` on `listener` over HTTP/1.1 (no HTTP/2, no upgrades) until `shutdown`

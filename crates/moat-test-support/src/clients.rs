@@ -9,7 +9,7 @@
 //! A missing client fails the test with a hint (CI installs them with `.ci/install-clients`);
 //! it is never skipped silently.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 
@@ -160,19 +160,12 @@ impl Client {
         }
         self.checked_version();
         let mut command = Command::new(self.program());
-        command
-            .current_dir(workspace.project())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", workspace.home())
-            .env("XDG_CONFIG_HOME", workspace.home().join(".config"))
-            .env("XDG_CACHE_HOME", workspace.home().join(".cache"))
-            .env("XDG_DATA_HOME", workspace.home().join(".local/share"))
-            .env("XDG_STATE_HOME", workspace.home().join(".local/state"))
-            .env("TMPDIR", workspace.tmp())
-            .env("NO_COLOR", "1")
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::null());
+        isolate(
+            &mut command,
+            &workspace.project(),
+            &workspace.home(),
+            &workspace.tmp(),
+        );
         let cache = workspace.cache();
         let path = |p: PathBuf| p.to_string_lossy().into_owned();
         match self {
@@ -230,6 +223,45 @@ impl Client {
         }
         run_to_output(self, &mut command, args)
     }
+}
+
+/// The clean environment the npm clients, pip and uv run in: nothing of the host's but `PATH`,
+/// `$HOME` and the XDG directories under `home`, `TMPDIR` at `tmp`, no colours, no stdin.
+fn isolate(command: &mut Command, dir: &Path, home: &Path, tmp: &Path) {
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_STATE_HOME", home.join(".local/state"))
+        .env("TMPDIR", tmp)
+        .env("NO_COLOR", "1")
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::null());
+}
+
+/// A temp dir named `{prefix}…` holding these subdirectories.
+fn temp_root(prefix: &str, dirs: &[&str]) -> TempDir {
+    let root = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    for dir in dirs {
+        std::fs::create_dir_all(root.path().join(dir)).expect("create dir");
+    }
+    root
+}
+
+/// Writes a file, creating its directory.
+fn write_file(path: &Path, contents: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create dir");
+    }
+    std::fs::write(path, contents)
+        .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
 }
 
 /// Runs `command` under the hang guard and collects a [`ClientOutput`] (printed when
@@ -324,13 +356,7 @@ impl Default for Workspace {
 
 impl Workspace {
     pub fn new() -> Self {
-        let root = tempfile::Builder::new()
-            .prefix("moat-client-")
-            .tempdir()
-            .expect("temp dir");
-        for dir in ["project", "home", "cache", "tmp"] {
-            std::fs::create_dir_all(root.path().join(dir)).expect("create dir");
-        }
+        let root = temp_root("moat-client-", &["project", "home", "cache", "tmp"]);
         let workspace = Self { root };
         workspace.write(
             "package.json",
@@ -364,12 +390,7 @@ impl Workspace {
 
     /// Writes a file in the project.
     pub fn write(&self, relative: &str, contents: &str) {
-        let path = self.project().join(relative);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("create dir");
-        }
-        std::fs::write(&path, contents)
-            .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+        write_file(&self.project().join(relative), contents);
     }
 
     /// The version installed at `node_modules/<name>`, if any.

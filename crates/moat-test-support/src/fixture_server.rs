@@ -1,7 +1,9 @@
-//! What the PyPI and crates fixtures share: a background thread with its own tokio runtime
-//! serving HTTP/1.1 on `127.0.0.1:0`, a "down" switch that closes connections, a delay, and a
-//! request log. (The npm fixture predates this module and keeps its own copy.)
+//! What the npm, PyPI and crates fixtures share: a background thread with its own tokio
+//! runtime serving HTTP/1.1 on `127.0.0.1:0`, a "down" switch that closes connections, a delay,
+//! a request log, fault switches, and the default publish times of built versions.
 
+use std::collections::HashSet;
+use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,45 @@ use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::npm::RequestRecord;
+/// One request a fixture received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    /// The path and query exactly as sent (not decoded).
+    pub path: String,
+    pub accept: Option<String>,
+}
+
+/// When versions without an explicit publish time were published: long enough ago for any
+/// minimum-age rule.
+const DEFAULT_EPOCH: &str = "2020-01-01T00:00:00Z";
+
+/// The publish time of version `index` of a package: `published` when set, else `index` days
+/// after [`DEFAULT_EPOCH`].
+pub(crate) fn publish_time(index: usize, published: Option<jiff::Timestamp>) -> jiff::Timestamp {
+    published.unwrap_or_else(|| {
+        let epoch: jiff::Timestamp = DEFAULT_EPOCH.parse().expect("valid epoch");
+        epoch
+            .checked_add(jiff::SignedDuration::from_hours(24 * index as i64))
+            .expect("timestamp in range")
+    })
+}
+
+/// `days` days before now.
+pub(crate) fn days_ago(days: i64) -> jiff::Timestamp {
+    jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(24 * days))
+        .expect("timestamp in range")
+}
+
+/// Turns a fault on (`key` in `set`) or off.
+pub(crate) fn switch<T: Eq + Hash>(set: &mut HashSet<T>, key: T, on: bool) {
+    if on {
+        set.insert(key);
+    } else {
+        set.remove(&key);
+    }
+}
 
 /// The switches and log every fixture has.
 pub(crate) struct Common {
@@ -72,44 +112,47 @@ impl Common {
     }
 }
 
-/// Binds `127.0.0.1:0`; the URL is known before the fixture's state is built.
-pub(crate) fn bind() -> (std::net::TcpListener, Common) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.set_nonblocking(true).expect("set_nonblocking");
-    let address = listener.local_addr().expect("local_addr");
-    let common = Common {
-        base_url: format!("http://{address}"),
-        down: Arc::new(AtomicBool::new(false)),
-        delay: Mutex::new(Duration::ZERO),
-        log: Mutex::new(Vec::new()),
-    };
-    (listener, common)
-}
-
 /// A serving thread; stopped when dropped.
 pub(crate) struct Running {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Serves `router` (its state attached, holding `common`) on `listener` in a new thread.
-pub(crate) fn serve(
-    listener: std::net::TcpListener,
-    common: &Common,
+/// Binds `127.0.0.1:0`, builds the fixture's state around its [`Common`] part (the URL is
+/// known by then), and serves every request with `handler` in a new thread.
+pub(crate) fn start<S, H, T>(
     label: &str,
-    router: axum::Router,
-) -> Running {
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-    let down = common.down.clone();
+    state: impl FnOnce(Common) -> S,
+    handler: H,
+) -> (Arc<S>, Running)
+where
+    S: Send + Sync + 'static,
+    H: axum::handler::Handler<T, Arc<S>>,
+    T: 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.set_nonblocking(true).expect("set_nonblocking");
+    let address = listener.local_addr().expect("local_addr");
+    let down = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(state(Common {
+        base_url: format!("http://{address}"),
+        down: down.clone(),
+        delay: Mutex::new(Duration::ZERO),
+        log: Mutex::new(Vec::new()),
+    }));
+    let router = axum::Router::new()
+        .fallback(handler)
+        .with_state(shared.clone());
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
-        .name(format!("fixture-{label}-{port}"))
+        .name(format!("fixture-{label}-{}", address.port()))
         .spawn(move || run(listener, down, router, shutdown_rx))
         .expect("spawn fixture thread");
-    Running {
+    let running = Running {
         shutdown: Some(shutdown_tx),
         thread: Some(thread),
-    }
+    };
+    (shared, running)
 }
 
 impl Drop for Running {

@@ -3,37 +3,22 @@
 //! `Cargo.lock`), crates blocked as a whole (403 on the index file), crates.io name rules, URL
 //! spellings and upstream faults. Assertions follow `shared/reference/clients.md`.
 
-use std::path::Path;
-
 use moat_test_support::clients::CargoProject;
 use moat_test_support::crates::{Crate, CrateVersion, FixtureCrates};
-use moat_test_support::gate::{GateArgs, MoatGate};
-use moat_test_support::npm::FixtureRegistry;
+use moat_test_support::gate::MoatGate;
 use moat_test_support::raw_http;
 
-use crate::{MOAT, approved_version, date_from_today, ecosystem_data};
+use crate::{approved_version, date_from_today};
 
 /// A fixture advisory (HIGH) for `tinycrate` 1.2.0 and later, its newest release.
 const TINYCRATE_ADVISORY: &str = "RUSTSEC-2099-0001";
 const EVIL_ADVISORY: &str = "MAL-MOAT-RS-0001";
 const GONE_ADVISORY: &str = "MAL-MOAT-RS-0002";
 
-const POLICY: &str = r#"
-[advisories]
-block-malicious = true
-block-vulnerable = "high"
-require-fix = false
-
-[age]
-min-days = 3
-
-[names]
-typosquat = "block"
-
-[[deny]]
-package = "crates.io:left-pad-rs"
-reason = "e2e: denied by the security team"
-"#;
+/// The base policy (`crate::POLICY`), denying `left-pad-rs` instead of an npm package.
+fn policy() -> String {
+    crate::POLICY.replace("npm:event-stream", "crates.io:left-pad-rs")
+}
 
 fn world() -> Vec<Crate> {
     vec![
@@ -57,7 +42,7 @@ struct CargoEnv {
 
 impl CargoEnv {
     fn start() -> Self {
-        Self::start_with(POLICY)
+        Self::start_with(&policy())
     }
 
     fn start_with(policy: &str) -> Self {
@@ -65,18 +50,8 @@ impl CargoEnv {
     }
 
     fn start_upstream(upstream: FixtureCrates, policy: &str) -> Self {
-        let data = ecosystem_data();
-        let args = GateArgs::new(
-            &FixtureRegistry::unreachable_url(),
-            data.advisories(),
-            data.popular(),
-            policy,
-        )
-        .arg("--upstream-crates")
-        .arg(&format!("{}/index", upstream.url()))
-        .arg("--upstream-timeout")
-        .arg("5");
-        let gate = MoatGate::start(Path::new(MOAT), args);
+        let url = format!("{}/index", upstream.url());
+        let (gate, data) = crate::ecosystem_gate("--upstream-crates", &url, policy);
         Self {
             gate,
             upstream,
@@ -160,10 +135,7 @@ fn malicious_typosquat_and_denied_crates_are_refused_with_their_rule() {
         ("evil-crate", &["moat.malicious", EVIL_ADVISORY]),
         ("gone-evil-rs", &["moat.malicious", GONE_ADVISORY]),
         ("serdejson", &["moat.typosquat", "did you mean serde_json"]),
-        (
-            "left-pad-rs",
-            &["moat.denied", "denied by the security team"],
-        ),
+        ("left-pad-rs", &["moat.denied", "abandoned, once hijacked"]),
     ];
     for (name, needles) in cases {
         let project = env.project(&[(name, "*")]);
@@ -206,8 +178,9 @@ fn too_new_version_is_skipped_in_ranges_and_refused_when_locked() {
 
 fn policy_with_tinycrate_waiver(until: &str) -> String {
     format!(
-        "{POLICY}\n[[waiver]]\nrule = \"moat.vulnerable\"\npackage = \"crates.io:tinycrate@1.2.0\"\n\
-         until = \"{until}\"\nreason = \"e2e: accepted until a fix ships\"\n"
+        "{}\n[[waiver]]\nrule = \"moat.vulnerable\"\npackage = \"crates.io:tinycrate@1.2.0\"\n\
+         until = \"{until}\"\nreason = \"e2e: accepted until a fix ships\"\n",
+        policy()
     )
 }
 

@@ -267,7 +267,24 @@ fn record(
     record
 }
 
-pub fn ecosystem_data() -> EcosystemData {
+/// A gate over `--upstream-pypi` or `--upstream-crates` `url` (npm unreachable), with the
+/// PyPI and crates.io fixture advisories and popular lists.
+pub fn ecosystem_gate(flag: &str, url: &str, policy: &str) -> (MoatGate, EcosystemData) {
+    let data = ecosystem_data();
+    let args = GateArgs::new(
+        &FixtureRegistry::unreachable_url(),
+        data.advisories(),
+        data.popular(),
+        policy,
+    )
+    .arg(flag)
+    .arg(url)
+    .arg("--upstream-timeout")
+    .arg("5");
+    (MoatGate::start(Path::new(MOAT), args), data)
+}
+
+fn ecosystem_data() -> EcosystemData {
     let temp = |prefix: &str| {
         tempfile::Builder::new()
             .prefix(prefix)

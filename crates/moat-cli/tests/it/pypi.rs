@@ -3,15 +3,12 @@
 //! (never refused on their page), name and URL spellings, waivers, unknown ages and upstream
 //! faults. Assertions follow `shared/reference/clients.md`.
 
-use std::path::Path;
-
 use moat_test_support::clients::{PyWorkspace, PythonClient};
-use moat_test_support::gate::{GateArgs, MoatGate};
-use moat_test_support::npm::FixtureRegistry;
+use moat_test_support::gate::MoatGate;
 use moat_test_support::pypi::{FixturePypi, Project, Release};
 use moat_test_support::raw_http;
 
-use crate::{MOAT, approved_version, date_from_today, ecosystem_data};
+use crate::{approved_version, date_from_today};
 
 const CLIENTS: [PythonClient; 2] = [PythonClient::Pip, PythonClient::Uv];
 
@@ -22,22 +19,10 @@ const EVIL_ADVISORY: &str = "MAL-MOAT-PY-0001";
 /// A malicious-package record for `gone-evil-py`, which the upstream does not have.
 const GONE_ADVISORY: &str = "MAL-MOAT-PY-0002";
 
-const POLICY: &str = r#"
-[advisories]
-block-malicious = true
-block-vulnerable = "high"
-require-fix = false
-
-[age]
-min-days = 3
-
-[names]
-typosquat = "block"
-
-[[deny]]
-package = "PyPI:left-pad-py"
-reason = "e2e: denied by the security team"
-"#;
+/// The base policy (`crate::POLICY`), denying `left-pad-py` instead of an npm package.
+fn policy() -> String {
+    crate::POLICY.replace("npm:event-stream", "PyPI:left-pad-py")
+}
 
 /// The upstream: `Tiny_Pad` (spelled as its author does) with a vulnerable newest release,
 /// a malicious project, a typosquat of `requests`, a denied project, one with a release a day
@@ -63,7 +48,7 @@ struct PyEnv {
 
 impl PyEnv {
     fn start() -> Self {
-        Self::start_with(POLICY)
+        Self::start_with(&policy())
     }
 
     fn start_with(policy: &str) -> Self {
@@ -71,18 +56,8 @@ impl PyEnv {
     }
 
     fn start_upstream(upstream: FixturePypi, policy: &str) -> Self {
-        let data = ecosystem_data();
-        let args = GateArgs::new(
-            &FixtureRegistry::unreachable_url(),
-            data.advisories(),
-            data.popular(),
-            policy,
-        )
-        .arg("--upstream-pypi")
-        .arg(&format!("{}/simple", upstream.url()))
-        .arg("--upstream-timeout")
-        .arg("5");
-        let gate = MoatGate::start(Path::new(MOAT), args);
+        let url = format!("{}/simple", upstream.url());
+        let (gate, data) = crate::ecosystem_gate("--upstream-pypi", &url, policy);
         Self {
             gate,
             upstream,
@@ -159,10 +134,7 @@ fn malicious_typosquat_and_denied_projects_are_refused_with_their_rule() {
             // Not on the upstream at all: one synthetic candidate carries the reason.
             ("gone-evil-py", &["moat.malicious", GONE_ADVISORY]),
             ("reqeusts", &["moat.typosquat", "did you mean requests"]),
-            (
-                "left-pad-py",
-                &["moat.denied", "denied by the security team"],
-            ),
+            ("left-pad-py", &["moat.denied", "abandoned, once hijacked"]),
         ];
         for (project, needles) in cases {
             let (workspace, text) = env.install(client, &[project]);
@@ -204,8 +176,9 @@ fn too_new_release_is_skipped_in_ranges_and_refused_when_pinned() {
 
 fn policy_with_tiny_pad_waiver(until: &str) -> String {
     format!(
-        "{POLICY}\n[[waiver]]\nrule = \"moat.vulnerable\"\npackage = \"PyPI:tiny-pad@1.2.0\"\n\
-         until = \"{until}\"\nreason = \"e2e: accepted until a fix ships\"\n"
+        "{}\n[[waiver]]\nrule = \"moat.vulnerable\"\npackage = \"PyPI:tiny-pad@1.2.0\"\n\
+         until = \"{until}\"\nreason = \"e2e: accepted until a fix ships\"\n",
+        policy()
     )
 }
 
@@ -239,8 +212,8 @@ fn waiver_admits_its_version_until_its_date() {
 fn unknown_age_is_decided_by_the_policy() {
     let upstream = FixturePypi::start(world());
     upstream.set_html_only(true);
-    let policy = POLICY.replace("min-days = 3", "min-days = 3\nunknown = \"block\"");
-    let env = PyEnv::start_upstream(upstream, &policy);
+    let blocking = policy().replace("min-days = 3", "min-days = 3\nunknown = \"block\"");
+    let env = PyEnv::start_upstream(upstream, &blocking);
     let (workspace, text) = env.install(PythonClient::Pip, &["requests==2.32.0"]);
     assert!(text.contains("moat.too-new"), "{text}");
     assert!(text.contains("age unknown"), "{text}");
@@ -248,7 +221,7 @@ fn unknown_age_is_decided_by_the_policy() {
 
     let upstream = FixturePypi::start(world());
     upstream.set_html_only(true);
-    let warn = PyEnv::start_upstream(upstream, POLICY);
+    let warn = PyEnv::start_upstream(upstream, &policy());
     let (workspace, text) = warn.install(PythonClient::Pip, &["requests==2.32.0"]);
     assert_eq!(
         workspace.installed_version("requests").as_deref(),

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
-use super::{Client, ClientOutput, run_to_output};
+use super::{Client, ClientOutput, run_to_output, temp_root, write_file};
 
 const HINT: &str = "hint: install a Rust toolchain with rustup (cargo 1.68+ for sparse registries)";
 
@@ -35,14 +35,10 @@ impl CargoProject {
     ///
     /// [`FixtureCrates::index_url`]: crate::crates::FixtureCrates::index_url
     pub fn new(index_url: &str, dependencies: &[(&str, &str)]) -> Self {
-        let root = tempfile::Builder::new()
-            .prefix("moat-cargo-")
-            .tempdir()
-            .expect("temp dir");
-        for dir in ["project/src", "home", "cargo-home", "tmp", "target"] {
-            std::fs::create_dir_all(root.path().join(dir)).expect("create dir");
-        }
-        let project = Self { root };
+        let dirs = ["project/src", "home", "cargo-home", "tmp", "target"];
+        let project = Self {
+            root: temp_root("moat-cargo-", &dirs),
+        };
         project.write("src/lib.rs", "//! moat end-to-end test project.\n");
         project.set_dependencies(dependencies);
         project.set_index(index_url);
@@ -74,12 +70,7 @@ impl CargoProject {
 
     /// Writes a file in the project.
     pub fn write(&self, relative: &str, contents: &str) {
-        let path = self.dir().join(relative);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("create dir");
-        }
-        std::fs::write(&path, contents)
-            .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+        write_file(&self.dir().join(relative), contents);
     }
 
     /// Rewrites `Cargo.toml` with these `[dependencies]` (the lockfile is kept).
@@ -104,9 +95,7 @@ impl CargoProject {
              [source.moat]\nregistry = \"sparse+{index_url}{slash}\"\n\n\
              [net]\ngit-fetch-with-cli = false\n\n[term]\ncolor = \"never\"\nprogress.when = \"never\"\n"
         );
-        let path = self.cargo_home().join("config.toml");
-        std::fs::write(&path, config)
-            .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+        write_file(&self.cargo_home().join("config.toml"), &config);
     }
 
     /// Runs `cargo <args>` in the project with the isolated environment.

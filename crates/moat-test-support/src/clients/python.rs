@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use tempfile::TempDir;
 
-use super::{Client, ClientOutput, run_to_output};
+use super::{Client, ClientOutput, run_to_output, temp_root, write_file};
 use crate::pypi::normalize;
 
 const HINT: &str = "hint: run .ci/install-clients";
@@ -140,24 +140,17 @@ impl PythonClient {
 
 /// The clean environment both clients run in.
 fn isolate(command: &mut Command, workspace: &PyWorkspace) {
-    let home = workspace.home();
+    super::isolate(
+        command,
+        &workspace.project(),
+        &workspace.home(),
+        &workspace.tmp(),
+    );
     command
-        .current_dir(workspace.project())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("XDG_DATA_HOME", home.join(".local/share"))
-        .env("XDG_STATE_HOME", home.join(".local/state"))
-        .env("TMPDIR", workspace.tmp())
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
         .env("PYTHONNOUSERSITE", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("NO_COLOR", "1")
-        .env("LANG", "C.UTF-8")
-        .stdin(Stdio::null());
+        .env("PYTHONDONTWRITEBYTECODE", "1");
 }
 
 /// The Python interpreter: `$MOAT_PYTHON`, else `python3`'s `sys.executable`.
@@ -289,14 +282,10 @@ impl Default for PyWorkspace {
 
 impl PyWorkspace {
     pub fn new() -> Self {
-        let root = tempfile::Builder::new()
-            .prefix("moat-python-")
-            .tempdir()
-            .expect("temp dir");
-        for dir in ["project", "home", "cache", "tmp", "target"] {
-            std::fs::create_dir_all(root.path().join(dir)).expect("create dir");
+        let dirs = ["project", "home", "cache", "tmp", "target"];
+        Self {
+            root: temp_root("moat-python-", &dirs),
         }
-        Self { root }
     }
 
     pub fn project(&self) -> PathBuf {
@@ -323,12 +312,7 @@ impl PyWorkspace {
     /// Writes a file in the project (e.g. `requirements.txt`, then
     /// `install_with(…, &["-r", "requirements.txt"], &[])`).
     pub fn write(&self, relative: &str, contents: &str) {
-        let path = self.project().join(relative);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("create dir");
-        }
-        std::fs::write(&path, contents)
-            .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+        write_file(&self.project().join(relative), contents);
     }
 
     /// Every installed distribution: normalised name → version, from the `*.dist-info`

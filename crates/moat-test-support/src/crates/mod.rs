@@ -18,15 +18,11 @@ mod server;
 
 use serde_json::{Value, json};
 
-pub use crate::npm::RequestRecord;
+pub use crate::fixture_server::RequestRecord;
 pub use server::FixtureCrates;
 
-use crate::fixture_server::sha256_hex;
+use crate::fixture_server::{days_ago, publish_time, sha256_hex};
 use crate::tarball;
-
-/// When versions without an explicit publish time were published (version `i` of a crate is
-/// published `i` days after this).
-const DEFAULT_EPOCH: &str = "2020-01-01T00:00:00Z";
 
 /// crates.io's name identity: lowercase, `_` as `-`.
 pub fn canonical_name(name: &str) -> String {
@@ -68,7 +64,8 @@ impl CrateVersion {
         }
     }
 
-    /// Published at this instant (`pubtime`).
+    /// Published at this instant (`pubtime`; default: the crate's `i`-th version `i` days
+    /// after 2020-01-01).
     pub fn published(mut self, at: jiff::Timestamp) -> Self {
         self.published = Some(at);
         self
@@ -76,10 +73,7 @@ impl CrateVersion {
 
     /// Published `days` days before now.
     pub fn published_days_ago(self, days: i64) -> Self {
-        let at = jiff::Timestamp::now()
-            .checked_sub(jiff::SignedDuration::from_hours(24 * days))
-            .expect("timestamp in range");
-        self.published(at)
+        self.published(days_ago(days))
     }
 
     /// A normal dependency on another crate of the same registry (`name`, `req`).
@@ -140,10 +134,8 @@ impl Crate {
     }
 
     /// Adds several plain versions.
-    pub fn versions(mut self, versions: &[&str]) -> Self {
-        self.versions
-            .extend(versions.iter().map(|&v| CrateVersion::new(v)));
-        self
+    pub fn versions(self, versions: &[&str]) -> Self {
+        versions.iter().fold(self, |krate, &v| krate.version(v))
     }
 
     pub(crate) fn build(self) -> BuiltCrate {
@@ -152,16 +144,13 @@ impl Crate {
             "fixture crate {} has no versions",
             self.name
         );
-        let epoch: jiff::Timestamp = DEFAULT_EPOCH.parse().expect("valid epoch");
         let versions = self
             .versions
             .into_iter()
             .enumerate()
             .map(|(index, version)| {
-                let default = epoch
-                    .checked_add(jiff::SignedDuration::from_hours(24 * index as i64))
-                    .expect("timestamp in range");
-                BuiltCrateVersion::build(&self.name, version, default)
+                let published = publish_time(index, version.published);
+                BuiltCrateVersion::build(&self.name, version, published)
             })
             .collect();
         BuiltCrate {
@@ -190,7 +179,7 @@ pub(crate) struct BuiltCrateVersion {
 }
 
 impl BuiltCrateVersion {
-    fn build(name: &str, version: CrateVersion, default: jiff::Timestamp) -> Self {
+    fn build(name: &str, version: CrateVersion, published: jiff::Timestamp) -> Self {
         let mut manifest = format!(
             "[package]\nedition = \"2021\"\nname = {name:?}\nversion = {:?}\n\
              description = \"fixture crate {name}\"\nlicense = \"MIT\"\n\n[lib]\npath = \"src/lib.rs\"\n",
@@ -218,7 +207,7 @@ impl BuiltCrateVersion {
         Self {
             cksum: sha256_hex(&bytes),
             bytes,
-            published: version.published.unwrap_or(default),
+            published,
             version: version.version,
             dependencies: version.dependencies,
             yanked: version.yanked,

@@ -11,7 +11,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::{BuiltCrate, BuiltCrateVersion, Crate, RequestRecord, canonical_name, index_path};
-use crate::fixture_server::{self, Common, corrupt, respond, text};
+use crate::fixture_server::{self, Common, corrupt, respond, switch, text};
 use crate::raw_http::percent_decode;
 
 #[derive(Default)]
@@ -40,17 +40,13 @@ impl FixtureCrates {
     /// Builds the crates (`.crate` files, checksums) and starts serving them on
     /// `127.0.0.1:0`.
     pub fn start(crates: impl IntoIterator<Item = Crate>) -> Self {
-        let (listener, common) = fixture_server::bind();
-        let shared = Arc::new(Shared {
+        let state = |common| Shared {
             common,
             omit_pubtime: AtomicBool::new(false),
             crates: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Faults::default()),
-        });
-        let router = axum::Router::new()
-            .fallback(handle)
-            .with_state(shared.clone());
-        let running = fixture_server::serve(listener, &shared.common, "crates", router);
+        };
+        let (shared, running) = fixture_server::start("crates", state, handle);
         let fixture = Self {
             shared,
             _running: running,
@@ -93,13 +89,8 @@ impl FixtureCrates {
 
     /// Malformed: the crate's index file is served as a broken JSON line (status 200).
     pub fn set_malformed(&self, name: &str, malformed: bool) {
-        let key = canonical_name(name);
         let mut faults = self.shared.faults.lock().unwrap();
-        if malformed {
-            faults.malformed.insert(key);
-        } else {
-            faults.malformed.remove(&key);
-        }
+        switch(&mut faults.malformed, canonical_name(name), malformed);
     }
 
     /// Corrupt: the version's `.crate` is served with one byte changed, so it no longer
@@ -107,11 +98,7 @@ impl FixtureCrates {
     pub fn set_corrupt_crate(&self, name: &str, version: &str, corrupt: bool) {
         let key = (canonical_name(name), version.to_owned());
         let mut faults = self.shared.faults.lock().unwrap();
-        if corrupt {
-            faults.corrupt.insert(key);
-        } else {
-            faults.corrupt.remove(&key);
-        }
+        switch(&mut faults.corrupt, key, corrupt);
     }
 
     /// Index lines without `pubtime` (as older registries and mirrors serve them): the

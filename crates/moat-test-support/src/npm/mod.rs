@@ -7,13 +7,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-pub use server::{FixtureRegistry, RequestRecord};
+pub use crate::fixture_server::RequestRecord;
+pub use server::FixtureRegistry;
 
+use crate::fixture_server::{days_ago, publish_time};
 use crate::tarball;
-
-/// When versions without an explicit publish time were published: long enough ago for any
-/// minimum-age rule. Version `i` of a package is published `i` days after this.
-const DEFAULT_EPOCH: &str = "2020-01-01T00:00:00Z";
 
 /// One version of a fixture package.
 #[derive(Debug, Clone)]
@@ -36,7 +34,8 @@ impl Version {
         }
     }
 
-    /// Published at this instant.
+    /// Published at this instant (default: the package's `i`-th version `i` days after
+    /// 2020-01-01).
     pub fn published(mut self, at: jiff::Timestamp) -> Self {
         self.published = Some(at);
         self
@@ -44,10 +43,7 @@ impl Version {
 
     /// Published `days` days before now (fractions allowed through `published`).
     pub fn published_days_ago(self, days: i64) -> Self {
-        let at = jiff::Timestamp::now()
-            .checked_sub(jiff::SignedDuration::from_hours(24 * days))
-            .expect("timestamp in range");
-        self.published(at)
+        self.published(days_ago(days))
     }
 
     /// Adds a dependency (`name`, `range`) to the version's manifest.
@@ -95,10 +91,8 @@ impl Package {
     }
 
     /// Adds several plain versions.
-    pub fn versions(mut self, versions: &[&str]) -> Self {
-        self.versions
-            .extend(versions.iter().map(|&v| Version::new(v)));
-        self
+    pub fn versions(self, versions: &[&str]) -> Self {
+        versions.iter().fold(self, |package, &v| package.version(v))
     }
 
     /// Sets `dist-tags.latest` (default: the highest non-prerelease version).
@@ -119,16 +113,13 @@ impl Package {
             "fixture package {} has no versions",
             self.name
         );
-        let epoch: jiff::Timestamp = DEFAULT_EPOCH.parse().expect("valid epoch");
         let versions: Vec<BuiltVersion> = self
             .versions
             .into_iter()
             .enumerate()
             .map(|(index, version)| {
-                let default = epoch
-                    .checked_add(jiff::SignedDuration::from_hours(24 * index as i64))
-                    .expect("timestamp in range");
-                BuiltVersion::build(&self.name, version, default)
+                let published = publish_time(index, version.published);
+                BuiltVersion::build(&self.name, version, published)
             })
             .collect();
         let latest = self.latest.unwrap_or_else(|| default_latest(&versions));
@@ -182,7 +173,7 @@ pub(crate) struct BuiltVersion {
 }
 
 impl BuiltVersion {
-    fn build(name: &str, version: Version, default_published: jiff::Timestamp) -> Self {
+    fn build(name: &str, version: Version, published: jiff::Timestamp) -> Self {
         let manifest = json!({
             "name": name,
             "version": version.version,
@@ -212,7 +203,7 @@ impl BuiltVersion {
             shasum: tarball::shasum(&tarball),
             tarball,
             version: version.version,
-            published: version.published.unwrap_or(default_published),
+            published,
             dependencies: version.dependencies,
         }
     }

@@ -1,95 +1,63 @@
-//! The HTTP side of the fixture registry: a background thread with its own tokio runtime,
-//! serving HTTP/1.1 on `127.0.0.1:0`.
+//! The HTTP side of the fixture registry.
 
 use std::collections::{BTreeMap, HashSet};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use http::{HeaderValue, StatusCode, header};
+use http::{StatusCode, header};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{BuiltPackage, Package, tarball_file};
+use super::{BuiltPackage, Package, RequestRecord, tarball_file};
+use crate::fixture_server::{self, Common, corrupt, respond, switch};
 use crate::raw_http::percent_decode;
-
-/// One request the fixture received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestRecord {
-    pub method: String,
-    /// The path and query exactly as sent (not decoded).
-    pub path: String,
-    pub accept: Option<String>,
-}
 
 #[derive(Default)]
 struct Faults {
-    delay: Duration,
     malformed: HashSet<String>,
     corrupt: HashSet<(String, String)>,
 }
 
 struct Shared {
-    base_url: String,
+    common: Common,
     case_insensitive: AtomicBool,
-    down: Arc<AtomicBool>,
     packages: Mutex<BTreeMap<String, BuiltPackage>>,
     files: Mutex<BTreeMap<String, Vec<u8>>>,
     faults: Mutex<Faults>,
-    log: Mutex<Vec<RequestRecord>>,
 }
 
 /// A running fixture registry; stopped when dropped.
 pub struct FixtureRegistry {
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _running: fixture_server::Running,
 }
 
 impl FixtureRegistry {
     /// Builds the packages (tarballs, digests) and starts serving them on `127.0.0.1:0`.
     pub fn start(packages: impl IntoIterator<Item = Package>) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("set_nonblocking");
-        let address = listener.local_addr().expect("local_addr");
-        let shared = Arc::new(Shared {
-            base_url: format!("http://{address}"),
-            down: Arc::new(AtomicBool::new(false)),
+        let state = |common| Shared {
+            common,
             case_insensitive: AtomicBool::new(false),
             packages: Mutex::new(BTreeMap::new()),
             files: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Faults::default()),
-            log: Mutex::new(Vec::new()),
-        });
-        for package in packages {
-            let built = package.build();
-            shared
-                .packages
-                .lock()
-                .unwrap()
-                .insert(built.name.clone(), built);
-        }
-        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let state = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("fixture-npm-{}", address.port()))
-            .spawn(move || serve(listener, state, shutdown_rx))
-            .expect("spawn fixture thread");
-        Self {
+        };
+        let (shared, running) = fixture_server::start("npm", state, handle);
+        let fixture = Self {
             shared,
-            shutdown: Some(shutdown_tx),
-            thread: Some(thread),
+            _running: running,
+        };
+        for package in packages {
+            fixture.publish(package);
         }
+        fixture
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
     pub fn url(&self) -> &str {
-        &self.shared.base_url
+        &self.shared.common.base_url
     }
 
     /// A URL on loopback where nothing listens (a port bound, then released).
@@ -129,23 +97,19 @@ impl FixtureRegistry {
 
     /// Down: every connection, new or kept alive, is closed without an answer.
     pub fn set_down(&self, down: bool) {
-        self.shared.down.store(down, Ordering::SeqCst);
+        self.shared.common.set_down(down);
     }
 
     /// Slow: every answer waits this long first (`Duration::ZERO` to clear; a waiting request
     /// is released when the delay is cleared).
     pub fn set_delay(&self, delay: Duration) {
-        self.shared.faults.lock().unwrap().delay = delay;
+        self.shared.common.set_delay(delay);
     }
 
     /// Malformed: the package's metadata documents are served as broken JSON (status 200).
     pub fn set_malformed(&self, name: &str, malformed: bool) {
         let mut faults = self.shared.faults.lock().unwrap();
-        if malformed {
-            faults.malformed.insert(name.to_owned());
-        } else {
-            faults.malformed.remove(name);
-        }
+        switch(&mut faults.malformed, name.to_owned(), malformed);
     }
 
     /// Corrupt: the version's tarball is served with one byte changed, so it no longer
@@ -153,20 +117,16 @@ impl FixtureRegistry {
     pub fn set_corrupt_tarball(&self, name: &str, version: &str, corrupt: bool) {
         let key = (name.to_owned(), version.to_owned());
         let mut faults = self.shared.faults.lock().unwrap();
-        if corrupt {
-            faults.corrupt.insert(key);
-        } else {
-            faults.corrupt.remove(&key);
-        }
+        switch(&mut faults.corrupt, key, corrupt);
     }
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.log.lock().unwrap().clone()
+        self.shared.common.requests()
     }
 
     pub fn clear_requests(&self) {
-        self.shared.log.lock().unwrap().clear();
+        self.shared.common.clear_requests();
     }
 
     /// The tarball bytes of a version, as served when not corrupted.
@@ -185,7 +145,7 @@ impl FixtureRegistry {
         let package = packages
             .get(name)
             .unwrap_or_else(|| panic!("no fixture package {name}"));
-        package.packument(&self.shared.base_url)
+        package.packument(&self.shared.common.base_url)
     }
 
     fn with_version<T>(
@@ -200,63 +160,9 @@ impl FixtureRegistry {
     }
 }
 
-impl Drop for FixtureRegistry {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn serve(
-    listener: std::net::TcpListener,
-    shared: Arc<Shared>,
-    shutdown: tokio::sync::oneshot::Receiver<()>,
-) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("fixture runtime");
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        let listener = FaultyListener {
-            inner: listener,
-            down: shared.down.clone(),
-        };
-        let router = axum::Router::new().fallback(handle).with_state(shared);
-        tokio::select! {
-            result = axum::serve(listener, router) => {
-                if let Err(error) = result {
-                    eprintln!("fixture registry stopped: {error}");
-                }
-            }
-            _ = shutdown => {}
-        }
-    });
-    // In-flight (possibly delayed) connections are abandoned, not awaited.
-    runtime.shutdown_background();
-}
-
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let raw_path = request.uri().path_and_query().map_or_else(
-        || request.uri().path().to_owned(),
-        |pq| pq.as_str().to_owned(),
-    );
-    let accept = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    shared.log.lock().unwrap().push(RequestRecord {
-        method: request.method().to_string(),
-        path: raw_path,
-        accept: accept.clone(),
-    });
-    wait_for_delay(&shared).await;
+    shared.common.record(&request);
+    shared.common.wait_for_delay().await;
     let file = shared
         .files
         .lock()
@@ -264,12 +170,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .get(request.uri().path())
         .cloned();
     if let Some(bytes) = file {
-        let mut response = Response::new(Body::from(bytes));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        return response;
+        return respond(StatusCode::OK, "application/octet-stream", bytes);
     }
     let path = percent_decode(request.uri().path());
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -278,8 +179,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         [name, rest @ ..] => ((*name).to_owned(), rest),
         [] => return json_error(StatusCode::NOT_FOUND, "not found"),
     };
-    let abbreviated = accept
-        .as_deref()
+    let abbreviated = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/vnd.npm.install-v1+json"));
     let case_insensitive = shared.case_insensitive.load(Ordering::SeqCst);
     let packages = shared.packages.lock().unwrap();
@@ -291,11 +194,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         return json_error(StatusCode::NOT_FOUND, "Not found");
     };
     let name = package.name.clone();
-    let (malformed, corrupt) = {
+    let (malformed, corrupted) = {
         let faults = shared.faults.lock().unwrap();
         (faults.malformed.contains(&name), faults.corrupt.clone())
     };
-    let registry = shared.base_url.as_str();
+    let registry = shared.common.base_url.as_str();
     match rest {
         [] if malformed => malformed_json(),
         [] if abbreviated => json(
@@ -325,40 +228,25 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             let Some(found) = found else {
                 return json_error(StatusCode::NOT_FOUND, "tarball not found");
             };
-            let mut bytes = found.tarball.clone();
-            if corrupt.contains(&(name.clone(), found.version.clone())) {
-                let middle = bytes.len() / 2;
-                bytes[middle] ^= 0xff;
-            }
-            let mut response = Response::new(Body::from(bytes));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            response
+            let bytes = found.tarball.clone();
+            let key = (name.clone(), found.version.clone());
+            let bytes = if corrupted.contains(&key) {
+                corrupt(bytes)
+            } else {
+                bytes
+            };
+            respond(StatusCode::OK, "application/octet-stream", bytes)
         }
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
-async fn wait_for_delay(shared: &Shared) {
-    let started = tokio::time::Instant::now();
-    loop {
-        let delay = shared.faults.lock().unwrap().delay;
-        if started.elapsed() >= delay {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn json(status: StatusCode, content_type: &'static str, value: &Value) -> Response {
-    let mut response = Response::new(Body::from(serde_json::to_vec(value).expect("serialisable")));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+    respond(
+        status,
+        content_type,
+        serde_json::to_vec(value).expect("serialisable"),
+    )
 }
 
 fn json_error(status: StatusCode, message: &str) -> Response {
@@ -370,82 +258,11 @@ fn json_error(status: StatusCode, message: &str) -> Response {
 }
 
 fn malformed_json() -> Response {
-    let mut response = Response::new(Body::from(r#"{"name": "broken", "versions": {"1.0"#));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// A listener whose connections read EOF while the registry is "down": new connections are
-/// closed at once, kept-alive ones at their next read.
-struct FaultyListener {
-    inner: tokio::net::TcpListener,
-    down: Arc<AtomicBool>,
-}
-
-impl axum::serve::Listener for FaultyListener {
-    type Io = FaultyStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, address)) if self.down.load(Ordering::SeqCst) => {
-                    drop((stream, address));
-                }
-                Ok((stream, address)) => {
-                    let stream = FaultyStream {
-                        inner: stream,
-                        down: self.down.clone(),
-                    };
-                    return (stream, address);
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-struct FaultyStream {
-    inner: tokio::net::TcpStream,
-    down: Arc<AtomicBool>,
-}
-
-impl AsyncRead for FaultyStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.down.load(Ordering::SeqCst) {
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for FaultyStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+    respond(
+        StatusCode::OK,
+        "application/json",
+        r#"{"name": "broken", "versions": {"1.0"#,
+    )
 }
 
 #[cfg(test)]

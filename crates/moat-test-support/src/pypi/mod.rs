@@ -20,15 +20,11 @@ use std::io::Write as _;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-pub use crate::npm::RequestRecord;
+pub use crate::fixture_server::RequestRecord;
 pub use server::FixturePypi;
 
-use crate::fixture_server::sha256_hex;
+use crate::fixture_server::{days_ago, publish_time, sha256_hex};
 use crate::tarball;
-
-/// When releases without an explicit publish time were uploaded: long enough ago for any
-/// minimum-age rule. Release `i` of a project is uploaded `i` days after this.
-const DEFAULT_EPOCH: &str = "2020-01-01T00:00:00Z";
 
 /// PEP 503 normalisation: lowercase, runs of `-`, `_`, `.` become one `-`.
 pub fn normalize(name: &str) -> String {
@@ -99,7 +95,8 @@ impl Release {
         }
     }
 
-    /// Uploaded at this instant (every file of the release).
+    /// Uploaded at this instant (every file of the release; default: the project's `i`-th
+    /// release `i` days after 2020-01-01).
     pub fn published(mut self, at: jiff::Timestamp) -> Self {
         self.published = Some(at);
         self
@@ -107,10 +104,7 @@ impl Release {
 
     /// Uploaded `days` days before now.
     pub fn published_days_ago(self, days: i64) -> Self {
-        let at = jiff::Timestamp::now()
-            .checked_sub(jiff::SignedDuration::from_hours(24 * days))
-            .expect("timestamp in range");
-        self.published(at)
+        self.published(days_ago(days))
     }
 
     /// `Requires-Python` in the metadata and on the index page (e.g. `>=3.8`).
@@ -184,10 +178,8 @@ impl Project {
     }
 
     /// Adds several plain releases.
-    pub fn versions(mut self, versions: &[&str]) -> Self {
-        self.releases
-            .extend(versions.iter().map(|&v| Release::new(v)));
-        self
+    pub fn versions(self, versions: &[&str]) -> Self {
+        versions.iter().fold(self, |project, &v| project.version(v))
     }
 
     pub(crate) fn build(self) -> BuiltProject {
@@ -196,17 +188,14 @@ impl Project {
             "fixture project {} has no releases",
             self.name
         );
-        let epoch: jiff::Timestamp = DEFAULT_EPOCH.parse().expect("valid epoch");
         let mut versions = Vec::new();
         let mut files = Vec::new();
         for (index, release) in self.releases.into_iter().enumerate() {
-            let default = epoch
-                .checked_add(jiff::SignedDuration::from_hours(24 * index as i64))
-                .expect("timestamp in range");
             if !versions.contains(&release.version) {
                 versions.push(release.version.clone());
             }
-            files.extend(build_release(&self.name, release, default));
+            let upload_time = publish_time(index, release.published);
+            files.extend(build_release(&self.name, release, upload_time));
         }
         BuiltProject {
             normalized: normalize(&self.name),
@@ -240,9 +229,8 @@ pub(crate) struct BuiltFile {
     pub(crate) yanked: Option<String>,
 }
 
-fn build_release(name: &str, release: Release, default: jiff::Timestamp) -> Vec<BuiltFile> {
+fn build_release(name: &str, release: Release, upload_time: jiff::Timestamp) -> Vec<BuiltFile> {
     let metadata = metadata(name, &release);
-    let upload_time = release.published.unwrap_or(default);
     let mut built = Vec::new();
     let wheel = build_wheel(name, &release, &metadata, false);
     built.push(BuiltFile {

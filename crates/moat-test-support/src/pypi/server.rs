@@ -11,7 +11,7 @@ use http::{StatusCode, header};
 use serde_json::{Value, json};
 
 use super::{BuiltFile, BuiltProject, Project, RequestRecord, normalize};
-use crate::fixture_server::{self, Common, corrupt, respond, sha256_hex, text};
+use crate::fixture_server::{self, Common, corrupt, respond, sha256_hex, switch, text};
 use crate::raw_http::percent_decode;
 
 const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
@@ -40,18 +40,13 @@ impl FixturePypi {
     /// Builds the projects (wheels, sdists, digests) and starts serving them on
     /// `127.0.0.1:0`.
     pub fn start(projects: impl IntoIterator<Item = Project>) -> Self {
-        let (listener, common) = fixture_server::bind();
-        let shared = Arc::new(Shared {
+        let state = |common| Shared {
             common,
             html_only: AtomicBool::new(false),
             projects: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Faults::default()),
-        });
-        let fixture_server_common = &shared.common;
-        let router = axum::Router::new()
-            .fallback(handle)
-            .with_state(shared.clone());
-        let running = fixture_server::serve(listener, fixture_server_common, "pypi", router);
+        };
+        let (shared, running) = fixture_server::start("pypi", state, handle);
         let fixture = Self {
             shared,
             _running: running,
@@ -96,13 +91,8 @@ impl FixturePypi {
     /// Malformed: the project's page (any spelling) is served broken with status 200 —
     /// truncated JSON, or HTML cut off inside a link.
     pub fn set_malformed(&self, project: &str, malformed: bool) {
-        let key = normalize(project);
         let mut faults = self.shared.faults.lock().unwrap();
-        if malformed {
-            faults.malformed.insert(key);
-        } else {
-            faults.malformed.remove(&key);
-        }
+        switch(&mut faults.malformed, normalize(project), malformed);
     }
 
     /// Corrupt: the file (a wheel or sdist name, or `<wheel>.metadata`) is served with other
@@ -111,11 +101,7 @@ impl FixturePypi {
     /// reaches its hash check), anything else with one byte flipped.
     pub fn set_corrupt_file(&self, filename: &str, corrupt: bool) {
         let mut faults = self.shared.faults.lock().unwrap();
-        if corrupt {
-            faults.corrupt.insert(filename.to_owned());
-        } else {
-            faults.corrupt.remove(filename);
-        }
+        switch(&mut faults.corrupt, filename.to_owned(), corrupt);
     }
 
     /// HTML only: ignore `Accept` and serve PEP 503 HTML, which has no upload times (an
