@@ -135,6 +135,23 @@ cpu_ticks() {
   done
   echo "$total"
 }
+# CPU ticks used so far by each thread of a process, summed by thread name (digits dropped), as
+# JSON: where a multi-threaded server spends its time
+thread_ticks() { # pid
+  python3 - "$1" <<'EOF'
+import glob, json, re, sys
+out = {}
+for path in glob.glob(f"/proc/{sys.argv[1]}/task/*/stat"):
+    try:
+        text = open(path).read()
+    except OSError:
+        continue
+    comm = re.sub(r"[-_ ]?\d+$", "", text[text.index("(") + 1:text.rindex(")")]) or "?"
+    fields = text[text.rindex(")") + 2:].split()
+    out[comm] = out.get(comm, 0) + int(fields[11]) + int(fields[12])
+print(json.dumps(out))
+EOF
+}
 # Wait (at most 60 s) until a server has finished the requests still in flight from the
 # previous load, i.e. used under 5% of a core over one second.
 wait_quiet() { # pid
@@ -159,10 +176,20 @@ run_wrk() {
   wait_quiet "${SPID[$server]}"
   # CPU accounting over the run: the server's, wrk's, and everything else on the machine
   local m0 m1 s0 s1
+  thread_ticks "${SPID[$server]}" >"$f.threads0"
   m0=$(machine_ticks); s0=$(cpu_ticks "${SPID[$server]}")
   /usr/bin/time -f "%e %U %S" -o "$f.time" timeout 120 \
     wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 30s --latency "${extra[@]}" "$url" >"$f" 2>&1 || true
   m1=$(machine_ticks); s1=$(cpu_ticks "${SPID[$server]}")
+  thread_ticks "${SPID[$server]}" >"$f.threads1"
+  python3 - "$f.threads0" "$f.threads1" "$(tail -1 "$f.time")" "$(getconf CLK_TCK)" "${route}_$server" >>"$RESULTS" <<'EOF3' || true
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+wall, hz, key = float(sys.argv[3].split()[0]), int(sys.argv[4]), sys.argv[5]
+used = {k: v - a.get(k, 0) for k, v in b.items()}
+parts = [f"{k}={100 * v / (wall * hz):.0f}" for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v > 0]
+print(f"threads_{key}\t{';'.join(parts)}")
+EOF3
   python3 - "$(tail -1 "$f.time")" "$((m1 - m0))" "$((s1 - s0))" "$(getconf CLK_TCK)" "$(nproc)" "${route}_$server" >>"$RESULTS" <<'EOF2'
 import sys
 wall, wu, ws = map(float, sys.argv[1].split())

@@ -208,6 +208,11 @@ def report_pypi_crates(r, fx, m):
                 non2xx = f"{non2xx} (HTTP {status})"
             other = r.get(f"othercpu_{route}_{s}")
             cpu = " / ".join(r.get(f"{k}cpu_{route}_{s}", "?") for k in ("server", "wrk", "other")) if other is not None else ""
+            rep = r.get(f"repeated_{route}_{s}")
+            if rep:
+                cpu += f" (measured twice: others used {rep}% in the first run)"
+            elif other is not None and int(other) > 25:
+                cpu += " (disturbed)"
             cs, reqs = num(r, f"servercpus_{route}_{s}"), num(r, f"requests_{route}_{s}")
             per = f"{cs * 1e6 / reqs:,.0f} µs" if cs is not None and reqs else ""
             up = r.get(f"upstream_{route}_{s}", "")
@@ -226,6 +231,11 @@ def report_pypi_crates(r, fx, m):
             b = num(r, f"bytes_{route}_{s}")
             p(f"| {short[route]} | {sname} | {r.get(f'status_{route}_{s}')} | {'' if b is None else f'{int(b):,}'} | "
               f"`{r.get(f'ctype_{route}_{s}', '')}` | {r.get(f'check_{route}_{s}', '')} |")
+    pip = [f"{sname} {r[f'pip_download_{s}']}" for s, sname in servers if r.get(f"pip_download_{s}")]
+    if pip:
+        p()
+        p(f"`pip download --no-deps {py['project']}=={py['wheel'].split('-')[1]}` (pip {m.get('pip', '?').split(' (')[0]}) through each "
+          f"server, and the downloaded wheel's sha256 checked: {', '.join(pip)}.")
     p()
     p("Target: moat within 1.5× of nginx on both ratios, on every route.")
     p()
@@ -244,6 +254,18 @@ def report_pypi_crates(r, fx, m):
         verdict = "met" if not missed and t_p99 is not None else ("**missed** (" + ", ".join(missed) + ")" if missed else "?")
         p(f"| {short[route]} | {ratio(n_rps, m_rps)} | {ratio(m_p99, n_p99)} | {verdict} | "
           f"{dv or ratio(m_rps, d_rps, 1)} | {dv or ratio(d_p99, m_p99, 1)} |")
+    if any(r.get(f"threads_{route}_moat") for route, _ in routes):
+        p()
+        p("Where moat's CPU went during each run (its threads by name, % of one core; "
+          "`moat-audit-writ` is the audit writer thread, which appends the record of every request; the kernel cuts thread names to 15 characters):")
+        p()
+        p("| route | moat req/s | moat threads, % of one core |")
+        p("|---|---:|---|")
+        for route, _ in routes:
+            t = r.get(f"threads_{route}_moat")
+            if t:
+                parts = ", ".join(f"`{k}` {v}" for k, v in (x.split("=", 1) for x in t.split(";") if "=" in x))
+                p(f"| {short[route]} | {fmt_rps(num(r, f'rps_{route}_moat'))} | {parts} |")
     if r.get("rps_simple_json_devpi"):
         p()
         p("For reference, devpi-server vs nginx (nginx req/s ÷ devpi req/s): " + ", ".join(
