@@ -34,7 +34,7 @@ pub use crate::writer::{CHANNEL_CAPACITY, MAX_BATCH};
 pub struct DecisionEvent {
     /// When the decision was made.
     pub time: jiff::Timestamp,
-    /// Who asked (`anonymous@127.0.0.1` until tokens and sessions exist).
+    /// Who asked: `session:<id>` inside a `moat run` session, else `anonymous@<peer ip>`.
     pub identity: String,
     /// `npm`, `PyPI`, `crates.io`.
     pub ecosystem: String,
@@ -56,12 +56,66 @@ pub struct DecisionEvent {
     pub message: Option<String>,
 }
 
+/// An agent session (`moat run`) began: recorded before the agent starts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionStart {
+    /// When the session began.
+    pub time: jiff::Timestamp,
+    /// The session id; gate decisions in it carry `identity = "session:<id>"`.
+    pub session: String,
+    /// Who runs the agent (`--operator`, default the host user).
+    pub operator: String,
+    /// Which agent (`--agent`).
+    pub agent: String,
+    /// The agent's command line.
+    pub command: Vec<String>,
+    /// The workspace directory (host path).
+    pub workspace: String,
+    /// `embedded`, `podman`, `docker`.
+    pub backend: String,
+    /// The policy revision the gate decides with.
+    pub policy: String,
+    /// The host the session runs on.
+    pub host: String,
+    /// Isolation properties and limits that hold for this session.
+    pub enforced: Vec<String>,
+    /// Properties the operator waived with a `--dangerously-…` flag.
+    pub waived: Vec<String>,
+}
+
+/// An agent session ended.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionEnd {
+    /// When the session ended.
+    pub time: jiff::Timestamp,
+    /// The session id.
+    pub session: String,
+    /// The agent's exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, when one did (a timeout kill included).
+    pub signal: Option<i32>,
+    /// Wall-clock duration in milliseconds.
+    pub duration_ms: u64,
+    /// CPU time in user mode, milliseconds.
+    pub user_cpu_ms: u64,
+    /// CPU time in kernel mode, milliseconds.
+    pub system_cpu_ms: u64,
+    /// Peak resident memory, KiB.
+    pub max_rss_kib: u64,
+    /// Why the session ended, when not by the agent's own exit (`timeout`, `stopped`).
+    pub reason: Option<String>,
+}
+
 /// Anything the audit log records.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Event {
     /// A gate decision.
     Decision(DecisionEvent),
+    /// A `moat run` session began.
+    SessionStart(SessionStart),
+    /// A `moat run` session ended.
+    SessionEnd(SessionEnd),
 }
 
 impl Event {
@@ -69,6 +123,8 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Decision(_) => "decision",
+            Event::SessionStart(_) => "session-start",
+            Event::SessionEnd(_) => "session-end",
         }
     }
 
@@ -76,6 +132,8 @@ impl Event {
     pub fn time(&self) -> jiff::Timestamp {
         match self {
             Event::Decision(decision) => decision.time,
+            Event::SessionStart(start) => start.time,
+            Event::SessionEnd(end) => end.time,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{AuditError, Event, schema};
+use crate::{AuditError, Event, SessionEnd, SessionStart, schema};
 
 /// How many appends may wait for the writer before `append` itself waits (backpressure).
 pub const CHANNEL_CAPACITY: usize = 4096;
@@ -43,6 +43,16 @@ impl Row {
                 package: Some(decision.package.clone()),
                 version: decision.version.clone(),
                 action: Some(decision.action.clone()),
+                body,
+            },
+            Event::SessionStart(SessionStart { time, .. })
+            | Event::SessionEnd(SessionEnd { time, .. }) => Row {
+                time: time.to_string(),
+                kind: event.kind(),
+                ecosystem: None,
+                package: None,
+                version: None,
+                action: None,
                 body,
             },
         };

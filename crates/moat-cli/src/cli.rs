@@ -69,6 +69,107 @@ pub enum Command {
     /// Read the audit log of gate decisions.
     #[command(subcommand)]
     Audit(AuditCommand),
+
+    /// Run an agent session in a sandbox whose only way out is the gate.
+    ///
+    /// The command sees only the workspace (read-write), /usr, a minimal /etc, a fresh $HOME
+    /// and /tmp; its network has one address, 127.0.0.1:7070, bridged to a gate that serves
+    /// this session alone: npm, pip, uv and cargo are configured for it, HTTP(S)_PROXY admits
+    /// only the hosts in the policy's [egress] allow list, and ANTHROPIC_BASE_URL /
+    /// OPENAI_BASE_URL reach the LLM APIs with keys the sandbox never sees.
+    ///
+    /// Example: `moat run --agent claude -- claude -p "add a CSV export"`
+    Run(Box<RunArgs>),
+
+    /// List running agent sessions.
+    Ps {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// End a running agent session.
+    Stop {
+        /// The session id (from `moat ps`).
+        session: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The directory the agent works in, mounted read-write [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+
+    /// Who runs the agent, for the audit record [default: the host user].
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+
+    /// Which agent this is, for the audit record [default: the command's name].
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+
+    /// Host paths to show read-only at the same place inside (toolchains outside /usr, e.g.
+    /// `--ro /usr/local --ro ~/.cargo`); repeatable.
+    #[arg(long = "ro", value_name = "PATH")]
+    pub ro_paths: Vec<PathBuf>,
+
+    /// Extra environment for the agent, `NAME=VALUE` (not for secrets: see --secret);
+    /// repeatable.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+
+    /// A secret for the agent, read from the host environment variable NAME or from the file
+    /// given as NAME=@PATH, and delivered as one framed line on the agent's stdin
+    /// (`MOAT-SECRETS <json>`), never in its environment or files; repeatable.
+    #[arg(long = "secret", value_name = "NAME[=@FILE]")]
+    pub secrets: Vec<String>,
+
+    /// Memory limit, e.g. `2G`, `512M`.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+
+    /// Most processes and threads the session may have.
+    #[arg(long, value_name = "N")]
+    pub pids: Option<u64>,
+
+    /// CPU limit in cores, e.g. `1.5`.
+    #[arg(long, value_name = "CORES")]
+    pub cpus: Option<f64>,
+
+    /// End the session after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+
+    /// Run even when a requested limit cannot be enforced on this host (the audit record
+    /// names what did not hold).
+    #[arg(long)]
+    pub dangerously_skip_limits: bool,
+
+    /// Run without Landlock when the kernel lacks it (the audit record says so).
+    #[arg(long)]
+    pub dangerously_no_landlock: bool,
+
+    /// Run without seccomp when the kernel lacks it (the audit record says so).
+    #[arg(long)]
+    pub dangerously_no_seccomp: bool,
+
+    /// Where `/llm/anthropic/` forwards, with ANTHROPIC_API_KEY from this (host) environment
+    /// added [default: https://api.anthropic.com].
+    #[arg(long, value_name = "URL")]
+    pub upstream_anthropic: Option<String>,
+
+    /// Where `/llm/openai/` forwards, with OPENAI_API_KEY from this (host) environment added
+    /// [default: https://api.openai.com].
+    #[arg(long, value_name = "URL")]
+    pub upstream_openai: Option<String>,
+
+    #[command(flatten)]
+    pub sources: SourceArgs,
+
+    /// The agent's command line.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// Where the data a verdict depends on comes from; shared by `gate` and `why`.
@@ -128,7 +229,7 @@ pub struct GateArgs {
 
 #[derive(Debug, Args)]
 pub struct WhyArgs {
-    /// Ecosystem: npm (PyPI and crates.io come later).
+    /// Ecosystem: npm, pypi or crates.
     pub ecosystem: String,
 
     /// Package and version: `minimist@1.2.5`, `@scope/name@1.0.0`, or a bare name for the

@@ -8,6 +8,14 @@ use clap::Parser as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // The sandbox's init: `moat run` starts this binary inside the new namespaces. It must run
+    // before anything else starts a thread (clap does not; tokio and logging would).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "__sandbox-init")
+    {
+        moat_sandbox::init_main();
+    }
     let cli = moat_cli::Cli::parse();
     moat_cli::run(cli)
 }

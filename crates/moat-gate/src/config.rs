@@ -19,6 +19,11 @@ pub struct GateConfig {
     pub metadata_ttl: Duration,
     /// Request and response limits.
     pub limits: Limits,
+    /// Where the LLM pass-through routes (`/llm/anthropic/…`, `/llm/openai/…`) forward.
+    pub llm_upstream: LlmUpstream,
+    /// The API keys the pass-through routes add on the host side. A route whose key is absent
+    /// answers 503.
+    pub llm_keys: LlmKeys,
 }
 
 impl GateConfig {
@@ -30,7 +35,75 @@ impl GateConfig {
             upstream: UpstreamConfig::default(),
             metadata_ttl: Duration::from_secs(300),
             limits: Limits::default(),
+            llm_upstream: LlmUpstream::default(),
+            llm_keys: LlmKeys::default(),
         }
+    }
+}
+
+/// Base URLs of the LLM providers the pass-through routes forward to (no trailing slash
+/// needed; tests point them at a loopback server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmUpstream {
+    /// `/llm/anthropic/<rest>` goes to `<anthropic>/<rest>`; default `https://api.anthropic.com`.
+    pub anthropic: String,
+    /// `/llm/openai/<rest>` goes to `<openai>/<rest>`; default `https://api.openai.com`.
+    pub openai: String,
+}
+
+impl Default for LlmUpstream {
+    fn default() -> Self {
+        LlmUpstream {
+            anthropic: "https://api.anthropic.com".to_owned(),
+            openai: "https://api.openai.com".to_owned(),
+        }
+    }
+}
+
+/// The real API keys, held on the host side only. `Debug` shows whether each is set, never
+/// its value.
+#[derive(Debug, Clone, Default)]
+pub struct LlmKeys {
+    /// Sent as `x-api-key` on `/llm/anthropic/…`.
+    pub anthropic: Option<Secret>,
+    /// Sent as `Authorization: Bearer …` on `/llm/openai/…`.
+    pub openai: Option<Secret>,
+}
+
+/// A secret value: `Debug` and `Display` print `<redacted>`, the memory is zeroed on drop.
+/// Read it only where it is sent ([`Secret::expose`]).
+#[derive(Clone)]
+pub struct Secret(zeroize::Zeroizing<String>);
+
+impl Secret {
+    /// Wrap a secret (surrounding whitespace, such as a trailing newline from a file, is
+    /// removed).
+    pub fn new(value: impl Into<String>) -> Secret {
+        let mut value: String = value.into();
+        let trimmed = value.trim();
+        if trimmed.len() != value.len() {
+            let copy = trimmed.to_owned();
+            zeroize::Zeroize::zeroize(&mut value);
+            value = copy;
+        }
+        Secret(zeroize::Zeroizing::new(value))
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -54,8 +127,14 @@ pub struct Limits {
     pub memory_cache_item_bytes: u64,
     /// Most packuments kept in memory.
     pub max_cached_packuments: usize,
-    /// How long graceful shutdown waits for open connections.
+    /// How long graceful shutdown waits for open connections (and proxy tunnels).
     pub shutdown_timeout: Duration,
+    /// Largest request body the LLM pass-through routes forward (it is read whole before the
+    /// call is recorded and sent; responses stream).
+    pub max_llm_request_body: u64,
+    /// How long an LLM upstream may stay silent (between response chunks) before the call is
+    /// cut; there is no whole-call timeout, so long streams keep going.
+    pub llm_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -70,6 +149,33 @@ impl Default for Limits {
             memory_cache_item_bytes: 8 * 1024 * 1024,
             max_cached_packuments: 20_000,
             shutdown_timeout: Duration::from_secs(10),
+            max_llm_request_body: 32 * 1024 * 1024,
+            llm_idle_timeout: Duration::from_secs(300),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted() {
+        let keys = LlmKeys {
+            anthropic: Some(Secret::new("sk-ant-real-key\n")),
+            openai: None,
+        };
+        insta::assert_snapshot!(format!("{keys:?}"), @"LlmKeys { anthropic: Some(Secret(<redacted>)), openai: None }");
+        let secret = keys.anthropic.as_ref().map(ToString::to_string);
+        assert_eq!(secret.as_deref(), Some("<redacted>"));
+        assert_eq!(
+            keys.anthropic.as_ref().map(Secret::expose),
+            Some("sk-ant-real-key")
+        );
+        let config = GateConfig {
+            llm_keys: keys,
+            ..GateConfig::new("http://127.0.0.1:7070", "/tmp/moat")
+        };
+        assert!(!format!("{config:?}").contains("real-key"));
     }
 }

@@ -32,6 +32,12 @@ pub struct Gate {
     popular: HashMap<Ecosystem, PopularNames>,
     audit: AuditLog,
     pub(crate) upstream: Upstream,
+    /// The client of the LLM pass-through routes: no redirects, no whole-call timeout (streams
+    /// may last minutes), an idle timeout instead.
+    pub(crate) llm_client: reqwest::Client,
+    /// The authority (`host:port`) of `public_url`: an absolute-form request naming it is a
+    /// request to the gate, not one to proxy.
+    own_authority: Option<http::uri::Authority>,
     stores: HashMap<Ecosystem, ArtifactStore>,
     packuments: MetaCache<PackageEntry>,
     pub(crate) pypi_pages: MetaCache<PypiEntry>,
@@ -87,6 +93,12 @@ impl Gate {
             })
             .collect();
         let revisions = format!("{}:{}", policy.revision(), advisories.revision());
+        let llm_client = crate::llm::client(&config)?;
+        let own_authority = config
+            .public_url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| uri.authority().cloned());
         Ok(Gate {
             config,
             policy,
@@ -94,6 +106,8 @@ impl Gate {
             popular,
             audit,
             upstream,
+            llm_client,
+            own_authority,
             stores,
             packuments: MetaCache::default(),
             pypi_pages: MetaCache::default(),
@@ -175,6 +189,39 @@ impl Gate {
             Some(version) => format!("{base}/-/why/{segment}/{name}/{version}"),
             None => format!("{base}/-/why/{segment}/{name}"),
         }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Whether an absolute-form request URI names the gate itself (a client that sent its
+    /// registry request through the proxy).
+    pub(crate) fn is_own_authority(&self, uri: &http::Uri) -> bool {
+        let Some(own) = &self.own_authority else {
+            return false;
+        };
+        let default_port = |uri: &http::Uri| match uri.scheme_str() {
+            Some("https") => 443,
+            _ => 80,
+        };
+        uri.scheme_str() == Some("http")
+            && uri.authority().is_some_and(|authority| {
+                authority.host().eq_ignore_ascii_case(own.host())
+                    && authority.port_u16().unwrap_or(default_port(uri))
+                        == own.port_u16().unwrap_or(80)
+            })
+    }
+
+    /// Append one event built by the proxy or pass-through routes; `Err` means the gate must
+    /// not act.
+    pub(crate) async fn record_event(&self, event: DecisionEvent) -> Result<(), GateError> {
+        self.audit
+            .append(Event::Decision(event))
+            .await
+            .map(drop)
+            .map_err(GateError::Audit)
     }
 
     pub(crate) fn context(&self, ecosystem: Ecosystem) -> Context<'_> {

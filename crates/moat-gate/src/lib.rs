@@ -8,7 +8,13 @@
 //! HTTP reason phrase and JSON body carry the one-line block message.
 //!
 //! - [`Gate`]: shared state (policy, advisories, audit log, upstream client, caches).
-//! - [`router`]: the axum router (`/npm/…`, `/pypi/…`, `/crates/…`, `/-/why/…`); [`serve`]: the HTTP/1.1 accept loop.
+//! - [`router`]: the axum router (`/npm/…`, `/pypi/…`, `/crates/…`, `/-/why/…`, `/llm/…`, and
+//!   the egress forward proxy); [`serve`]: the HTTP/1.1 accept loop on TCP (anonymous clients);
+//!   [`serve_unix`]: the same on a `moat run` session's unix socket, every request attributed
+//!   to the [`SessionContext`].
+//! - The egress proxy (absolute-form requests and `CONNECT`) admits only the hosts of the
+//!   policy's `[egress] allow` list; everything else is a 403 by rule `moat.egress`. The LLM
+//!   pass-through routes add the real API key ([`LlmKeys`]) on the host side.
 //! - [`why::render_text`]: the full human explanation of a verdict.
 //!
 //! Upstream failure fails closed (502/504 with a reason); nothing broken is cached. This crate
@@ -16,17 +22,21 @@
 
 mod cache;
 mod call;
+mod caller;
 mod config;
 mod crates;
+mod egress;
 mod error;
 mod gate;
+mod llm;
 mod npm;
 mod pypi;
 mod respond;
 mod serve;
 pub mod why;
 
-pub use config::{GateConfig, Limits};
+pub use caller::SessionContext;
+pub use config::{GateConfig, Limits, LlmKeys, LlmUpstream, Secret};
 pub use error::GateError;
 pub use gate::Gate;
-pub use serve::{router, serve};
+pub use serve::{router, serve, serve_unix};

@@ -1,4 +1,5 @@
-//! The router (every path canonicalised before routing) and the HTTP/1.1 accept loop.
+//! The router (every path canonicalised before routing) and the HTTP/1.1 accept loops: TCP
+//! (anonymous clients) and a session's unix socket (every request attributed to the session).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,28 +12,40 @@ use http::header::{ACCEPT, ALLOW, CONTENT_LENGTH, HeaderValue};
 use http::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use moat_advisories::Ecosystem;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::mpsc;
 use tower::ServiceExt as _;
 
 use crate::Gate;
 use crate::call::Call;
+use crate::caller::{Caller, SessionContext};
 use crate::respond::{self, JSON};
 
-/// The gate's routes: `/npm/…`, `/pypi/…`, `/crates/…` and
-/// `/-/why/<npm|pypi|crates>/<name>[/<version>]`.
+/// The gate's routes: `/npm/…`, `/pypi/…`, `/crates/…`,
+/// `/-/why/<npm|pypi|crates>/<name>[/<version>]`, `/llm/<anthropic|openai>/…` (session sockets
+/// only), and the egress forward proxy (absolute-form requests and `CONNECT`).
 pub fn router(gate: Arc<Gate>) -> Router {
     Router::new().fallback(handle).with_state(gate)
 }
 
 async fn handle(State(gate): State<Arc<Gate>>, request: Request) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    let identity = match peer {
-        Some(ip) => format!("anonymous@{ip}"),
-        None => "anonymous@unknown".to_owned(),
-    };
+    let caller = request.extensions().get::<Caller>().cloned().or_else(|| {
+        let info = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+        Some(Caller::Peer(info.0))
+    });
+    let identity = caller
+        .as_ref()
+        .map_or_else(|| "anonymous@unknown".to_owned(), Caller::identity);
+    if request.method() == Method::CONNECT
+        || (request.uri().scheme().is_some() && !gate.is_own_authority(request.uri()))
+    {
+        return crate::egress::proxy(&gate, &identity, request).await;
+    }
+    if request.uri().path().starts_with("/llm/") {
+        let session = caller.as_ref().and_then(Caller::session);
+        return crate::llm::pass_through(&gate, session, &identity, request).await;
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let reason = "moat: method not allowed: the gate only answers GET and HEAD";
         let mut response = respond::error(StatusCode::METHOD_NOT_ALLOWED, reason);
@@ -125,23 +138,101 @@ impl Call<'_> {
     }
 }
 
-/// Serve `gate` on `listener` over HTTP/1.1 (no HTTP/2, no upgrades) until `shutdown`
-/// completes; then stop accepting, let open connections finish their current request, and
-/// close whatever is left after the shutdown timeout.
+/// Serve `gate` on a TCP `listener` over HTTP/1.1 until `shutdown` completes; then stop
+/// accepting, let open connections finish their current request, and close whatever is left
+/// (proxy tunnels included) after the shutdown timeout. Requests are anonymous, recorded as
+/// `anonymous@<ip>`.
 pub async fn serve(
     listener: TcpListener,
+    gate: Arc<Gate>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_on(Listener::Tcp(listener), gate, shutdown).await
+}
+
+/// Serve `gate` on a session's unix socket, like [`serve`]: every request on it is
+/// attributed to `session` (audit identity `session:<id>`), and the LLM pass-through routes,
+/// which answer only on session sockets, are open.
+pub async fn serve_unix(
+    listener: UnixListener,
+    gate: Arc<Gate>,
+    session: SessionContext,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_on(Listener::Unix(listener, Arc::new(session)), gate, shutdown).await
+}
+
+/// A connection's byte stream, whatever the listener.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, Arc<SessionContext>),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<(Box<dyn Io>, Caller)> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok((Box::new(stream), Caller::Peer(peer)))
+            }
+            Listener::Unix(listener, session) => {
+                let (stream, _) = listener.accept().await?;
+                Ok((Box::new(stream), Caller::Session(Arc::clone(session))))
+            }
+        }
+    }
+}
+
+/// Work that outlives its request (a `CONNECT` tunnel), handed to the accept loop so that
+/// shutdown drains and then closes it like a connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Background(mpsc::Sender<BoxFuture>);
+
+type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Tunnels waiting to be taken up by the accept loop.
+const BACKGROUND_CAPACITY: usize = 64;
+
+impl Background {
+    /// Run `task` under the accept loop; `false` when the gate is shutting down (or too busy).
+    pub(crate) fn spawn(
+        extensions: &http::Extensions,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> bool {
+        match extensions.get::<Background>() {
+            Some(background) => background.0.try_send(Box::pin(task)).is_ok(),
+            None => {
+                tokio::spawn(task);
+                true
+            }
+        }
+    }
+}
+
+async fn serve_on(
+    listener: Listener,
     gate: Arc<Gate>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = gate.config.limits.clone();
     let app = router(gate);
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (background, mut tasks) = mpsc::channel(BACKGROUND_CAPACITY);
+    let background = Background(background);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, caller) = tokio::select! {
             () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            Some(task) = tasks.recv() => {
+                connections.spawn(task);
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -152,26 +243,34 @@ pub async fn serve(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
         let app = app.clone();
         let mut stopped = stopped.clone();
         let limits = limits.clone();
+        let background = background.clone();
         connections.spawn(async move {
+            let service_caller = caller.clone();
             let service =
                 hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
+                    let extensions = request.extensions_mut();
+                    if let Caller::Peer(peer) = &service_caller {
+                        extensions.insert(ConnectInfo(*peer));
+                    }
+                    extensions.insert(service_caller.clone());
+                    extensions.insert(background.clone());
                     app.clone().oneshot(request.map(axum::body::Body::new))
                 });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192))
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(err) = result {
-                        tracing::debug!(error = %err, %peer, "connection ended with an error");
+                        let caller = caller.identity();
+                        tracing::debug!(error = %err, %caller, "connection ended with an error");
                     }
                 }
                 _ = stopped.changed() => {
@@ -182,6 +281,8 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // Tunnels admitted from now on are refused (their requests answer 503).
+    drop(tasks);
     let _ = stop.send(true);
     let drained = tokio::time::timeout(limits.shutdown_timeout, async {
         while connections.join_next().await.is_some() {}

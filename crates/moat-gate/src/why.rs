@@ -91,7 +91,7 @@ fn finding_lines(out: &mut String, finding: &Finding) {
 fn waivable(rule: RuleId) -> bool {
     match rule {
         RuleId::Vulnerable | RuleId::TooNew | RuleId::Typosquat => true,
-        RuleId::Malicious | RuleId::Denied | RuleId::Error => false,
+        RuleId::Malicious | RuleId::Denied | RuleId::Error | RuleId::Egress => false,
     }
 }
 
@@ -126,6 +126,7 @@ fn waiver_hint(out: &mut String, verdict: &Verdict) {
             }
             RuleId::Denied => "moat.denied cannot be waived: remove the [[deny]] entry instead",
             RuleId::Error => "moat.error cannot be waived: the policy could not decide; report it",
+            RuleId::Egress => "moat.egress is not waivable: add the host to [egress] allow instead",
             RuleId::Vulnerable | RuleId::TooNew | RuleId::Typosquat => continue,
         };
         let _ = writeln!(out, "\n{note}");
@@ -157,7 +158,8 @@ mod tests {
                 | RuleId::TooNew
                 | RuleId::Typosquat
                 | RuleId::Denied
-                | RuleId::Error => vec![],
+                | RuleId::Error
+                | RuleId::Egress => vec![],
             },
             did_you_mean: None,
             waived: waived.then(|| WaiverRef {

@@ -1,10 +1,10 @@
 //! The policy file as TOML: raw serde types, then validation into a [`Policy`].
 
-use crate::RuleId;
 use crate::policy::{
     Deny, NameRule, Policy, PolicyError, Settings, Threshold, UnknownAge, UnknownSeverity, Waiver,
 };
 use crate::spec::PackageSpec;
+use crate::{EgressRules, RuleId};
 
 /// The file as written; every section and value optional.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -20,6 +20,15 @@ struct RawPolicy {
     deny: Vec<RawDeny>,
     #[serde(default)]
     waiver: Vec<RawWaiver>,
+    #[serde(default)]
+    egress: RawEgress,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawEgress {
+    #[serde(default)]
+    allow: Vec<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -97,7 +106,9 @@ pub(crate) fn parse(text: &str) -> Result<Policy, PolicyError> {
         .enumerate()
         .map(|(index, entry)| waiver_entry(index + 1, entry))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Policy::new(settings, deny, waivers))
+    let egress = EgressRules::parse(&raw.egress.allow)
+        .map_err(|error| PolicyError::Invalid(format!("[egress] allow {error}")))?;
+    Ok(Policy::new(settings, deny, waivers, egress))
 }
 
 /// Validate one `[[deny]]` entry (`number` counts from 1, for messages).
@@ -126,6 +137,12 @@ fn waiver_entry(number: usize, raw: RawWaiver) -> Result<Waiver, PolicyError> {
             return Err(invalid(
                 &label,
                 "moat.error cannot be waived: an evaluation error is always a block",
+            ));
+        }
+        RuleId::Egress => {
+            return Err(invalid(
+                &label,
+                "moat.egress is not a package rule: add the host to [egress] allow instead",
             ));
         }
         RuleId::Vulnerable | RuleId::TooNew | RuleId::Typosquat => {}
@@ -309,6 +326,7 @@ reason = "trusted publisher"
         );
         assert!(invalid_message(&waiver("moat.denied")).contains("remove the [[deny]] entry"));
         assert!(invalid_message(&waiver("moat.error")).contains("cannot be waived"));
+        assert!(invalid_message(&waiver("moat.egress")).contains("[egress] allow"));
     }
 
     #[test]
@@ -343,6 +361,26 @@ reason = "trusted publisher"
             "[[waiver]]\nrule = \"moat.vulnerable\"\npackage = \"npm:a\"\nuntil = 20270101\nreason = \"r\"\n",
         );
         assert!(message.contains("until"), "{message}");
+    }
+
+    #[test]
+    fn egress_allow_list() {
+        let policy = Policy::from_toml(
+            "[egress]\nallow = [\"api.github.com\", \"*.example.org\", \"127.0.0.1:8080\"]\n",
+        )
+        .unwrap();
+        assert_eq!(policy.egress().entries().len(), 3);
+        let github = crate::EgressHost::parse("API.GitHub.com").unwrap();
+        assert!(policy.egress().admit(&github, 443).is_some());
+        assert!(policy.egress().admit(&github, 22).is_none());
+        assert!(Policy::builtin().egress().is_empty());
+        let message = invalid_message("[egress]\nallow = [\"ok.example\", \"*\"]\n");
+        assert!(
+            message.contains("[egress] allow entry 2") && message.contains("every host"),
+            "{message}"
+        );
+        let message = parse_message("[egress]\ndeny = []\n");
+        assert!(message.contains("deny"), "{message}");
     }
 
     #[test]

@@ -199,7 +199,7 @@ fn has_rule(findings: &[Finding], rule: RuleId) -> bool {
 fn apply_waivers(findings: &mut [Finding], waivers: &[&Waiver], version: Option<&VersionKey<'_>>) {
     for finding in findings.iter_mut() {
         match finding.rule {
-            RuleId::Malicious | RuleId::Denied | RuleId::Error => continue,
+            RuleId::Malicious | RuleId::Denied | RuleId::Error | RuleId::Egress => continue,
             RuleId::Vulnerable | RuleId::TooNew | RuleId::Typosquat => {}
         }
         let waiver = waivers
@@ -222,6 +222,7 @@ fn rule_rank(rule: RuleId) -> u8 {
         RuleId::Vulnerable => 3,
         RuleId::TooNew => 4,
         RuleId::Error => 5,
+        RuleId::Egress => 6,
     }
 }
 

@@ -17,6 +17,12 @@ pub use verdict::{Action, AdvisoryRef, Finding, RuleId, Verdict, WaiverRef};
 mod evaluate;
 pub use evaluate::{Context, PackageEvaluation, VersionInfo};
 
+mod egress;
+pub use egress::{
+    DEFAULT_EGRESS_PORTS, EgressEntry, EgressHost, EgressRules, egress_denied_message,
+    egress_message,
+};
+
 mod approved;
 mod config;
 mod message;

@@ -146,7 +146,9 @@ fn detail(finding: &Finding) -> String {
             None => finding.message.clone(),
         },
         // `; ` separates rules in the message: keep it out of a single rule's detail.
-        RuleId::TooNew | RuleId::Denied | RuleId::Error => finding.message.replace("; ", ", "),
+        RuleId::TooNew | RuleId::Denied | RuleId::Error | RuleId::Egress => {
+            finding.message.replace("; ", ", ")
+        }
         RuleId::Malicious | RuleId::Vulnerable => finding.message.clone(),
     }
 }

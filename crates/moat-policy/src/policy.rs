@@ -3,8 +3,8 @@
 use moat_advisories::{AdvisoryDb, Severity};
 use sha2::{Digest, Sha256};
 
-use crate::RuleId;
 use crate::spec::PackageSpec;
+use crate::{EgressRules, RuleId};
 
 /// The built-in default policy, printed by `moat policy show-default`.
 pub const DEFAULT_POLICY_TOML: &str = include_str!("default-policy.toml");
@@ -18,6 +18,8 @@ pub struct Policy {
     pub(crate) deny: Vec<Deny>,
     /// `[[waiver]]` entries, sorted (order carries no meaning).
     pub(crate) waivers: Vec<Waiver>,
+    /// `[egress] allow`.
+    pub(crate) egress: EgressRules,
     /// Hash of the above.
     revision: String,
 }
@@ -172,22 +174,38 @@ impl Policy {
 
     /// The built-in default ([`DEFAULT_POLICY_TOML`]).
     pub fn builtin() -> Policy {
-        Policy::new(Settings::default(), Vec::new(), Vec::new())
+        Policy::new(
+            Settings::default(),
+            Vec::new(),
+            Vec::new(),
+            EgressRules::default(),
+        )
     }
 
     /// Assemble a validated policy: sorts the entries and computes the revision.
-    pub(crate) fn new(settings: Settings, mut deny: Vec<Deny>, mut waivers: Vec<Waiver>) -> Policy {
+    pub(crate) fn new(
+        settings: Settings,
+        mut deny: Vec<Deny>,
+        mut waivers: Vec<Waiver>,
+        egress: EgressRules,
+    ) -> Policy {
         deny.sort();
         deny.dedup();
         waivers.sort();
         waivers.dedup();
-        let revision = revision_of(&settings, &deny, &waivers);
+        let revision = revision_of(&settings, &deny, &waivers, &egress);
         Policy {
             settings,
             deny,
             waivers,
+            egress,
             revision,
         }
+    }
+
+    /// `[egress] allow`: the hosts a sandbox's forward proxy admits (rule `moat.egress`).
+    pub fn egress(&self) -> &EgressRules {
+        &self.egress
     }
 
     /// A short stable hash of the policy's meaning; changes whenever the policy does (ETags, audit).
@@ -229,7 +247,9 @@ fn waiver_may_be_used(waiver: &Waiver, db: &AdvisoryDb) -> bool {
     let wants_malicious = match waiver.rule {
         RuleId::Vulnerable => false,
         RuleId::Malicious => true,
-        RuleId::TooNew | RuleId::Typosquat | RuleId::Denied | RuleId::Error => return true,
+        RuleId::TooNew | RuleId::Typosquat | RuleId::Denied | RuleId::Error | RuleId::Egress => {
+            return true;
+        }
     };
     let spec = &waiver.spec;
     let Some(version) = &spec.version else {
@@ -242,7 +262,12 @@ fn waiver_may_be_used(waiver: &Waiver, db: &AdvisoryDb) -> bool {
 }
 
 /// Hash a canonical text of the policy's meaning: 16 hex characters of SHA-256.
-fn revision_of(settings: &Settings, deny: &[Deny], waivers: &[Waiver]) -> String {
+fn revision_of(
+    settings: &Settings,
+    deny: &[Deny],
+    waivers: &[Waiver],
+    egress: &EgressRules,
+) -> String {
     let mut text = format!(
         "moat-policy/1\nblock-vulnerable={}\nunknown-severity={:?}\nrequire-fix={}\nmin-days={}\nunknown-age={:?}\ntyposquat={:?}\n",
         settings.vulnerable.as_str(),
@@ -260,6 +285,9 @@ fn revision_of(settings: &Settings, deny: &[Deny], waivers: &[Waiver]) -> String
             "waiver={}\u{0}{}\u{0}{}\u{0}{}\n",
             waiver.rule, waiver.spec, waiver.until, waiver.reason
         ));
+    }
+    for entry in egress.entries() {
+        text.push_str(&format!("egress-allow={entry}\n"));
     }
     let digest = Sha256::digest(text.as_bytes());
     hex::encode(&digest[..8])
@@ -299,6 +327,8 @@ mod tests {
         assert_ne!(stricter.revision(), builtin.revision());
         let unknown_age_blocks = Policy::from_toml("[age]\nunknown = \"block\"\n").unwrap();
         assert_ne!(unknown_age_blocks.revision(), builtin.revision());
+        let egress = Policy::from_toml("[egress]\nallow = [\"api.github.com\"]\n").unwrap();
+        assert_ne!(egress.revision(), builtin.revision());
         let unknown_age_default = Policy::from_toml("[age]\nunknown = \"warn\"\n").unwrap();
         assert_eq!(unknown_age_default.revision(), builtin.revision());
         // Comments, order and spelling of equivalent names do not change the meaning.

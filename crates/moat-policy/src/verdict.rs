@@ -39,6 +39,10 @@ pub enum RuleId {
     /// The policy could not decide (an evaluation error): fails closed.
     #[serde(rename = "moat.error")]
     Error,
+    /// A sandbox's forward-proxy request to a host the `[egress] allow` list does not admit.
+    /// Not a package rule: it never appears in a package verdict and cannot be waived.
+    #[serde(rename = "moat.egress")]
+    Egress,
 }
 
 impl RuleId {
@@ -51,6 +55,7 @@ impl RuleId {
             RuleId::Typosquat => "moat.typosquat",
             RuleId::Denied => "moat.denied",
             RuleId::Error => "moat.error",
+            RuleId::Egress => "moat.egress",
         }
     }
 }

@@ -34,9 +34,10 @@ pub fn store() -> (tempfile::TempDir, PathBuf, AuditLog) {
     (dir, path, log)
 }
 
-/// The package name of a stored decision.
+/// The package name of a stored decision (empty for other events).
 pub fn package(event: &Event) -> &str {
     match event {
         Event::Decision(decision) => &decision.package,
+        Event::SessionStart(_) | Event::SessionEnd(_) => "",
     }
 }

@@ -41,7 +41,7 @@ pub fn run(
         return Ok(ExitCode::SUCCESS);
     }
     if events.is_empty() {
-        println!("no decisions recorded");
+        println!("no events recorded");
     }
     for stored in &events {
         match &stored.event {
@@ -64,6 +64,34 @@ pub fn run(
                     d.request,
                     target,
                     d.identity
+                );
+            }
+            Event::SessionStart(start) => println!(
+                "{:>6}  {}  start  session {} agent {} operator {} ({}): {}",
+                stored.seq,
+                start.time.strftime("%Y-%m-%d %H:%M:%S"),
+                start.session,
+                start.agent,
+                start.operator,
+                start.backend,
+                start.command.join(" ")
+            ),
+            Event::SessionEnd(end) => {
+                let status = match (end.exit_code, end.signal) {
+                    (Some(code), _) => format!("exit {code}"),
+                    (None, Some(signal)) => format!("signal {signal}"),
+                    (None, None) => "unknown status".to_owned(),
+                };
+                println!(
+                    "{:>6}  {}  end    session {} {status} after {:.1}s{}",
+                    stored.seq,
+                    end.time.strftime("%Y-%m-%d %H:%M:%S"),
+                    end.session,
+                    end.duration_ms as f64 / 1000.0,
+                    end.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
                 );
             }
         }

@@ -65,11 +65,9 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Resu
         let public_url =
             public_url.unwrap_or_else(|| format!("http://{address}")).trim_end_matches('/').to_owned();
         let config = GateConfig {
-            public_url: public_url.clone(),
-            data_dir,
             upstream: upstream_config(&sources),
             metadata_ttl,
-            limits: Default::default(),
+            ..GateConfig::new(public_url.clone(), data_dir)
         };
         let gate = Gate::new(config, sources.policy, sources.advisories, sources.popular, audit)?;
         eprintln!("moat gate listening on http://{address}");

@@ -4,6 +4,8 @@ mod audit;
 mod db;
 mod gate;
 mod policy;
+mod run;
+mod sessions;
 mod why;
 
 use std::process::ExitCode;
@@ -19,6 +21,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(command) => db::run(&cli.global, &loaded, command),
         Command::Policy(command) => policy::run(&cli.global, &loaded, command),
         Command::Audit(command) => audit::run(&cli.global, &loaded, command),
+        Command::Run(args) => run::run(&cli.global, &loaded, *args),
+        Command::Ps { json } => sessions::ps(&cli.global, &loaded, json),
+        Command::Stop { session } => sessions::stop(&cli.global, &loaded, &session),
     }
 }
 

@@ -27,11 +27,9 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: WhyArgs) -> anyhow::Resul
         .clone()
         .unwrap_or_else(|| format!("http://{}", loaded.listen(None)));
     let config = GateConfig {
-        public_url: public_url.clone(),
-        data_dir,
         upstream: super::gate::upstream_config(&sources),
         metadata_ttl: Duration::from_secs(0),
-        limits: Default::default(),
+        ..GateConfig::new(public_url, data_dir)
     };
     super::runtime()?.block_on(async move {
         let gate = Gate::new(

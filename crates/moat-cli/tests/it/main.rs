@@ -15,6 +15,7 @@ mod invariants;
 mod npm;
 mod pnpm;
 mod pypi;
+mod run;
 mod yarn;
 
 use std::path::Path;
@@ -291,7 +292,17 @@ fn ecosystem_data() -> EcosystemData {
             .tempdir()
             .expect("temp dir")
     };
-    let advisories = temp("moat-advisories-");
+    let data = EcosystemData {
+        advisories: temp("moat-advisories-"),
+        popular: temp("moat-popular-"),
+    };
+    write_ecosystem_data(data.advisories(), data.popular());
+    data
+}
+
+/// Writes the PyPI and crates.io fixture advisories (`PyPI.zip`, `crates.io.zip`) and popular
+/// lists (`PyPI.txt`, `crates.io.txt`) into the given directories.
+pub fn write_ecosystem_data(advisories: &Path, popular: &Path) {
     let pypi = [
         record(
             "PyPI",
@@ -315,7 +326,7 @@ fn ecosystem_data() -> EcosystemData {
             &[("introduced", "0")],
         ),
     ];
-    osv::write_zip(&advisories.path().join("PyPI.zip"), &pypi);
+    osv::write_zip(&advisories.join("PyPI.zip"), &pypi);
     let crates = [
         record(
             "crates.io",
@@ -339,10 +350,9 @@ fn ecosystem_data() -> EcosystemData {
             &[("introduced", "0")],
         ),
     ];
-    osv::write_zip(&advisories.path().join("crates.io.zip"), &crates);
-    let popular = temp("moat-popular-");
+    osv::write_zip(&advisories.join("crates.io.zip"), &crates);
     std::fs::write(
-        popular.path().join("PyPI.txt"),
+        popular.join("PyPI.txt"),
         "requests
 numpy
 django
@@ -350,7 +360,7 @@ django
     )
     .unwrap();
     std::fs::write(
-        popular.path().join("crates.io.txt"),
+        popular.join("crates.io.txt"),
         "serde_json
 serde
 tokio
@@ -358,10 +368,6 @@ regex
 ",
     )
     .unwrap();
-    EcosystemData {
-        advisories,
-        popular,
-    }
 }
 
 /// UTC date `days` from today, `YYYY-MM-DD`.

@@ -27,7 +27,7 @@ fn policy() -> String {
 /// The upstream: `Tiny_Pad` (spelled as its author does) with a vulnerable newest release,
 /// a malicious project, a typosquat of `requests`, a denied project, one with a release a day
 /// old, and an honest neighbour.
-fn world() -> Vec<Project> {
+pub(crate) fn world() -> Vec<Project> {
     vec![
         Project::new("Tiny_Pad").versions(&["1.0.0", "1.1.0", "1.2.0"]),
         Project::new("evil-helper").versions(&["0.1.0"]),

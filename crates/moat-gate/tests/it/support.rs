@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use moat_advisories::{AdvisoryDb, Ecosystem, PopularNames};
 use moat_audit::AuditLog;
-use moat_gate::{Gate, GateConfig};
+use moat_gate::{Gate, GateConfig, SessionContext};
 use moat_policy::Policy;
 use sha2::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -307,19 +308,55 @@ impl Reply {
 
 /// Send one request exactly as written and read the whole answer.
 pub async fn raw(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    exchange(stream, &request_text(method, path, headers)).await
+}
+
+/// [`raw`] over a session's unix socket.
+pub async fn raw_unix(
+    socket: &Path,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    exchange(stream, &request_text(method, target, headers)).await
+}
+
+/// A request head with `Host: gate` (unless given) and `Connection: close`.
+pub fn request_text(method: &str, target: &str, headers: &[(&str, &str)]) -> String {
+    let mut request = format!("{method} {target} HTTP/1.1\r\n");
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request.push_str("Host: gate\r\n");
+    }
+    request.push_str("Connection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
+    request
+}
+
+/// Write `request` and read the answer to the end of the stream.
+pub async fn exchange(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    request: &str,
+) -> Reply {
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).await.unwrap();
+    parse_reply(&answer)
+}
+
+/// Split a raw answer into status line, headers and (undecoded) body.
+pub fn parse_reply(answer: &[u8]) -> Reply {
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("no header end");
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(answer)));
     let head = String::from_utf8(answer[..split].to_vec()).unwrap();
     let body = answer[split + 4..].to_vec();
     let mut lines = head.split("\r\n");
@@ -335,6 +372,87 @@ pub async fn raw(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &
         headers,
         body,
     }
+}
+
+/// A gate serving one `moat run` session on a unix socket (and anonymous clients on TCP),
+/// in front of the fixture npm upstream.
+pub struct SessionGate {
+    pub socket: PathBuf,
+    pub tcp: SocketAddr,
+    pub audit: AuditLog,
+    /// Ends the session listener (its accept loop then drains and returns).
+    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The session listener's accept loop.
+    pub served: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Holds the data directory (and the socket) for the gate's lifetime.
+    pub _data_dir: tempfile::TempDir,
+}
+
+/// The session [`start_session`] serves.
+pub fn session() -> SessionContext {
+    SessionContext {
+        id: "s-test-1".to_owned(),
+        agent: "claude".to_owned(),
+        operator: "alice".to_owned(),
+    }
+}
+
+/// Start a session gate with `policy` (the fixture [`POLICY`] plus, say, an `[egress]` table).
+pub async fn start_session(policy: &str, tweak: impl FnOnce(&mut GateConfig)) -> SessionGate {
+    let (_upstream, base) = start_upstream().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let audit = AuditLog::open(&data_dir.path().join("audit.db")).unwrap();
+    let socket = data_dir.path().join("gate.sock");
+    let unix = tokio::net::UnixListener::bind(&socket).unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp_addr = tcp.local_addr().unwrap();
+    let mut config = GateConfig::new("http://127.0.0.1:7070", data_dir.path());
+    config.upstream.npm = base;
+    config.upstream.timeout = Duration::from_secs(5);
+    config.upstream.connect_timeout = Duration::from_secs(5);
+    tweak(&mut config);
+    let policy = Policy::from_toml(policy).unwrap();
+    let gate = Gate::new(config, policy, advisories(), HashMap::new(), audit.clone()).unwrap();
+    let gate = Arc::new(gate);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+    };
+    let served = tokio::spawn(moat_gate::serve_unix(
+        unix,
+        Arc::clone(&gate),
+        session(),
+        shutdown,
+    ));
+    tokio::spawn(moat_gate::serve(tcp, gate, std::future::pending()));
+    SessionGate {
+        socket,
+        tcp: tcp_addr,
+        audit,
+        stop: Some(stop),
+        served,
+        _data_dir: data_dir,
+    }
+}
+
+/// Every decision event in `audit`, oldest first.
+pub fn decisions(audit: &AuditLog) -> Vec<moat_audit::DecisionEvent> {
+    let mut events: Vec<_> = audit
+        .list(&moat_audit::ListQuery::default())
+        .unwrap()
+        .into_iter()
+        .collect();
+    events.sort_by_key(|stored| stored.seq);
+    events
+        .into_iter()
+        .filter_map(|stored| {
+            if let moat_audit::Event::Decision(decision) = stored.event {
+                Some(decision)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Reply {

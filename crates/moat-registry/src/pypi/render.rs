@@ -44,7 +44,7 @@ struct Rendered<'a> {
 
 impl ProjectPage {
     /// The PEP 691 JSON page. Api-version `1.1` (with `versions` and `size`) when every file has
-    /// a size, else `1.0`; core metadata under both `core-metadata` and `dist-info-metadata`.
+    /// a size, else `1.0`; core metadata under `core-metadata` (PEP 714; not the old `dist-info-metadata`).
     pub fn render_json(&self, plan: &PagePlan) -> Vec<u8> {
         let with_sizes = self.has_sizes();
         let files: Vec<Value> = self
@@ -70,7 +70,7 @@ impl ProjectPage {
     }
 
     /// The PEP 503 HTML page: one anchor per file with its hash fragment, and the
-    /// `data-requires-python`, `data-yanked`, `data-core-metadata` and `data-dist-info-metadata`
+    /// `data-requires-python`, `data-yanked` and `data-core-metadata`
     /// attributes, everything escaped.
     pub fn render_html(&self, plan: &PagePlan) -> Vec<u8> {
         let name = escape(&normalize_name(&self.name));
@@ -159,8 +159,9 @@ fn json_file(rendered: &Rendered<'_>, with_size: bool) -> Value {
         Some(hashes) if hashes.is_empty() => Value::Bool(true),
         Some(hashes) => json_hashes(hashes),
     };
-    object.insert("core-metadata".into(), metadata.clone());
-    object.insert("dist-info-metadata".into(), metadata);
+    // Only the PEP 714 name: the older `dist-info-metadata` key with a hash object crashes
+    // pip 23.0 (still Debian 12's pip), which is why PyPI stopped serving it.
+    object.insert("core-metadata".into(), metadata);
     // An empty reason would read as "not yanked" to pip: say `true` instead.
     let yanked = match rendered.yanked {
         None => Value::Bool(false),
@@ -219,10 +220,8 @@ fn html_anchor(rendered: &Rendered<'_>) -> String {
             None => "true".to_owned(),
         };
         let value = escape(&value);
-        let _ = write!(
-            anchor,
-            " data-core-metadata=\"{value}\" data-dist-info-metadata=\"{value}\""
-        );
+        // PEP 714's name only, as PyPI serves it (see `json_file`).
+        let _ = write!(anchor, " data-core-metadata=\"{value}\"");
     }
     let _ = writeln!(anchor, ">{}</a><br>", escape(&file.filename));
     anchor

@@ -1,0 +1,465 @@
+//! `moat run -- COMMAND…`: one agent session in a sandbox whose only way out is a gate serving
+//! this session alone, recorded from start to end in the audit log.
+//!
+//! Order: load the gate's sources and probe the host (refusing when an isolation property is
+//! missing and not waived) → open the session (socket, audit `session-start`) → run the sandbox
+//! → record `session-end` → exit with the agent's status.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moat_audit::{AuditLog, Event, SessionEnd, SessionStart};
+use moat_gate::{Gate, GateConfig, LlmKeys, LlmUpstream, Secret, SessionContext};
+use moat_sandbox::{Limits, Property, Spec};
+
+use crate::cli::{GlobalArgs, RunArgs};
+use crate::config::{Loaded, Sources};
+use crate::error::UserError;
+
+/// The address the gate has inside every sandbox.
+const GATE_PORT: u16 = 7070;
+/// `$HOME` inside the sandbox.
+const HOME: &str = "/home/agent";
+
+pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let workspace = workspace(args.workspace.as_deref())?;
+    let data_dir = loaded.data_dir(global)?;
+    std::fs::create_dir_all(&data_dir)?;
+    let limits = Limits {
+        memory: args.memory.as_deref().map(parse_size).transpose()?,
+        pids: args.pids,
+        cpus: args.cpus,
+        timeout: args.timeout.map(Duration::from_secs),
+    };
+    let mut waived = Vec::new();
+    if args.dangerously_skip_limits {
+        waived.push(Property::Limits);
+    }
+    if args.dangerously_no_landlock {
+        waived.push(Property::Landlock);
+    }
+    if args.dangerously_no_seccomp {
+        waived.push(Property::Seccomp);
+    }
+    let secrets = read_secrets(&args.secrets)?;
+    let sources = Sources::load(loaded, &args.sources, &data_dir)?;
+    let policy_revision = sources.policy.revision().to_owned();
+
+    let session = SessionContext {
+        id: new_session_id()?,
+        agent: args
+            .agent
+            .clone()
+            .unwrap_or_else(|| agent_name(&args.command)),
+        operator: args.operator.clone().unwrap_or_else(host_user),
+    };
+    let session_dir = data_dir.join("sessions").join(&session.id);
+    std::fs::create_dir_all(&session_dir)?;
+    let socket = session_dir.join("gate.sock");
+    let audit = AuditLog::open(&data_dir.join("audit.db")).map_err(|e| {
+        UserError::new(format!("cannot open the audit log: {e}"))
+            .hint("a session is recorded before it starts; it will not start without its log")
+    })?;
+    let public_url = format!("http://127.0.0.1:{GATE_PORT}");
+    let mut llm_upstream = LlmUpstream::default();
+    if let Some(url) = &args.upstream_anthropic {
+        llm_upstream.anthropic = url.clone();
+    }
+    if let Some(url) = &args.upstream_openai {
+        llm_upstream.openai = url.clone();
+    }
+    let config = GateConfig {
+        llm_keys: llm_keys(),
+        llm_upstream,
+        upstream: super::gate::upstream_config(&sources),
+        ..GateConfig::new(public_url.clone(), data_dir.clone())
+    };
+
+    let spec = Spec {
+        command: args.command.clone(),
+        env: environment(&args.env, &public_url)?,
+        workspace: workspace.clone(),
+        home: PathBuf::from(HOME),
+        home_files: home_files(&public_url),
+        ro_paths: args.ro_paths.clone(),
+        gate_socket: socket.clone(),
+        gate_port: GATE_PORT,
+        limits,
+        allow_missing: waived.clone(),
+        stdin_prefix: secrets_frame(&secrets),
+    };
+    let init = std::env::current_exe()?;
+
+    let outcome = super::runtime()?.block_on(async move {
+        let gate = Gate::new(
+            config,
+            sources.policy,
+            sources.advisories,
+            sources.popular,
+            audit.clone(),
+        )?;
+        let listener = tokio::net::UnixListener::bind(&socket)
+            .map_err(|e| UserError::new(format!("cannot listen on {}: {e}", socket.display())))?;
+        let (stop_gate, gate_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(moat_gate::serve_unix(
+            listener,
+            Arc::new(gate),
+            session.clone(),
+            async move {
+                let _ = gate_stopped.await;
+            },
+        ));
+        let report = moat_sandbox::probe();
+        let enforced = report.enforceable(&spec);
+        audit
+            .append(Event::SessionStart(SessionStart {
+                time: jiff::Timestamp::now(),
+                session: session.id.clone(),
+                operator: session.operator.clone(),
+                agent: session.agent.clone(),
+                command: spec.command.clone(),
+                workspace: workspace.display().to_string(),
+                backend: "embedded".to_owned(),
+                policy: policy_revision,
+                host: host_name(),
+                enforced: enforced.clone(),
+                waived: waived.iter().map(|p| p.to_string()).collect(),
+            }))
+            .await?;
+        write_session_file(&session_dir, &session, &spec.command)?;
+        eprintln!(
+            "moat: session {} ({} for {}) in {}",
+            session.id,
+            session.agent,
+            session.operator,
+            workspace.display()
+        );
+        let started = Instant::now();
+        // `moat stop` sends SIGTERM; Ctrl-C sends SIGINT: either ends the sandbox, and the
+        // session is still recorded as ended.
+        let stop = moat_sandbox::Stop::new()?;
+        let signals = tokio::spawn(stop_on_signal(stop.clone()));
+        let result =
+            tokio::task::spawn_blocking(move || moat_sandbox::run_with_stop(&spec, &init, &stop))
+                .await?;
+        signals.abort();
+        let end = match &result {
+            Ok(outcome) => SessionEnd {
+                time: jiff::Timestamp::now(),
+                session: session.id.clone(),
+                exit_code: outcome.exit_code,
+                signal: outcome.signal,
+                duration_ms: millis(outcome.duration),
+                user_cpu_ms: millis(outcome.usage.user_cpu),
+                system_cpu_ms: millis(outcome.usage.system_cpu),
+                max_rss_kib: outcome.usage.max_rss_kib,
+                reason: outcome.reason.clone(),
+            },
+            Err(err) => SessionEnd {
+                time: jiff::Timestamp::now(),
+                session: session.id.clone(),
+                exit_code: None,
+                signal: None,
+                duration_ms: millis(started.elapsed()),
+                user_cpu_ms: 0,
+                system_cpu_ms: 0,
+                max_rss_kib: 0,
+                reason: Some(format!("sandbox failed: {err}")),
+            },
+        };
+        audit.append(Event::SessionEnd(end)).await?;
+        let _ = stop_gate.send(());
+        let _ = server.await;
+        audit.shutdown().await;
+        let _ = std::fs::remove_dir_all(&session_dir);
+        Ok::<_, anyhow::Error>(result?)
+    })?;
+    Ok(match (outcome.exit_code, outcome.signal) {
+        (Some(code), _) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
+        (None, Some(signal)) => {
+            ExitCode::from(u8::try_from(128 + signal.clamp(0, 127)).unwrap_or(1))
+        }
+        (None, None) => ExitCode::from(1),
+    })
+}
+
+/// Stop the sandbox on SIGTERM or SIGINT.
+async fn stop_on_signal(stop: moat_sandbox::Stop) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    stop.stop();
+}
+
+/// The workspace: the given directory or the current one, which must exist.
+fn workspace(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let dir = match given {
+        Some(dir) => dir.to_owned(),
+        None => std::env::current_dir()?,
+    };
+    dir.canonicalize().map_err(|e| {
+        UserError::new(format!("workspace {}: {e}", dir.display()))
+            .hint("pass an existing directory with --workspace DIR")
+            .into()
+    })
+}
+
+/// The agent's whole environment: nothing is inherited from the host but the terminal type.
+fn environment(extra: &[String], gate: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut env: Vec<(String, String)> = [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("HOME", HOME),
+        ("USER", "agent"),
+        ("LANG", "C.UTF-8"),
+        ("NO_PROXY", "127.0.0.1,localhost"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    if let Ok(term) = std::env::var("TERM") {
+        env.push(("TERM".to_owned(), term));
+    }
+    for (name, value) in [
+        ("HTTP_PROXY", gate.to_owned()),
+        ("HTTPS_PROXY", gate.to_owned()),
+        ("http_proxy", gate.to_owned()),
+        ("https_proxy", gate.to_owned()),
+        ("no_proxy", "127.0.0.1,localhost".to_owned()),
+        ("npm_config_registry", format!("{gate}/npm/")),
+        ("PIP_INDEX_URL", format!("{gate}/pypi/simple/")),
+        ("UV_INDEX_URL", format!("{gate}/pypi/simple/")),
+        ("ANTHROPIC_BASE_URL", format!("{gate}/llm/anthropic")),
+        ("OPENAI_BASE_URL", format!("{gate}/llm/openai/v1")),
+    ] {
+        env.push((name.to_owned(), value));
+    }
+    for pair in extra {
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(UserError::new(format!("--env {pair}: expected NAME=VALUE")).into());
+        };
+        env.retain(|(existing, _)| existing != name);
+        env.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(env)
+}
+
+/// Client configuration written into the sandbox's `$HOME`: every ordinary client goes
+/// through the gate with no agent cooperation.
+fn home_files(gate: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let files = [
+        (
+            ".npmrc",
+            format!("registry={gate}/npm/\nfund=false\naudit=false\nupdate-notifier=false\n"),
+        ),
+        (
+            ".config/pip/pip.conf",
+            format!(
+                "[global]\nindex-url = {gate}/pypi/simple/\ndisable-pip-version-check = true\n"
+            ),
+        ),
+        (
+            ".config/uv/uv.toml",
+            format!("[[index]]\nurl = \"{gate}/pypi/simple/\"\ndefault = true\n"),
+        ),
+        (
+            ".cargo/config.toml",
+            format!(
+                "[source.crates-io]\nreplace-with = \"moat\"\n\n[source.moat]\nregistry = \"sparse+{gate}/crates/index/\"\n\n[http]\nproxy = \"\"\n"
+            ),
+        ),
+    ];
+    files
+        .into_iter()
+        .map(|(path, text)| (PathBuf::from(path), text.into_bytes()))
+        .collect()
+}
+
+/// `NAME` → value from the host environment; `NAME=@FILE` → the file's contents (trailing
+/// newline removed). Never from argv.
+fn read_secrets(specs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (name, value) = match spec.split_once("=@") {
+                Some((name, file)) => {
+                    let text = std::fs::read_to_string(file).map_err(|e| {
+                        UserError::new(format!("secret {name}: cannot read {file}: {e}"))
+                    })?;
+                    (name, text.trim_end_matches(['\r', '\n']).to_owned())
+                }
+                None if spec.contains('=') => {
+                    return Err(UserError::new(format!(
+                        "--secret {}: a value on the command line would be visible to every user",
+                        spec.split('=').next().unwrap_or(spec)
+                    ))
+                    .hint("pass --secret NAME (read from the environment) or --secret NAME=@FILE")
+                    .into());
+                }
+                None => {
+                    let value = std::env::var(spec).map_err(|_| {
+                        UserError::new(format!("secret {spec}: not set in the environment"))
+                            .hint("export it, or pass --secret NAME=@FILE")
+                    })?;
+                    (spec.as_str(), value)
+                }
+            };
+            Ok((name.to_owned(), value))
+        })
+        .collect()
+}
+
+/// The framed secrets line for the agent's stdin: `MOAT-SECRETS {"NAME":"value",…}\n`.
+fn secrets_frame(secrets: &[(String, String)]) -> Option<Vec<u8>> {
+    if secrets.is_empty() {
+        return None;
+    }
+    let map: serde_json::Map<String, serde_json::Value> = secrets
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let mut frame = b"MOAT-SECRETS ".to_vec();
+    frame.extend(serde_json::to_vec(&map).unwrap_or_default());
+    frame.push(b'\n');
+    Some(frame)
+}
+
+/// LLM API keys from the host environment, for the gate's pass-through routes only.
+fn llm_keys() -> LlmKeys {
+    let key = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+    };
+    LlmKeys {
+        anthropic: key("ANTHROPIC_API_KEY"),
+        openai: key("OPENAI_API_KEY"),
+    }
+}
+
+/// `2G`, `512M`, `64k`, `1000000` → bytes.
+fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let scale: u64 = match unit.to_ascii_lowercase().trim_end_matches(['b', 'i']) {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => {
+            return Err(UserError::new(format!("--memory {text}: unknown unit"))
+                .hint("use a number of bytes or a size like 512M or 2G")
+                .into());
+        }
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| UserError::new(format!("--memory {text}: not a size")))?;
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| UserError::new(format!("--memory {text}: too large")).into())
+}
+
+/// 16 hex characters from the kernel's random source.
+fn new_session_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 8];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+fn agent_name(command: &[String]) -> String {
+    command
+        .first()
+        .map(|program| {
+            Path::new(program)
+                .file_name()
+                .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "agent".to_owned())
+}
+
+fn host_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `sessions/<id>/session.json`: what `moat ps` and `moat stop` read while the session runs.
+fn write_session_file(
+    dir: &Path,
+    session: &SessionContext,
+    command: &[String],
+) -> anyhow::Result<()> {
+    let record = serde_json::json!({
+        "session": session.id,
+        "agent": session.agent,
+        "operator": session.operator,
+        "command": command,
+        "started": jiff::Timestamp::now().to_string(),
+        "moat_pid": std::process::id(),
+    });
+    let mut file = std::fs::File::create(dir.join("session.json"))?;
+    file.write_all(serde_json::to_string_pretty(&record)?.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("2T").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn secrets_never_come_from_argv() {
+        assert!(read_secrets(&["TOKEN=abc".to_owned()]).is_err());
+        let frame = secrets_frame(&[("TOKEN".to_owned(), "s3cr3t".to_owned())]).unwrap();
+        assert_eq!(frame, b"MOAT-SECRETS {\"TOKEN\":\"s3cr3t\"}\n");
+        assert_eq!(secrets_frame(&[]), None);
+    }
+
+    #[test]
+    fn environment_points_every_client_at_the_gate() {
+        let env = environment(&["EXTRA=1".to_owned()], "http://127.0.0.1:7070").unwrap();
+        let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        assert_eq!(get("HTTPS_PROXY"), Some("http://127.0.0.1:7070"));
+        assert_eq!(
+            get("PIP_INDEX_URL"),
+            Some("http://127.0.0.1:7070/pypi/simple/")
+        );
+        assert_eq!(get("EXTRA"), Some("1"));
+        assert!(get("ANTHROPIC_API_KEY").is_none());
+        assert!(environment(&["NOVALUE".to_owned()], "x").is_err());
+    }
+}

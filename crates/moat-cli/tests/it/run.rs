@@ -1,0 +1,430 @@
+//! `moat run`: real package clients inside the embedded sandbox, whose only way out is the
+//! session's gate. Every answer they get is the gate's, and every decision lands in the audit
+//! log under the session.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use moat_test_support::gate::{MoatOutput, run_moat};
+use moat_test_support::npm::FixtureRegistry;
+use moat_test_support::pypi::FixturePypi;
+use serde_json::Value;
+
+use crate::{MOAT, POLICY, advisories, popular, world};
+
+/// One session's world: the npm and PyPI fixtures, advisories for both, a data dir and a
+/// workspace.
+struct RunEnv {
+    npm: FixtureRegistry,
+    pypi: FixturePypi,
+    advisories: moat_test_support::osv::AdvisoryDir,
+    popular: moat_test_support::osv::PopularDir,
+    data: tempfile::TempDir,
+    workspace: tempfile::TempDir,
+    policy: PathBuf,
+}
+
+impl RunEnv {
+    fn start(policy: &str) -> Self {
+        let data = tempfile::Builder::new()
+            .prefix("moat-run-data-")
+            .tempdir()
+            .unwrap();
+        let workspace = tempfile::Builder::new()
+            .prefix("moat-run-ws-")
+            .tempdir()
+            .unwrap();
+        std::fs::write(
+            workspace.path().join("package.json"),
+            r#"{"name":"ws","version":"1.0.0","private":true}"#,
+        )
+        .unwrap();
+        let policy_path = data.path().join("policy.toml");
+        std::fs::write(&policy_path, policy).unwrap();
+        // npm advisories and popular names, plus the PyPI and crates.io ones beside them.
+        let advisories = advisories();
+        let popular = popular();
+        crate::write_ecosystem_data(advisories.path(), popular.path());
+        Self {
+            npm: FixtureRegistry::start(world()),
+            pypi: FixturePypi::start(crate::pypi::world()),
+            advisories,
+            popular,
+            data,
+            workspace,
+            policy: policy_path,
+        }
+    }
+
+    fn flags(&self) -> Vec<String> {
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        vec![
+            "--data-dir".into(),
+            path(self.data.path()),
+            "--advisories".into(),
+            path(self.advisories.path()),
+            "--popular".into(),
+            path(self.popular.path()),
+            "--policy".into(),
+            path(&self.policy),
+            "--upstream-npm".into(),
+            self.npm.url().to_owned(),
+            "--upstream-pypi".into(),
+            format!("{}/simple", self.pypi.url()),
+        ]
+    }
+
+    /// `moat run [flags] [extra] --workspace WS -- command…`.
+    fn run(&self, extra: &[&str], command: &[&str]) -> MoatOutput {
+        self.run_with_env(extra, command, &[])
+    }
+
+    fn run_with_env(&self, extra: &[&str], command: &[&str], env: &[(&str, &str)]) -> MoatOutput {
+        let mut args: Vec<String> = vec!["run".into()];
+        args.extend(self.flags());
+        args.extend([
+            "--workspace".into(),
+            self.workspace.path().to_string_lossy().into_owned(),
+        ]);
+        args.extend([
+            "--agent".into(),
+            "e2e-agent".into(),
+            "--operator".into(),
+            "alice".into(),
+        ]);
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args.push("--".into());
+        args.extend(command.iter().map(|s| (*s).to_owned()));
+        let mut cmd = std::process::Command::new(MOAT);
+        cmd.args(&args).env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let output = cmd.output().expect("run moat");
+        MoatOutput {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn events(&self) -> Vec<Value> {
+        let data = self.data.path().to_string_lossy().into_owned();
+        let listed = run_moat(
+            Path::new(MOAT),
+            &["audit", "list", "--json", "--data-dir", &data],
+        );
+        let value = listed.assert_success().json();
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].clone())
+            .collect()
+    }
+}
+
+fn text(output: &MoatOutput) -> String {
+    format!("{}\n{}", output.stdout, output.stderr)
+}
+
+/// Every session started and ended in the log, and every decision carries the identity of one
+/// of them. Returns the session ids, oldest first.
+fn assert_recorded_under_sessions(events: &[Value], min_decisions: usize) -> Vec<String> {
+    let sessions: Vec<String> = events
+        .iter()
+        .filter(|e| e["type"] == "session-start")
+        .map(|start| {
+            assert_eq!(start["agent"], "e2e-agent");
+            assert_eq!(start["operator"], "alice");
+            assert_eq!(start["backend"], "embedded");
+            start["session"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(!sessions.is_empty(), "no session-start in {events:?}");
+    for session in &sessions {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["type"] == "session-end" && e["session"] == session.as_str()),
+            "session {session} has no end: {events:?}"
+        );
+    }
+    let identities: Vec<String> = sessions.iter().map(|s| format!("session:{s}")).collect();
+    let decisions: Vec<&Value> = events.iter().filter(|e| e["type"] == "decision").collect();
+    assert!(decisions.len() >= min_decisions, "{events:?}");
+    for decision in decisions {
+        let identity = decision["identity"].as_str().unwrap_or_default();
+        assert!(identities.iter().any(|i| i == identity), "{decision}");
+    }
+    sessions
+}
+
+#[test]
+fn npm_in_a_session_is_refused_with_the_reason_and_steered_to_approved_versions() {
+    let env = RunEnv::start(POLICY);
+    let refused = env.run(
+        &[],
+        &[
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "minimist@1.2.5",
+        ],
+    );
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("moat: blocked minimist@1.2.5 (moat.vulnerable)"),
+        "{}",
+        text(&refused)
+    );
+    let loose = env.run(
+        &[],
+        &[
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "minimist@^1.2.0",
+        ],
+    );
+    assert!(loose.status.success(), "{}", text(&loose));
+    let installed: Value = serde_json::from_slice(
+        &std::fs::read(
+            env.workspace
+                .path()
+                .join("node_modules/minimist/package.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(installed["version"], "1.2.8");
+    let events = env.events();
+    let blocked = events.iter().any(|e| {
+        e["type"] == "decision"
+            && e["package"] == "minimist"
+            && e["version"] == "1.2.5"
+            && e["action"] == "block"
+    });
+    assert!(blocked, "{events:?}");
+    assert_eq!(assert_recorded_under_sessions(&events, 2).len(), 2);
+}
+
+#[test]
+fn pip_in_a_session_is_refused_with_the_reason_and_steered_to_approved_versions() {
+    let env = RunEnv::start(POLICY);
+    let target = env.workspace.path().join("site");
+    let target = target.to_string_lossy();
+    let pip = |requirement: &str| {
+        env.run(
+            &[],
+            &[
+                "python3",
+                "-m",
+                "pip",
+                "install",
+                "--no-cache-dir",
+                "--target",
+                &target,
+                requirement,
+            ],
+        )
+    };
+    let refused = pip("tiny-pad==1.2.0");
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("moat: blocked tiny-pad@1.2.0"),
+        "{}",
+        text(&refused)
+    );
+    let loose = pip("tiny-pad");
+    assert!(loose.status.success(), "{}", text(&loose));
+    assert!(
+        env.workspace
+            .path()
+            .join("site/tiny_pad-1.1.0.dist-info")
+            .is_dir(),
+        "{}",
+        text(&loose)
+    );
+}
+
+/// Nothing leaves the sandbox but the gate: a direct connection has no route, a proxied one to
+/// a host outside `[egress] allow` is refused with the rule, an allowed one passes.
+#[test]
+fn egress_is_refused_with_a_reason_and_allowed_hosts_pass_through_the_proxy() {
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in server.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 14\r\nconnection: close\r\n\r\nhello, moat!\r\n",
+            );
+        }
+    });
+    let policy = format!("{POLICY}\n[egress]\nallow = [\"127.0.0.1:{port}\"]\n");
+    let env = RunEnv::start(&policy);
+    let url = format!("http://127.0.0.1:{port}/");
+    let script = format!(
+        "curl -sS --max-time 5 https://example.com/ ; echo \"exit=$?\"; \
+         curl -sS --max-time 5 --noproxy '*' {url} ; echo \"direct=$?\"; \
+         curl -sS --max-time 5 --noproxy '' -x http://127.0.0.1:7070 {url}"
+    );
+    let output = env.run(&[], &["sh", "-c", &script]);
+    let all = text(&output);
+    assert!(all.contains("403"), "{all}");
+    assert!(!all.contains("exit=0"), "{all}");
+    assert!(!all.contains("direct=0"), "{all}");
+    assert!(all.contains("hello, moat!"), "{all}");
+    let events = env.events();
+    assert!(
+        events.iter().any(|e| e["ecosystem"] == "egress"
+            && e["package"] == "example.com:443"
+            && e["action"] == "block"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["ecosystem"] == "egress"
+            && e["package"] == format!("127.0.0.1:{port}").as_str()
+            && e["action"] == "allow"),
+        "{events:?}"
+    );
+}
+
+/// The LLM key stays on the host: the fake provider receives it, the sandbox finds it nowhere.
+#[test]
+fn llm_pass_through_adds_a_key_the_sandbox_never_sees() {
+    const KEY: &str = "sk-ant-moat-e2e-0123456789";
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in server.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            log.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&request).into_owned());
+            let body = r#"{"type":"message","content":[{"type":"text","text":"hi"}]}"#;
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let env = RunEnv::start(POLICY);
+    let upstream = format!("http://127.0.0.1:{port}");
+    let script = "env; cat /proc/self/environ; echo; \
+                  grep -rs sk-ant- /home /tmp /etc /run 2>/dev/null; \
+                  curl -sS --max-time 10 -X POST -H 'x-api-key: fake-from-agent' \
+                  -H 'content-type: application/json' -d '{}' \"$ANTHROPIC_BASE_URL/v1/messages\"";
+    let output = env.run_with_env(
+        &["--upstream-anthropic", &upstream],
+        &["sh", "-c", script],
+        &[("ANTHROPIC_API_KEY", KEY)],
+    );
+    let all = text(&output);
+    assert!(all.contains(r#""text":"hi""#), "{all}");
+    assert!(!all.contains(KEY), "the key leaked into the sandbox: {all}");
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let request = requests[0].to_ascii_lowercase();
+    assert!(
+        request.contains(&format!("x-api-key: {}", KEY.to_ascii_lowercase())),
+        "{request}"
+    );
+    assert!(!request.contains("fake-from-agent"), "{request}");
+    let events = env.events();
+    assert!(
+        events.iter().all(|e| !e.to_string().contains(KEY)),
+        "the key leaked into the audit log"
+    );
+    assert!(events.iter().any(|e| e["ecosystem"] == "llm"), "{events:?}");
+}
+
+#[test]
+fn session_records_the_agent_exit_status() {
+    let env = RunEnv::start(POLICY);
+    let output = env.run(&[], &["sh", "-c", "echo inside; exit 7"]);
+    assert_eq!(output.status.code(), Some(7), "{}", text(&output));
+    assert!(output.stdout.contains("inside"));
+    let events = env.events();
+    let end = events
+        .iter()
+        .find(|e| e["type"] == "session-end")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(end["exit_code"], 7);
+    assert_eq!(assert_recorded_under_sessions(&events, 0).len(), 1);
+}
+
+/// `moat ps` lists a running session; `moat stop` ends it, and the end is recorded.
+#[test]
+fn ps_lists_a_running_session_and_stop_ends_it() {
+    let env = RunEnv::start(POLICY);
+    let mut args: Vec<String> = vec!["run".into()];
+    args.extend(env.flags());
+    args.extend([
+        "--workspace".into(),
+        env.workspace.path().to_string_lossy().into_owned(),
+    ]);
+    args.extend([
+        "--agent".into(),
+        "e2e-agent".into(),
+        "--operator".into(),
+        "alice".into(),
+    ]);
+    args.extend(["--".into(), "sleep".into(), "60".into()]);
+    let mut child = std::process::Command::new(MOAT)
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let data = env.data.path().to_string_lossy().into_owned();
+    // Wait (event-driven, bounded) for the session to show up.
+    let mut listed = Value::Null;
+    for _ in 0..300 {
+        listed = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
+            .assert_success()
+            .json();
+        if listed.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let session = listed[0]["session"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .to_owned();
+    assert_eq!(listed[0]["agent"], "e2e-agent");
+    run_moat(Path::new(MOAT), &["stop", &session, "--data-dir", &data]).assert_success();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let events = env.events();
+    let end = events
+        .iter()
+        .find(|e| e["type"] == "session-end" && e["session"] == session.as_str())
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(end["reason"], "stopped", "{end}");
+    let after = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
+        .assert_success()
+        .json();
+    assert_eq!(after, serde_json::json!([]));
+}

@@ -1,0 +1,427 @@
+//! The host side: decide, spawn the init, limit, time out, reap.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::pipe::{PipeFlags, pipe_with};
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+
+use crate::cgroup::SessionCgroup;
+use crate::error::SandboxError;
+use crate::probe::{HostReport, probe};
+use crate::protocol::{INIT_SUBCOMMAND, REPORT_FD, Report, Request, SPEC_FD, read_reports};
+use crate::spec::{ExitStatus, Outcome, Property, ResourceUsage, Spec};
+
+/// Descriptors are moved at or above this number before they are placed at 3 and 4.
+const FD_STAGING_MIN: i32 = 10;
+
+/// Ends a running session from another thread (`moat stop`, Ctrl-C): the whole sandbox is
+/// killed as on a timeout and [`Outcome::stopped`] is set. Cloning shares the signal.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    event: Arc<OwnedFd>,
+}
+
+impl Stop {
+    /// A stop signal that has not fired.
+    pub fn new() -> std::io::Result<Self> {
+        let event = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(Self {
+            event: Arc::new(event),
+        })
+    }
+
+    /// Fires the signal; every session waiting on it is killed. Idempotent.
+    pub fn stop(&self) {
+        let _ = rustix::io::write(self.event.as_fd(), &1u64.to_ne_bytes());
+    }
+}
+
+/// The host facts do not change while a process runs; probing once keeps spawns cheap.
+fn cached_probe() -> &'static HostReport {
+    static HOST: OnceLock<HostReport> = OnceLock::new();
+    HOST.get_or_init(probe)
+}
+
+/// Runs one agent session in the sandbox and waits for it; see [`run_with_stop`].
+pub fn run(spec: &Spec, init_program: &Path) -> Result<Outcome, SandboxError> {
+    let stop = Stop::new().map_err(SandboxError::Spawn)?;
+    run_with_stop(spec, init_program, &stop)
+}
+
+/// Runs one agent session in the sandbox and waits for it, or until `stop` fires.
+///
+/// Refuses with [`SandboxError::Unavailable`], naming what is missing and how to fix it, when
+/// Landlock, seccomp or a requested limit cannot hold and the spec does not waive it in
+/// [`Spec::allow_missing`], and with [`SandboxError::Unsupported`] when the host has no user
+/// namespaces. `init_program` is the binary whose `main` calls [`init_main`](crate::init_main)
+/// when its first argument is [`INIT_SUBCOMMAND`].
+pub fn run_with_stop(
+    spec: &Spec,
+    init_program: &Path,
+    stop: &Stop,
+) -> Result<Outcome, SandboxError> {
+    spec.validate()?;
+    let host = cached_probe();
+    let decision = decide(spec, host)?;
+    let mut missing = Vec::new();
+    let cgroup = SessionCgroup::create(&host.cgroup, &spec.limits, &mut missing)?;
+    if let Some(controller) = missing.first()
+        && !spec.allow_missing.contains(&Property::Limits)
+    {
+        return Err(SandboxError::Unavailable {
+            property: Property::Limits,
+            what: format!(
+                "the {} limit cannot hold on this host: no delegated cgroup v2 controller and no writable cgroup v1 hierarchy (layout: {})",
+                controller.name(),
+                host.cgroup.layout
+            ),
+            hint: "delegate the controller to moat (e.g. `systemd-run --user --scope -p Delegate=yes moat run …`), drop the limit, or pass --dangerously-skip-limits".to_owned(),
+        });
+    }
+
+    let (spec_read, spec_write) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|error| SandboxError::Spawn(error.into()))?;
+    let (report_read, report_write) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|error| SandboxError::Spawn(error.into()))?;
+    let spec_staged = stage(&spec_read)?;
+    let report_staged = stage(&report_write)?;
+    drop((spec_read, report_write));
+
+    let mut command = Command::new(init_program);
+    command
+        .arg(INIT_SUBCOMMAND)
+        .env_clear()
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    let (spec_raw, report_raw) = (spec_staged.as_raw_fd(), report_staged.as_raw_fd());
+    #[allow(unsafe_code)]
+    // SAFETY: the hook runs in the forked child before exec and only calls dup2, which is
+    // async-signal-safe; the source descriptors are open (owned by this frame) and at or above
+    // FD_STAGING_MIN, so placing them at 3 and 4 cannot clobber each other. dup2 clears
+    // close-on-exec on the copies, which is what hands them to the init.
+    unsafe {
+        command.pre_exec(move || {
+            for (source, target) in [(spec_raw, SPEC_FD), (report_raw, REPORT_FD)] {
+                if libc::dup2(source, target) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().map_err(SandboxError::Spawn)?;
+    let started = Instant::now();
+    drop((spec_staged, report_staged));
+    let pid = Pid::from_raw(child.id() as i32)
+        .ok_or_else(|| SandboxError::Spawn(std::io::Error::other("no pid")))?;
+    let pidfd =
+        pidfd_open(pid, PidfdFlags::empty()).map_err(|error| SandboxError::Spawn(error.into()));
+    let pidfd = match pidfd {
+        Ok(pidfd) => pidfd,
+        Err(error) => {
+            kill_and_reap(pid);
+            return Err(error);
+        }
+    };
+    // The init blocks on the spec, so nothing of the session runs before it is in its groups.
+    if let Err(error) = cgroup.add(child.id()) {
+        kill_and_reap(pid);
+        return Err(error);
+    }
+    let request = Request {
+        spec: spec.clone(),
+        landlock: decision.landlock,
+        seccomp: decision.seccomp,
+    };
+    let reader = thread::spawn(move || read_reports(report_read));
+    let sent = serde_json::to_vec(&request)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::File::from(spec_write).write_all(&bytes));
+    if let Err(error) = sent {
+        let _ = pidfd_send_signal(&pidfd, Signal::KILL);
+        let _ = wait_with_usage(pid);
+        return Err(SandboxError::Spawn(error));
+    }
+
+    let ending = wait_until_exit(&pidfd, stop, spec.limits.timeout);
+    let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
+    if timed_out || stopped {
+        // The namespace init dies with the outer init (PR_SET_PDEATHSIG), and with it every
+        // process of the pid namespace.
+        let _ = pidfd_send_signal(&pidfd, Signal::KILL);
+    }
+    let (init_status, usage) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
+    let duration = started.elapsed();
+    let reports = reader.join().unwrap_or_default();
+    let cgroup_enforced = cgroup.enforced.clone();
+    drop(cgroup);
+
+    let mut enforced = Vec::new();
+    let mut agent_status = None;
+    for report in reports {
+        match report {
+            Report::Failed { message } if !(timed_out || stopped) => {
+                return Err(SandboxError::Setup(message));
+            }
+            Report::Failed { .. } => {}
+            Report::Started { enforced: inside } => enforced.extend(inside),
+            Report::Exited { status } => agent_status = Some(status),
+        }
+    }
+    enforced.extend(cgroup_enforced);
+    if let Some(timeout) = spec.limits.timeout {
+        enforced.push(format!("timeout ({})", seconds(timeout)));
+    }
+    let status = match (timed_out || stopped, agent_status) {
+        (true, _) => ExitStatus::Signal(libc::SIGKILL),
+        (false, Some(status)) => status,
+        (false, None) => init_status,
+    };
+    let (exit_code, signal) = match status {
+        ExitStatus::Code(code) => (Some(code), None),
+        ExitStatus::Signal(signal) => (None, Some(signal)),
+    };
+    let reason = match ending {
+        Ending::Exited => None,
+        Ending::TimedOut => spec
+            .limits
+            .timeout
+            .map(|timeout| format!("timed out after {}", seconds(timeout))),
+        Ending::Stopped => Some("stopped".to_owned()),
+    };
+    Ok(Outcome {
+        exit_code,
+        signal,
+        reason,
+        timed_out,
+        stopped,
+        duration,
+        usage,
+        enforced,
+    })
+}
+
+/// `1.5s`, `30s`: a duration as people write it.
+pub(crate) fn seconds(duration: Duration) -> String {
+    format!("{}s", duration.as_secs_f64())
+}
+
+/// What the init must enforce; refuses what cannot hold and was not waived.
+struct Decision {
+    landlock: bool,
+    seccomp: bool,
+}
+
+fn decide(spec: &Spec, host: &HostReport) -> Result<Decision, SandboxError> {
+    if !host.user_namespaces {
+        return Err(SandboxError::Unsupported {
+            what: "user namespaces are unavailable on this host, so the sandbox cannot be built"
+                .to_owned(),
+            hint: format!(
+                "enable them (sysctl user.max_user_namespaces=15000, kernel.unprivileged_userns_clone=1) or use --backend podman; {}",
+                host.notes.join("; ")
+            ),
+        });
+    }
+    let waived = |property| spec.allow_missing.contains(&property);
+    if host.landlock_abi.is_none() && !waived(Property::Landlock) {
+        return Err(SandboxError::Unavailable {
+            property: Property::Landlock,
+            what: "landlock is not available on this kernel".to_owned(),
+            hint: "boot a kernel ≥ 5.13 with landlock in the lsm= list, or pass --dangerously-skip-landlock".to_owned(),
+        });
+    }
+    if !host.seccomp && !waived(Property::Seccomp) {
+        return Err(SandboxError::Unavailable {
+            property: Property::Seccomp,
+            what: "seccomp filters are not available on this kernel".to_owned(),
+            hint:
+                "use a kernel built with CONFIG_SECCOMP_FILTER, or pass --dangerously-skip-seccomp"
+                    .to_owned(),
+        });
+    }
+    Ok(Decision {
+        landlock: host.landlock_abi.is_some(),
+        seccomp: host.seccomp,
+    })
+}
+
+/// Duplicates a descriptor at or above [`FD_STAGING_MIN`], close-on-exec.
+fn stage(fd: &OwnedFd) -> Result<OwnedFd, SandboxError> {
+    rustix::io::fcntl_dupfd_cloexec(fd, FD_STAGING_MIN)
+        .map_err(|error| SandboxError::Spawn(error.into()))
+}
+
+/// Why waiting ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Exited,
+    TimedOut,
+    Stopped,
+}
+
+/// Waits for the process behind `pidfd` to exit, the timeout to pass, or `stop` to fire.
+fn wait_until_exit(pidfd: &OwnedFd, stop: &Stop, timeout: Option<Duration>) -> Ending {
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    loop {
+        let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        if remaining == Some(Duration::ZERO) {
+            return Ending::TimedOut;
+        }
+        let timespec = remaining.map(|remaining| Timespec {
+            tv_sec: remaining.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: remaining.subsec_nanos().into(),
+        });
+        let mut fds = [
+            PollFd::new(pidfd, PollFlags::IN),
+            PollFd::new(stop.event.as_ref(), PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut fds, timespec.as_ref()) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) if !fds[0].revents().is_empty() => return Ending::Exited,
+            Ok(_) => return Ending::Stopped,
+            // Polling cannot fail on valid descriptors; reaping (blocking) is still correct.
+            Err(_) => return Ending::Exited,
+        }
+    }
+}
+
+fn kill_and_reap(pid: Pid) {
+    let _ = rustix::process::kill_process(pid, Signal::KILL);
+    let _ = wait_with_usage(pid);
+}
+
+/// Reaps `pid` with `wait4`: its status and the usage of it and every descendant it reaped.
+fn wait_with_usage(pid: Pid) -> std::io::Result<(ExitStatus, ResourceUsage)> {
+    let mut status: libc::c_int = 0;
+    #[allow(unsafe_code)]
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        #[allow(unsafe_code)]
+        // SAFETY: both pointers are to live, writable locals of the right types; `pid` is our
+        // own unreaped child (std's Child is never waited, so nothing else reaps it).
+        let result = unsafe { libc::wait4(pid.as_raw_nonzero().get(), &mut status, 0, &mut usage) };
+        if result >= 0 {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+    let exit = if libc::WIFSIGNALED(status) {
+        ExitStatus::Signal(libc::WTERMSIG(status))
+    } else {
+        ExitStatus::Code(libc::WEXITSTATUS(status))
+    };
+    let timeval = |value: libc::timeval| {
+        Duration::from_secs(value.tv_sec.max(0) as u64)
+            + Duration::from_micros(value.tv_usec.max(0) as u64)
+    };
+    let usage = ResourceUsage {
+        user_cpu: timeval(usage.ru_utime),
+        system_cpu: timeval(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss.max(0) as u64,
+    };
+    Ok((exit, usage))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::CgroupSupport;
+    use crate::spec::Limits;
+
+    fn host(landlock_abi: Option<i32>, seccomp: bool) -> HostReport {
+        HostReport {
+            user_namespaces: true,
+            landlock_abi,
+            seccomp,
+            cgroup: CgroupSupport::default(),
+            notes: vec![],
+        }
+    }
+
+    fn spec(allow_missing: Vec<Property>) -> Spec {
+        Spec {
+            command: vec!["true".to_owned()],
+            env: vec![],
+            workspace: "/work".into(),
+            home: "/home/agent".into(),
+            home_files: vec![],
+            ro_paths: vec![],
+            gate_socket: "/run/gate.sock".into(),
+            gate_port: 7070,
+            limits: Limits::default(),
+            allow_missing,
+            stdin_prefix: None,
+        }
+    }
+
+    #[test]
+    fn missing_landlock_refuses_unless_waived() {
+        let error = decide(&spec(vec![]), &host(None, true))
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(
+                error,
+                SandboxError::Unavailable {
+                    property: Property::Landlock,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("hint: "), "{error}");
+        let decision = decide(&spec(vec![Property::Landlock]), &host(None, true)).expect("waived");
+        assert!(!decision.landlock && decision.seccomp);
+    }
+
+    #[test]
+    fn missing_seccomp_refuses_unless_waived() {
+        let error = decide(&spec(vec![]), &host(Some(7), false))
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(
+                error,
+                SandboxError::Unavailable {
+                    property: Property::Seccomp,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(decide(&spec(vec![Property::Seccomp]), &host(Some(7), false)).is_ok());
+    }
+
+    #[test]
+    fn no_user_namespaces_cannot_be_waived() {
+        let mut without = host(Some(7), true);
+        without.user_namespaces = false;
+        let all = vec![Property::Landlock, Property::Seccomp, Property::Limits];
+        let error = decide(&spec(all), &without).err().expect("refused");
+        assert!(matches!(error, SandboxError::Unsupported { .. }), "{error}");
+    }
+
+    #[test]
+    fn an_available_property_is_enforced_even_when_waived() {
+        let decision = decide(
+            &spec(vec![Property::Landlock, Property::Seccomp]),
+            &host(Some(7), true),
+        )
+        .expect("ok");
+        assert!(decision.landlock && decision.seccomp);
+    }
+}

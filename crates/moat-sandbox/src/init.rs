@@ -1,0 +1,279 @@
+//! The sandbox side: the outer init (namespaces), the namespace init (pid 1) and the agent.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use rustix::io::FdFlags;
+use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::thread::UnshareFlags;
+
+use crate::bridge;
+use crate::confine::Confinement;
+use crate::protocol::{REPORT_FD, Report, Reporter, Request, SPEC_FD};
+use crate::rootfs;
+use crate::spec::ExitStatus;
+
+/// Exit code of the init when the sandbox could not be built (the report says why).
+const SETUP_FAILED: i32 = 125;
+
+/// Entry point of the in-sandbox side, reached as `moat __sandbox-init` from [`run`](crate::run).
+///
+/// Call it first thing in `main`, before any thread starts: it unshares a user namespace,
+/// which a multi-threaded process cannot do. It reads its request from [`SPEC_FD`] and reports
+/// on [`REPORT_FD`]; started any other way it exits with code 125.
+pub fn init_main() -> ! {
+    let Some((request, reporter)) = adopt_descriptors() else {
+        std::process::exit(SETUP_FAILED)
+    };
+    match outer(request, &reporter) {
+        Ok(code) => std::process::exit(code),
+        Err(message) => {
+            reporter.send(&Report::Failed { message });
+            std::process::exit(SETUP_FAILED)
+        }
+    }
+}
+
+/// Takes ownership of the two descriptors `run` placed, and reads the request.
+fn adopt_descriptors() -> Option<(Request, Reporter)> {
+    for fd in [SPEC_FD, REPORT_FD] {
+        #[allow(unsafe_code)]
+        // SAFETY: the descriptor number is only borrowed for this fcntl, which fails cleanly
+        // (EBADF) when the descriptor is not open.
+        let open =
+            rustix::io::fcntl_getfd(unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) }).is_ok();
+        if !open {
+            return None;
+        }
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: both descriptors are open (checked above), were placed by `run` for this process
+    // alone, and nothing else in this process owns them.
+    let (spec_fd, report_fd) = unsafe {
+        (
+            OwnedFd::from_raw_fd(SPEC_FD),
+            OwnedFd::from_raw_fd(REPORT_FD),
+        )
+    };
+    // Nothing the agent runs may inherit the report channel or any other stray descriptor.
+    rustix::io::fcntl_setfd(&report_fd, FdFlags::CLOEXEC).ok()?;
+    #[allow(unsafe_code)]
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only marks descriptors ≥ 5 close-on-exec; it
+    // closes nothing, so no owner in this process is invalidated.
+    unsafe {
+        libc::close_range(
+            5,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+        );
+    }
+    let reporter = Reporter::new(report_fd);
+    let mut bytes = Vec::new();
+    if let Err(error) = std::fs::File::from(spec_fd).read_to_end(&mut bytes) {
+        reporter.send(&Report::Failed {
+            message: format!("could not read the sandbox spec: {error}"),
+        });
+        return None;
+    }
+    match serde_json::from_slice(&bytes) {
+        Ok(request) => Some((request, reporter)),
+        Err(error) => {
+            reporter.send(&Report::Failed {
+                message: format!("could not parse the sandbox spec: {error}"),
+            });
+            None
+        }
+    }
+}
+
+fn fail(what: &str) -> impl FnOnce(rustix::io::Errno) -> String + '_ {
+    move |error| format!("{what}: {error}")
+}
+
+/// The outer init: enter the namespaces, fork pid 1, wait for it, exit with its code.
+fn outer(request: Request, reporter: &Reporter) -> Result<i32, String> {
+    let (uid, gid) = (
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw(),
+    );
+    #[allow(unsafe_code)]
+    // SAFETY: this process is single-threaded (init_main runs before any thread starts), so no
+    // other thread can observe the namespace change.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }.map_err(fail(
+        "could not create a user namespace (are unprivileged user namespaces enabled?)",
+    ))?;
+    let write = |path: &str, text: String| {
+        std::fs::write(path, text).map_err(|error| format!("could not write {path}: {error}"))
+    };
+    write("/proc/self/setgroups", "deny".to_owned())?;
+    write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
+    write("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
+    let namespaces = UnshareFlags::NEWNS
+        | UnshareFlags::NEWNET
+        | UnshareFlags::NEWIPC
+        | UnshareFlags::NEWUTS
+        | UnshareFlags::NEWCGROUP
+        | UnshareFlags::NEWPID;
+    #[allow(unsafe_code)]
+    // SAFETY: single-threaded, as above; NEWPID only affects children forked from here on.
+    unsafe { rustix::thread::unshare_unsafe(namespaces) }.map_err(fail(
+        "could not create mount, net, ipc, uts, cgroup and pid namespaces",
+    ))?;
+    // A pipe whose write end only the outer init holds: end of file means it died before the
+    // child armed PR_SET_PDEATHSIG (getppid is 0 across the pid namespace boundary).
+    let (alive_read, alive_write) = rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )
+    .map_err(fail("could not create a pipe"))?;
+
+    #[allow(unsafe_code)]
+    // SAFETY: the process is single-threaded, so the child starts with a consistent copy of
+    // every lock and allocator state and may keep running Rust code.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(format!(
+            "could not fork the namespace init: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if child == 0 {
+        // pid 1 of the new namespace: dies with the outer init, and the namespace with it.
+        drop(alive_write);
+        let armed = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_ok();
+        let parent_alive = matches!(
+            rustix::io::read(&alive_read, &mut [0u8; 1]),
+            Err(rustix::io::Errno::AGAIN)
+        );
+        drop(alive_read);
+        let orphaned = !armed || !parent_alive;
+        if orphaned {
+            std::process::exit(SETUP_FAILED);
+        }
+        let code = match namespace_init(request, reporter) {
+            Ok(code) => code,
+            Err(message) => {
+                reporter.send(&Report::Failed { message });
+                SETUP_FAILED
+            }
+        };
+        std::process::exit(code);
+    }
+    drop((request, alive_read));
+    let child = Pid::from_raw(child).ok_or("fork returned an invalid pid")?;
+    loop {
+        match rustix::process::waitpid(Some(child), WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                return Ok(match (status.exit_status(), status.terminating_signal()) {
+                    (Some(code), _) => code,
+                    (None, Some(signal)) => 128 + signal,
+                    (None, None) => SETUP_FAILED,
+                });
+            }
+            Ok(None) | Err(rustix::io::Errno::INTR) => continue,
+            Err(error) => return Err(format!("could not wait for the namespace init: {error}")),
+        }
+    }
+}
+
+/// pid 1: build the root, bring up the bridge, run the agent, reap, exit with its status.
+fn namespace_init(request: Request, reporter: &Reporter) -> Result<i32, String> {
+    let Request {
+        spec,
+        landlock,
+        seccomp,
+    } = request;
+    rustix::system::sethostname(b"moat").map_err(fail("could not set the hostname"))?;
+    rootfs::build(&spec)?;
+    bridge::loopback_up().map_err(|error| format!("could not bring up lo: {error}"))?;
+    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, spec.gate_port))
+        .map_err(|error| format!("could not listen on 127.0.0.1:{}: {error}", spec.gate_port))?;
+    let confinement = Confinement::prepare(&spec, landlock, seccomp)?;
+    let enforced = confinement.enforced();
+    // The spec may hold credentials in home files; nothing inside may read this process.
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+
+    let mut command = Command::new(&spec.command[0]);
+    command
+        .args(&spec.command[1..])
+        .env_clear()
+        .envs(spec.env.iter().map(|(name, value)| (name, value)))
+        .current_dir(&spec.workspace)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    // With a prefix, stdin is a pipe fed after the spawn (no thread may run before it).
+    let stdin_feed = match &spec.stdin_prefix {
+        Some(prefix) => {
+            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(fail("could not create the stdin pipe"))?;
+            command.stdin(Stdio::from(read));
+            Some((write, prefix.clone()))
+        }
+        None => {
+            command.stdin(Stdio::inherit());
+            None
+        }
+    };
+    let child_reporter = reporter
+        .try_clone()
+        .map_err(|error| format!("could not duplicate the report pipe: {error}"))?;
+    let confinement = Mutex::new(Some(confinement));
+    #[allow(unsafe_code)]
+    // SAFETY: this process is still single-threaded (the bridge threads start after the spawn),
+    // so the forked child may allocate and take locks. The hook only confines the child itself.
+    unsafe {
+        command.pre_exec(move || {
+            let taken = confinement.lock().ok().and_then(|mut slot| slot.take());
+            let Some(confinement) = taken else {
+                return Err(std::io::Error::other("confinement already applied"));
+            };
+            confinement.apply().map_err(|message| {
+                child_reporter.send(&Report::Failed {
+                    message: message.clone(),
+                });
+                std::io::Error::other(message)
+            })
+        });
+    }
+    let agent = command
+        .spawn()
+        .map_err(|error| format!("could not start {:?}: {error}", spec.command[0]))?;
+    drop(command);
+    if let Some((write, prefix)) = stdin_feed {
+        std::thread::spawn(move || feed_stdin(write, &prefix));
+    }
+    reporter.send(&Report::Started { enforced });
+    bridge::spawn(listener);
+
+    let agent = Pid::from_raw(agent.id() as i32).ok_or("the agent has an invalid pid")?;
+    loop {
+        match rustix::process::waitpid(None, WaitOptions::empty()) {
+            Ok(Some((pid, status))) if pid == agent => {
+                let status = match (status.exit_status(), status.terminating_signal()) {
+                    (Some(code), _) => ExitStatus::Code(code),
+                    (None, Some(signal)) => ExitStatus::Signal(signal),
+                    (None, None) => ExitStatus::Code(SETUP_FAILED),
+                };
+                reporter.send(&Report::Exited { status });
+                return Ok(match status {
+                    ExitStatus::Code(code) => code,
+                    ExitStatus::Signal(signal) => 128 + signal,
+                });
+            }
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+            Err(error) => return Err(format!("could not wait for the agent: {error}")),
+        }
+    }
+}
+
+/// Writes the prefix, then relays the host's stdin, into the agent's stdin pipe.
+fn feed_stdin(write: OwnedFd, prefix: &[u8]) {
+    let mut pipe = std::fs::File::from(write);
+    if std::io::Write::write_all(&mut pipe, prefix).is_err() {
+        return;
+    }
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut pipe);
+}

@@ -1,0 +1,66 @@
+//! The embedded backend of `moat run`: one agent session in a sandbox whose only way out is
+//! the gate.
+//!
+//! # Design
+//!
+//! Two sides, two entry points:
+//!
+//! - [`run`] is the **host side**. The caller (the `moat` CLI, multi-threaded) never forks and
+//!   continues: `run` spawns `init_program __sandbox-init` as a fresh, single-threaded process
+//!   with an empty environment. Two pipes are installed at fixed descriptors in that process:
+//!   [`SPEC_FD`] (3), from which the init reads one JSON [`Spec`] to end of file, and
+//!   [`REPORT_FD`] (4), on which the init writes newline-delimited JSON reports (setup failure,
+//!   what was enforced, the agent's exit status). Nothing about the session travels in argv or
+//!   the environment. `run` places the init in the session's cgroups *before* it writes the spec
+//!   (the init blocks on the spec, so no process of the session runs outside its limits), enforces
+//!   the wall-clock timeout and [`Stop`] by polling a pidfd and an eventfd and sending `SIGKILL`,
+//!   reaps with `wait4` for resource usage, and removes the groups (killing any straggler).
+//!   Host facts ([`probe`]) are probed once per process and cached.
+//! - [`init_main`] is the **sandbox side**, three processes deep:
+//!   1. the *outer init* unshares a user namespace (the host uid/gid mapped to 0 inside,
+//!      `setgroups` denied), then mount, net, ipc, uts, cgroup and pid namespaces, and forks;
+//!   2. the *namespace init* (pid 1, dies with the outer init through `PR_SET_PDEATHSIG`) builds
+//!      a new root on a tmpfs: `/usr` and the merged-usr links, a minimal `/etc` (generated
+//!      passwd, group, hosts, nsswitch.conf; read-only CA roots, Debian alternatives links, the
+//!      linker cache; no resolv.conf, no shadow, no `/etc/ssl/private`), the workspace read-write at its host path, `ro_paths`, tmpfs `/tmp` and `$HOME`
+//!      holding `home_files`, a minimal `/dev`, a fresh `/proc` and the gate socket at
+//!      [`GATE_SOCKET_INSIDE`]; every mount nosuid, the root and every bind but the writable
+//!      ones read-only, everything but device nodes nodev; then `pivot_root` and detach the old
+//!      root. It brings `lo` up, binds `127.0.0.1:<gate_port>`, spawns the agent, starts the
+//!      bridge threads (TCP ↔ the gate socket), reaps orphans and exits with the agent's status,
+//!      which tears the whole pid namespace down;
+//!   3. the *agent*: clean environment, workspace as cwd, `RLIMIT_CORE=0`, secure bits locked,
+//!      empty capability bounding and ambient sets, `no_new_privs`, Landlock (filesystem
+//!      allow-list; TCP connect only to the gate port, no TCP bind; abstract unix sockets and
+//!      signals scoped), all capabilities dropped, seccomp (see [`SECCOMP_DENIED`]), exec.
+//!
+//! Limits: memory (`memory.max` + `memory.swap.max=0`, or v1 `memory.limit_in_bytes` +
+//! `memory.memsw.limit_in_bytes`), pids (`pids.max`, the two init processes added) and cpu
+//! (`cpu.max`, or v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`), each through cgroup v2 where the
+//! controller is delegated to child groups, else a writable v1 hierarchy (hybrid hosts), under
+//! the caller's own cgroup, so a parent's limits still apply.
+//!
+//! A property the host cannot give makes [`run`] refuse with [`SandboxError::Unavailable`]
+//! unless the spec waives it in [`Spec::allow_missing`]; [`Outcome::enforced`] names what held.
+//!
+//! Unsafe code is denied crate-wide and allowed per block, each with a `// SAFETY:` comment: the
+//! fork, `wait4`, the `lo` ioctl, adopting the inherited descriptors and the `pre_exec` hooks.
+
+mod bridge;
+mod cgroup;
+mod confine;
+mod error;
+mod host;
+mod init;
+mod probe;
+mod protocol;
+mod rootfs;
+mod spec;
+
+pub use confine::SECCOMP_DENIED;
+pub use error::SandboxError;
+pub use host::{Stop, run, run_with_stop};
+pub use init::init_main;
+pub use probe::{CgroupSupport, CgroupVersion, HostReport, Placement, probe};
+pub use protocol::{GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};
+pub use spec::{ExitStatus, Limits, Outcome, Property, ResourceUsage, Spec};

@@ -1,0 +1,307 @@
+//! The new root: a tmpfs holding only what the agent needs, then `pivot_root`.
+//!
+//! Sources are reached through the old root at `/oldroot` (bubblewrap's layout), so no host
+//! path is shadowed while the new root is built, even when the workspace lives under `/tmp`.
+
+use std::ffi::CStr;
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::StatVfsMountFlags;
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+
+use crate::protocol::GATE_SOCKET_INSIDE;
+use crate::spec::Spec;
+
+/// Under the staging root: where the new root is built and where the host root is kept.
+const NEW_ROOT: &str = "/newroot";
+const OLD_ROOT: &str = "/oldroot";
+/// Device nodes bound from the host `/dev`.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// Top-level names that are merged-usr links (or directories bound read-only when not).
+const USR_LINKS: [&str; 5] = ["bin", "sbin", "lib", "lib64", "lib32"];
+/// Non-secret `/etc` entries bound read-only: CA roots (clients need them), the alternatives
+/// links into `/usr` (Debian's `awk`, `editor`, …), the dynamic linker cache, time zone, and
+/// the service and protocol names. No resolv.conf, no shadow, no hostname of the host.
+/// Only `ssl/certs` and `ssl/openssl.cnf`: `/etc/ssl/private` holds host keys.
+const ETC_BINDS: [&str; 9] = [
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "alternatives",
+    "ld.so.cache",
+    "localtime",
+    "services",
+    "protocols",
+];
+
+fn err(what: String) -> impl FnOnce(rustix::io::Errno) -> String {
+    move |error| format!("{what}: {error}")
+}
+
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> String {
+    move |error| format!("{what}: {error}")
+}
+
+/// `/newroot` + an absolute path inside the sandbox.
+fn inside(path: &Path) -> PathBuf {
+    Path::new(NEW_ROOT).join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// `/oldroot` + an absolute host path.
+fn host(path: &Path) -> PathBuf {
+    Path::new(OLD_ROOT).join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// Builds the new root and pivots into it. Runs in pid 1 of the new namespaces.
+pub(crate) fn build(spec: &Spec) -> Result<(), String> {
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .map_err(err("could not make mounts private".to_owned()))?;
+    stage()?;
+    let tmpfs = |target: &Path, flags: MountFlags, mode: &CStr| -> Result<(), String> {
+        fs::create_dir_all(target)
+            .map_err(io_err(format!("could not create {}", target.display())))?;
+        rustix::mount::mount(
+            "tmpfs",
+            target,
+            "tmpfs",
+            flags | MountFlags::NOSUID,
+            Some(mode),
+        )
+        .map_err(err(format!(
+            "could not mount a tmpfs on {}",
+            target.display()
+        )))
+    };
+    tmpfs(Path::new(NEW_ROOT), MountFlags::NODEV, c"mode=0755")?;
+
+    bind_read_only(Path::new("/usr"), Path::new("/usr"))?;
+    for name in USR_LINKS {
+        let source = host(Path::new("/").join(name).as_path());
+        match fs::read_link(&source) {
+            Ok(target) => symlink(&target, inside(Path::new(name)))
+                .map_err(io_err(format!("could not link /{name}")))?,
+            Err(_) if source.is_dir() => {
+                bind_read_only(&Path::new("/").join(name), &Path::new("/").join(name))?
+            }
+            Err(_) => {}
+        }
+    }
+    write_etc(spec)?;
+
+    tmpfs(&inside(Path::new("/tmp")), MountFlags::NODEV, c"mode=1777")?;
+    tmpfs(&inside(&spec.home), MountFlags::NODEV, c"mode=0700")?;
+    write_home_files(spec)?;
+    // Also under /usr: a separate mount there (e.g. /usr/local) is not part of the /usr bind.
+    for path in &spec.ro_paths {
+        bind_read_only(path, path)?;
+    }
+    bind(&spec.workspace, &spec.workspace, MountFlags::empty())?;
+
+    let dev = inside(Path::new("/dev"));
+    tmpfs(&dev, MountFlags::NOEXEC, c"mode=0755")?;
+    for name in DEVICES {
+        let source = host(&Path::new("/dev").join(name));
+        if !source.exists() {
+            continue;
+        }
+        let target = dev.join(name);
+        fs::write(&target, b"").map_err(io_err(format!("could not create /dev/{name}")))?;
+        rustix::mount::mount_bind(&source, &target)
+            .map_err(err(format!("could not bind /dev/{name}")))?;
+        remount(
+            &target,
+            &source,
+            MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::RDONLY,
+        )?;
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        symlink(target, dev.join(name)).map_err(io_err(format!("could not link /dev/{name}")))?;
+    }
+    tmpfs(
+        &dev.join("shm"),
+        MountFlags::NODEV | MountFlags::NOEXEC,
+        c"mode=1777",
+    )?;
+    rustix::mount::mount_remount(
+        &dev,
+        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NOEXEC,
+        "mode=0755",
+    )
+    .map_err(err("could not make /dev read-only".to_owned()))?;
+
+    let proc = inside(Path::new("/proc"));
+    fs::create_dir_all(&proc).map_err(io_err("could not create /proc".to_owned()))?;
+    rustix::mount::mount(
+        "proc",
+        &proc,
+        "proc",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::RDONLY,
+        None,
+    )
+    .map_err(err("could not mount a fresh /proc".to_owned()))?;
+
+    let socket = inside(Path::new(GATE_SOCKET_INSIDE));
+    if let Some(parent) = socket.parent() {
+        fs::create_dir_all(parent).map_err(io_err("could not create /run/moat".to_owned()))?;
+    }
+    fs::write(&socket, b"").map_err(io_err(
+        "could not create the gate socket mount point".to_owned(),
+    ))?;
+    let source = host(&spec.gate_socket);
+    rustix::mount::mount_bind(&source, &socket).map_err(err(format!(
+        "could not mount the gate socket {}",
+        spec.gate_socket.display()
+    )))?;
+    // Read-only: connecting still works, chmod and chown of the host's socket do not.
+    remount(
+        &socket,
+        &source,
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::RDONLY,
+    )?;
+
+    rustix::mount::mount_remount(
+        NEW_ROOT,
+        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+        "mode=0755",
+    )
+    .map_err(err("could not make the root read-only".to_owned()))?;
+    pivot()
+}
+
+/// Mounts the staging tmpfs and pivots into it, keeping the host root at [`OLD_ROOT`].
+fn stage() -> Result<(), String> {
+    let base = Path::new("/tmp");
+    rustix::mount::mount(
+        "tmpfs",
+        base,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        Some(c"mode=0755"),
+    )
+    .map_err(err("could not mount the staging tmpfs".to_owned()))?;
+    for directory in ["newroot", "oldroot"] {
+        fs::create_dir(base.join(directory))
+            .map_err(io_err(format!("could not create /{directory}")))?;
+    }
+    rustix::process::chdir(base).map_err(err("could not enter the staging tmpfs".to_owned()))?;
+    rustix::process::pivot_root(".", "oldroot")
+        .map_err(err("could not pivot to the staging root".to_owned()))?;
+    rustix::process::chdir("/").map_err(err("could not enter the staging root".to_owned()))
+}
+
+/// Detaches the host root and pivots into the new root.
+fn pivot() -> Result<(), String> {
+    rustix::mount::unmount(OLD_ROOT, UnmountFlags::DETACH)
+        .map_err(err("could not detach the host root".to_owned()))?;
+    rustix::process::chdir(NEW_ROOT).map_err(err("could not enter the new root".to_owned()))?;
+    rustix::process::pivot_root(".", ".")
+        .map_err(err("could not pivot into the new root".to_owned()))?;
+    rustix::mount::unmount(".", UnmountFlags::DETACH)
+        .map_err(err("could not detach the staging root".to_owned()))?;
+    rustix::process::chdir("/").map_err(err("could not enter /".to_owned()))
+}
+
+fn bind_read_only(source: &Path, target: &Path) -> Result<(), String> {
+    bind(source, target, MountFlags::RDONLY)
+}
+
+/// Binds a host path at a path inside (creating the mount point), nosuid and nodev.
+fn bind(source: &Path, target: &Path, extra: MountFlags) -> Result<(), String> {
+    let source = host(source);
+    let target = inside(target);
+    let metadata =
+        fs::metadata(&source).map_err(io_err(format!("cannot mount {}", source.display())))?;
+    if metadata.is_dir() {
+        fs::create_dir_all(&target)
+            .map_err(io_err(format!("could not create {}", target.display())))?;
+    } else {
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)
+                .map_err(io_err(format!("could not create {}", parent.display())))?;
+        }
+        fs::write(&target, b"")
+            .map_err(io_err(format!("could not create {}", target.display())))?;
+    }
+    rustix::mount::mount_bind(&source, &target)
+        .map_err(err(format!("could not bind {}", source.display())))?;
+    remount(
+        &target,
+        &source,
+        MountFlags::NOSUID | MountFlags::NODEV | extra,
+    )
+}
+
+/// Re-mounts a bind with `flags`, keeping the source's locked `noexec` (a user namespace may
+/// add restrictions to a mount it did not create, never remove them).
+fn remount(target: &Path, source: &Path, flags: MountFlags) -> Result<(), String> {
+    let mut flags = flags | MountFlags::BIND;
+    let locked = rustix::fs::statvfs(source)
+        .map(|stat| stat.f_flag)
+        .unwrap_or(StatVfsMountFlags::empty());
+    for (statvfs, mount) in [
+        (StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
+        (StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
+        (StatVfsMountFlags::NODEV, MountFlags::NODEV),
+        (StatVfsMountFlags::RDONLY, MountFlags::RDONLY),
+    ] {
+        if locked.contains(statvfs) {
+            flags |= mount;
+        }
+    }
+    rustix::mount::mount_remount(target, flags, "")
+        .map_err(err(format!("could not restrict {}", target.display())))
+}
+
+fn write_etc(spec: &Spec) -> Result<(), String> {
+    let etc = inside(Path::new("/etc"));
+    fs::create_dir_all(&etc).map_err(io_err("could not create /etc".to_owned()))?;
+    let home = spec.home.display();
+    let files = [
+        ("passwd", format!("root:x:0:0:agent:{home}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")),
+        ("group", "root:x:0:\nnogroup:x:65534:\n".to_owned()),
+        ("hosts", "127.0.0.1\tlocalhost moat\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_owned()),
+        ("nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files\nservices: files\nprotocols: files\n".to_owned()),
+        ("hostname", "moat\n".to_owned()),
+    ];
+    for (name, text) in files {
+        fs::write(etc.join(name), text).map_err(io_err(format!("could not write /etc/{name}")))?;
+    }
+    for name in ETC_BINDS {
+        let path = Path::new("/etc").join(name);
+        if host(&path).exists() {
+            bind_read_only(&path, &path)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_home_files(spec: &Spec) -> Result<(), String> {
+    let home = inside(&spec.home);
+    for (relative, bytes) in &spec.home_files {
+        let path = home.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .map_err(io_err(format!("could not create {}", parent.display())))?;
+        }
+        fs::write(&path, bytes).map_err(io_err(format!(
+            "could not write $HOME/{}",
+            relative.display()
+        )))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(io_err(format!(
+            "could not restrict $HOME/{}",
+            relative.display()
+        )))?;
+    }
+    Ok(())
+}

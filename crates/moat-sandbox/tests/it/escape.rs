@@ -1,0 +1,289 @@
+//! Each test makes one escape attempt from inside the sandbox and asserts that it fails.
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::process::Command;
+
+use crate::support::{Session, python};
+
+#[test]
+fn reading_a_planted_host_secret_fails() {
+    let secrets = tempfile::tempdir().expect("secret dir");
+    let secret = secrets.path().join("api-key");
+    fs::write(&secret, "sk-planted-host-secret").expect("plant");
+    let session = Session::new();
+    let ran = session.run(&format!(
+        "cat {secret} && echo READ-SECRET\nls {dir} && echo LISTED-SECRET-DIR\ncat /etc/shadow && echo READ-SHADOW\nls /root && echo LISTED-ROOT\ncat /etc/resolv.conf && echo READ-RESOLV\ncat /oldroot/etc/hostname && echo READ-OLDROOT",
+        secret = secret.display(),
+        dir = secrets.path().display()
+    ));
+    ran.completed()
+        .refute("READ-SECRET")
+        .refute("LISTED-SECRET-DIR")
+        .refute("READ-SHADOW")
+        .refute("LISTED-ROOT")
+        .refute("READ-RESOLV")
+        .refute("READ-OLDROOT")
+        .refute("sk-planted-host-secret");
+}
+
+#[test]
+fn writing_outside_the_workspace_fails() {
+    let outside = tempfile::tempdir().expect("outside dir");
+    let session = Session::new();
+    let target = outside.path().join("written");
+    let ran = session.run(&format!(
+        "echo x > {target} && echo WROTE-HOST-TMP\necho x > /etc/passwd && echo WROTE-ETC\necho x > /usr/moat && echo WROTE-USR\necho x > /moat && echo WROTE-ROOT\nmkdir /run/x && echo WROTE-RUN\necho x > /dev/moat && echo WROTE-DEV\necho x > /proc/sys/kernel/hostname && echo WROTE-PROC\necho ok > inside && echo WROTE-WORKSPACE",
+        target = target.display()
+    ));
+    ran.completed()
+        .refute("WROTE-HOST-TMP")
+        .refute("WROTE-ETC")
+        .refute("WROTE-USR")
+        .refute("WROTE-ROOT")
+        .refute("WROTE-RUN")
+        .refute("WROTE-DEV")
+        .refute("WROTE-PROC")
+        .expect("WROTE-WORKSPACE");
+    assert!(!target.exists(), "a file appeared outside the workspace");
+    assert_eq!(
+        fs::read_to_string(session.workspace().join("inside")).expect("workspace file"),
+        "ok\n"
+    );
+}
+
+#[test]
+fn tcp_to_another_host_loopback_port_fails() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("host listener");
+    let port = listener.local_addr().expect("address").port();
+    let session = Session::new();
+    let ran = session.run(&python(&format!(
+        "import socket\nfor port in ({port}, 22, 80):\n    s = socket.socket()\n    s.settimeout(3)\n    try:\n        s.connect((\"127.0.0.1\", port))\n        print(\"CONNECTED\", port)\n    except OSError as error:\n        print(\"refused\", port, error)"
+    )));
+    ran.completed().refute("CONNECTED");
+}
+
+#[test]
+fn tcp_and_udp_to_a_public_address_fail() {
+    let session = Session::new();
+    let ran = session.run(&python(
+        "import socket\nfor host in (\"1.1.1.1\", \"93.184.215.14\"):\n    s = socket.socket()\n    s.settimeout(3)\n    try:\n        s.connect((host, 443))\n        print(\"CONNECTED\", host)\n    except OSError as error:\n        print(\"refused\", host, error)\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n    u.sendto(b\"x\", (\"8.8.8.8\", 53))\n    print(\"UDP-SENT\")\nexcept OSError as error:\n    print(\"udp refused\", error)\ntry:\n    socket.getaddrinfo(\"example.com\", 443)\n    print(\"RESOLVED\")\nexcept OSError as error:\n    print(\"no dns\", error)",
+    ));
+    ran.completed()
+        .refute("CONNECTED")
+        .refute("UDP-SENT")
+        .refute("RESOLVED");
+}
+
+#[test]
+fn a_host_unix_socket_outside_the_workspace_is_unreachable() {
+    let dir = tempfile::tempdir().expect("socket dir");
+    let path = dir.path().join("host.sock");
+    let _listener = UnixListener::bind(&path).expect("host unix socket");
+    let abstract_name = format!("moat-test-{}", std::process::id());
+    let _abstract = {
+        use std::os::linux::net::SocketAddrExt;
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
+            .expect("abstract");
+        UnixListener::bind_addr(&address).expect("abstract listener")
+    };
+    let session = Session::new();
+    let ran = session.run(&python(&format!(
+        "import socket\nfor address in ({path:?}, \"\\0{abstract_name}\", \"/run/docker.sock\", \"/var/run/docker.sock\"):\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(address)\n        print(\"CONNECTED\", repr(address))\n    except OSError as error:\n        print(\"refused\", repr(address), error)",
+        path = path.display().to_string()
+    )));
+    ran.completed().refute("CONNECTED");
+}
+
+#[test]
+fn host_processes_are_invisible() {
+    let session = Session::new();
+    let test_pid = std::process::id();
+    let ran = session.run(&format!(
+        "test -e /proc/{test_pid} && echo SAW-TEST-PROCESS\nps -e -o pid=,comm= > processes\ngrep -q -v -E 'moat-sandbox|sh|ps' processes && echo SAW-OTHER-PROCESS\nls /proc | grep -c -E '^[0-9]+$' > count\nhostname"
+    ));
+    ran.completed()
+        .refute("SAW-TEST-PROCESS")
+        .refute("SAW-OTHER-PROCESS")
+        .expect("moat");
+    let count: usize = fs::read_to_string(session.workspace().join("count"))
+        .expect("count")
+        .trim()
+        .parse()
+        .expect("number");
+    assert!(count <= 5, "{count} processes visible in /proc");
+}
+
+#[test]
+fn signalling_a_host_process_fails() {
+    let mut victim = Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("host process");
+    let session = Session::new();
+    let ran = session.run(&format!(
+        "kill -9 {pid} && echo KILLED-HOST\nkill -9 1 && echo KILLED-INIT",
+        pid = victim.id()
+    ));
+    ran.completed().refute("KILLED-HOST").refute("KILLED-INIT");
+    assert!(
+        victim.try_wait().expect("wait").is_none(),
+        "the host process died"
+    );
+    victim.kill().expect("kill");
+    victim.wait().expect("reap");
+}
+
+#[test]
+fn ptrace_and_reading_other_process_memory_fail() {
+    let session = Session::new();
+    let attach = python(
+        "import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\npid = int(sys.argv[1]) if len(sys.argv) > 1 else 0\nfor target in (int(open(\"sleeper\").read()), 1):\n    result = libc.ptrace(16, target, 0, 0)\n    print(\"PTRACE-ATTACHED\" if result == 0 else \"ptrace refused errno %d\" % ctypes.get_errno(), target)\nbuf = ctypes.create_string_buffer(8)\nprint(\"TRACEME\" if libc.ptrace(0, 0, 0, 0) == 0 else \"traceme refused\")",
+    );
+    let ran = session.run(&format!(
+        "sleep 30 & echo $! > sleeper\n{attach}\ncat /proc/1/environ && echo READ-INIT-ENVIRON\nhead -c1 /proc/1/mem && echo READ-INIT-MEM\nls /proc/1/root/ && echo READ-INIT-ROOT\nkill %1"
+    ));
+    ran.completed()
+        .refute("PTRACE-ATTACHED")
+        .refute("TRACEME")
+        .refute("READ-INIT-ENVIRON")
+        .refute("READ-INIT-MEM")
+        .refute("READ-INIT-ROOT");
+}
+
+#[test]
+fn mount_fails() {
+    let session = Session::new();
+    let ran = session.run(&format!(
+        "mount -t tmpfs none /tmp && echo MOUNTED-TMPFS\nmount --bind /usr /tmp && echo MOUNTED-BIND\numount /proc && echo UNMOUNTED\n{}",
+        python("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.mount(b\"none\", b\"/tmp\", b\"tmpfs\", 0, None)\nprint(\"MOUNT-SYSCALL\" if r == 0 else \"mount errno %d\" % ctypes.get_errno())")
+    ));
+    ran.completed()
+        .refute("MOUNTED-TMPFS")
+        .refute("MOUNTED-BIND")
+        .refute("UNMOUNTED")
+        .refute("MOUNT-SYSCALL")
+        .expect("mount errno 1");
+}
+
+#[test]
+fn unshare_and_new_namespaces_fail() {
+    let session = Session::new();
+    let namespaces = python(
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nfor flag, name in ((0x10000000, \"user\"), (0x00020000, \"mount\"), (0x40000000, \"net\"), (0x20000000, \"pid\")):\n    r = libc.unshare(flag)\n    print(\"UNSHARED\" if r == 0 else \"unshare refused errno %d\" % ctypes.get_errno(), name)\n    r = libc.syscall(56, flag | 17, 0, 0, 0, 0)\n    if r == 0:\n        os._exit(0)\n    print(\"CLONED\" if r > 0 else \"clone refused errno %d\" % ctypes.get_errno(), name)\nr = libc.syscall(308, 3, 0)\nprint(\"SETNS\" if r == 0 else \"setns refused\")",
+    );
+    let ran = session.run(&format!(
+        "unshare -U true && echo UNSHARE-USER\nunshare -r true && echo UNSHARE-ROOT\nunshare -n true && echo UNSHARE-NET\n{namespaces}"
+    ));
+    ran.completed()
+        .refute("UNSHARE-USER")
+        .refute("UNSHARE-ROOT")
+        .refute("UNSHARE-NET")
+        .refute("UNSHARED")
+        .refute("CLONED")
+        .refute("SETNS")
+        .expect("unshare refused errno 1 user");
+}
+
+#[test]
+fn bpf_io_uring_keyctl_and_raw_sockets_fail() {
+    let session = Session::new();
+    let ran = session.run(&python(
+        "import ctypes, socket, termios, fcntl\nlibc = ctypes.CDLL(None, use_errno=True)\nfor number, name in ((321, \"bpf\"), (425, \"io_uring_setup\"), (250, \"keyctl\"), (298, \"perf_event_open\"), (323, \"userfaultfd\")):\n    r = libc.syscall(number, 0, 0, 0, 0, 0)\n    errno = ctypes.get_errno()\n    print(\"%s errno %d\" % (name, errno) if r < 0 else \"ALLOWED \" + name)\nfor family, kind, name in ((socket.AF_INET, socket.SOCK_RAW, \"raw\"), (17, socket.SOCK_RAW, \"packet\"), (17, socket.SOCK_DGRAM, \"packet-dgram\")):\n    try:\n        socket.socket(family, kind, 0 if family == 17 else 1)\n        print(\"ALLOWED \" + name)\n    except OSError as error:\n        print(name, \"errno\", error.errno)\ntry:\n    fcntl.ioctl(0, termios.TIOCSTI, b\"x\")\n    print(\"ALLOWED tiocsti\")\nexcept OSError as error:\n    print(\"tiocsti errno\", error.errno)",
+    ));
+    ran.completed()
+        .refute("ALLOWED")
+        .expect("bpf errno 1")
+        .expect("io_uring_setup errno 1")
+        .expect("keyctl errno 1")
+        .expect("raw errno 1")
+        .expect("packet errno 1")
+        .expect("tiocsti errno 1");
+}
+
+/// The host's environment never reaches the sandbox. This test re-runs itself as a child
+/// process with a planted variable (setting it in this multi-threaded test process would race),
+/// and the child runs the sandbox.
+#[test]
+fn the_host_environment_is_invisible() {
+    const PLANTED: &str = "MOAT_TEST_PLANTED_SECRET";
+    const VALUE: &str = "planted-host-env-value";
+    if std::env::var(PLANTED).is_ok() {
+        let session = Session::new();
+        let ran = session.run(
+            "env > seen-env\ncat /proc/self/environ /proc/1/environ /proc/2/environ >> seen-env 2>/dev/null\ngrep -r -a planted /proc/*/environ /home /tmp /etc >> seen-env 2>/dev/null\ntrue",
+        );
+        ran.completed();
+        let seen = fs::read_to_string(session.workspace().join("seen-env")).expect("seen-env");
+        assert!(
+            !seen.contains(VALUE),
+            "the planted variable leaked:\n{seen}"
+        );
+        assert!(
+            !seen.contains(PLANTED),
+            "the planted variable name leaked:\n{seen}"
+        );
+        assert!(
+            seen.contains("HOME=/home/agent"),
+            "the agent's own environment is missing:\n{seen}"
+        );
+        return;
+    }
+    let status = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "escape::the_host_environment_is_invisible",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PLANTED, VALUE)
+        .status()
+        .expect("re-run the test with a planted variable");
+    assert!(status.success(), "the child run failed");
+}
+
+#[test]
+fn read_only_paths_are_readable_but_not_writable() {
+    let toolchain = tempfile::tempdir().expect("toolchain dir");
+    fs::write(toolchain.path().join("tool"), "#!/bin/sh\necho TOOL-RAN\n").expect("tool");
+    let session = Session::new();
+    let mut spec = session.spec(&format!(
+        "sh {dir}/tool\necho x > {dir}/tool && echo WROTE-RO-PATH\ntouch {dir}/new && echo CREATED-IN-RO-PATH\nrm {dir}/tool && echo REMOVED-FROM-RO-PATH",
+        dir = toolchain.path().display()
+    ));
+    spec.ro_paths = vec![toolchain.path().to_path_buf()];
+    let ran = session.run_spec(&spec);
+    ran.completed()
+        .expect("TOOL-RAN")
+        .refute("WROTE-RO-PATH")
+        .refute("CREATED-IN-RO-PATH")
+        .refute("REMOVED-FROM-RO-PATH");
+    assert_eq!(
+        fs::read_to_string(toolchain.path().join("tool")).expect("tool"),
+        "#!/bin/sh\necho TOOL-RAN\n"
+    );
+}
+
+#[test]
+fn setting_the_setuid_bit_fails() {
+    let session = Session::new();
+    let ran = session.run(&format!(
+        "cp /usr/bin/true tool\nchmod u+s tool && echo CHMOD-SETUID\nchmod g+s tool && echo CHMOD-SETGID\nchmod 755 tool && echo CHMOD-PLAIN\n{}",
+        python(
+            "import os\ntry:\n    os.close(os.open(\"created\", os.O_CREAT | os.O_WRONLY, 0o4755))\n    print(\"OPEN-SETUID\", oct(os.stat(\"created\").st_mode))\nexcept OSError as error:\n    print(\"open refused\", error.errno)"
+        )
+    ));
+    ran.completed()
+        .refute("CHMOD-SETUID")
+        .refute("CHMOD-SETGID")
+        .refute("OPEN-SETUID")
+        .expect("CHMOD-PLAIN")
+        .expect("open refused 1");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &fs::metadata(session.workspace().join("tool"))
+            .expect("tool")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o6000, 0, "{mode:o}");
+}

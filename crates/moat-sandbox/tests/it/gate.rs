@@ -1,0 +1,121 @@
+//! The positive path: the workspace, `$HOME`, and the one way out.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::thread;
+
+use crate::support::{NPMRC, Session, python};
+
+#[test]
+fn the_workspace_is_writable_and_home_has_its_files() {
+    let session = Session::new();
+    fs::write(session.workspace().join("input"), "from the host").expect("input");
+    let ran = session.run(
+        "pwd\ncat input > copy\nmkdir -p build/out && echo built > build/out/artifact\ncat ~/.npmrc\ncat $HOME/.config/pip/pip.conf\necho home=$HOME\necho tmp > /tmp/x && cat /tmp/x\nid -u",
+    );
+    ran.completed()
+        .expect(&session.workspace().display().to_string())
+        .expect(std::str::from_utf8(NPMRC).expect("utf-8").trim())
+        .expect("[global]")
+        .expect("home=/home/agent")
+        .expect("tmp");
+    assert_eq!(
+        fs::read_to_string(session.workspace().join("copy")).expect("copy"),
+        "from the host"
+    );
+    assert_eq!(
+        fs::read_to_string(session.workspace().join("build/out/artifact")).expect("artifact"),
+        "built\n"
+    );
+    assert!(ran.outcome.status().success(), "{:?}", ran.outcome);
+}
+
+#[test]
+fn the_gate_port_reaches_the_host_unix_socket() {
+    let session = Session::new();
+    let gate = session.gate.try_clone().expect("gate listener");
+    let server = thread::spawn(move || {
+        let (stream, _) = gate.accept().expect("accept");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).expect("request line");
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).expect("header") == 0 || header == "\r\n" {
+                break;
+            }
+        }
+        let body = format!("gate saw {}", request_line.trim());
+        let mut stream = stream;
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("respond");
+    });
+    let ran = session.run(&python(
+        "import urllib.request\nprint(urllib.request.urlopen(\"http://127.0.0.1:7070/npm/left-pad\", timeout=10).read().decode())",
+    ));
+    server.join().expect("server");
+    ran.completed()
+        .expect("gate saw GET /npm/left-pad HTTP/1.1");
+}
+
+#[test]
+fn a_missing_gate_socket_is_a_setup_error() {
+    let session = Session::new();
+    let mut spec = session.spec("true");
+    spec.gate_socket = session.gate_dir.path().join("absent.sock");
+    let error = moat_sandbox::run(
+        &spec,
+        std::path::Path::new(env!("CARGO_BIN_EXE_moat-sandbox-init")),
+    )
+    .expect_err("a missing socket cannot be mounted");
+    assert!(error.to_string().contains("gate socket"), "{error}");
+}
+
+#[test]
+fn the_agent_exit_status_is_reported() {
+    let session = Session::new();
+    let code = session.run("exit 7");
+    assert_eq!(code.outcome.status(), moat_sandbox::ExitStatus::Code(7));
+    let killed = session.run("kill -9 $$");
+    assert_eq!(killed.outcome.status(), moat_sandbox::ExitStatus::Signal(9));
+}
+
+#[test]
+fn a_missing_init_program_is_a_spawn_error() {
+    let session = Session::new();
+    let spec = session.spec("true");
+    let error = moat_sandbox::run(&spec, std::path::Path::new("/nonexistent/moat"))
+        .expect_err("no init program");
+    assert!(
+        matches!(error, moat_sandbox::SandboxError::Spawn(_)),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_stdin_frame_reaches_the_agent_and_nowhere_else() {
+    let session = Session::new();
+    // The frame is stored reversed, so the only plain copy is the one on stdin; the pattern is
+    // bracketed so grep's own command line does not match it.
+    let mut spec = session.spec(
+        "head -n1 | rev > frame\nenv > seen\ngrep -r -a -o -E 'frame-secret-valu[e]' /proc/*/environ /proc/*/cmdline /home /tmp /etc /run >> seen 2>/dev/null\ntrue",
+    );
+    spec.stdin_prefix = Some(b"MOAT-SECRETS {\"API_KEY\":\"frame-secret-value\"}\n".to_vec());
+    let ran = session.run_spec(&spec);
+    ran.completed();
+    let frame = fs::read_to_string(session.workspace().join("frame")).expect("frame");
+    let expected: String = "MOAT-SECRETS {\"API_KEY\":\"frame-secret-value\"}"
+        .chars()
+        .rev()
+        .collect();
+    assert_eq!(frame, format!("{expected}\n"));
+    let seen = fs::read_to_string(session.workspace().join("seen")).expect("seen");
+    assert!(
+        !seen.contains("frame-secret-value"),
+        "the frame leaked:\n{seen}"
+    );
+}

@@ -1,0 +1,132 @@
+use std::fs;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use moat_sandbox::{Limits, Outcome, Spec};
+use tempfile::TempDir;
+
+pub const HOME: &str = "/home/agent";
+pub const NPMRC: &[u8] = b"registry=http://127.0.0.1:7070/npm/\n";
+
+/// One sandboxed session: a workspace, a gate socket outside it, and the output files.
+pub struct Session {
+    pub workspace: TempDir,
+    pub gate_dir: TempDir,
+    pub gate: UnixListener,
+    pub limits: Limits,
+}
+
+pub struct Ran {
+    pub outcome: Outcome,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Session {
+    pub fn new() -> Self {
+        let workspace = tempfile::tempdir().expect("workspace");
+        let gate_dir = tempfile::tempdir().expect("gate dir");
+        let gate = UnixListener::bind(gate_dir.path().join("gate.sock")).expect("gate socket");
+        Session {
+            workspace,
+            gate_dir,
+            gate,
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn gate_socket(&self) -> PathBuf {
+        self.gate_dir.path().join("gate.sock")
+    }
+
+    pub fn workspace(&self) -> &Path {
+        self.workspace.path()
+    }
+
+    pub fn spec(&self, script: &str) -> Spec {
+        let workspace = self.workspace().to_path_buf();
+        let wrapped = format!(
+            "exec >{ws}/.stdout 2>{ws}/.stderr\n{script}\necho SCRIPT-DONE",
+            ws = workspace.display()
+        );
+        Spec {
+            command: vec!["sh".to_owned(), "-c".to_owned(), wrapped],
+            env: vec![
+                ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
+                ("HOME".to_owned(), HOME.to_owned()),
+                ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            ],
+            workspace,
+            home: HOME.into(),
+            home_files: vec![
+                (".npmrc".into(), NPMRC.to_vec()),
+                (".config/pip/pip.conf".into(), b"[global]\n".to_vec()),
+            ],
+            ro_paths: vec![],
+            gate_socket: self.gate_socket(),
+            gate_port: 7070,
+            limits: self.limits.clone(),
+            allow_missing: vec![],
+            stdin_prefix: None,
+        }
+    }
+
+    /// Runs `script` under `sh` inside the sandbox; stdout and stderr come back as text.
+    pub fn run(&self, script: &str) -> Ran {
+        self.run_spec(&self.spec(script))
+    }
+
+    pub fn run_spec(&self, spec: &Spec) -> Ran {
+        let outcome = moat_sandbox::run(spec, Path::new(env!("CARGO_BIN_EXE_moat-sandbox-init")))
+            .expect("the sandbox runs");
+        let read = |name: &str| fs::read_to_string(self.workspace().join(name)).unwrap_or_default();
+        Ran {
+            outcome,
+            stdout: read(".stdout"),
+            stderr: read(".stderr"),
+        }
+    }
+}
+
+impl Ran {
+    /// The script ran to its end (so a missing marker is not a vacuous pass).
+    pub fn completed(&self) -> &Self {
+        // Shown with --nocapture, so a reader can see what each attempt printed.
+        eprintln!(
+            "--- stdout\n{}--- stderr\n{}--- {:?}",
+            self.stdout, self.stderr, self.outcome
+        );
+        assert!(
+            self.stdout.contains("SCRIPT-DONE"),
+            "the script did not finish:\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn refute(&self, marker: &str) -> &Self {
+        assert!(
+            !self.stdout.contains(marker),
+            "{marker} printed: the attempt succeeded\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn expect(&self, marker: &str) -> &Self {
+        assert!(
+            self.stdout.contains(marker),
+            "{marker} missing\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// A python3 one-liner as a shell word.
+pub fn python(code: &str) -> String {
+    format!("python3 -c '{}'", code.replace('\'', "'\\''"))
+}
