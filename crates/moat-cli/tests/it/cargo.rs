@@ -20,7 +20,7 @@ fn policy() -> String {
     crate::POLICY.replace("npm:event-stream", "crates.io:left-pad-rs")
 }
 
-fn world() -> Vec<Crate> {
+pub(crate) fn world() -> Vec<Crate> {
     vec![
         Crate::new("tinycrate").versions(&["1.0.0", "1.1.0", "1.2.0"]),
         Crate::new("evil-crate").versions(&["0.1.0"]),

@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use moat_test_support::crates::FixtureCrates;
 use moat_test_support::gate::{MoatOutput, run_moat};
 use moat_test_support::npm::FixtureRegistry;
 use moat_test_support::pypi::FixturePypi;
@@ -19,6 +20,7 @@ use crate::{MOAT, POLICY, advisories, popular, world};
 struct RunEnv {
     npm: FixtureRegistry,
     pypi: FixturePypi,
+    crates: FixtureCrates,
     advisories: moat_test_support::osv::AdvisoryDir,
     popular: moat_test_support::osv::PopularDir,
     data: tempfile::TempDir,
@@ -50,6 +52,7 @@ impl RunEnv {
         Self {
             npm: FixtureRegistry::start(world()),
             pypi: FixturePypi::start(crate::pypi::world()),
+            crates: FixtureCrates::start(crate::cargo::world()),
             advisories,
             popular,
             data,
@@ -73,6 +76,8 @@ impl RunEnv {
             self.npm.url().to_owned(),
             "--upstream-pypi".into(),
             format!("{}/simple", self.pypi.url()),
+            "--upstream-crates".into(),
+            format!("{}/index", self.crates.url()),
         ]
     }
 
@@ -427,4 +432,67 @@ fn ps_lists_a_running_session_and_stop_ends_it() {
         .assert_success()
         .json();
     assert_eq!(after, serde_json::json!([]));
+}
+
+/// The host's Rust toolchain, shown read-only inside: `(CARGO_HOME, RUSTUP_HOME)`.
+fn toolchain_dirs() -> (PathBuf, PathBuf) {
+    let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
+    let dir = |var: &str, default: &str| {
+        std::env::var_os(var).map_or_else(|| home.join(default), PathBuf::from)
+    };
+    (dir("CARGO_HOME", ".cargo"), dir("RUSTUP_HOME", ".rustup"))
+}
+
+#[test]
+fn cargo_in_a_session_is_steered_and_a_locked_blocked_version_is_refused() {
+    let env = RunEnv::start(POLICY);
+    let ws = env.workspace.path();
+    std::fs::write(
+        ws.join("Cargo.toml"),
+        "[package]\nname = \"ws\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ntinycrate = \"1\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(ws.join("src")).unwrap();
+    std::fs::write(ws.join("src/lib.rs"), "").unwrap();
+    let (cargo_home, rustup_home) = toolchain_dirs();
+    let path = format!(
+        "PATH={}/bin:/usr/local/bin:/usr/bin:/bin",
+        cargo_home.display()
+    );
+    let rustup = format!("RUSTUP_HOME={}", rustup_home.display());
+    let cargo_ro = cargo_home.to_string_lossy().into_owned();
+    let rustup_ro = rustup_home.to_string_lossy().into_owned();
+    let flags = [
+        "--ro",
+        cargo_ro.as_str(),
+        "--ro",
+        rustup_ro.as_str(),
+        "--env",
+        path.as_str(),
+        "--env",
+        rustup.as_str(),
+    ];
+    let fetched = env.run(&flags, &["cargo", "fetch"]);
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    let lock = std::fs::read_to_string(ws.join("Cargo.lock")).unwrap();
+    assert!(
+        lock.contains("name = \"tinycrate\"\nversion = \"1.1.0\""),
+        "{lock}"
+    );
+
+    // Pin the blocked version in the lockfile: resolution is skipped, the download refused.
+    let blocked = lock.replace(
+        &format!("version = \"1.1.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"{}\"", env.crates.cksum("tinycrate", "1.1.0")),
+        &format!("version = \"1.2.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"{}\"", env.crates.cksum("tinycrate", "1.2.0")),
+    );
+    assert_ne!(blocked, lock, "lockfile shape changed: {lock}");
+    std::fs::write(ws.join("Cargo.lock"), blocked).unwrap();
+    let refused = env.run(&flags, &["cargo", "fetch", "--locked"]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("moat: blocked tinycrate@1.2.0 (moat.vulnerable)"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(assert_recorded_under_sessions(&env.events(), 2).len(), 2);
 }
