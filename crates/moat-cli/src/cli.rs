@@ -73,10 +73,15 @@ pub enum Command {
     /// Run an agent session in a sandbox whose only way out is the gate.
     ///
     /// The command sees only the workspace (read-write), /usr, a minimal /etc, a fresh $HOME
-    /// and /tmp; its network has one address, 127.0.0.1:7070, bridged to a gate that serves
-    /// this session alone: npm, pip, uv and cargo are configured for it, HTTP(S)_PROXY admits
-    /// only the hosts in the policy's [egress] allow list, and ANTHROPIC_BASE_URL /
-    /// OPENAI_BASE_URL reach the LLM APIs with keys the sandbox never sees.
+    /// and /tmp; its network has one address, 127.0.0.1:7070, bridged to a socket the gate
+    /// serves for this session alone: npm, pip, uv and cargo are configured for it,
+    /// HTTP(S)_PROXY admits only the hosts in the policy's [egress] allow list, and
+    /// ANTHROPIC_BASE_URL / OPENAI_BASE_URL reach the LLM APIs with keys the sandbox never sees.
+    ///
+    /// When a `moat gate` serves the same --data-dir, the session uses it (through
+    /// DATA_DIR/gate.ctl; the address inside is then the gate's own port): its policy,
+    /// advisories, upstreams and LLM keys apply, and it records the session. Otherwise a gate
+    /// is started for the session with the options given here.
     ///
     /// Example: `moat run --agent claude -- claude -p "add a CSV export"`
     Run(Box<RunArgs>),
@@ -154,15 +159,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub dangerously_no_seccomp: bool,
 
-    /// Where `/llm/anthropic/` forwards, with ANTHROPIC_API_KEY from this (host) environment
-    /// added [default: https://api.anthropic.com].
-    #[arg(long, value_name = "URL")]
-    pub upstream_anthropic: Option<String>,
-
-    /// Where `/llm/openai/` forwards, with OPENAI_API_KEY from this (host) environment added
-    /// [default: https://api.openai.com].
-    #[arg(long, value_name = "URL")]
-    pub upstream_openai: Option<String>,
+    #[command(flatten)]
+    pub llm: LlmArgs,
 
     #[command(flatten)]
     pub sources: SourceArgs,
@@ -172,7 +170,21 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// Where the data a verdict depends on comes from; shared by `gate` and `why`.
+/// Where the LLM pass-through routes forward; shared by `gate` and `run`.
+#[derive(Debug, Args, Default)]
+pub struct LlmArgs {
+    /// Where `/llm/anthropic/` forwards, with ANTHROPIC_API_KEY from the gate's (host)
+    /// environment added [default: https://api.anthropic.com].
+    #[arg(long, value_name = "URL")]
+    pub upstream_anthropic: Option<String>,
+
+    /// Where `/llm/openai/` forwards, with OPENAI_API_KEY from the gate's (host) environment
+    /// added [default: https://api.openai.com].
+    #[arg(long, value_name = "URL")]
+    pub upstream_openai: Option<String>,
+}
+
+/// Where the data a verdict depends on comes from; shared by `gate`, `run` and `why`.
 #[derive(Debug, Args, Default)]
 pub struct SourceArgs {
     /// OSV dumps to load at start-up instead of the imported index: a directory holding
@@ -222,6 +234,9 @@ pub struct GateArgs {
     /// Serve fetched metadata for this many seconds before revalidating upstream [default: 300].
     #[arg(long, value_name = "SECS")]
     pub metadata_ttl: Option<u64>,
+
+    #[command(flatten)]
+    pub llm: LlmArgs,
 
     #[command(flatten)]
     pub sources: SourceArgs,

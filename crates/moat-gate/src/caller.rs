@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 /// The `moat run` session a unix-socket listener serves. Every request on that socket is
 /// attributed to it: its audit identity is `session:<id>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionContext {
     /// The session id, as recorded in the session-start event.
     pub id: String,

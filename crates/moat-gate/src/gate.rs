@@ -30,7 +30,7 @@ pub struct Gate {
     policy: Policy,
     advisories: AdvisoryDb,
     popular: HashMap<Ecosystem, PopularNames>,
-    audit: AuditLog,
+    pub(crate) audit: AuditLog,
     pub(crate) upstream: Upstream,
     /// The client of the LLM pass-through routes: no redirects, no whole-call timeout (streams
     /// may last minutes), an idle timeout instead.

@@ -15,6 +15,9 @@
 //! - The egress proxy (absolute-form requests and `CONNECT`) admits only the hosts of the
 //!   policy's `[egress] allow` list; everything else is a 403 by rule `moat.egress`. The LLM
 //!   pass-through routes add the real API key ([`LlmKeys`]) on the host side.
+//! - [`serve_control`]: the control socket (`<data-dir>/gate.ctl`) through which `moat run`
+//!   has a running gate serve its session (record its start and end, serve its socket);
+//!   [`ControlClient`] is the `moat run` side.
 //! - [`why::render_text`]: the full human explanation of a verdict.
 //!
 //! Upstream failure fails closed (502/504 with a reason); nothing broken is cached. This crate
@@ -24,6 +27,7 @@ mod cache;
 mod call;
 mod caller;
 mod config;
+pub mod control;
 mod crates;
 mod egress;
 mod error;
@@ -37,6 +41,7 @@ pub mod why;
 
 pub use caller::SessionContext;
 pub use config::{GateConfig, Limits, LlmKeys, LlmUpstream, Secret};
+pub use control::{CONTROL_SOCKET, ControlClient, ControlError, bind_control, serve_control};
 pub use error::GateError;
 pub use gate::Gate;
 pub use serve::{router, serve, serve_unix};

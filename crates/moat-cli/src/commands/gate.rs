@@ -4,9 +4,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moat_gate::{Gate, GateConfig};
+use moat_gate::{Gate, GateConfig, LlmKeys, LlmUpstream, Secret};
 
-use crate::cli::{GateArgs, GlobalArgs};
+use crate::cli::{GateArgs, GlobalArgs, LlmArgs};
 use crate::config::{Loaded, Sources};
 use crate::error::UserError;
 
@@ -19,6 +19,12 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Resu
         ))
         .hint("pass a writable --data-dir")
     })?;
+    // Before loading anything: one gate per data directory (the control socket is bound, and
+    // this checked again, once the data is loaded).
+    let control_path = data_dir.join(moat_gate::CONTROL_SOCKET);
+    if std::os::unix::net::UnixStream::connect(&control_path).is_ok() {
+        return Err(another_gate(&moat_gate::ControlError::InUse(control_path)).into());
+    }
     let started = Instant::now();
     let sources = Sources::load(loaded, &args.sources, &data_dir)?;
     for status in sources.advisories.status() {
@@ -64,22 +70,103 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Resu
         }
         let public_url =
             public_url.unwrap_or_else(|| format!("http://{address}")).trim_end_matches('/').to_owned();
+        // Without a control socket (a data dir path too long for a socket, say) the gate still
+        // serves its clients; `moat run` sessions then start gates of their own.
+        let control = match moat_gate::bind_control(&control_path) {
+            Ok(control) => Some(control),
+            Err(e @ moat_gate::ControlError::InUse(_)) => return Err(another_gate(&e).into()),
+            Err(e) => {
+                tracing::warn!("no control socket ({e}): `moat run` sessions will not use this gate");
+                None
+            }
+        };
         let config = GateConfig {
             upstream: upstream_config(&sources),
             metadata_ttl,
-            ..GateConfig::new(public_url.clone(), data_dir)
+            llm_keys: llm_keys(),
+            llm_upstream: llm_upstream(&args.llm),
+            ..GateConfig::new(public_url.clone(), data_dir.clone())
         };
-        let gate = Gate::new(config, sources.policy, sources.advisories, sources.popular, audit)?;
+        let gate = Arc::new(Gate::new(
+            config,
+            sources.policy,
+            sources.advisories,
+            sources.popular,
+            audit.clone(),
+        )?);
         eprintln!("moat gate listening on http://{address}");
         eprintln!("  npm:    npm config set registry {public_url}/npm/");
         eprintln!("  pip:    pip install --index-url {public_url}/pypi/simple/ PACKAGE");
         eprintln!("  uv:     uv pip install --index-url {public_url}/pypi/simple/ PACKAGE");
         eprintln!("  cargo:  [source.crates-io] replace-with = \"moat\"; [source.moat] registry = \"sparse+{public_url}/crates/index/\"");
         eprintln!("  why:    moat why npm NAME@VERSION  (or {public_url}/-/why/npm/NAME/VERSION)");
-        moat_gate::serve(listener, Arc::new(gate), shutdown_signal()).await?;
+        if control.is_some() {
+            eprintln!(
+                "  agents: moat run --data-dir {} -- COMMAND  (sessions use this gate through {})",
+                data_dir.display(),
+                control_path.display()
+            );
+        }
+        // One signal stops both the HTTP server and the control socket (which ends the open
+        // sessions and records their ends).
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        };
+        let control = control.map(|control| {
+            tokio::spawn(moat_gate::serve_control(
+                control,
+                Arc::clone(&gate),
+                until_stopped(stopped.clone()),
+            ))
+        });
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let served = moat_gate::serve(listener, gate, until_stopped(stopped)).await;
+        if let Some(control) = control {
+            if let Ok(Err(err)) = control.await {
+                tracing::warn!(error = %err, "control socket");
+            }
+        }
+        audit.shutdown().await;
+        served?;
         eprintln!("moat gate stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn another_gate(error: &moat_gate::ControlError) -> UserError {
+    UserError::new(error.to_string()).hint(
+        "one gate per data directory (one audit writer): stop the other one, or pass another --data-dir",
+    )
+}
+
+/// LLM API keys from the host environment, for the gate's pass-through routes only.
+pub fn llm_keys() -> LlmKeys {
+    let key = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+    };
+    LlmKeys {
+        anthropic: key("ANTHROPIC_API_KEY"),
+        openai: key("OPENAI_API_KEY"),
+    }
+}
+
+/// Where the LLM pass-through routes forward.
+pub fn llm_upstream(args: &LlmArgs) -> LlmUpstream {
+    let mut upstream = LlmUpstream::default();
+    if let Some(url) = &args.upstream_anthropic {
+        upstream.anthropic.clone_from(url);
+    }
+    if let Some(url) = &args.upstream_openai {
+        upstream.openai.clone_from(url);
+    }
+    upstream
 }
 
 /// Upstream settings, with proxies taken from the usual environment variables.

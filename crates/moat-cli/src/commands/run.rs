@@ -1,7 +1,11 @@
 //! `moat run -- COMMAND…`: one agent session in a sandbox whose only way out is a gate serving
 //! this session alone, recorded from start to end in the audit log.
 //!
-//! Order: load the gate's sources and probe the host (refusing when an isolation property is
+//! The gate: a `moat gate` that serves the same data directory when one runs (asked through
+//! `<data-dir>/gate.ctl` to serve the session and record its start and end: one audit writer
+//! per data directory), else a gate built here from the sources given.
+//!
+//! Order: find or build the gate → probe the host (refusing when an isolation property is
 //! missing and not waived) → open the session (socket, audit `session-start`) → run the sandbox
 //! → record `session-end` → exit with the agent's status.
 
@@ -12,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moat_audit::{AuditLog, Event, SessionEnd, SessionStart};
-use moat_gate::{Gate, GateConfig, LlmKeys, LlmUpstream, Secret, SessionContext};
+use moat_gate::{ControlClient, Gate, GateConfig, SessionContext};
 use moat_sandbox::{Limits, Property, Spec};
 
 use crate::cli::{GlobalArgs, RunArgs};
@@ -45,9 +49,6 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
         waived.push(Property::Seccomp);
     }
     let secrets = read_secrets(&args.secrets)?;
-    let sources = Sources::load(loaded, &args.sources, &data_dir)?;
-    let policy_revision = sources.policy.revision().to_owned();
-
     let session = SessionContext {
         id: new_session_id()?,
         agent: args
@@ -56,79 +57,43 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
             .unwrap_or_else(|| agent_name(&args.command)),
         operator: args.operator.clone().unwrap_or_else(host_user),
     };
+    let runtime = super::runtime()?;
+    let (mut gate, gate_port) = session_gate(&runtime, loaded, &args, &data_dir)?;
+    let public_url = format!("http://127.0.0.1:{gate_port}");
     let session_dir = data_dir.join("sessions").join(&session.id);
-    std::fs::create_dir_all(&session_dir)?;
-    let socket = session_dir.join("gate.sock");
-    let audit = AuditLog::open(&data_dir.join("audit.db")).map_err(|e| {
-        UserError::new(format!("cannot open the audit log: {e}"))
-            .hint("a session is recorded before it starts; it will not start without its log")
-    })?;
-    let public_url = format!("http://127.0.0.1:{GATE_PORT}");
-    let mut llm_upstream = LlmUpstream::default();
-    if let Some(url) = &args.upstream_anthropic {
-        llm_upstream.anthropic = url.clone();
-    }
-    if let Some(url) = &args.upstream_openai {
-        llm_upstream.openai = url.clone();
-    }
-    let config = GateConfig {
-        llm_keys: llm_keys(),
-        llm_upstream,
-        upstream: super::gate::upstream_config(&sources),
-        ..GateConfig::new(public_url.clone(), data_dir.clone())
-    };
 
-    let spec = Spec {
+    let mut spec = Spec {
         command: args.command.clone(),
         env: environment(&args.env, &public_url)?,
         workspace: workspace.clone(),
         home: PathBuf::from(HOME),
         home_files: home_files(&public_url),
         ro_paths: args.ro_paths.clone(),
-        gate_socket: socket.clone(),
-        gate_port: GATE_PORT,
+        gate_socket: session_dir.join(moat_gate::control::SESSION_SOCKET),
+        gate_port,
         limits,
         allow_missing: waived.clone(),
         stdin_prefix: secrets_frame(&secrets),
     };
     let init = std::env::current_exe()?;
 
-    let outcome = super::runtime()?.block_on(async move {
-        let gate = Gate::new(
-            config,
-            sources.policy,
-            sources.advisories,
-            sources.popular,
-            audit.clone(),
-        )?;
-        let listener = tokio::net::UnixListener::bind(&socket)
-            .map_err(|e| UserError::new(format!("cannot listen on {}: {e}", socket.display())))?;
-        let (stop_gate, gate_stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(moat_gate::serve_unix(
-            listener,
-            Arc::new(gate),
-            session.clone(),
-            async move {
-                let _ = gate_stopped.await;
-            },
-        ));
+    let outcome = runtime.block_on(async move {
         let report = moat_sandbox::probe();
         let enforced = report.enforceable(&spec);
-        audit
-            .append(Event::SessionStart(SessionStart {
-                time: jiff::Timestamp::now(),
-                session: session.id.clone(),
-                operator: session.operator.clone(),
-                agent: session.agent.clone(),
-                command: spec.command.clone(),
-                workspace: workspace.display().to_string(),
-                backend: "embedded".to_owned(),
-                policy: policy_revision,
-                host: host_name(),
-                enforced: enforced.clone(),
-                waived: waived.iter().map(|p| p.to_string()).collect(),
-            }))
-            .await?;
+        let start = SessionStart {
+            time: jiff::Timestamp::now(),
+            session: session.id.clone(),
+            operator: session.operator.clone(),
+            agent: session.agent.clone(),
+            command: spec.command.clone(),
+            workspace: workspace.display().to_string(),
+            backend: "embedded".to_owned(),
+            policy: gate.policy(),
+            host: host_name(),
+            enforced: enforced.clone(),
+            waived: waived.iter().map(|p| p.to_string()).collect(),
+        };
+        spec.gate_socket = gate.open(&session, &session_dir, start).await?;
         write_session_file(&session_dir, &session, &spec.command)?;
         eprintln!(
             "moat: session {} ({} for {}) in {}",
@@ -142,9 +107,24 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
         // session is still recorded as ended.
         let stop = moat_sandbox::Stop::new()?;
         let signals = tokio::spawn(stop_on_signal(stop.clone()));
-        let result =
-            tokio::task::spawn_blocking(move || moat_sandbox::run_with_stop(&spec, &init, &stop))
-                .await?;
+        let sandbox_stop = stop.clone();
+        let sandbox = tokio::task::spawn_blocking(move || {
+            moat_sandbox::run_with_stop(&spec, &init, &sandbox_stop)
+        });
+        tokio::pin!(sandbox);
+        // A running gate that shuts down ends the session (and records its end): without the
+        // gate the sandbox has no way out, so it stops too.
+        let (result, ended_by_gate) = tokio::select! {
+            result = &mut sandbox => (result?, false),
+            () = gate.ended_by_gate() => {
+                eprintln!(
+                    "moat: the gate closed session {}'s control connection (it stopped); stopping the sandbox",
+                    session.id
+                );
+                stop.stop();
+                (sandbox.await?, true)
+            }
+        };
         signals.abort();
         let end = match &result {
             Ok(outcome) => SessionEnd {
@@ -170,11 +150,13 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
                 reason: Some(format!("sandbox failed: {err}")),
             },
         };
-        audit.append(Event::SessionEnd(end)).await?;
-        let _ = stop_gate.send(());
-        let _ = server.await;
-        audit.shutdown().await;
+        let closed = if ended_by_gate {
+            Ok(())
+        } else {
+            gate.close(end).await
+        };
         let _ = std::fs::remove_dir_all(&session_dir);
+        closed?;
         Ok::<_, anyhow::Error>(result?)
     })?;
     Ok(match (outcome.exit_code, outcome.signal) {
@@ -184,6 +166,232 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
         }
         (None, None) => ExitCode::from(1),
     })
+}
+
+/// The gate that serves a session: a running `moat gate` on the same data directory (reached
+/// through its control socket), or one of the session's own, in this process.
+enum SessionGate {
+    /// A `moat gate` process serves the session and records its start and end.
+    Running(ControlClient),
+    /// This process serves the session and writes the audit log itself.
+    InProcess {
+        gate: Arc<Gate>,
+        audit: AuditLog,
+        policy: String,
+        /// The session listener's stop switch and accept loop, once opened.
+        server: Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<std::io::Result<()>>,
+        )>,
+    },
+}
+
+/// Use the gate that serves `data_dir` when one runs; otherwise load the sources and build a
+/// gate for this session. Returns the gate and the port the sandbox reaches it at.
+fn session_gate(
+    runtime: &tokio::runtime::Runtime,
+    loaded: &Loaded,
+    args: &RunArgs,
+    data_dir: &Path,
+) -> anyhow::Result<(SessionGate, u16)> {
+    let control = data_dir.join(moat_gate::CONTROL_SOCKET);
+    let running = runtime
+        .block_on(ControlClient::connect(&control))
+        .map_err(|e| {
+            UserError::new(format!(
+                "a gate answers on {} but cannot serve this session: {e}",
+                control.display()
+            ))
+            .hint(
+                "stop that gate (or fix it) and run again: a second gate on one data directory \
+                 would be a second audit writer",
+            )
+        })?;
+    if let Some(client) = running {
+        let hello = client.hello();
+        eprintln!(
+            "moat: using the running gate (pid {}, {}) that serves {}",
+            hello.pid,
+            hello.public_url,
+            data_dir.display()
+        );
+        let ignored = ignored_flags(args);
+        if !ignored.is_empty() {
+            eprintln!(
+                "moat: warning: {} ignored: the running gate's policy, advisories and upstreams apply",
+                ignored.join(", ")
+            );
+        }
+        if ["ANTHROPIC_API_KEY", "OPENAI_API_KEY"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+        {
+            eprintln!(
+                "moat: note: the LLM pass-through uses the API keys of the running gate's environment, not this one's"
+            );
+        }
+        let port = sandbox_port(&hello.public_url).unwrap_or_else(|| {
+            eprintln!(
+                "moat: warning: the running gate's public URL {} is not http://127.0.0.1:PORT; \
+                 the sandbox reaches the gate at 127.0.0.1:{GATE_PORT}, and URLs the gate \
+                 rewrites (tarballs, why links) may not resolve inside",
+                hello.public_url
+            );
+            GATE_PORT
+        });
+        return Ok((SessionGate::Running(client), port));
+    }
+    let sources = Sources::load(loaded, &args.sources, data_dir)?;
+    let policy = sources.policy.revision().to_owned();
+    let audit = AuditLog::open(&data_dir.join("audit.db")).map_err(|e| {
+        UserError::new(format!("cannot open the audit log: {e}"))
+            .hint("a session is recorded before it starts; it will not start without its log")
+    })?;
+    let config = GateConfig {
+        llm_keys: super::gate::llm_keys(),
+        llm_upstream: super::gate::llm_upstream(&args.llm),
+        upstream: super::gate::upstream_config(&sources),
+        ..GateConfig::new(format!("http://127.0.0.1:{GATE_PORT}"), data_dir)
+    };
+    let gate = {
+        let _runtime = runtime.enter();
+        Gate::new(
+            config,
+            sources.policy,
+            sources.advisories,
+            sources.popular,
+            audit.clone(),
+        )?
+    };
+    let gate = SessionGate::InProcess {
+        gate: Arc::new(gate),
+        audit,
+        policy,
+        server: None,
+    };
+    Ok((gate, GATE_PORT))
+}
+
+impl SessionGate {
+    /// The revision of the policy the gate decides with.
+    fn policy(&self) -> String {
+        match self {
+            SessionGate::Running(client) => client.hello().policy.clone(),
+            SessionGate::InProcess { policy, .. } => policy.clone(),
+        }
+    }
+
+    /// Serve the session and record its start; returns the session's socket.
+    async fn open(
+        &mut self,
+        session: &SessionContext,
+        session_dir: &Path,
+        start: SessionStart,
+    ) -> anyhow::Result<PathBuf> {
+        match self {
+            SessionGate::Running(client) => {
+                let opened = client.open(session, start).await.map_err(|e| {
+                    UserError::new(format!("the running gate did not open the session: {e}"))
+                })?;
+                Ok(opened.socket)
+            }
+            SessionGate::InProcess {
+                gate,
+                audit,
+                server,
+                ..
+            } => {
+                std::fs::create_dir_all(session_dir)?;
+                let socket = session_dir.join(moat_gate::control::SESSION_SOCKET);
+                let listener = tokio::net::UnixListener::bind(&socket).map_err(|e| {
+                    UserError::new(format!("cannot listen on {}: {e}", socket.display()))
+                })?;
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let served = tokio::spawn(moat_gate::serve_unix(
+                    listener,
+                    Arc::clone(gate),
+                    session.clone(),
+                    async move {
+                        let _ = stopped.await;
+                    },
+                ));
+                *server = Some((stop, served));
+                audit.append(Event::SessionStart(start)).await?;
+                Ok(socket)
+            }
+        }
+    }
+
+    /// Resolves when a running gate ends the session on its own (it shut down); never for a
+    /// gate in this process.
+    async fn ended_by_gate(&mut self) {
+        match self {
+            SessionGate::Running(client) => client.ended_by_gate().await,
+            SessionGate::InProcess { .. } => std::future::pending().await,
+        }
+    }
+
+    /// Record the session's end and stop serving it.
+    async fn close(self, end: SessionEnd) -> anyhow::Result<()> {
+        match self {
+            SessionGate::Running(client) => match client.close(end).await {
+                Ok(()) => Ok(()),
+                Err(e @ moat_gate::ControlError::Refused(_)) => Err(UserError::new(format!(
+                    "the running gate did not record the session end: {e}"
+                ))
+                .into()),
+                Err(e) => {
+                    eprintln!(
+                        "moat: warning: the running gate went away before the session end was recorded ({e}); it records the end itself when it can"
+                    );
+                    Ok(())
+                }
+            },
+            SessionGate::InProcess { audit, server, .. } => {
+                let recorded = audit.append(Event::SessionEnd(end)).await;
+                if let Some((stop, served)) = server {
+                    let _ = stop.send(());
+                    let _ = served.await;
+                }
+                audit.shutdown().await;
+                recorded?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The flags a running gate does not take from `moat run`.
+fn ignored_flags(args: &RunArgs) -> Vec<&'static str> {
+    let sources = &args.sources;
+    [
+        ("--advisories", sources.advisories.is_some()),
+        ("--popular", sources.popular.is_some()),
+        ("--policy", sources.policy.is_some()),
+        ("--upstream-npm", sources.upstream_npm.is_some()),
+        ("--upstream-pypi", sources.upstream_pypi.is_some()),
+        ("--upstream-crates", sources.upstream_crates.is_some()),
+        ("--upstream-timeout", sources.upstream_timeout.is_some()),
+        (
+            "--upstream-anthropic",
+            args.llm.upstream_anthropic.is_some(),
+        ),
+        ("--upstream-openai", args.llm.upstream_openai.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect()
+}
+
+/// The port a running gate's public URL names, when the sandbox can reach it there: an
+/// `http://127.0.0.1:PORT` (or `localhost`) URL. The gate writes that URL into the metadata it
+/// rewrites, so the sandbox must answer at the same address.
+fn sandbox_port(public_url: &str) -> Option<u16> {
+    let url = reqwest::Url::parse(public_url).ok()?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost"));
+    (url.scheme() == "http" && loopback)
+        .then(|| url.port_or_known_default())
+        .flatten()
 }
 
 /// Stop the sandbox on SIGTERM or SIGINT.
@@ -332,20 +540,6 @@ fn secrets_frame(secrets: &[(String, String)]) -> Option<Vec<u8>> {
     frame.extend(serde_json::to_vec(&map).unwrap_or_default());
     frame.push(b'\n');
     Some(frame)
-}
-
-/// LLM API keys from the host environment, for the gate's pass-through routes only.
-fn llm_keys() -> LlmKeys {
-    let key = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .map(Secret::new)
-    };
-    LlmKeys {
-        anthropic: key("ANTHROPIC_API_KEY"),
-        openai: key("OPENAI_API_KEY"),
-    }
 }
 
 /// `2G`, `512M`, `64k`, `1000000` → bytes.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use moat_test_support::crates::FixtureCrates;
-use moat_test_support::gate::{MoatOutput, run_moat};
+use moat_test_support::gate::{GateArgs, MoatGate, MoatOutput, run_moat};
 use moat_test_support::npm::FixtureRegistry;
 use moat_test_support::pypi::FixturePypi;
 use serde_json::Value;
@@ -113,6 +113,65 @@ impl RunEnv {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+
+    /// A `moat gate` serving this world's data dir with `policy`, on a free port.
+    fn gate(&self, policy: &str) -> MoatGate {
+        let args = GateArgs::new(
+            self.npm.url(),
+            self.advisories.path(),
+            self.popular.path(),
+            policy,
+        )
+        .data_dir(self.data.path())
+        .arg("--upstream-pypi")
+        .arg(&format!("{}/simple", self.pypi.url()))
+        .arg("--upstream-crates")
+        .arg(&format!("{}/index", self.crates.url()));
+        MoatGate::start(Path::new(MOAT), args)
+    }
+
+    /// `moat run --data-dir DATA --workspace WS --agent … --operator … -- command…` (no source
+    /// flags: a running gate brings its own), spawned.
+    fn spawn_bare(&self, command: &[&str]) -> std::process::Child {
+        let data = self.data.path().to_string_lossy().into_owned();
+        let workspace = self.workspace.path().to_string_lossy().into_owned();
+        let mut args = vec![
+            "run",
+            "--data-dir",
+            &data,
+            "--workspace",
+            &workspace,
+            "--agent",
+            "e2e-agent",
+            "--operator",
+            "alice",
+            "--",
+        ];
+        args.extend(command);
+        std::process::Command::new(MOAT)
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits (bounded) until `moat ps` lists a session; returns the listing.
+    fn wait_for_session(&self) -> Value {
+        let data = self.data.path().to_string_lossy().into_owned();
+        for _ in 0..300 {
+            let listed = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
+                .assert_success()
+                .json();
+            if listed.as_array().is_some_and(|a| !a.is_empty()) {
+                return listed;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("no session showed up in `moat ps`");
     }
 
     fn events(&self) -> Vec<Value> {
@@ -495,4 +554,216 @@ fn cargo_in_a_session_is_steered_and_a_locked_blocked_version_is_refused() {
         text(&refused)
     );
     assert_eq!(assert_recorded_under_sessions(&env.events(), 2).len(), 2);
+}
+
+/// The revision `moat policy check` reports for a policy file.
+fn policy_revision(file: &Path) -> String {
+    let file = file.to_string_lossy().into_owned();
+    let checked = run_moat(Path::new(MOAT), &["policy", "check", "--json", &file]);
+    checked.assert_success().json()["revision"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{checked}"))
+        .to_owned()
+}
+
+/// Waits (bounded) for a child to exit.
+fn wait_bounded(child: &mut std::process::Child) -> std::process::ExitStatus {
+    for _ in 0..600 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("moat run did not exit");
+}
+
+/// With a `moat gate` serving the data dir, `moat run` uses it: the gate's policy decides, the
+/// gate records the session (one audit writer), and the session's flags that only a gate of
+/// its own would use are reported as ignored.
+#[test]
+fn a_running_gate_serves_the_session_and_records_it() {
+    let env = RunEnv::start(POLICY);
+    // The gate's policy differs from the one `moat run` is given: its revision shows whose
+    // policy decided.
+    let gate_policy = format!(
+        "{POLICY}\n[[deny]]\npackage = \"npm:left-pad-gate-only\"\nreason = \"gate-only rule\"\n"
+    );
+    let gate = env.gate(&gate_policy);
+    let gate_revision = policy_revision(&gate.policy_path());
+    assert_ne!(gate_revision, policy_revision(&env.policy));
+
+    let refused = env.run(
+        &[],
+        &[
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "minimist@1.2.5",
+        ],
+    );
+    let all = text(&refused);
+    assert!(!refused.status.success(), "{all}");
+    assert!(
+        all.contains("moat: blocked minimist@1.2.5 (moat.vulnerable)"),
+        "{all}"
+    );
+    assert!(all.contains("moat: using the running gate (pid"), "{all}");
+    assert!(
+        all.contains("--advisories, --popular, --policy, --upstream-npm")
+            && all.contains("ignored: the running gate's policy"),
+        "{all}"
+    );
+    // A loose range resolves through the gate's own port inside the sandbox (the rewritten
+    // tarball URLs name it).
+    let loose = env.run(
+        &[],
+        &[
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "minimist@^1.2.0",
+        ],
+    );
+    assert!(loose.status.success(), "{}", text(&loose));
+    let installed: Value = serde_json::from_slice(
+        &std::fs::read(
+            env.workspace
+                .path()
+                .join("node_modules/minimist/package.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(installed["version"], "1.2.8");
+
+    let events = env.events();
+    let sessions = assert_recorded_under_sessions(&events, 2);
+    assert_eq!(sessions.len(), 2);
+    for start in events.iter().filter(|e| e["type"] == "session-start") {
+        assert_eq!(start["policy"], gate_revision.as_str(), "{start}");
+    }
+    assert!(
+        events.iter().any(|e| e["type"] == "decision"
+            && e["package"] == "minimist"
+            && e["version"] == "1.2.5"
+            && e["action"] == "block"
+            && e["identity"] == format!("session:{}", sessions[0]).as_str()),
+        "{events:?}"
+    );
+    // The gate opened and ended both sessions.
+    let log = gate.output();
+    for session in &sessions {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("session opened") && l.contains(session.as_str())),
+            "{log}"
+        );
+        assert!(
+            log.lines()
+                .any(|l| l.contains("session ended") && l.contains(session.as_str())),
+            "{log}"
+        );
+    }
+    assert!(!env.data.path().join("sessions").join(&sessions[0]).exists());
+}
+
+/// A session served by a running gate is listed by `moat ps` while it runs, its socket is the
+/// gate's, and `moat stop` ends it with the end recorded by the gate.
+#[test]
+fn ps_and_stop_work_for_a_session_served_by_a_running_gate() {
+    let env = RunEnv::start(POLICY);
+    let gate = env.gate(POLICY);
+    let mut child = env.spawn_bare(&["sleep", "60"]);
+    let listed = env.wait_for_session();
+    let session = listed[0]["session"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .to_owned();
+    assert_eq!(listed[0]["agent"], "e2e-agent");
+    assert_eq!(listed[0]["operator"], "alice");
+    let socket = env
+        .data
+        .path()
+        .join("sessions")
+        .join(&session)
+        .join("gate.sock");
+    assert!(socket.exists(), "{}", socket.display());
+    let data = env.data.path().to_string_lossy().into_owned();
+    run_moat(Path::new(MOAT), &["stop", &session, "--data-dir", &data]).assert_success();
+    let status = wait_bounded(&mut child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("moat: using the running gate"), "{stderr}");
+    assert!(!stderr.contains("ignored"), "{stderr}");
+    let events = env.events();
+    let end = events
+        .iter()
+        .find(|e| e["type"] == "session-end" && e["session"] == session.as_str())
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(end["reason"], "stopped", "{end}");
+    assert_recorded_under_sessions(&events, 0);
+    assert!(gate.output().contains(&session), "{}", gate.output());
+    let after = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
+        .assert_success()
+        .json();
+    assert_eq!(after, serde_json::json!([]));
+    assert!(!socket.exists());
+}
+
+/// When the running gate goes away mid-session, the sandbox has no way out left: `moat run`
+/// stops it and says why.
+#[test]
+fn the_session_stops_when_its_gate_goes_away() {
+    let env = RunEnv::start(POLICY);
+    let mut gate = env.gate(POLICY);
+    let mut child = env.spawn_bare(&["sleep", "60"]);
+    env.wait_for_session();
+    gate.stop();
+    let status = wait_bounded(&mut child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("control connection (it stopped); stopping the sandbox"),
+        "{stderr}"
+    );
+}
+
+/// A control socket left by a gate that no longer runs is not a gate: `moat run` starts one of
+/// its own and records the session itself.
+#[test]
+fn a_stale_control_socket_falls_back_to_a_gate_of_its_own() {
+    let env = RunEnv::start(POLICY);
+    let control = env.data.path().join("gate.ctl");
+    drop(std::os::unix::net::UnixListener::bind(&control).unwrap());
+    assert!(control.exists());
+    let output = env.run(&[], &["sh", "-c", "echo inside; exit 3"]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+    assert!(output.stdout.contains("inside"));
+    assert!(
+        !text(&output).contains("using the running gate"),
+        "{}",
+        text(&output)
+    );
+    let events = env.events();
+    assert_eq!(assert_recorded_under_sessions(&events, 0).len(), 1);
+    let end = events
+        .iter()
+        .find(|e| e["type"] == "session-end")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(end["exit_code"], 3);
 }

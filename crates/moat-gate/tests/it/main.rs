@@ -2,6 +2,7 @@
 //! small in-test upstream, driven over raw sockets so that every URL spelling reaches the gate
 //! exactly as written.
 
+mod control;
 mod egress;
 mod invariants;
 mod llm;

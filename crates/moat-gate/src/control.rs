@@ -1,0 +1,642 @@
+//! The control socket of a long-running gate: `moat run` asks the gate that already serves a
+//! data directory to serve its session, so that one process (and one audit writer) holds the
+//! data directory.
+//!
+//! The socket is `<data-dir>/gate.ctl` (mode 0600; connections from another user are
+//! refused). One connection per session, newline-delimited JSON:
+//!
+//! 1. gate → client, on connect: [`Hello`] (`{"moat":"gate","pid":…,"public_url":…,"policy":…}`);
+//! 2. client → gate: `{"op":"open","session":{"id","agent","operator"},"start":<SessionStart>}`.
+//!    The gate binds `<data-dir>/sessions/<id>/gate.sock`, appends the `session-start` event
+//!    (with its own policy revision: the one it decides with), serves the socket with the
+//!    session's identity, and answers [`Reply`] `{"ok":true,"socket":…,"policy":…}` or
+//!    `{"ok":false,"error":…}` (then closes the connection);
+//! 3. client → gate: `{"op":"close","end":<SessionEnd>}`. The gate stops the session's
+//!    listener (open connections drain), appends the `session-end` event, removes
+//!    `sessions/<id>/`, and answers `{"ok":true}`.
+//!
+//! When the connection drops without a close (`moat run` crashed or was killed), the gate ends
+//! the session itself with the reason `moat run disconnected`; when the gate shuts down with
+//! sessions open, it ends each with `gate stopped` and closes their connections, which tells
+//! `moat run` to stop its sandbox. Either way every recorded start has its end, and the end is
+//! the session's last event.
+//!
+//! [`ControlClient`] is the `moat run` side.
+
+use std::collections::HashSet;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use moat_audit::{Event, SessionEnd, SessionStart};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::{Gate, SessionContext};
+
+/// The control socket's file name in the data directory.
+pub const CONTROL_SOCKET: &str = "gate.ctl";
+/// A session's socket file name in `<data-dir>/sessions/<id>/`.
+pub const SESSION_SOCKET: &str = "gate.sock";
+/// The longest message line either side accepts.
+const MAX_MESSAGE: u64 = 64 * 1024;
+/// How long a client may take to send its `open` (and to answer the hello).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `moat run` waits for the gate's hello and for each answer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The gate's first line on every control connection.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Hello {
+    /// Always `gate`.
+    pub moat: String,
+    /// The gate's process id.
+    pub pid: u32,
+    /// The URL the gate writes into rewritten metadata (tarball URLs, `why` links); a session
+    /// must reach the gate at this address.
+    pub public_url: String,
+    /// The revision of the policy the gate decides with.
+    pub policy: String,
+}
+
+/// What the client asks.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// Serve this session and record its start.
+    Open {
+        session: SessionContext,
+        start: Box<SessionStart>,
+    },
+    /// Record the session's end and stop serving it.
+    Close { end: SessionEnd },
+}
+
+/// The gate's answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    /// The session's socket (answer to `open`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
+    /// The policy revision recorded in the session start (answer to `open`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Why the request failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    fn failed(error: impl Into<String>) -> Reply {
+        Reply {
+            error: Some(error.into()),
+            ..Reply::default()
+        }
+    }
+}
+
+/// A control-socket failure, on either side.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// Another live gate already answers on the control socket.
+    #[error("another moat gate already serves this data directory (it answers on {0})")]
+    InUse(PathBuf),
+    /// The socket could not be bound, connected, read or written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The other side said something this side does not understand, or nothing in time.
+    #[error("control protocol: {0}")]
+    Protocol(String),
+    /// The gate refused the request.
+    #[error("{0}")]
+    Refused(String),
+    /// The gate closed the connection.
+    #[error("the gate closed the control connection")]
+    Closed,
+}
+
+/// Bind the control socket at `path` (`<data-dir>/gate.ctl`), mode 0600. A file left there by
+/// a gate that no longer runs (nothing answers on it) is removed first; a live gate's is left
+/// alone ([`ControlError::InUse`]). Call within a tokio runtime.
+pub fn bind_control(path: &Path) -> Result<UnixListener, ControlError> {
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => return Err(ControlError::InUse(path.to_owned())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path)?;
+        }
+        Err(err) => {
+            return Err(ControlError::Io(std::io::Error::new(
+                err.kind(),
+                format!("{}: {err}", path.display()),
+            )));
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(|err| {
+        std::io::Error::new(err.kind(), format!("cannot bind {}: {err}", path.display()))
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serve the control socket until `shutdown` completes: each connection may open one session
+/// on `gate` (see the module documentation). On shutdown, sessions still open are ended
+/// (`gate stopped`) and their listeners stopped; then the socket file is removed.
+pub async fn serve_control(
+    listener: UnixListener,
+    gate: Arc<Gate>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let path = listener.local_addr()?.as_pathname().map(Path::to_path_buf);
+    // Only the user the gate runs as may open sessions (the socket's mode says so too).
+    let owner = match &path {
+        Some(path) => Some(std::fs::metadata(path)?.uid()),
+        None => None,
+    };
+    let active: Active = Arc::default();
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "control socket: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Some(owner) = owner {
+            match stream.peer_cred() {
+                Ok(cred) if cred.uid() == owner => {}
+                Ok(cred) => {
+                    tracing::warn!(uid = cred.uid(), "control socket: refused another user");
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "control socket: no peer credentials");
+                    continue;
+                }
+            }
+        }
+        let connection = Connection {
+            gate: Arc::clone(&gate),
+            active: Arc::clone(&active),
+            stopped: stopped.clone(),
+        };
+        connections.spawn(connection.serve(stream));
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    // Each open session drains its listener (bounded by the shutdown timeout) and records its
+    // end; give them that long, plus time to write.
+    let grace = gate.config.limits.shutdown_timeout + Duration::from_secs(5);
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("control socket: sessions did not end in time");
+        connections.abort_all();
+    }
+    if let Some(path) = path {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Session ids open on this gate.
+type Active = Arc<Mutex<HashSet<String>>>;
+
+/// One control connection.
+struct Connection {
+    gate: Arc<Gate>,
+    active: Active,
+    stopped: watch::Receiver<bool>,
+}
+
+/// A session this gate serves.
+struct Served {
+    session: SessionContext,
+    dir: PathBuf,
+    opened: Instant,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// How a served session ended.
+enum Ending {
+    Closed(Box<SessionEnd>),
+    Disconnected,
+    GateStopped,
+    Protocol(String),
+}
+
+impl Connection {
+    async fn serve(mut self, stream: UnixStream) {
+        let (read, mut write) = stream.into_split();
+        let mut read = tokio::io::BufReader::new(read);
+        let hello = Hello {
+            moat: "gate".to_owned(),
+            pid: std::process::id(),
+            public_url: self.gate.config.public_url.clone(),
+            policy: self.gate.policy().revision().to_owned(),
+        };
+        if send(&mut write, &hello).await.is_err() {
+            return;
+        }
+        let request = tokio::time::timeout(OPEN_TIMEOUT, read_message::<Request>(&mut read)).await;
+        let (session, start) = match request {
+            Ok(Ok(Some(Request::Open { session, start }))) => (session, *start),
+            Ok(Ok(Some(Request::Close { .. }))) => {
+                let _ = send(&mut write, &Reply::failed("no session is open")).await;
+                return;
+            }
+            Ok(Ok(None)) => return,
+            Ok(Err(err)) => {
+                let _ = send(&mut write, &Reply::failed(err.to_string())).await;
+                return;
+            }
+            Err(_) => {
+                let _ = send(&mut write, &Reply::failed("no request in time")).await;
+                return;
+            }
+        };
+        let served = match self.open(session, start).await {
+            Ok(served) => served,
+            Err(error) => {
+                let _ = send(&mut write, &Reply::failed(error)).await;
+                return;
+            }
+        };
+        let opened = Reply {
+            ok: true,
+            socket: Some(served.dir.join(SESSION_SOCKET)),
+            policy: Some(self.gate.policy().revision().to_owned()),
+            error: None,
+        };
+        let answered = send(&mut write, &opened).await.is_ok();
+        let ending = if answered {
+            tokio::select! {
+                message = read_message::<Request>(&mut read) => match message {
+                    Ok(Some(Request::Close { end })) => Ending::Closed(Box::new(end)),
+                    Ok(Some(Request::Open { .. })) => {
+                        Ending::Protocol("a second open on one connection".to_owned())
+                    }
+                    Ok(None) => Ending::Disconnected,
+                    Err(ControlError::Protocol(problem)) => Ending::Protocol(problem),
+                    Err(_) => Ending::Disconnected,
+                },
+                _ = self.stopped.wait_for(|stopped| *stopped) => Ending::GateStopped,
+            }
+        } else {
+            Ending::Disconnected
+        };
+        let reply = self.close(served, ending).await;
+        if let Some(reply) = reply {
+            let _ = send(&mut write, &reply).await;
+        }
+        let _ = write.shutdown().await;
+    }
+
+    /// Bind the session's socket, record the start, serve the socket.
+    async fn open(
+        &mut self,
+        session: SessionContext,
+        mut start: SessionStart,
+    ) -> Result<Served, String> {
+        if !valid_session_id(&session.id) {
+            return Err(format!(
+                "invalid session id {:?}: 1 to 64 letters, digits, '-' or '_'",
+                session.id
+            ));
+        }
+        if !self
+            .active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(session.id.clone())
+        {
+            return Err(format!("session {} is already open", session.id));
+        }
+        let opened = self.bind_and_record(&session, &mut start).await;
+        if opened.is_err() {
+            self.forget(&session.id);
+        }
+        let (dir, listener) = opened?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::serve_unix(
+            listener,
+            Arc::clone(&self.gate),
+            session.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        tracing::info!(session = %session.id, agent = %session.agent, operator = %session.operator, "session opened");
+        Ok(Served {
+            session,
+            dir,
+            opened: Instant::now(),
+            stop,
+            server,
+        })
+    }
+
+    async fn bind_and_record(
+        &self,
+        session: &SessionContext,
+        start: &mut SessionStart,
+    ) -> Result<(PathBuf, UnixListener), String> {
+        let dir = self.gate.config.data_dir.join("sessions").join(&session.id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let socket = dir.join(SESSION_SOCKET);
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Err(format!("session {} is served elsewhere", session.id));
+        }
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)
+            .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+        // The record says what this gate does: its policy, this session's id.
+        start.session = session.id.clone();
+        start.policy = self.gate.policy().revision().to_owned();
+        if let Err(err) = self
+            .gate
+            .audit
+            .append(Event::SessionStart(start.clone()))
+            .await
+        {
+            drop(listener);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("cannot record the session start: {err}"));
+        }
+        Ok((dir, listener))
+    }
+
+    /// Stop serving the session, record its end, remove its directory; the answer to a close.
+    async fn close(&self, served: Served, ending: Ending) -> Option<Reply> {
+        let Served {
+            session,
+            dir,
+            opened,
+            stop,
+            server,
+        } = served;
+        // Requests in flight finish first: the end is the session's last event.
+        let _ = stop.send(());
+        let _ = server.await;
+        let reason = |reason: String| SessionEnd {
+            time: jiff::Timestamp::now(),
+            session: session.id.clone(),
+            exit_code: None,
+            signal: None,
+            duration_ms: u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX),
+            user_cpu_ms: 0,
+            system_cpu_ms: 0,
+            max_rss_kib: 0,
+            reason: Some(reason),
+        };
+        let (end, answer) = match ending {
+            Ending::Closed(end) => {
+                let mut end = *end;
+                end.session = session.id.clone();
+                (end, true)
+            }
+            Ending::Disconnected => (reason("moat run disconnected".to_owned()), false),
+            Ending::GateStopped => (reason("gate stopped".to_owned()), false),
+            Ending::Protocol(problem) => (reason(format!("control protocol: {problem}")), false),
+        };
+        let ending = end.reason.clone().unwrap_or_else(|| "closed".to_owned());
+        let recorded = self.gate.audit.append(Event::SessionEnd(end)).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        self.forget(&session.id);
+        match &recorded {
+            Ok(_) => tracing::info!(session = %session.id, %ending, "session ended"),
+            Err(err) => {
+                tracing::error!(session = %session.id, error = %err, "session end not recorded");
+            }
+        }
+        answer.then(|| match recorded {
+            Ok(_) => Reply {
+                ok: true,
+                ..Reply::default()
+            },
+            Err(err) => Reply::failed(format!("cannot record the session end: {err}")),
+        })
+    }
+
+    fn forget(&self, id: &str) {
+        self.active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+}
+
+/// A session id is a path component: letters, digits, `-`, `_`; at most 64.
+fn valid_session_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Write one message line.
+async fn send(
+    write: &mut (impl tokio::io::AsyncWrite + Unpin),
+    message: &impl serde::Serialize,
+) -> Result<(), ControlError> {
+    let mut line = serde_json::to_vec(message)
+        .map_err(|e| ControlError::Protocol(format!("cannot encode a message: {e}")))?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    write.flush().await?;
+    Ok(())
+}
+
+/// Read one message line; `None` at the end of the stream.
+async fn read_message<T: serde::de::DeserializeOwned>(
+    read: &mut (impl AsyncBufRead + Unpin),
+) -> Result<Option<T>, ControlError> {
+    let mut line = Vec::new();
+    let n = read.take(MAX_MESSAGE).read_until(b'\n', &mut line).await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(if n as u64 >= MAX_MESSAGE {
+            ControlError::Protocol("message too long".to_owned())
+        } else {
+            ControlError::Closed
+        });
+    }
+    serde_json::from_slice(&line)
+        .map(Some)
+        .map_err(|e| ControlError::Protocol(format!("unreadable message: {e}")))
+}
+
+/// The `moat run` side of a control connection.
+#[derive(Debug)]
+pub struct ControlClient {
+    hello: Hello,
+    write: OwnedWriteHalf,
+    /// Lines from the gate, read by a task of their own so that waiting for one can be
+    /// abandoned (in a `select!`) without losing data.
+    lines: mpsc::Receiver<Result<Vec<u8>, String>>,
+}
+
+/// The gate's answer to an open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The session's socket, to bind-mount into the sandbox.
+    pub socket: PathBuf,
+    /// The policy revision recorded in the session start.
+    pub policy: String,
+}
+
+impl ControlClient {
+    /// Connect to the gate serving `path` (`<data-dir>/gate.ctl`) and read its hello.
+    /// `Ok(None)` when no gate answers there (no socket, or a stale one): start a gate of your
+    /// own. Any other failure is an error: a gate is there but cannot be used, and a second
+    /// gate on the same data directory would be a second audit writer.
+    pub async fn connect(path: &Path) -> Result<Option<ControlClient>, ControlError> {
+        let stream = match UnixStream::connect(path).await {
+            Ok(stream) => stream,
+            Err(err)
+                // No socket, a stale one, or a path no socket can have (too long).
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::InvalidInput
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(err) => {
+                return Err(ControlError::Io(std::io::Error::new(
+                    err.kind(),
+                    format!("cannot connect to {}: {err}", path.display()),
+                )));
+            }
+        };
+        let (read, write) = stream.into_split();
+        let (tx, lines) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut read = tokio::io::BufReader::new(read);
+            loop {
+                let mut line = Vec::new();
+                let result = (&mut read)
+                    .take(MAX_MESSAGE)
+                    .read_until(b'\n', &mut line)
+                    .await;
+                let message = match result {
+                    Ok(0) => break,
+                    Ok(_) if line.last() == Some(&b'\n') => Ok(line),
+                    Ok(_) => Err("the gate sent an incomplete or oversized message".to_owned()),
+                    Err(err) => Err(err.to_string()),
+                };
+                let last = message.is_err();
+                if tx.send(message).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+        let mut client = ControlClient {
+            hello: Hello {
+                moat: String::new(),
+                pid: 0,
+                public_url: String::new(),
+                policy: String::new(),
+            },
+            write,
+            lines,
+        };
+        let hello: Hello = client.receive().await?;
+        if hello.moat != "gate" {
+            return Err(ControlError::Protocol(format!(
+                "{} is not a moat gate's control socket",
+                path.display()
+            )));
+        }
+        client.hello = hello;
+        Ok(Some(client))
+    }
+
+    /// What the gate said on connect: its pid, public URL and policy revision.
+    pub fn hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    /// Ask the gate to record `start` and serve `session`.
+    pub async fn open(
+        &mut self,
+        session: &SessionContext,
+        start: SessionStart,
+    ) -> Result<Opened, ControlError> {
+        let request = Request::Open {
+            session: session.clone(),
+            start: Box::new(start),
+        };
+        send(&mut self.write, &request).await?;
+        let reply: Reply = self.receive().await?;
+        match reply {
+            Reply {
+                ok: true,
+                socket: Some(socket),
+                policy,
+                ..
+            } => Ok(Opened {
+                socket,
+                policy: policy.unwrap_or_else(|| self.hello.policy.clone()),
+            }),
+            Reply { error, .. } => {
+                Err(ControlError::Refused(error.unwrap_or_else(|| {
+                    "the gate refused the session".to_owned()
+                })))
+            }
+        }
+    }
+
+    /// Resolves when the gate ends the connection on its own (it is shutting down); never
+    /// otherwise. Cancel-safe.
+    pub async fn ended_by_gate(&mut self) {
+        // Anything unsolicited, or the end of the stream, means the session is over.
+        let _ = self.lines.recv().await;
+        // Later receives see the channel closed.
+        self.lines.close();
+    }
+
+    /// Record `end` and stop the session.
+    pub async fn close(mut self, end: SessionEnd) -> Result<(), ControlError> {
+        send(&mut self.write, &Request::Close { end }).await?;
+        let reply: Reply = self.receive().await?;
+        if reply.ok {
+            Ok(())
+        } else {
+            Err(ControlError::Refused(reply.error.unwrap_or_else(|| {
+                "the gate refused to close the session".to_owned()
+            })))
+        }
+    }
+
+    async fn receive<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ControlError> {
+        let line = tokio::time::timeout(REPLY_TIMEOUT, self.lines.recv())
+            .await
+            .map_err(|_| ControlError::Protocol("the gate did not answer in time".to_owned()))?
+            .ok_or(ControlError::Closed)?
+            .map_err(ControlError::Protocol)?;
+        serde_json::from_slice(&line)
+            .map_err(|e| ControlError::Protocol(format!("unreadable answer: {e}")))
+    }
+}

@@ -1,0 +1,300 @@
+//! The control socket: `moat run` has a running gate record its session and serve its socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failed test
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use moat_audit::{AuditLog, Event, ListQuery, SessionEnd, SessionStart};
+use moat_gate::control::{Hello, SESSION_SOCKET};
+use moat_gate::{CONTROL_SOCKET, ControlClient, ControlError, Gate, GateConfig, SessionContext};
+use moat_policy::Policy;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+
+use crate::support::{POLICY, advisories, raw_unix, start_upstream};
+
+/// A gate serving its control socket (no TCP listener: sessions only).
+struct ControlGate {
+    data_dir: tempfile::TempDir,
+    audit: AuditLog,
+    control: PathBuf,
+    policy: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ControlGate {
+    async fn start() -> ControlGate {
+        let (_upstream, base) = start_upstream().await;
+        let data_dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&data_dir.path().join("audit.db")).unwrap();
+        let mut config = GateConfig::new("http://127.0.0.1:7171", data_dir.path());
+        config.upstream.npm = base;
+        config.upstream.timeout = Duration::from_secs(5);
+        let policy = Policy::from_toml(POLICY).unwrap();
+        let revision = policy.revision().to_owned();
+        let gate = Gate::new(config, policy, advisories(), HashMap::new(), audit.clone()).unwrap();
+        let control = data_dir.path().join(CONTROL_SOCKET);
+        let listener = moat_gate::bind_control(&control).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(moat_gate::serve_control(
+            listener,
+            Arc::new(gate),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        ControlGate {
+            data_dir,
+            audit,
+            control,
+            policy: revision,
+            stop: Some(stop),
+            served,
+        }
+    }
+
+    async fn client(&self) -> ControlClient {
+        ControlClient::connect(&self.control)
+            .await
+            .unwrap()
+            .expect("the gate answers")
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.audit
+            .list(&ListQuery::default())
+            .unwrap()
+            .into_iter()
+            .map(|stored| stored.event)
+            .collect()
+    }
+
+    /// Waits (bounded) until the log holds `session`'s end, and returns it.
+    async fn end_of(&self, session: &str) -> SessionEnd {
+        for _ in 0..200 {
+            let end = self.events().into_iter().find_map(|event| match event {
+                Event::SessionEnd(end) if end.session == session => Some(end),
+                Event::Decision(_) | Event::SessionStart(_) | Event::SessionEnd(_) => None,
+            });
+            if let Some(end) = end {
+                return end;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no session-end for {session}: {:?}", self.events());
+    }
+
+    fn session_dir(&self, id: &str) -> PathBuf {
+        self.data_dir.path().join("sessions").join(id)
+    }
+}
+
+fn session(id: &str) -> SessionContext {
+    SessionContext {
+        id: id.to_owned(),
+        agent: "claude".to_owned(),
+        operator: "alice".to_owned(),
+    }
+}
+
+fn start(session: &SessionContext) -> SessionStart {
+    SessionStart {
+        time: jiff::Timestamp::now(),
+        session: session.id.clone(),
+        operator: session.operator.clone(),
+        agent: session.agent.clone(),
+        command: vec!["npm".to_owned(), "install".to_owned()],
+        workspace: "/work/ws".to_owned(),
+        backend: "embedded".to_owned(),
+        // The client's guess; the gate records its own revision.
+        policy: "unknown".to_owned(),
+        host: "test-host".to_owned(),
+        enforced: vec!["landlock".to_owned()],
+        waived: Vec::new(),
+    }
+}
+
+fn end(session: &SessionContext, exit_code: i32) -> SessionEnd {
+    SessionEnd {
+        time: jiff::Timestamp::now(),
+        session: session.id.clone(),
+        exit_code: Some(exit_code),
+        signal: None,
+        duration_ms: 12,
+        user_cpu_ms: 3,
+        system_cpu_ms: 4,
+        max_rss_kib: 5,
+        reason: None,
+    }
+}
+
+#[tokio::test]
+async fn open_serves_the_session_and_close_records_its_end() {
+    let gate = ControlGate::start().await;
+    let mode = std::fs::metadata(&gate.control).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    let mut client = gate.client().await;
+    assert_eq!(
+        client.hello(),
+        &Hello {
+            moat: "gate".to_owned(),
+            pid: std::process::id(),
+            public_url: "http://127.0.0.1:7171".to_owned(),
+            policy: gate.policy.clone(),
+        }
+    );
+    let s = session("s-ctl-1");
+    let opened = client.open(&s, start(&s)).await.unwrap();
+    assert_eq!(
+        opened.socket,
+        gate.session_dir("s-ctl-1").join(SESSION_SOCKET)
+    );
+    assert_eq!(opened.policy, gate.policy);
+
+    // The socket is the session's: its requests carry the session's identity.
+    let blocked = raw_unix(&opened.socket, "GET", "/npm/demo/-/demo-1.1.0.tgz", &[]).await;
+    assert_eq!(blocked.status, 403, "{}", blocked.text());
+    client.close(end(&s, 7)).await.unwrap();
+
+    assert!(!gate.session_dir("s-ctl-1").exists());
+    let events = gate.events();
+    let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
+    assert_eq!(kinds.first(), Some(&"session-start"), "{events:?}");
+    assert_eq!(kinds.last(), Some(&"session-end"), "{events:?}");
+    let Event::SessionStart(recorded) = &events[0] else {
+        unreachable!()
+    };
+    assert_eq!(recorded.policy, gate.policy);
+    assert_eq!(recorded.agent, "claude");
+    assert_eq!(recorded.command, ["npm", "install"]);
+    assert!(events.iter().any(|event| matches!(event,
+        Event::Decision(d) if d.identity == "session:s-ctl-1" && d.action == "block")));
+    let Some(Event::SessionEnd(ended)) = events.last() else {
+        unreachable!()
+    };
+    assert_eq!(ended.exit_code, Some(7));
+    assert_eq!(ended.reason, None);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_ends_the_session() {
+    let gate = ControlGate::start().await;
+    let mut client = gate.client().await;
+    let s = session("s-ctl-crash");
+    let opened = client.open(&s, start(&s)).await.unwrap();
+    assert!(opened.socket.exists());
+    drop(client); // `moat run` crashed
+    let ended = gate.end_of("s-ctl-crash").await;
+    assert_eq!(ended.reason.as_deref(), Some("moat run disconnected"));
+    assert_eq!(ended.exit_code, None);
+    for _ in 0..200 {
+        if !gate.session_dir("s-ctl-crash").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(!gate.session_dir("s-ctl-crash").exists());
+    // The id is free again.
+    let mut again = gate.client().await;
+    again.open(&s, start(&s)).await.unwrap();
+    again.close(end(&s, 0)).await.unwrap();
+}
+
+#[tokio::test]
+async fn gate_shutdown_ends_open_sessions_and_removes_the_control_socket() {
+    let mut gate = ControlGate::start().await;
+    let mut client = gate.client().await;
+    let s = session("s-ctl-shutdown");
+    client.open(&s, start(&s)).await.unwrap();
+    let _ = gate.stop.take().unwrap().send(());
+    tokio::time::timeout(Duration::from_secs(10), client.ended_by_gate())
+        .await
+        .expect("the client learns that the gate ended the session");
+    (&mut gate.served).await.unwrap().unwrap();
+    let ended = gate.end_of("s-ctl-shutdown").await;
+    assert_eq!(ended.reason.as_deref(), Some("gate stopped"));
+    assert!(!gate.control.exists());
+    assert!(
+        ControlClient::connect(&gate.control)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The session's close comes too late and says so.
+    assert!(client.close(end(&s, 0)).await.is_err());
+}
+
+#[tokio::test]
+async fn bad_opens_are_refused_and_record_nothing() {
+    let gate = ControlGate::start().await;
+    let mut bad = gate.client().await;
+    let traversal = session("../../etc");
+    let error = bad.open(&traversal, start(&traversal)).await.unwrap_err();
+    assert!(
+        matches!(&error, ControlError::Refused(m) if m.contains("invalid session id")),
+        "{error}"
+    );
+
+    let s = session("s-ctl-dup");
+    let mut first = gate.client().await;
+    first.open(&s, start(&s)).await.unwrap();
+    let mut second = gate.client().await;
+    let error = second.open(&s, start(&s)).await.unwrap_err();
+    assert!(error.to_string().contains("already open"), "{error}");
+    first.close(end(&s, 0)).await.unwrap();
+
+    let starts = gate
+        .events()
+        .iter()
+        .filter(|e| e.kind() == "session-start")
+        .count();
+    assert_eq!(starts, 1);
+}
+
+#[tokio::test]
+async fn close_before_open_and_garbage_are_refused() {
+    let gate = ControlGate::start().await;
+    let close = serde_json::json!({ "op": "close", "end": end(&session("s-x"), 0) });
+    for line in [format!("{close}\n"), "this is not json\n".to_owned()] {
+        let stream = tokio::net::UnixStream::connect(&gate.control)
+            .await
+            .unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut read = tokio::io::BufReader::new(read);
+        let mut hello = String::new();
+        read.read_line(&mut hello).await.unwrap();
+        assert!(hello.contains("\"moat\":\"gate\""), "{hello}");
+        write.write_all(line.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        read.read_line(&mut reply).await.unwrap();
+        assert!(reply.contains("\"ok\":false"), "{line} → {reply}");
+    }
+    assert!(gate.events().is_empty());
+}
+
+#[tokio::test]
+async fn a_stale_control_socket_is_replaced_and_a_live_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(CONTROL_SOCKET);
+    // A gate that died: the file remains, nothing answers.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    assert!(ControlClient::connect(&path).await.unwrap().is_none());
+    let live = moat_gate::bind_control(&path).unwrap();
+    assert!(matches!(
+        moat_gate::bind_control(&path),
+        Err(ControlError::InUse(p)) if p == path
+    ));
+    drop(live);
+    assert!(
+        ControlClient::connect(Path::new("/nonexistent/gate.ctl"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
