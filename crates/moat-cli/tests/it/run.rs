@@ -767,3 +767,38 @@ fn a_stale_control_socket_falls_back_to_a_gate_of_its_own() {
         .unwrap_or_else(|| panic!("{events:?}"));
     assert_eq!(end["exit_code"], 3);
 }
+
+/// `--secret NAME` reaches the agent as one framed stdin line, and nowhere else inside.
+#[test]
+fn secrets_reach_the_agent_on_stdin_only() {
+    const SECRET: &str = "tok-e2e-secret-42";
+    let env = RunEnv::start(POLICY);
+    let script = "read -r line; echo \"got:$line\"; \
+                  echo \"in-env:$(env | grep -c tok-e2e)\"; \
+                  echo \"in-files:$(grep -rls tok-e2e /home /tmp /etc /run 2>/dev/null | wc -l)\"";
+    let output = env.run_with_env(
+        &["--secret", "DEPLOY_TOKEN"],
+        &["sh", "-c", script],
+        &[("DEPLOY_TOKEN", SECRET)],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        output.stdout.contains(&format!(
+            "got:MOAT-SECRETS {{\"DEPLOY_TOKEN\":\"{SECRET}\"}}"
+        )),
+        "{}",
+        text(&output)
+    );
+    assert!(output.stdout.contains("in-env:0"), "{}", text(&output));
+    assert!(output.stdout.contains("in-files:0"), "{}", text(&output));
+    // On the command line a value would be visible to every user: refused.
+    let refused = env.run(&["--secret", "DEPLOY_TOKEN=abc"], &["true"]);
+    assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains("visible to every user"),
+        "{}",
+        refused.stderr
+    );
+    // The audit log never holds the value.
+    assert!(env.events().iter().all(|e| !e.to_string().contains(SECRET)));
+}
