@@ -14,6 +14,22 @@ const MAX_CONNECTIONS: usize = 256;
 
 /// Brings the loopback interface of the new network namespace up.
 pub(crate) fn loopback_up() -> io::Result<()> {
+    loopback_flags(true).map(|_| ())
+}
+
+/// In a container the runtime brings `lo` up (`--network none` still has it) and the init has
+/// no `CAP_NET_ADMIN`: check, and try to raise it only if it is down.
+pub(crate) fn loopback_check() -> Result<(), String> {
+    match loopback_flags(false) {
+        Ok(flags) if flags & libc::IFF_UP as libc::c_short != 0 => Ok(()),
+        _ => loopback_up().map_err(|error| {
+            format!("lo is down in the container and could not be brought up: {error}")
+        }),
+    }
+}
+
+/// Reads the flags of `lo`, and with `raise` sets `IFF_UP | IFF_RUNNING`.
+fn loopback_flags(raise: bool) -> io::Result<libc::c_short> {
     let socket = rustix::net::socket(
         rustix::net::AddressFamily::INET,
         rustix::net::SocketType::DGRAM,
@@ -33,12 +49,14 @@ pub(crate) fn loopback_up() -> io::Result<()> {
         if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) < 0 {
             return Err(io::Error::last_os_error());
         }
-        request.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) < 0 {
-            return Err(io::Error::last_os_error());
+        if raise {
+            request.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) < 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
+        Ok(request.ifr_ifru.ifru_flags)
     }
-    Ok(())
 }
 
 /// Accepts on `listener` forever (in a thread), relaying each connection to the gate socket.

@@ -127,11 +127,19 @@ pub(crate) struct Confinement {
     landlock: Option<(RulesetCreated, i32)>,
     seccomp: Vec<BpfProgram>,
     last_capability: u32,
+    /// Inside a podman container: no `CAP_SETPCAP` to lock secure bits or shrink the bounding
+    /// set, which `--cap-drop ALL` already emptied (checked instead).
+    container: bool,
 }
 
 impl Confinement {
     /// Builds the rules; `landlock` and `seccomp` say whether to enforce each (the host has it).
-    pub(crate) fn prepare(spec: &Spec, landlock: bool, seccomp: bool) -> Result<Self, String> {
+    pub(crate) fn prepare(
+        spec: &Spec,
+        landlock: bool,
+        seccomp: bool,
+        container: bool,
+    ) -> Result<Self, String> {
         let landlock = match (landlock, crate::probe::landlock_abi()) {
             (false, _) => None,
             (true, Some(abi)) => Some((
@@ -155,15 +163,22 @@ impl Confinement {
             landlock,
             seccomp,
             last_capability,
+            container,
         })
     }
 
     /// The properties this confinement enforces, for the session record.
     pub(crate) fn enforced(&self) -> Vec<String> {
-        enforced_properties(
+        let mut enforced = enforced_properties(
             self.landlock.as_ref().map(|(_, abi)| *abi),
             !self.seccomp.is_empty(),
-        )
+        );
+        if self.container {
+            // The namespaces and the root are the runtime's; the podman backend records them.
+            enforced
+                .retain(|held| !held.starts_with("namespaces") && !held.starts_with("new root"));
+        }
+        enforced
     }
 
     /// Applied in the forked agent: rlimits, secure bits, capability sets, `no_new_privs`,
@@ -175,23 +190,10 @@ impl Confinement {
         };
         rustix::process::setrlimit(Resource::Core, zero)
             .map_err(|error| format!("could not set RLIMIT_CORE: {error}"))?;
-        rustix::thread::set_capabilities_secure_bits(
-            CapabilitiesSecureBits::NO_ROOT
-                | CapabilitiesSecureBits::NO_ROOT_LOCKED
-                | CapabilitiesSecureBits::NO_SETUID_FIXUP
-                | CapabilitiesSecureBits::NO_SETUID_FIXUP_LOCKED
-                | CapabilitiesSecureBits::KEEP_CAPS_LOCKED
-                | CapabilitiesSecureBits::NO_CAP_AMBIENT_RAISE
-                | CapabilitiesSecureBits::NO_CAP_AMBIENT_RAISE_LOCKED,
-        )
-        .map_err(|error| format!("could not lock the capability secure bits: {error}"))?;
-        for capability in 0..=self.last_capability.min(63) {
-            rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(
-                1 << capability,
-            ))
-            .map_err(|error| {
-                format!("could not drop capability {capability} from the bounding set: {error}")
-            })?;
+        if self.container {
+            self.check_bounding_set_empty()?;
+        } else {
+            self.lock_secure_bits_and_bounding_set()?;
         }
         rustix::thread::clear_ambient_capability_set()
             .map_err(|error| format!("could not clear ambient capabilities: {error}"))?;
@@ -222,6 +224,46 @@ impl Confinement {
         for filter in &self.seccomp {
             seccompiler::apply_filter(filter)
                 .map_err(|error| format!("could not apply seccomp: {error}"))?;
+        }
+        Ok(())
+    }
+
+    /// Secure bits locked (no root privileges, no setuid fixups, no ambient raise), every
+    /// capability dropped from the bounding set. Needs `CAP_SETPCAP` (the user namespace's).
+    fn lock_secure_bits_and_bounding_set(&self) -> Result<(), String> {
+        rustix::thread::set_capabilities_secure_bits(
+            CapabilitiesSecureBits::NO_ROOT
+                | CapabilitiesSecureBits::NO_ROOT_LOCKED
+                | CapabilitiesSecureBits::NO_SETUID_FIXUP
+                | CapabilitiesSecureBits::NO_SETUID_FIXUP_LOCKED
+                | CapabilitiesSecureBits::KEEP_CAPS_LOCKED
+                | CapabilitiesSecureBits::NO_CAP_AMBIENT_RAISE
+                | CapabilitiesSecureBits::NO_CAP_AMBIENT_RAISE_LOCKED,
+        )
+        .map_err(|error| format!("could not lock the capability secure bits: {error}"))?;
+        for capability in 0..=self.last_capability.min(63) {
+            rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(
+                1 << capability,
+            ))
+            .map_err(|error| {
+                format!("could not drop capability {capability} from the bounding set: {error}")
+            })?;
+        }
+        Ok(())
+    }
+
+    /// In a container nothing may remain in the bounding set (`--cap-drop ALL`).
+    fn check_bounding_set_empty(&self) -> Result<(), String> {
+        for capability in 0..=self.last_capability.min(63) {
+            let held = rustix::thread::capability_is_in_bounding_set(
+                CapabilitySet::from_bits_retain(1 << capability),
+            )
+            .unwrap_or(false);
+            if held {
+                return Err(format!(
+                    "capability {capability} is still in the container's bounding set"
+                ));
+            }
         }
         Ok(())
     }

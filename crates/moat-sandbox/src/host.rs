@@ -20,7 +20,7 @@ use crate::protocol::{INIT_SUBCOMMAND, REPORT_FD, Report, Request, SPEC_FD, read
 use crate::spec::{ExitStatus, Outcome, Property, ResourceUsage, Spec};
 
 /// Descriptors are moved at or above this number before they are placed at 3 and 4.
-const FD_STAGING_MIN: i32 = 10;
+pub(crate) const FD_STAGING_MIN: i32 = 10;
 
 /// Ends a running session from another thread (`moat stop`, Ctrl-C): the whole sandbox is
 /// killed as on a timeout and [`Outcome::stopped`] is set. Cloning shares the signal.
@@ -45,7 +45,7 @@ impl Stop {
 }
 
 /// The host facts do not change while a process runs; probing once keeps spawns cheap.
-fn cached_probe() -> &'static HostReport {
+pub(crate) fn cached_probe() -> &'static HostReport {
     static HOST: OnceLock<HostReport> = OnceLock::new();
     HOST.get_or_init(probe)
 }
@@ -141,6 +141,7 @@ pub fn run_with_stop(
         spec: spec.clone(),
         landlock: decision.landlock,
         seccomp: decision.seccomp,
+        container: false,
     };
     let reader = thread::spawn(move || read_reports(report_read));
     let sent = serde_json::to_vec(&request)
@@ -174,7 +175,7 @@ pub fn run_with_stop(
             }
             Report::Failed { .. } => {}
             Report::Started { enforced: inside } => enforced.extend(inside),
-            Report::Exited { status } => agent_status = Some(status),
+            Report::Exited { status, .. } => agent_status = Some(status),
         }
     }
     enforced.extend(cgroup_enforced);
@@ -256,21 +257,21 @@ fn decide(spec: &Spec, host: &HostReport) -> Result<Decision, SandboxError> {
 }
 
 /// Duplicates a descriptor at or above [`FD_STAGING_MIN`], close-on-exec.
-fn stage(fd: &OwnedFd) -> Result<OwnedFd, SandboxError> {
+pub(crate) fn stage(fd: &OwnedFd) -> Result<OwnedFd, SandboxError> {
     rustix::io::fcntl_dupfd_cloexec(fd, FD_STAGING_MIN)
         .map_err(|error| SandboxError::Spawn(error.into()))
 }
 
 /// Why waiting ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
+pub(crate) enum Ending {
     Exited,
     TimedOut,
     Stopped,
 }
 
 /// Waits for the process behind `pidfd` to exit, the timeout to pass, or `stop` to fire.
-fn wait_until_exit(pidfd: &OwnedFd, stop: &Stop, timeout: Option<Duration>) -> Ending {
+pub(crate) fn wait_until_exit(pidfd: &OwnedFd, stop: &Stop, timeout: Option<Duration>) -> Ending {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     loop {
         let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
@@ -301,7 +302,7 @@ fn kill_and_reap(pid: Pid) {
 }
 
 /// Reaps `pid` with `wait4`: its status and the usage of it and every descendant it reaped.
-fn wait_with_usage(pid: Pid) -> std::io::Result<(ExitStatus, ResourceUsage)> {
+pub(crate) fn wait_with_usage(pid: Pid) -> std::io::Result<(ExitStatus, ResourceUsage)> {
     let mut status: libc::c_int = 0;
     #[allow(unsafe_code)]
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.

@@ -1,4 +1,7 @@
 //! The sandbox side: the outer init (namespaces), the namespace init (pid 1) and the agent.
+//! In a container (the podman backend) the init is already pid 1 of the container's
+//! namespaces: it skips the namespaces and the new root and goes straight to the bridge and
+//! the agent's confinement ([`container_init`]).
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
@@ -15,7 +18,7 @@ use crate::bridge;
 use crate::confine::Confinement;
 use crate::protocol::{REPORT_FD, Report, Reporter, Request, SPEC_FD};
 use crate::rootfs;
-use crate::spec::ExitStatus;
+use crate::spec::{ExitStatus, ResourceUsage};
 
 /// Exit code of the init when the sandbox could not be built (the report says why).
 const SETUP_FAILED: i32 = 125;
@@ -29,7 +32,12 @@ pub fn init_main() -> ! {
     let Some((request, reporter)) = adopt_descriptors() else {
         std::process::exit(SETUP_FAILED)
     };
-    match outer(request, &reporter) {
+    let result = if request.container {
+        container_init(request, &reporter)
+    } else {
+        outer(request, &reporter)
+    };
+    match result {
         Ok(code) => std::process::exit(code),
         Err(message) => {
             reporter.send(&Report::Failed { message });
@@ -185,13 +193,40 @@ fn namespace_init(request: Request, reporter: &Reporter) -> Result<i32, String> 
         spec,
         landlock,
         seccomp,
+        container: _,
     } = request;
     rustix::system::sethostname(b"moat").map_err(fail("could not set the hostname"))?;
     rootfs::build(&spec)?;
     bridge::loopback_up().map_err(|error| format!("could not bring up lo: {error}"))?;
+    serve(spec, landlock, seccomp, false, reporter)
+}
+
+/// pid 1 of a container (podman backend): the runtime made the namespaces, the read-only root,
+/// `/tmp` and `$HOME` and mounted the gate socket; write the home files, then as above.
+fn container_init(request: Request, reporter: &Reporter) -> Result<i32, String> {
+    let Request {
+        spec,
+        landlock,
+        seccomp,
+        container: _,
+    } = request;
+    rootfs::write_files(&spec.home, &spec.home_files)?;
+    bridge::loopback_check()?;
+    serve(spec, landlock, seccomp, true, reporter)
+}
+
+/// The common tail of both inits: listen on the gate port, confine and start the agent, relay,
+/// reap, exit with the agent's status.
+fn serve(
+    spec: crate::spec::Spec,
+    landlock: bool,
+    seccomp: bool,
+    container: bool,
+    reporter: &Reporter,
+) -> Result<i32, String> {
     let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, spec.gate_port))
         .map_err(|error| format!("could not listen on 127.0.0.1:{}: {error}", spec.gate_port))?;
-    let confinement = Confinement::prepare(&spec, landlock, seccomp)?;
+    let confinement = Confinement::prepare(&spec, landlock, seccomp, container)?;
     let enforced = confinement.enforced();
     // The spec may hold credentials in home files; nothing inside may read this process.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
@@ -257,7 +292,8 @@ fn namespace_init(request: Request, reporter: &Reporter) -> Result<i32, String> 
                     (None, Some(signal)) => ExitStatus::Signal(signal),
                     (None, None) => ExitStatus::Code(SETUP_FAILED),
                 };
-                reporter.send(&Report::Exited { status });
+                let usage = container.then(own_usage);
+                reporter.send(&Report::Exited { status, usage });
                 return Ok(match status {
                     ExitStatus::Code(code) => code,
                     ExitStatus::Signal(signal) => 128 + signal,
@@ -267,6 +303,33 @@ fn namespace_init(request: Request, reporter: &Reporter) -> Result<i32, String> 
             Err(error) => return Err(format!("could not wait for the agent: {error}")),
         }
     }
+}
+
+/// This process's usage plus that of every child it reaped (the agent and reaped orphans).
+fn own_usage() -> ResourceUsage {
+    let read = |who: libc::c_int| {
+        #[allow(unsafe_code)]
+        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        #[allow(unsafe_code)]
+        // SAFETY: `usage` is a live, writable rusage; getrusage only writes into it.
+        let result = unsafe { libc::getrusage(who, &mut usage) };
+        (result == 0).then_some(usage)
+    };
+    let timeval = |value: libc::timeval| {
+        std::time::Duration::from_secs(value.tv_sec.max(0) as u64)
+            + std::time::Duration::from_micros(value.tv_usec.max(0) as u64)
+    };
+    let mut total = ResourceUsage::default();
+    for usage in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN]
+        .into_iter()
+        .filter_map(read)
+    {
+        total.user_cpu += timeval(usage.ru_utime);
+        total.system_cpu += timeval(usage.ru_stime);
+        total.max_rss_kib = total.max_rss_kib.max(usage.ru_maxrss.max(0) as u64);
+    }
+    total
 }
 
 /// Writes the prefix, then relays the host's stdin, into the agent's stdin pipe.

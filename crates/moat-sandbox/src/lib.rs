@@ -43,8 +43,20 @@
 //! A property the host cannot give makes [`run`] refuse with [`SandboxError::Unavailable`]
 //! unless the spec waives it in [`Spec::allow_missing`]; [`Outcome::enforced`] names what held.
 //!
+//! # Backends
+//!
+//! [`run_backend`] takes a [`Backend`]: [`Backend::Embedded`] is [`run_with_stop`];
+//! [`Backend::Podman`] runs the same [`Spec`] under the same contract with one `podman run` per
+//! session — `--network none`, `--cap-drop ALL`, `no-new-privileges`, a read-only root derived
+//! from the host (or a local image), the same gate-socket bridge, Landlock and seccomp applied by
+//! the same init (bound into the container and started as its entrypoint, in a mode that skips
+//! the namespaces and the new root), limits through podman's cgroups, the timeout and [`Stop`]
+//! through `podman kill`. This host's podman workarounds (hybrid cgroups, `RLIMIT_NOFILE`) are
+//! detected and applied automatically; see [`podman`] and [`probe_podman`].
+//!
 //! Unsafe code is denied crate-wide and allowed per block, each with a `// SAFETY:` comment: the
-//! fork, `wait4`, the `lo` ioctl, adopting the inherited descriptors and the `pre_exec` hooks.
+//! fork, `wait4`, `getrusage`, the `lo` ioctl, adopting the inherited descriptors and the
+//! `pre_exec` hooks (including podman's private mount namespace).
 
 mod bridge;
 mod cgroup;
@@ -52,6 +64,7 @@ mod confine;
 mod error;
 mod host;
 mod init;
+pub mod podman;
 mod probe;
 mod protocol;
 mod rootfs;
@@ -61,6 +74,7 @@ pub use confine::SECCOMP_DENIED;
 pub use error::SandboxError;
 pub use host::{Stop, run, run_with_stop};
 pub use init::init_main;
+pub use podman::{Backend, PodmanReport, probe_podman, run_backend};
 pub use probe::{CgroupSupport, CgroupVersion, HostReport, Placement, probe};
 pub use protocol::{GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};
 pub use spec::{ExitStatus, Limits, Outcome, Property, ResourceUsage, Spec};

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{ExitStatus, Spec};
+use crate::spec::{ExitStatus, ResourceUsage, Spec};
 
 /// The hidden subcommand under which the `moat` binary must call [`init_main`](crate::init_main).
 pub const INIT_SUBCOMMAND: &str = "__sandbox-init";
@@ -23,6 +23,10 @@ pub(crate) struct Request {
     pub spec: Spec,
     pub landlock: bool,
     pub seccomp: bool,
+    /// The init already runs inside a container (the podman backend): it creates no
+    /// namespaces and builds no root, but still bridges the gate port and confines the agent.
+    #[serde(default)]
+    pub container: bool,
 }
 
 /// What the init reports, one JSON object per line, each written with a single `write`.
@@ -33,8 +37,13 @@ pub(crate) enum Report {
     Failed { message: String },
     /// The agent was started under these enforced properties.
     Started { enforced: Vec<String> },
-    /// The agent ended.
-    Exited { status: ExitStatus },
+    /// The agent ended. In a container the init also reports the usage it measured (its own
+    /// and every process it reaped), which the host cannot see through the container runtime.
+    Exited {
+        status: ExitStatus,
+        #[serde(default)]
+        usage: Option<ResourceUsage>,
+    },
 }
 
 /// Writes reports on the report descriptor.

@@ -20,12 +20,12 @@ const OLD_ROOT: &str = "/oldroot";
 /// Device nodes bound from the host `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 /// Top-level names that are merged-usr links (or directories bound read-only when not).
-const USR_LINKS: [&str; 5] = ["bin", "sbin", "lib", "lib64", "lib32"];
+pub(crate) const USR_LINKS: [&str; 5] = ["bin", "sbin", "lib", "lib64", "lib32"];
 /// Non-secret `/etc` entries bound read-only: CA roots (clients need them), the alternatives
 /// links into `/usr` (Debian's `awk`, `editor`, …), the dynamic linker cache, time zone, and
 /// the service and protocol names. No resolv.conf, no shadow, no hostname of the host.
 /// Only `ssl/certs` and `ssl/openssl.cnf`: `/etc/ssl/private` holds host keys.
-const ETC_BINDS: [&str; 9] = [
+pub(crate) const ETC_BINDS: [&str; 9] = [
     "ssl/certs",
     "ssl/openssl.cnf",
     "ca-certificates",
@@ -263,18 +263,35 @@ fn remount(target: &Path, source: &Path, flags: MountFlags) -> Result<(), String
         .map_err(err(format!("could not restrict {}", target.display())))
 }
 
-fn write_etc(spec: &Spec) -> Result<(), String> {
-    let etc = inside(Path::new("/etc"));
-    fs::create_dir_all(&etc).map_err(io_err("could not create /etc".to_owned()))?;
-    let home = spec.home.display();
-    let files = [
-        ("passwd", format!("root:x:0:0:agent:{home}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")),
-        ("group", "root:x:0:\nnogroup:x:65534:\n".to_owned()),
+/// The generated `/etc` files; `agent` adds a passwd and group entry for a non-root uid:gid
+/// (the podman backend runs the agent as the host user; the embedded one maps it to 0).
+pub(crate) fn etc_files(home: &Path, agent: Option<(u32, u32)>) -> [(&'static str, String); 5] {
+    let home = home.display();
+    let (mut passwd, mut group) = (
+        format!("root:x:0:0:agent:{home}:/bin/sh\n"),
+        "root:x:0:\n".to_owned(),
+    );
+    if let Some((uid, gid)) = agent.filter(|&(uid, _)| uid != 0) {
+        passwd.push_str(&format!("agent:x:{uid}:{gid}:agent:{home}:/bin/sh\n"));
+        if gid != 0 {
+            group.push_str(&format!("agent:x:{gid}:\n"));
+        }
+    }
+    passwd.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    group.push_str("nogroup:x:65534:\n");
+    [
+        ("passwd", passwd),
+        ("group", group),
         ("hosts", "127.0.0.1\tlocalhost moat\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_owned()),
         ("nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files\nservices: files\nprotocols: files\n".to_owned()),
         ("hostname", "moat\n".to_owned()),
-    ];
-    for (name, text) in files {
+    ]
+}
+
+fn write_etc(spec: &Spec) -> Result<(), String> {
+    let etc = inside(Path::new("/etc"));
+    fs::create_dir_all(&etc).map_err(io_err("could not create /etc".to_owned()))?;
+    for (name, text) in etc_files(&spec.home, None) {
         fs::write(etc.join(name), text).map_err(io_err(format!("could not write /etc/{name}")))?;
     }
     for name in ETC_BINDS {
@@ -287,8 +304,12 @@ fn write_etc(spec: &Spec) -> Result<(), String> {
 }
 
 fn write_home_files(spec: &Spec) -> Result<(), String> {
-    let home = inside(&spec.home);
-    for (relative, bytes) in &spec.home_files {
+    write_files(&inside(&spec.home), &spec.home_files)
+}
+
+/// Writes `files` (paths relative to `home`, already validated to stay inside it), mode 0600.
+pub(crate) fn write_files(home: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<(), String> {
+    for (relative, bytes) in files {
         let path = home.join(relative);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)

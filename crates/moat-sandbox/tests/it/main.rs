@@ -6,4 +6,5 @@
 mod escape;
 mod gate;
 mod limits;
+mod podman;
 mod support;

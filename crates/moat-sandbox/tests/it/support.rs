@@ -6,6 +6,7 @@ use moat_sandbox::{Limits, Outcome, Spec};
 use tempfile::TempDir;
 
 pub const HOME: &str = "/home/agent";
+pub const INIT: &str = env!("CARGO_BIN_EXE_moat-sandbox-init");
 pub const NPMRC: &[u8] = b"registry=http://127.0.0.1:7070/npm/\n";
 
 /// One sandboxed session: a workspace, a gate socket outside it, and the output files.
@@ -79,6 +80,18 @@ impl Session {
     pub fn run_spec(&self, spec: &Spec) -> Ran {
         let outcome = moat_sandbox::run(spec, Path::new(env!("CARGO_BIN_EXE_moat-sandbox-init")))
             .expect("the sandbox runs");
+        self.ran(outcome)
+    }
+
+    /// Runs `spec` with `backend` (the podman tests).
+    pub fn run_backend(&self, spec: &Spec, backend: &moat_sandbox::Backend) -> Ran {
+        let stop = moat_sandbox::Stop::new().expect("stop");
+        let outcome = moat_sandbox::run_backend(backend, spec, Path::new(INIT), &stop)
+            .expect("the sandbox runs");
+        self.ran(outcome)
+    }
+
+    fn ran(&self, outcome: Outcome) -> Ran {
         let read = |name: &str| fs::read_to_string(self.workspace().join(name)).unwrap_or_default();
         Ran {
             outcome,
