@@ -100,6 +100,15 @@ pub enum Command {
     },
 }
 
+/// The sandbox backends of `moat run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// Namespaces, Landlock, seccomp and cgroups, set up by moat itself.
+    Embedded,
+    /// A podman container with the same contract.
+    Podman,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The directory the agent works in, mounted read-write [default: the current directory].
@@ -158,6 +167,17 @@ pub struct RunArgs {
     /// Run without seccomp when the kernel lacks it (the audit record says so).
     #[arg(long)]
     pub dangerously_no_seccomp: bool,
+
+    /// Which sandbox: `embedded` (namespaces, no daemon, ~5 ms to start) or `podman` (the same
+    /// contract in a podman container; this host's cgroup and ulimit workarounds are applied
+    /// automatically).
+    #[arg(long, value_enum, default_value_t = BackendArg::Embedded)]
+    pub backend: BackendArg,
+
+    /// With `--backend podman`: a local image name or a root directory to run in [default: a
+    /// root assembled from the host's /usr, which needs no registry].
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
 
     #[command(flatten)]
     pub llm: LlmArgs,

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use moat_audit::{AuditLog, Event, SessionEnd, SessionStart};
 use moat_gate::{ControlClient, Gate, GateConfig, SessionContext};
-use moat_sandbox::{Limits, Property, Spec};
+use moat_sandbox::{Backend, Limits, Property, Spec};
 
-use crate::cli::{GlobalArgs, RunArgs};
+use crate::cli::{BackendArg, GlobalArgs, RunArgs};
 use crate::config::{Loaded, Sources};
 use crate::error::UserError;
 
@@ -76,6 +76,18 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
         stdin_prefix: secrets_frame(&secrets),
     };
     let init = std::env::current_exe()?;
+    let backend = match args.backend {
+        BackendArg::Embedded => Backend::Embedded,
+        BackendArg::Podman => Backend::Podman {
+            program: PathBuf::from("podman"),
+            image: args.image.clone(),
+        },
+    };
+    if args.image.is_some() && backend == Backend::Embedded {
+        return Err(UserError::new("--image applies to --backend podman only")
+            .hint("add --backend podman, or drop --image")
+            .into());
+    }
 
     let outcome = runtime.block_on(async move {
         let report = moat_sandbox::probe();
@@ -87,7 +99,7 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
             agent: session.agent.clone(),
             command: spec.command.clone(),
             workspace: workspace.display().to_string(),
-            backend: "embedded".to_owned(),
+            backend: backend.name().to_owned(),
             policy: gate.policy(),
             host: host_name(),
             enforced: enforced.clone(),
@@ -109,7 +121,7 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
         let signals = tokio::spawn(stop_on_signal(stop.clone()));
         let sandbox_stop = stop.clone();
         let sandbox = tokio::task::spawn_blocking(move || {
-            moat_sandbox::run_with_stop(&spec, &init, &sandbox_stop)
+            moat_sandbox::run_backend(&backend, &spec, &init, &sandbox_stop)
         });
         tokio::pin!(sandbox);
         // A running gate that shuts down ends the session (and records its end): without the

@@ -203,7 +203,7 @@ fn assert_recorded_under_sessions(events: &[Value], min_decisions: usize) -> Vec
         .map(|start| {
             assert_eq!(start["agent"], "e2e-agent");
             assert_eq!(start["operator"], "alice");
-            assert_eq!(start["backend"], "embedded");
+            assert!(matches!(start["backend"].as_str(), Some("embedded" | "podman")));
             start["session"].as_str().unwrap().to_owned()
         })
         .collect();
@@ -801,4 +801,47 @@ fn secrets_reach_the_agent_on_stdin_only() {
     );
     // The audit log never holds the value.
     assert!(env.events().iter().all(|e| !e.to_string().contains(SECRET)));
+}
+
+/// The podman backend keeps the same contract: npm inside gets the gate's reason and the
+/// session is recorded as a podman one. Skips (saying so) where podman is not installed, unless
+/// `MOAT_REQUIRE_PODMAN=1` (set by `.ci/run` once it installed podman).
+#[test]
+fn podman_backend_session_goes_through_the_gate() {
+    let podman = std::process::Command::new("podman")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !podman {
+        assert!(
+            std::env::var_os("MOAT_REQUIRE_PODMAN").is_none(),
+            "MOAT_REQUIRE_PODMAN is set but podman is not installed"
+        );
+        eprintln!("skipped podman_backend_session_goes_through_the_gate: podman is not installed");
+        return;
+    }
+    let env = RunEnv::start(POLICY);
+    let refused = env.run(
+        &["--backend", "podman"],
+        &[
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "minimist@1.2.5",
+        ],
+    );
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("moat: blocked minimist@1.2.5 (moat.vulnerable)"),
+        "{}",
+        text(&refused)
+    );
+    let events = env.events();
+    let start = events
+        .iter()
+        .find(|e| e["type"] == "session-start")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(start["backend"], "podman");
+    assert_recorded_under_sessions(&events, 1);
 }
