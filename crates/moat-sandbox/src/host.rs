@@ -179,14 +179,27 @@ pub fn run_with_stop(
         }
     }
     enforced.extend(cgroup_enforced);
-    if let Some(timeout) = spec.limits.timeout {
-        enforced.push(format!("timeout ({})", seconds(timeout)));
-    }
     let status = match (timed_out || stopped, agent_status) {
         (true, _) => ExitStatus::Signal(libc::SIGKILL),
         (false, Some(status)) => status,
         (false, None) => init_status,
     };
+    Ok(outcome(spec, ending, status, duration, usage, enforced))
+}
+
+/// The [`Outcome`] of a session that ended (`ending`) with `status`: a timeout or stop is
+/// reported as `SIGKILL` with its reason, and the timeout joins what was enforced.
+pub(crate) fn outcome(
+    spec: &Spec,
+    ending: Ending,
+    status: ExitStatus,
+    duration: Duration,
+    usage: ResourceUsage,
+    mut enforced: Vec<String>,
+) -> Outcome {
+    if let Some(timeout) = spec.limits.timeout {
+        enforced.push(format!("timeout ({})", seconds(timeout)));
+    }
     let (exit_code, signal) = match status {
         ExitStatus::Code(code) => (Some(code), None),
         ExitStatus::Signal(signal) => (None, Some(signal)),
@@ -199,16 +212,16 @@ pub fn run_with_stop(
             .map(|timeout| format!("timed out after {}", seconds(timeout))),
         Ending::Stopped => Some("stopped".to_owned()),
     };
-    Ok(Outcome {
+    Outcome {
         exit_code,
         signal,
         reason,
-        timed_out,
-        stopped,
+        timed_out: ending == Ending::TimedOut,
+        stopped: ending == Ending::Stopped,
         duration,
         usage,
         enforced,
-    })
+    }
 }
 
 /// `1.5s`, `30s`: a duration as people write it.

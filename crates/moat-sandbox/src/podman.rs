@@ -98,7 +98,7 @@ use rustix::thread::UnshareFlags;
 
 use crate::error::SandboxError;
 use crate::host::{
-    Ending, Stop, cached_probe, run_with_stop, seconds, stage, wait_until_exit, wait_with_usage,
+    Ending, Stop, cached_probe, outcome, run_with_stop, stage, wait_until_exit, wait_with_usage,
 };
 use crate::protocol::{
     GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, REPORT_FD, Report, Request, SPEC_FD, read_reports,
@@ -911,7 +911,7 @@ fn run_podman(
         seccomp: host.seccomp,
         container: true,
     };
-    let outcome = spawn_and_wait(
+    let session_end = spawn_and_wait(
         &program,
         &workarounds,
         &args,
@@ -940,7 +940,7 @@ fn run_podman(
         podman_status,
         stderr_tail,
         duration,
-    } = outcome;
+    } = session_end;
     let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
     let mut agent = None;
     let mut started = false;
@@ -967,36 +967,12 @@ fn run_podman(
         )));
     }
     enforced.extend(limits_enforced);
-    if let Some(timeout) = spec.limits.timeout {
-        enforced.push(format!("timeout ({})", seconds(timeout)));
-    }
     let (status, usage) = match (timed_out || stopped, agent) {
         (true, _) => (ExitStatus::Signal(libc::SIGKILL), ResourceUsage::default()),
         (false, Some((status, usage))) => (status, usage),
         (false, None) => (podman_status, ResourceUsage::default()),
     };
-    let (exit_code, signal) = match status {
-        ExitStatus::Code(code) => (Some(code), None),
-        ExitStatus::Signal(signal) => (None, Some(signal)),
-    };
-    let reason = match ending {
-        Ending::Exited => None,
-        Ending::TimedOut => spec
-            .limits
-            .timeout
-            .map(|timeout| format!("timed out after {}", seconds(timeout))),
-        Ending::Stopped => Some("stopped".to_owned()),
-    };
-    Ok(Outcome {
-        exit_code,
-        signal,
-        reason,
-        timed_out,
-        stopped,
-        duration,
-        usage,
-        enforced,
-    })
+    Ok(outcome(spec, ending, status, duration, usage, enforced))
 }
 
 /// `moat-<pid>-<n>-<nanos>`: unique per session, for `podman kill`.
