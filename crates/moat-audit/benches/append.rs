@@ -1,6 +1,9 @@
 //! Append throughput: concurrent tasks appending decision events to a fresh store in a temporary
-//! directory, as a gate under load would. Prints events/s, the mean batch (events per fsync) and
-//! append latency. Run with `cargo bench -p moat-audit`.
+//! directory, as a gate under load would. Prints events/s, the mean batch (events per fsync, and
+//! per signed checkpoint) and append latency; every append is durable (committed, fsynced, its
+//! tree nodes and the batch's signed checkpoint in the same transaction) before it returns.
+//! Then the verification time of a log of 1,000,000 events (`MOAT_BENCH_VERIFY_EVENTS` to
+//! change), and proof sizes. Run with `cargo bench -p moat-audit`.
 
 #![allow(clippy::print_stdout)]
 
@@ -10,7 +13,13 @@ use std::time::{Duration, Instant};
 use moat_audit::{AuditLog, DecisionEvent, Event};
 
 /// (concurrent tasks, events in total)
-const RUNS: [(usize, usize); 3] = [(1, 2_000), (64, 20_000), (256, 50_000)];
+const RUNS: [(usize, usize); 4] = [(1, 2_000), (64, 20_000), (256, 50_000), (256, 200_000)];
+
+/// Events in the log whose verification is timed.
+const VERIFY_EVENTS: usize = 1_000_000;
+
+/// Events appended one at a time (one checkpoint each, the worst case for verification).
+const SEQUENTIAL_EVENTS: usize = 50_000;
 
 fn main() -> Result<(), Box<dyn Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -34,6 +43,66 @@ fn main() -> Result<(), Box<dyn Error>> {
         );
         runtime.block_on(log.shutdown());
     }
+    let events = setting("MOAT_BENCH_VERIFY_EVENTS", VERIFY_EVENTS);
+    verify(&runtime, 256, events)?;
+    let events = setting("MOAT_BENCH_SEQUENTIAL_EVENTS", SEQUENTIAL_EVENTS);
+    verify(&runtime, 1, events)?;
+    Ok(())
+}
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Fill a log with `events` from `tasks` concurrent appenders, then time its verification.
+fn verify(
+    runtime: &tokio::runtime::Runtime,
+    tasks: usize,
+    events: usize,
+) -> Result<(), Box<dyn Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("audit.db");
+    let log = AuditLog::open(&path)?;
+    let (elapsed, _) = runtime.block_on(run(&log, tasks, events))?;
+    let stats = log.stats();
+    println!(
+        "\nfilled a log of {events} events from {tasks} tasks in {:.1} s ({:.0} events/s, {} \
+         checkpoints)",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64(),
+        stats.batches
+    );
+    runtime.block_on(log.shutdown());
+    drop(log);
+    let size_mib = std::fs::metadata(&path)?.len() as f64 / (1024.0 * 1024.0);
+
+    let reader = AuditLog::open_read_only(&path)?;
+    let key = reader.verifier()?;
+    let start = Instant::now();
+    let report = reader.verify(&key, None)?;
+    let seconds = start.elapsed().as_secs_f64();
+    assert!(report.is_clean(), "{report:?}");
+    println!(
+        "verify: {} events, {} checkpoints, {size_mib:.0} MiB store: {seconds:.2} s",
+        report.size, report.checkpoints
+    );
+
+    let size = report.size;
+    let inclusion = reader.inclusion_proof(size / 3, None)?;
+    let consistency = reader.consistency_proof(size / 3, size)?;
+    let checkpoint = reader.checkpoint()?.map(|c| c.note.len()).unwrap_or(0);
+    println!(
+        "proof sizes at {size} events: inclusion {} hashes ({} bytes), consistency from {} \
+         {} hashes ({} bytes), signed checkpoint {checkpoint} bytes",
+        inclusion.proof.len(),
+        inclusion.proof.len() * 32,
+        size / 3,
+        consistency.proof.len(),
+        consistency.proof.len() * 32,
+    );
     Ok(())
 }
 

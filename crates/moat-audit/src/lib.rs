@@ -1,18 +1,28 @@
-//! moat's audit store, first version: an append-only SQLite table (WAL, `synchronous=FULL`) of
-//! gate decisions, written *before* the gate answers. Appends from concurrent requests are
+//! moat's audit store: a tamper-evident Merkle log of gate decisions and sessions in SQLite (WAL,
+//! `synchronous=FULL`), written *before* the gate answers. Appends from concurrent requests are
 //! group-committed by one writer thread: one transaction and one fsync per batch.
 //!
-//! The event types are the stable part: a later version keeps them and changes only the storage
-//! (canonical JSON leaves of a Merkle tree with signed checkpoints).
+//! Each event is stored as canonical JSON (RFC 8785, [`canonical`]); those bytes are a leaf of
+//! an RFC 6962 Merkle tree ([`merkle`]: SHA-256, `0x00` leaf and `0x01` node prefixes) whose
+//! complete subtrees are stored beside the events, and each batch ends with a checkpoint signed
+//! with the log's Ed25519 key as a C2SP signed note ([`note`]), all in the batch's transaction.
+//! The key lives beside the store (`audit.key`, mode 0600, created on first open); its key name
+//! is the log's origin. [`AuditLog::verify`] recomputes everything; inclusion and consistency
+//! proofs come from stored hashes; [`verify_bundle`] checks one event offline with only the
+//! public key.
 //!
-//! Guarantees: [`AuditLog::append`] answers `Ok(seq)` only after the event's transaction is
-//! committed and fsynced; any store or writer failure is an `Err` (never a silent success, never
-//! a hang). Sequence numbers are 1-based, gapless and ascending. The crate exposes no update or
-//! delete, and SQLite triggers abort any `UPDATE` or `DELETE` of `events` made behind its back.
+//! Guarantees: [`AuditLog::append`] answers `Ok(seq)` only after the event's transaction (event,
+//! tree nodes, signed checkpoint) is committed and fsynced; any store or writer failure is an
+//! `Err` (never a silent success, never a hang). Sequence numbers are 1-based, gapless and
+//! ascending; leaf indexes are `seq - 1`. The crate exposes no update or delete, and SQLite
+//! triggers abort any `UPDATE` or `DELETE` made behind its back; the proofs, not the triggers,
+//! are the protection. Opening a store whose tree does not match its last signed checkpoint
+//! fails, so the writer never signs on top of a tampered history.
 //!
-//! Storage (schema version 1, `PRAGMA user_version`): `events(seq, time, kind, ecosystem,
-//! package, version, action, body)`, `body` being the event as JSON; the other columns exist
-//! for [`AuditLog::list`] filters.
+//! Storage (schema version 2, `PRAGMA user_version`): `events(seq, time, kind, ecosystem,
+//! package, version, action, body)`, `body` being the leaf, the other columns for
+//! [`AuditLog::list`] filters; `nodes(level, idx, hash)`; `checkpoints(size, note)`. A version-1
+//! store is refused with a message saying to move it aside; it is not converted.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -24,10 +34,29 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::writer::{Command, Counters, Row};
 
+pub mod canonical;
+pub mod merkle;
+pub mod note;
 mod schema;
+mod tree;
+mod verify;
 mod writer;
 
+pub use crate::merkle::{Hash, ProofError};
+pub use crate::note::{Checkpoint, NoteError, SignerKey, VerifierKey};
+pub use crate::tree::{
+    BundleError, ConsistencyProof, InclusionProof, ProofBundle, SignedCheckpoint, verify_bundle,
+};
+pub use crate::verify::{Problem, VerifyReport};
 pub use crate::writer::{CHANNEL_CAPACITY, MAX_BATCH};
+
+/// The signing key's file name, in the store's directory.
+pub const KEY_FILE: &str = "audit.key";
+
+/// Where the signing key of the store at `store` lives: `audit.key` beside it.
+pub fn key_path(store: &Path) -> PathBuf {
+    store.with_file_name(KEY_FILE)
+}
 
 /// One gate decision.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -173,6 +202,12 @@ pub enum AuditError {
     /// The store was opened with [`AuditLog::open_read_only`]; it cannot append.
     #[error("audit store is open read-only")]
     ReadOnly,
+    /// The signing key is missing, unreadable or not private.
+    #[error("audit signing key: {0}")]
+    Key(String),
+    /// A proof was asked for an index or size outside the log.
+    #[error("{0}")]
+    OutOfRange(String),
 }
 
 /// Committed work since the store was opened by this handle: appends per fsync.
@@ -194,6 +229,9 @@ struct Inner {
     path: PathBuf,
     /// `None` when opened read-only.
     writer: Option<mpsc::Sender<Command>>,
+    /// The signing key's public half; `None` when opened read-only (read from the key file
+    /// when asked for).
+    verifier: Option<VerifierKey>,
     reader: Mutex<Connection>,
     counters: Arc<Counters>,
 }
@@ -210,33 +248,59 @@ impl fmt::Debug for AuditLog {
 impl AuditLog {
     /// Open (creating if needed) the store at `path`, start the writer thread.
     ///
-    /// The parent directory must exist. Fails if the file cannot be created or written, is not
-    /// a moat audit store, or has a newer schema.
+    /// The parent directory must exist. The signing key is read from `audit.key` beside the
+    /// store, or created (mode 0600) when there is none and the log is empty. Fails if the file
+    /// cannot be created or written, is not a moat audit store, has another schema version, its
+    /// key is missing or readable by others, or its tree does not match its last signed
+    /// checkpoint.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
         let conn = schema::open_writer(path)?;
+        let key_path = key_path(path);
+        let has_checkpoint = tree::last_checkpoint(&conn)?.is_some();
+        let key = if has_checkpoint && !key_path.exists() {
+            return Err(AuditError::Key(format!(
+                "{} is missing but the log has signed checkpoints: restore it from a backup \
+                 (a new key cannot vouch for them)",
+                key_path.display()
+            )));
+        } else if key_path.exists() {
+            SignerKey::load(&key_path).map_err(|e| AuditError::Key(e.to_string()))?
+        } else {
+            SignerKey::load_or_generate(&key_path).map_err(|e| AuditError::Key(e.to_string()))?
+        };
+        let verifier = key.verifier();
+        let frontier = tree::check_head(&conn, &verifier)?;
         let reader = schema::open_reader(path)?;
         let counters = Arc::new(Counters::default());
-        let writer = writer::spawn(conn, Arc::clone(&counters))?;
-        Ok(AuditLog::new(path, Some(writer), reader, counters))
+        let writer = writer::spawn(conn, key, frontier, Arc::clone(&counters))?;
+        Ok(AuditLog::new(
+            path,
+            Some(writer),
+            Some(verifier),
+            reader,
+            counters,
+        ))
     }
 
-    /// Open an existing store for [`list`](Self::list) and [`count`](Self::count) only, without
-    /// starting a writer (for `moat audit list` beside a running gate). Appends fail with
+    /// Open an existing store for reading (listing, proofs, verification) without starting a
+    /// writer (for `moat audit` beside a running gate). Appends fail with
     /// [`AuditError::ReadOnly`].
     pub fn open_read_only(path: &Path) -> Result<AuditLog, AuditError> {
         let reader = schema::open_reader(path)?;
-        Ok(AuditLog::new(path, None, reader, Arc::default()))
+        Ok(AuditLog::new(path, None, None, reader, Arc::default()))
     }
 
     fn new(
         path: &Path,
         writer: Option<mpsc::Sender<Command>>,
+        verifier: Option<VerifierKey>,
         reader: Connection,
         counters: Arc<Counters>,
     ) -> AuditLog {
         let inner = Inner {
             path: path.to_owned(),
             writer,
+            verifier,
             reader: Mutex::new(reader),
             counters,
         };

@@ -8,18 +8,19 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::AuditError;
 
 /// The schema this crate writes, stored in `PRAGMA user_version`.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another one's lock before giving up with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Version 1: one append-only table of events. The columns beside `body` exist for filtering;
-/// `body` (the event as JSON) is the record. There is deliberately no secondary index: each one
-/// cost the group-committing writer about 40% of its throughput (`cargo bench -p moat-audit`:
-/// 69k events/s with two, 113k without, 64 concurrent appenders), and `list` is a rare scan.
+/// Version 2: the events (`body` is the event as canonical JSON, the leaf of the Merkle tree;
+/// the columns beside it exist for filtering), the tree's complete subtrees (`nodes`, level 0
+/// being the leaf hashes) and one signed checkpoint per committed batch. All three tables are
+/// append-only. There is deliberately no secondary index: each one cost the group-committing
+/// writer about 40% of its throughput (`cargo bench -p moat-audit`), and `list` is a rare scan.
 /// Query tables for the system of record are derived from the log, not maintained on its
 /// write path.
-const SCHEMA_V1: &str = "
+const SCHEMA_V2: &str = "
 CREATE TABLE events (
     seq       INTEGER PRIMARY KEY,
     time      TEXT NOT NULL,
@@ -30,11 +31,29 @@ CREATE TABLE events (
     action    TEXT,
     body      TEXT NOT NULL
 );
+CREATE TABLE nodes (
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE checkpoints (
+    size INTEGER PRIMARY KEY,
+    note TEXT NOT NULL
+);
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
-PRAGMA user_version = 1;
+CREATE TRIGGER nodes_no_update BEFORE UPDATE ON nodes
+BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
+CREATE TRIGGER nodes_no_delete BEFORE DELETE ON nodes
+BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
+CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+PRAGMA user_version = 2;
 ";
 
 /// Open (creating if needed) the writer's connection: WAL, `synchronous=FULL`, schema in place.
@@ -71,6 +90,9 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, AuditError> {
     let conn = Connection::open_with_flags(path, flags).map_err(error)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
     let version = user_version(&conn).map_err(error)?;
+    if version == 1 {
+        return Err(version_one(path));
+    }
     if version != SCHEMA_VERSION {
         return Err(AuditError::Store(format!(
             "{} is not a moat audit store of schema version {SCHEMA_VERSION} (found {version})",
@@ -88,8 +110,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), AuditError> {
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(error)?;
     match user_version(&tx).map_err(error)? {
-        0 => tx.execute_batch(SCHEMA_V1).map_err(error)?,
+        0 => tx.execute_batch(SCHEMA_V2).map_err(error)?,
         SCHEMA_VERSION => {}
+        1 => return Err(version_one(path)),
         other => {
             return Err(AuditError::Store(format!(
                 "{} has schema version {other}; this moat supports {SCHEMA_VERSION}",
@@ -98,6 +121,17 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), AuditError> {
         }
     }
     tx.commit().map_err(error)
+}
+
+/// A version-1 store is not converted: re-signing its events now would vouch for a history
+/// that nothing protected when it was written.
+fn version_one(path: &Path) -> AuditError {
+    AuditError::Store(format!(
+        "{} is an audit log of schema version 1 (no Merkle tree, no signed checkpoints); this \
+         moat writes version 2 and does not convert it: move it aside (e.g. to audit-v1.db, \
+         still readable with sqlite3) and the next start creates a new, verifiable log",
+        path.display()
+    ))
 }
 
 fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -136,7 +170,7 @@ mod tests {
         // Opening again keeps the schema rather than recreating it.
         let again = open_writer(&path).unwrap();
         assert_eq!(user_version(&again).unwrap(), SCHEMA_VERSION);
-        assert_eq!(user_version(&open_reader(&path).unwrap()).unwrap(), 1);
+        assert_eq!(user_version(&open_reader(&path).unwrap()).unwrap(), 2);
     }
 
     #[test]
@@ -149,5 +183,30 @@ mod tests {
             .unwrap();
         let error = open_reader(&path).unwrap_err().to_string();
         assert!(error.contains("not a moat audit store"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod version_one_tests {
+    use super::*;
+
+    #[test]
+    fn a_version_one_store_is_refused_with_a_way_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE events (seq INTEGER PRIMARY KEY); PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        for error in [
+            open_writer(&path).unwrap_err(),
+            open_reader(&path).unwrap_err(),
+        ] {
+            let message = error.to_string();
+            assert!(message.contains("schema version 1"), "{message}");
+            assert!(message.contains("move it aside"), "{message}");
+        }
     }
 }

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{AuditError, Event, SessionEnd, SessionStart, schema};
+use crate::merkle::{Frontier, Hash, leaf_hash};
+use crate::note::{Checkpoint, SignerKey};
+use crate::{AuditError, Event, SessionEnd, SessionStart, canonical, schema, tree};
 
 /// How many appends may wait for the writer before `append` itself waits (backpressure).
 pub const CHANNEL_CAPACITY: usize = 4096;
@@ -19,6 +21,10 @@ const INSERT: &str =
     "INSERT INTO events (seq, time, kind, ecosystem, package, version, action, body)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
+const INSERT_NODE: &str = "INSERT INTO nodes (level, idx, hash) VALUES (?1, ?2, ?3)";
+
+const INSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (size, note) VALUES (?1, ?2)";
+
 /// An event encoded for storage, done by the caller so the writer thread only writes.
 #[derive(Debug)]
 pub(crate) struct Row {
@@ -28,13 +34,18 @@ pub(crate) struct Row {
     package: Option<String>,
     version: Option<String>,
     action: Option<String>,
+    /// The event as canonical JSON: the leaf.
     body: String,
+    leaf: Hash,
 }
 
 impl Row {
     pub(crate) fn encode(event: &Event) -> Result<Row, AuditError> {
-        let body = serde_json::to_string(event)
+        let value = serde_json::to_value(event)
             .map_err(|e| AuditError::Store(format!("cannot encode event: {e}")))?;
+        let body = canonical::to_canonical_string(&value)
+            .map_err(|e| AuditError::Store(format!("cannot encode event: {e}")))?;
+        let leaf = leaf_hash(body.as_bytes());
         let row = match event {
             Event::Decision(decision) => Row {
                 time: decision.time.to_string(),
@@ -44,6 +55,7 @@ impl Row {
                 version: decision.version.clone(),
                 action: Some(decision.action.clone()),
                 body,
+                leaf,
             },
             Event::SessionStart(SessionStart { time, .. })
             | Event::SessionEnd(SessionEnd { time, .. }) => Row {
@@ -54,6 +66,7 @@ impl Row {
                 version: None,
                 action: None,
                 body,
+                leaf,
             },
         };
         Ok(row)
@@ -82,17 +95,20 @@ pub(crate) struct Counters {
 type Pending = (Row, oneshot::Sender<Result<u64, AuditError>>);
 
 /// Start the writer thread on `conn`; the returned sender is its only way in.
+/// `frontier` is the tree as stored, already checked against the last checkpoint.
 pub(crate) fn spawn(
     conn: Connection,
+    key: SignerKey,
+    frontier: Frontier,
     counters: Arc<Counters>,
 ) -> Result<mpsc::Sender<Command>, AuditError> {
-    let next_seq = schema::last_seq(&conn)
-        .map_err(|e| AuditError::Store(format!("cannot read the last sequence number: {e}")))?
-        + 1;
+    let next_seq = frontier.size() + 1;
     let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
     let writer = Writer {
         conn,
         next_seq,
+        frontier,
+        key,
         counters,
     };
     std::thread::Builder::new()
@@ -106,6 +122,9 @@ struct Writer {
     conn: Connection,
     /// The sequence number of the next row; only advanced after a commit.
     next_seq: u64,
+    /// The tree as committed (`size == next_seq - 1`); only advanced after a commit.
+    frontier: Frontier,
+    key: SignerKey,
     counters: Arc<Counters>,
 }
 
@@ -145,7 +164,8 @@ impl Writer {
     /// Write and answer one batch; false when the connection can no longer be trusted.
     fn commit(&mut self, batch: &mut Vec<Pending>) -> bool {
         match self.write(batch) {
-            Ok(()) => {
+            Ok(frontier) => {
+                self.frontier = frontier;
                 let count = batch.len() as u64;
                 for (offset, (_, reply)) in batch.drain(..).enumerate() {
                     // A caller that stopped waiting still has its event recorded.
@@ -166,13 +186,17 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: &[Pending]) -> rusqlite::Result<()> {
+    /// Write the batch, its tree nodes and its signed checkpoint in one transaction; the tree
+    /// after it, to be kept once committed.
+    fn write(&mut self, batch: &[Pending]) -> rusqlite::Result<Frontier> {
         let first = self.next_seq;
+        let mut frontier = self.frontier.clone();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare_cached(INSERT)?;
+            let mut insert_node = tx.prepare_cached(INSERT_NODE)?;
             for (offset, (row, _)) in batch.iter().enumerate() {
                 let seq = i64::try_from(first + offset as u64)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
@@ -186,9 +210,26 @@ impl Writer {
                     row.action,
                     row.body,
                 ])?;
+                frontier.push(row.leaf, |level, index, hash| {
+                    let index = i64::try_from(index)
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                    insert_node.execute(params![level, index, hash.0.as_slice()])?;
+                    Ok::<_, rusqlite::Error>(())
+                })?;
             }
+            let checkpoint = Checkpoint {
+                origin: self.key.name().to_owned(),
+                size: frontier.size(),
+                root: frontier.root(),
+            };
+            let note = self.key.sign(&checkpoint.to_text());
+            let size = i64::try_from(checkpoint.size)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            tx.prepare_cached(INSERT_CHECKPOINT)?
+                .execute(params![size, note])?;
         }
-        tx.commit()
+        tx.commit()?;
+        Ok(frontier)
     }
 
     /// After a failed batch (rolled back when its transaction dropped): re-read where the log
@@ -197,8 +238,16 @@ impl Writer {
         if !self.conn.is_autocommit() {
             return false;
         }
-        match schema::last_seq(&self.conn) {
-            Ok(last) => {
+        let Ok(last) = schema::last_seq(&self.conn) else {
+            return false;
+        };
+        if last == self.frontier.size() {
+            self.next_seq = last + 1;
+            return true;
+        }
+        match tree::load_frontier(&self.conn, last) {
+            Ok(frontier) => {
+                self.frontier = frontier;
                 self.next_seq = last + 1;
                 true
             }
@@ -236,5 +285,12 @@ mod tests {
         assert_eq!(row.action.as_deref(), Some("allow"));
         let decoded: Event = serde_json::from_str(&row.body).unwrap();
         assert_eq!(decoded, event);
+        assert_eq!(row.leaf, leaf_hash(row.body.as_bytes()));
+        assert!(
+            row.body
+                .starts_with("{\"action\":\"allow\",\"advisories\":[]"),
+            "{}",
+            row.body
+        );
     }
 }

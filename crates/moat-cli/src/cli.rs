@@ -344,4 +344,51 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+
+    /// Print the log's public key as a C2SP verifier key (`<name>+<key id>+<key>`), creating
+    /// the signing key (DATA_DIR/audit.key, mode 0600) if there is none yet. Keep a copy
+    /// elsewhere: checkpoints and proofs are checked with it.
+    Key,
+
+    /// Check the whole log: recompute every leaf hash and the Merkle tree, compare the stored
+    /// node hashes, check every checkpoint's signature and root. Exits 1 naming the first bad
+    /// index (0-based; the event's seq is index + 1) when anything was tampered with.
+    ///
+    /// A log rolled back to an older copy, or cut short together with its checkpoints, is
+    /// consistent on its own: pass a checkpoint saved elsewhere (`moat audit checkpoint`, or
+    /// GET /-/audit/checkpoint) with --against to prove the log still extends it.
+    Verify {
+        /// A signed checkpoint saved earlier; the log must be an extension of it.
+        #[arg(long, value_name = "CHECKPOINT_FILE")]
+        against: Option<PathBuf>,
+        /// Verify with this public key (from `moat audit key`) instead of the one derived from
+        /// DATA_DIR/audit.key; use a copy kept elsewhere to also catch a replaced key.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Print the newest signed checkpoint (save it elsewhere for `verify --against`).
+    Checkpoint,
+
+    /// Print event INDEX (0-based) as stored, its inclusion proof and the newest checkpoint:
+    /// with `--json`, a file `moat audit verify-proof` checks with only the public key.
+    Prove {
+        /// Leaf index, 0-based (the event's seq is index + 1).
+        index: u64,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Check a proof printed by `moat audit prove --json` offline, with only the public key.
+    VerifyProof {
+        /// The JSON file from `moat audit prove --json` (`-` for stdin).
+        file: PathBuf,
+        /// The log's public key, as `moat audit key` prints it.
+        #[arg(long, value_name = "KEY")]
+        key: String,
+    },
 }

@@ -23,6 +23,7 @@
 //! Upstream failure fails closed (502/504 with a reason); nothing broken is cached. This crate
 //! never reads the environment or prints: the CLI passes configuration in.
 
+mod audit_routes;
 mod cache;
 mod call;
 mod caller;

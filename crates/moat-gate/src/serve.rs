@@ -23,7 +23,8 @@ use crate::caller::{Caller, SessionContext};
 use crate::respond::{self, JSON};
 
 /// The gate's routes: `/npm/…`, `/pypi/…`, `/crates/…`,
-/// `/-/why/<npm|pypi|crates>/<name>[/<version>]`, `/llm/<anthropic|openai>/…` (session sockets
+/// `/-/why/<npm|pypi|crates>/<name>[/<version>]`, `/-/audit/…` (checkpoint and proofs),
+/// `/llm/<anthropic|openai>/…` (session sockets
 /// only), and the egress forward proxy (absolute-form requests and `CONNECT`).
 pub fn router(gate: Arc<Gate>) -> Router {
     Router::new().fallback(handle).with_state(gate)
@@ -83,6 +84,9 @@ async fn handle(State(gate): State<Arc<Gate>>, request: Request) -> Response {
         Some("npm") => call.npm(&segments[1..]).await,
         Some("pypi") => call.pypi(&segments[1..]).await,
         Some("crates") => call.crates(&segments[1..]).await,
+        Some("-") if segments.get(1).is_some_and(|s| s == "audit") => {
+            crate::audit_routes::handle(&gate.audit, &segments[2..], request.uri().query()).await
+        }
         Some("-") if segments.get(1).is_some_and(|s| s == "why") => {
             let json = headers
                 .get_all(ACCEPT)

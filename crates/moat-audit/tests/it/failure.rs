@@ -25,6 +25,24 @@ async fn recorded_events_cannot_be_updated_or_deleted() {
     assert_eq!(stored[0].event, decision("npm", "event-stream", "block"));
 }
 
+#[tokio::test]
+async fn tree_nodes_and_checkpoints_cannot_be_updated_or_deleted() {
+    let (_dir, path, log) = store();
+    log.append(decision("npm", "event-stream", "block"))
+        .await
+        .unwrap();
+    let raw = Connection::open(&path).unwrap();
+    for statement in [
+        "UPDATE nodes SET hash = zeroblob(32)",
+        "DELETE FROM nodes",
+        "UPDATE checkpoints SET note = ''",
+        "DELETE FROM checkpoints",
+    ] {
+        let error = raw.execute(statement, []).unwrap_err().to_string();
+        assert!(error.contains("append-only"), "{statement}: {error}");
+    }
+}
+
 /// No record, no answer (store side): when SQLite refuses the write, every append of the
 /// batch gets an `Err`, nothing is stored, and the sequence stays gapless afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -150,11 +168,11 @@ fn open_refuses_a_newer_schema() {
     let path = dir.path().join("audit.db");
     Connection::open(&path)
         .unwrap()
-        .execute_batch("PRAGMA user_version = 2")
+        .execute_batch("PRAGMA user_version = 3")
         .unwrap();
 
     let error = AuditLog::open(&path).unwrap_err().to_string();
-    assert!(error.contains("schema version 2"), "{error}");
+    assert!(error.contains("schema version 3"), "{error}");
 }
 
 #[test]

@@ -4,6 +4,8 @@
 mod append;
 mod failure;
 mod list;
+mod tamper;
+mod vectors;
 
 use std::path::PathBuf;
 

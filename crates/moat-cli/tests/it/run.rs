@@ -203,7 +203,10 @@ fn assert_recorded_under_sessions(events: &[Value], min_decisions: usize) -> Vec
         .map(|start| {
             assert_eq!(start["agent"], "e2e-agent");
             assert_eq!(start["operator"], "alice");
-            assert!(matches!(start["backend"].as_str(), Some("embedded" | "podman")));
+            assert!(matches!(
+                start["backend"].as_str(),
+                Some("embedded" | "podman")
+            ));
             start["session"].as_str().unwrap().to_owned()
         })
         .collect();
@@ -844,4 +847,37 @@ fn podman_backend_session_goes_through_the_gate() {
         .unwrap_or_else(|| panic!("{events:?}"));
     assert_eq!(start["backend"], "podman");
     assert_recorded_under_sessions(&events, 1);
+}
+
+/// The gate's state stays outside: the audit database, its signing key and the data dir are
+/// invisible inside the session, though the gate writes to them while it runs.
+#[test]
+fn the_audit_log_and_its_key_are_invisible_inside() {
+    let env = RunEnv::start(POLICY);
+    let data = env.data.path().to_string_lossy().into_owned();
+    let script = format!(
+        "for f in {data}/audit.db {data}/audit.key {data}/policy.toml; do \
+           cat \"$f\" >/dev/null 2>&1 && echo \"read:$f\"; done; \
+         ls {data} >/dev/null 2>&1 && echo listed-data-dir; \
+         echo x > {data}/planted 2>/dev/null && echo wrote-data-dir; \
+         echo done"
+    );
+    let output = env.run(&[], &["sh", "-c", &script]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.stdout.contains("done"), "{}", text(&output));
+    assert!(!output.stdout.contains("read:"), "{}", text(&output));
+    assert!(
+        !output.stdout.contains("listed-data-dir"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        !output.stdout.contains("wrote-data-dir"),
+        "{}",
+        text(&output)
+    );
+    assert!(!env.data.path().join("planted").exists());
+    // The gate did write its log and key there during the session.
+    assert!(env.data.path().join("audit.db").is_file());
+    assert!(env.data.path().join("audit.key").is_file());
 }

@@ -1,0 +1,429 @@
+//! `verify`: recompute the whole tree from the stored events and hold every stored node and
+//! checkpoint against it; optionally prove the log extends a checkpoint saved elsewhere.
+
+use rusqlite::Connection;
+
+use crate::merkle::{self, Hash};
+use crate::note::{Checkpoint, VerifierKey};
+use crate::{AuditError, AuditLog};
+
+/// At most this many problems are reported (the lowest indexes first).
+const MAX_PROBLEMS: usize = 20;
+
+/// Checkpoint signatures verified together (a failed batch is redone one by one).
+const SIGNATURE_BATCH: usize = 512;
+
+/// One thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// The first leaf index (0-based) the problem puts in doubt, when there is one.
+    pub index: Option<u64>,
+    /// Stable id: `event-missing`, `leaf-mismatch`, `node-mismatch`, `node-missing`,
+    /// `node-extra`, `checkpoint-signature`, `checkpoint-root`, `checkpoint-beyond-log`,
+    /// `unsigned-events`, `against-signature`, `against-truncated`, `against-inconsistent`.
+    pub kind: &'static str,
+    /// What was found, for people.
+    pub message: String,
+}
+
+/// The outcome of [`AuditLog::verify`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    /// Events in the log.
+    pub size: u64,
+    /// Root of the tree recomputed from the events.
+    pub root: Hash,
+    /// Stored checkpoints checked.
+    pub checkpoints: u64,
+    /// The checkpoint saved elsewhere that the log was compared with, when given and valid.
+    pub against: Option<Checkpoint>,
+    /// The lowest index among the problems.
+    pub first_bad_index: Option<u64>,
+    /// Problems, lowest index first (at most 20).
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// No problem found.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl AuditLog {
+    /// Verify the whole log with `key`: recompute every leaf hash and the tree, compare every
+    /// stored node, check every stored checkpoint's signature and root (each checkpoint matching
+    /// the recomputed root of its prefix also makes consecutive checkpoints consistent), and
+    /// that every event is covered by a checkpoint. With `against` (a signed checkpoint note
+    /// saved elsewhere), prove the log is an extension of it: this is what catches truncation
+    /// and rollback to an older copy, which leave a self-consistent log behind.
+    ///
+    /// `Err` only when the store cannot be read; tampering is reported in the [`VerifyReport`].
+    pub fn verify(
+        &self,
+        key: &VerifierKey,
+        against: Option<&str>,
+    ) -> Result<VerifyReport, AuditError> {
+        let conn = self.reader();
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(|e| AuditError::Store(format!("cannot start a read: {e}")))?;
+        let report = verify(&tx, key, against);
+        drop(tx);
+        report
+    }
+}
+
+fn read_error(e: rusqlite::Error) -> AuditError {
+    AuditError::Store(format!("cannot read the log: {e}"))
+}
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, index: Option<u64>, kind: &'static str, message: String) {
+        self.0.push(Problem {
+            index,
+            kind,
+            message,
+        });
+    }
+}
+
+fn verify(
+    conn: &Connection,
+    key: &VerifierKey,
+    against: Option<&str>,
+) -> Result<VerifyReport, AuditError> {
+    let mut problems = Problems(Vec::new());
+    let levels = recompute(conn, &mut problems)?;
+    let size = levels.first().map_or(0, |leaves| leaves.len() as u64);
+    compare_nodes(conn, &levels, size, &mut problems)?;
+    let root = root_at(&levels, size);
+    let checkpoints = check_checkpoints(conn, key, &levels, size, &mut problems)?;
+
+    let mut saved = None;
+    if let Some(note) = against {
+        match Checkpoint::open(note, key) {
+            Err(e) => problems.add(
+                None,
+                "against-signature",
+                format!("the saved checkpoint does not verify: {e}"),
+            ),
+            Ok(checkpoint) if checkpoint.size > size => problems.add(
+                Some(size),
+                "against-truncated",
+                format!(
+                    "the log has {size} events but a checkpoint saved elsewhere has {}: events \
+                     from index {size} on are gone (truncated or rolled back)",
+                    checkpoint.size
+                ),
+            ),
+            Ok(checkpoint) => {
+                let lookup = &mut |level: u32, index: u64| {
+                    Ok::<_, std::convert::Infallible>(levels[level as usize][index as usize])
+                };
+                let consistent = match merkle::consistency_proof(checkpoint.size, size, lookup) {
+                    Ok(Ok(proof)) => merkle::verify_consistency(
+                        checkpoint.size,
+                        size,
+                        &checkpoint.root,
+                        &root,
+                        &proof,
+                    ),
+                    Ok(Err(e)) => Err(e),
+                    Err(never) => match never {},
+                };
+                if let Err(e) = consistent {
+                    problems.add(
+                        None,
+                        "against-inconsistent",
+                        format!(
+                            "the log is not an extension of the saved checkpoint of size {}: {e} \
+                             (history before index {} was rewritten)",
+                            checkpoint.size, checkpoint.size
+                        ),
+                    );
+                }
+                saved = Some(checkpoint);
+            }
+        }
+    }
+
+    let mut problems = problems.0;
+    problems.sort_by_key(|problem| problem.index.unwrap_or(u64::MAX));
+    problems.truncate(MAX_PROBLEMS);
+    Ok(VerifyReport {
+        size,
+        root,
+        checkpoints,
+        against: saved,
+        first_bad_index: problems.iter().filter_map(|problem| problem.index).min(),
+        problems,
+    })
+}
+
+/// Every level of the tree recomputed from the stored events (level 0: leaf hashes).
+fn recompute(conn: &Connection, problems: &mut Problems) -> Result<Vec<Vec<Hash>>, AuditError> {
+    let mut leaves = Vec::new();
+    let mut statement = conn
+        .prepare("SELECT seq, body FROM events ORDER BY seq")
+        .map_err(read_error)?;
+    let mut rows = statement.query([]).map_err(read_error)?;
+    let mut gap_reported = false;
+    while let Some(row) = rows.next().map_err(read_error)? {
+        let seq: i64 = row.get(0).map_err(read_error)?;
+        let index = leaves.len() as u64;
+        if !gap_reported && seq != (index + 1) as i64 {
+            gap_reported = true;
+            problems.add(
+                Some(index),
+                "event-missing",
+                format!(
+                    "expected seq {} at index {index}, found seq {seq}: events were deleted or \
+                     renumbered",
+                    index + 1
+                ),
+            );
+        }
+        let body = row.get_ref(1).map_err(read_error)?;
+        let bytes = match body {
+            rusqlite::types::ValueRef::Text(bytes) | rusqlite::types::ValueRef::Blob(bytes) => {
+                bytes
+            }
+            rusqlite::types::ValueRef::Null
+            | rusqlite::types::ValueRef::Integer(_)
+            | rusqlite::types::ValueRef::Real(_) => &[],
+        };
+        leaves.push(merkle::leaf_hash(bytes));
+    }
+    let mut levels = vec![leaves];
+    while levels.last().is_some_and(|level| level.len() > 1) {
+        let below = levels.last().map(Vec::as_slice).unwrap_or_default();
+        let above: Vec<Hash> = below
+            .chunks_exact(2)
+            .map(|pair| merkle::node_hash(&pair[0], &pair[1]))
+            .collect();
+        levels.push(above);
+    }
+    Ok(levels)
+}
+
+/// The root of the first `size` leaves, from the recomputed complete subtrees.
+fn root_at(levels: &[Vec<Hash>], size: u64) -> Hash {
+    let mut lookup = |level: u32, index: u64| {
+        Ok::<_, std::convert::Infallible>(levels[level as usize][index as usize])
+    };
+    match merkle::range_hash(0, size, &mut lookup) {
+        Ok(root) => root,
+        Err(never) => match never {},
+    }
+}
+
+fn compare_nodes(
+    conn: &Connection,
+    levels: &[Vec<Hash>],
+    size: u64,
+    problems: &mut Problems,
+) -> Result<(), AuditError> {
+    let mut statement = conn
+        .prepare("SELECT level, idx, hash FROM nodes ORDER BY level, idx")
+        .map_err(read_error)?;
+    let mut rows = statement.query([]).map_err(read_error)?;
+    // Rows seen per level, to find missing ones.
+    let mut seen = vec![0u64; levels.len()];
+    let mut first_mismatch: Option<u64> = None;
+    let mut first_leaf_mismatch: Option<u64> = None;
+    // Leaf indexes whose stored hash differs (ascending: level 0 comes first). A node above one
+    // of them differs as a consequence; only a node whose leaves all match was itself changed.
+    let mut bad_leaves: Vec<u64> = Vec::new();
+    let mut first_extra: Option<u64> = None;
+    let mut first_missing: Option<u64> = None;
+    while let Some(row) = rows.next().map_err(read_error)? {
+        let level: i64 = row.get(0).map_err(read_error)?;
+        let index: i64 = row.get(1).map_err(read_error)?;
+        let hash: Vec<u8> = row.get(2).map_err(read_error)?;
+        let (Ok(level), Ok(index)) = (usize::try_from(level), u64::try_from(index)) else {
+            first_extra = Some(first_extra.map_or(size, |i| i.min(size)));
+            continue;
+        };
+        let first_leaf = if level < 64 { index << level } else { u64::MAX };
+        let Some(expected) = levels.get(level).and_then(|l| l.get(index as usize)) else {
+            first_extra = Some(first_extra.map_or(first_leaf.min(size), |i| i.min(size)));
+            continue;
+        };
+        if index > seen[level] {
+            let missing = seen[level] << level;
+            first_missing = Some(first_missing.map_or(missing, |i| i.min(missing)));
+        }
+        seen[level] = index + 1;
+        if Hash::from_slice(&hash).as_ref() != Some(expected) {
+            if level == 0 {
+                bad_leaves.push(index);
+                first_leaf_mismatch = Some(first_leaf_mismatch.map_or(index, |i| i.min(index)));
+            } else {
+                let end = (index + 1) << level;
+                let below = bad_leaves.partition_point(|&leaf| leaf < first_leaf);
+                let explained = bad_leaves.get(below).is_some_and(|&leaf| leaf < end);
+                if !explained {
+                    first_mismatch = Some(first_mismatch.map_or(first_leaf, |i| i.min(first_leaf)));
+                }
+            }
+        }
+    }
+    for (level, nodes) in levels.iter().enumerate() {
+        if seen[level] < nodes.len() as u64 {
+            let missing = seen[level] << level;
+            first_missing = Some(first_missing.map_or(missing, |i| i.min(missing)));
+        }
+    }
+    if let Some(index) = first_leaf_mismatch {
+        problems.add(
+            Some(index),
+            "leaf-mismatch",
+            format!(
+                "the event at index {index} (seq {}) does not hash to its stored leaf hash: \
+                 it was edited, replaced or moved",
+                index + 1
+            ),
+        );
+    }
+    if let Some(index) = first_mismatch {
+        problems.add(
+            Some(index),
+            "node-mismatch",
+            format!(
+                "a stored tree node covering index {index} differs from the hash of the events"
+            ),
+        );
+    }
+    if let Some(index) = first_missing {
+        problems.add(
+            Some(index),
+            "node-missing",
+            format!("the tree node covering index {index} is missing"),
+        );
+    }
+    if let Some(index) = first_extra {
+        problems.add(
+            Some(index),
+            "node-extra",
+            format!("tree nodes exist beyond the events (from index {index}): events were removed"),
+        );
+    }
+    Ok(())
+}
+
+fn check_checkpoints(
+    conn: &Connection,
+    key: &VerifierKey,
+    levels: &[Vec<Hash>],
+    size: u64,
+    problems: &mut Problems,
+) -> Result<u64, AuditError> {
+    let mut statement = conn
+        .prepare("SELECT size, note FROM checkpoints ORDER BY size")
+        .map_err(read_error)?;
+    let stored: Vec<(i64, String)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(read_error)?
+        .collect::<Result<_, _>>()
+        .map_err(read_error)?;
+    let opened = open_all(&stored, key);
+
+    let mut previous = 0u64;
+    let mut covered = 0u64;
+    for ((stored_size, _), opened) in stored.iter().zip(opened) {
+        let first_new = previous;
+        let checkpoint = match opened {
+            Ok(checkpoint) => checkpoint,
+            Err(message) => {
+                problems.add(
+                    Some(first_new),
+                    "checkpoint-signature",
+                    format!("checkpoint at size {stored_size}: {message}"),
+                );
+                previous = u64::try_from(*stored_size).unwrap_or(previous);
+                continue;
+            }
+        };
+        previous = checkpoint.size;
+        if *stored_size != checkpoint.size as i64 {
+            problems.add(
+                Some(first_new),
+                "checkpoint-signature",
+                format!(
+                    "checkpoint stored at size {stored_size} signs size {}",
+                    checkpoint.size
+                ),
+            );
+        }
+        if checkpoint.size > size {
+            problems.add(
+                Some(size),
+                "checkpoint-beyond-log",
+                format!(
+                    "a checkpoint signs {} events but the log has {size}: events from index \
+                     {size} on are gone",
+                    checkpoint.size
+                ),
+            );
+            continue;
+        }
+        if root_at(levels, checkpoint.size) != checkpoint.root {
+            problems.add(
+                Some(first_new),
+                "checkpoint-root",
+                format!(
+                    "the events up to size {} do not have the root its checkpoint signs \
+                     (changed at or after index {first_new})",
+                    checkpoint.size
+                ),
+            );
+        }
+        covered = covered.max(checkpoint.size);
+    }
+    if covered < size {
+        problems.add(
+            Some(covered),
+            "unsigned-events",
+            format!(
+                "events from index {covered} to {} are covered by no valid checkpoint",
+                size - 1
+            ),
+        );
+    }
+    Ok(stored.len() as u64)
+}
+
+/// Verify every note's signature, in batches, on all cores.
+fn open_all(stored: &[(i64, String)], key: &VerifierKey) -> Vec<Result<Checkpoint, String>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let chunk = stored.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = stored
+            .chunks(chunk)
+            .map(|notes| {
+                scope.spawn(move || {
+                    notes
+                        .chunks(SIGNATURE_BATCH)
+                        .flat_map(|batch| {
+                            let texts: Vec<&str> =
+                                batch.iter().map(|(_, note)| note.as_str()).collect();
+                            Checkpoint::open_many(&texts, key)
+                        })
+                        .map(|opened| opened.map_err(|e| e.to_string()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| vec![Err("verification thread panicked".to_owned())])
+            })
+            .collect()
+    })
+}
