@@ -339,13 +339,18 @@ fn egress_is_refused_with_a_reason_and_allowed_hosts_pass_through_the_proxy() {
     let env = RunEnv::start(&policy);
     let url = format!("http://127.0.0.1:{port}/");
     let script = format!(
-        "curl -sS --max-time 5 https://example.com/ ; echo \"exit=$?\"; \
+        "curl -sS -v --max-time 5 https://example.com/ ; echo \"exit=$?\"; \
          curl -sS --max-time 5 --noproxy '*' {url} ; echo \"direct=$?\"; \
          curl -sS --max-time 5 --noproxy '' -x http://127.0.0.1:7070 {url}"
     );
     let output = env.run(&[], &["sh", "-c", &script]);
     let all = text(&output);
     assert!(all.contains("403"), "{all}");
+    // curl -v shows the gate's reason phrase on the refused CONNECT.
+    assert!(
+        all.contains("moat: egress to example.com:443 denied (moat.egress)"),
+        "{all}"
+    );
     assert!(!all.contains("exit=0"), "{all}");
     assert!(!all.contains("direct=0"), "{all}");
     assert!(all.contains("hello, moat!"), "{all}");
@@ -362,6 +367,7 @@ fn egress_is_refused_with_a_reason_and_allowed_hosts_pass_through_the_proxy() {
             && e["action"] == "allow"),
         "{events:?}"
     );
+    assert_recorded_under_sessions(&events, 2);
 }
 
 /// The LLM key stays on the host: the fake provider receives it, the sandbox finds it nowhere.
@@ -424,6 +430,7 @@ fn llm_pass_through_adds_a_key_the_sandbox_never_sees() {
         "the key leaked into the audit log"
     );
     assert!(events.iter().any(|e| e["ecosystem"] == "llm"), "{events:?}");
+    assert_recorded_under_sessions(&events, 1);
 }
 
 #[test]
