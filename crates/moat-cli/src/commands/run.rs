@@ -25,6 +25,9 @@ use crate::error::UserError;
 
 /// The address the gate has inside every sandbox.
 const GATE_PORT: u16 = 7070;
+/// What the LLM key variables hold inside the sandbox.
+const LLM_KEY_PLACEHOLDER: &str = "moat-gate-adds-the-key";
+
 /// `$HOME` inside the sandbox.
 const HOME: &str = "/home/agent";
 
@@ -461,6 +464,10 @@ fn environment(extra: &[String], gate: &str) -> anyhow::Result<Vec<(String, Stri
         ("UV_INDEX_URL", format!("{gate}/pypi/simple/")),
         ("ANTHROPIC_BASE_URL", format!("{gate}/llm/anthropic")),
         ("OPENAI_BASE_URL", format!("{gate}/llm/openai/v1")),
+        // Placeholders, not keys: SDKs and agent CLIs refuse to start without a key variable;
+        // the gate drops whatever key header arrives and adds the real one on the host side.
+        ("ANTHROPIC_API_KEY", LLM_KEY_PLACEHOLDER.to_owned()),
+        ("OPENAI_API_KEY", LLM_KEY_PLACEHOLDER.to_owned()),
     ] {
         env.push((name.to_owned(), value));
     }
@@ -665,7 +672,7 @@ mod tests {
             Some("http://127.0.0.1:7070/pypi/simple/")
         );
         assert_eq!(get("EXTRA"), Some("1"));
-        assert!(get("ANTHROPIC_API_KEY").is_none());
+        assert_eq!(get("ANTHROPIC_API_KEY"), Some(LLM_KEY_PLACEHOLDER));
         assert!(environment(&["NOVALUE".to_owned()], "x").is_err());
     }
 }

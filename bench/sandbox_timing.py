@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Interleaved spawn-to-exit timing for bench/run-sandbox.
+
+    sandbox_timing.py SPEC.json ROUNDS WARMUP OUT.json
+
+SPEC.json is a list of {"name", "argv", "setup" (optional shell command, run untimed before each
+run), "log" (optional file the command's output is appended to; otherwise discarded)}. Every
+round runs each command once, in turn (round-robin, the order rotated by one each round so no
+command always follows the same one); the first WARMUP rounds are not recorded. Each run is
+timed from just before the spawn to the reap of the exit, with time.perf_counter_ns. A run that
+exits non-zero is counted as a failure and its time is kept out of the figures.
+
+Writes OUT.json: per command the times (ms), median, p90, mean, min, max, runs and failures; and
+prints one line per command.
+"""
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+
+def pct(sorted_ms, p):
+    """Nearest-rank percentile."""
+    if not sorted_ms:
+        return None
+    k = max(0, min(len(sorted_ms) - 1, -(-p * len(sorted_ms) // 100) - 1))
+    return sorted_ms[k]
+
+
+def main():
+    spec_path, rounds, warmup, out_path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    spec = json.load(open(spec_path))
+    times = {c["name"]: [] for c in spec}
+    fails = {c["name"]: 0 for c in spec}
+    for r in range(warmup + rounds):
+        k = r % len(spec)
+        for c in spec[k:] + spec[:k]:
+            if c.get("setup"):
+                subprocess.run(c["setup"], shell=True, check=True)
+            log = open(c["log"], "ab") if c.get("log") else subprocess.DEVNULL
+            try:
+                t0 = time.perf_counter_ns()
+                rc = subprocess.run(c["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=log).returncode
+                t1 = time.perf_counter_ns()
+            finally:
+                if log is not subprocess.DEVNULL:
+                    log.close()
+            if r < warmup:
+                continue
+            if rc != 0:
+                fails[c["name"]] += 1
+                print(f"{c['name']}: exit {rc} in round {r - warmup}", file=sys.stderr)
+                continue
+            times[c["name"]].append((t1 - t0) / 1e6)
+        if r >= warmup and (r - warmup + 1) % max(1, rounds // 5) == 0:
+            print(f"  round {r - warmup + 1}/{rounds}", file=sys.stderr)
+    result = {}
+    for c in spec:
+        name = c["name"]
+        ms = sorted(times[name])
+        result[name] = {
+            "argv": c["argv"],
+            "runs": len(ms),
+            "failures": fails[name],
+            "median_ms": statistics.median(ms) if ms else None,
+            "p90_ms": pct(ms, 90),
+            "mean_ms": statistics.fmean(ms) if ms else None,
+            "min_ms": ms[0] if ms else None,
+            "max_ms": ms[-1] if ms else None,
+            "times_ms": times[name],
+        }
+        if ms:
+            print(f"{name}: runs {len(ms)} failures {fails[name]} median {result[name]['median_ms']:.2f} ms "
+                  f"p90 {result[name]['p90_ms']:.2f} ms min {ms[0]:.2f} max {ms[-1]:.2f}")
+        else:
+            print(f"{name}: no successful run ({fails[name]} failures)")
+    json.dump({"rounds": rounds, "warmup": warmup, "commands": result}, open(out_path, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
