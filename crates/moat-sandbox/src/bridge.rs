@@ -79,6 +79,10 @@ pub(crate) fn spawn(listener: TcpListener) {
 }
 
 fn relay(tcp: TcpStream) -> io::Result<()> {
+    // Without TCP_NODELAY the last short write of a response waits for the client's delayed
+    // ACK: ~40 ms per metadata request (measured: npm's metadata fetches took 45-49 ms through
+    // the bridge against 5-8 ms direct).
+    tcp.set_nodelay(true)?;
     let unix = UnixStream::connect(GATE_SOCKET_INSIDE)?;
     let (mut tcp_read, mut unix_write) = (tcp.try_clone()?, unix.try_clone()?);
     let upstream = thread::spawn(move || {
