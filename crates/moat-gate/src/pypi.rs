@@ -208,7 +208,11 @@ impl Call<'_> {
             }
         };
         let result = match &request {
-            PypiRequest::Root => Ok(self.pypi_page(moat_registry::pypi::render_root, None)),
+            PypiRequest::Root => {
+                let format = self.pypi_format();
+                let body = Bytes::from(moat_registry::pypi::render_root(format));
+                Ok(Self::pypi_page(format, body, None))
+            }
             PypiRequest::Project { name } => self.pypi_project_page(name).await,
             PypiRequest::File {
                 project,
@@ -219,12 +223,8 @@ impl Call<'_> {
         result.unwrap_or_else(|err| respond::gate_error_text(&err))
     }
 
-    /// A page in the format the client's `Accept` prefers (PEP 691), with its ETag when given.
-    fn pypi_page(
-        &self,
-        render: impl FnOnce(Format) -> Vec<u8>,
-        etag: Option<&HeaderValue>,
-    ) -> Response {
+    /// The index format the client's `Accept` prefers (PEP 691).
+    fn pypi_format(&self) -> Format {
         let accept = self
             .headers
             .get_all(ACCEPT)
@@ -232,12 +232,16 @@ impl Call<'_> {
             .filter_map(|v| v.to_str().ok())
             .collect::<Vec<_>>()
             .join(",");
-        let format = moat_registry::pypi::negotiate((!accept.is_empty()).then_some(&*accept));
+        moat_registry::pypi::negotiate((!accept.is_empty()).then_some(&*accept))
+    }
+
+    /// A page in `format`, with its ETag when given.
+    fn pypi_page(format: Format, body: Bytes, etag: Option<&HeaderValue>) -> Response {
         let content_type = match format {
             Format::Json => moat_registry::pypi::SIMPLE_JSON,
             Format::Html => "text/html; charset=utf-8",
         };
-        let mut response = respond::document(content_type, Bytes::from(render(format)), etag);
+        let mut response = respond::document(content_type, body, etag);
         response
             .headers_mut()
             .insert(VARY, HeaderValue::from_static("Accept"));
@@ -259,22 +263,16 @@ impl Call<'_> {
         };
         self.record(project, None, "metadata", verdict, message.as_deref())
             .await?;
-        let mut etag = None;
-        let mut response = self.pypi_page(
-            |format| {
-                let rendered = entry.rendered(format);
-                etag = Some(rendered.etag.clone());
-                rendered.body.to_vec()
-            },
-            None,
-        );
-        if let Some(etag) = etag {
-            if etag_matches(self.headers, &etag) {
-                return Ok(respond::not_modified(&etag));
-            }
-            response.headers_mut().insert(http::header::ETAG, etag);
+        let format = self.pypi_format();
+        let rendered = entry.rendered(format);
+        if etag_matches(self.headers, &rendered.etag) {
+            return Ok(respond::not_modified(&rendered.etag));
         }
-        Ok(response)
+        Ok(Self::pypi_page(
+            format,
+            rendered.body.clone(),
+            Some(&rendered.etag),
+        ))
     }
 
     async fn pypi_file(
@@ -310,11 +308,11 @@ impl Call<'_> {
             return Ok(respond::text_error(StatusCode::BAD_GATEWAY, &reason));
         };
         let verdict = step!(self.admit_version(&entry.evaluation, name, &version, request));
-        let hashes = match metadata {
-            true => file.core_metadata.as_ref(),
-            false => Some(&file.hashes),
+        let (hashes, url) = match metadata {
+            true => (file.core_metadata.as_ref(), file.metadata_url()),
+            false => (Some(&file.hashes), Some(file.url.clone())),
         };
-        let Some(hashes) = hashes else {
+        let (Some(hashes), Some(url)) = (hashes, url) else {
             return Ok(not_found(PYPI));
         };
         let integrity = hashes
@@ -327,10 +325,6 @@ impl Call<'_> {
                 version: version.clone(),
                 source: Box::new(source),
             })?;
-        let url = match metadata {
-            true => format!("{}.metadata", file.url),
-            false => file.url.clone(),
-        };
         let bytes = self
             .gate
             .artifact(ArtifactSource {

@@ -44,8 +44,9 @@ impl Stop {
     }
 }
 
-/// The host facts do not change while a process runs; probing once keeps spawns cheap.
-pub(crate) fn cached_probe() -> &'static HostReport {
+/// What this host can enforce, probed once per process (the facts do not change while it runs;
+/// probing forks, so once keeps spawns cheap). [`run`] decides with this same report.
+pub fn host_report() -> &'static HostReport {
     static HOST: OnceLock<HostReport> = OnceLock::new();
     HOST.get_or_init(probe)
 }
@@ -69,7 +70,7 @@ pub fn run_with_stop(
     stop: &Stop,
 ) -> Result<Outcome, SandboxError> {
     spec.validate()?;
-    let host = cached_probe();
+    let host = host_report();
     let decision = decide(spec, host)?;
     let mut missing = Vec::new();
     let cgroup = SessionCgroup::create(&host.cgroup, &spec.limits, &mut missing)?;
@@ -87,14 +88,6 @@ pub fn run_with_stop(
         });
     }
 
-    let (spec_read, spec_write) =
-        pipe_with(PipeFlags::CLOEXEC).map_err(|error| SandboxError::Spawn(error.into()))?;
-    let (report_read, report_write) =
-        pipe_with(PipeFlags::CLOEXEC).map_err(|error| SandboxError::Spawn(error.into()))?;
-    let spec_staged = stage(&spec_read)?;
-    let report_staged = stage(&report_write)?;
-    drop((spec_read, report_write));
-
     let mut command = Command::new(init_program);
     command
         .arg(INIT_SUBCOMMAND)
@@ -102,25 +95,14 @@ pub fn run_with_stop(
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
-    let (spec_raw, report_raw) = (spec_staged.as_raw_fd(), report_staged.as_raw_fd());
-    #[allow(unsafe_code)]
-    // SAFETY: the hook runs in the forked child before exec and only calls dup2, which is
-    // async-signal-safe; the source descriptors are open (owned by this frame) and at or above
-    // FD_STAGING_MIN, so placing them at 3 and 4 cannot clobber each other. dup2 clears
-    // close-on-exec on the copies, which is what hands them to the init.
-    unsafe {
-        command.pre_exec(move || {
-            for (source, target) in [(spec_raw, SPEC_FD), (report_raw, REPORT_FD)] {
-                if libc::dup2(source, target) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    let SessionPipes {
+        spec_write,
+        report_read,
+        staged,
+    } = SessionPipes::attach(&mut command)?;
     let child = command.spawn().map_err(SandboxError::Spawn)?;
     let started = Instant::now();
-    drop((spec_staged, report_staged));
+    drop(staged);
     let pid = Pid::from_raw(child.id() as i32)
         .ok_or_else(|| SandboxError::Spawn(std::io::Error::other("no pid")))?;
     let pidfd =
@@ -273,6 +255,49 @@ fn decide(spec: &Spec, host: &HostReport) -> Result<Decision, SandboxError> {
 pub(crate) fn stage(fd: &OwnedFd) -> Result<OwnedFd, SandboxError> {
     rustix::io::fcntl_dupfd_cloexec(fd, FD_STAGING_MIN)
         .map_err(|error| SandboxError::Spawn(error.into()))
+}
+
+/// The two pipes between the host and the init: the spec goes down [`SPEC_FD`], reports come
+/// up [`REPORT_FD`]. [`SessionPipes::attach`] hands the child's ends to a command at those
+/// descriptors; drop `staged` once the child is spawned.
+pub(crate) struct SessionPipes {
+    /// The host writes the JSON spec here, then closes it.
+    pub(crate) spec_write: OwnedFd,
+    /// The host reads the init's reports here.
+    pub(crate) report_read: OwnedFd,
+    /// The child's ends, kept open until the spawn has copied them.
+    pub(crate) staged: (OwnedFd, OwnedFd),
+}
+
+impl SessionPipes {
+    pub(crate) fn attach(command: &mut Command) -> Result<SessionPipes, SandboxError> {
+        let spawn_error = |error: rustix::io::Errno| SandboxError::Spawn(error.into());
+        let (spec_read, spec_write) = pipe_with(PipeFlags::CLOEXEC).map_err(spawn_error)?;
+        let (report_read, report_write) = pipe_with(PipeFlags::CLOEXEC).map_err(spawn_error)?;
+        let staged = (stage(&spec_read)?, stage(&report_write)?);
+        let (spec_raw, report_raw) = (staged.0.as_raw_fd(), staged.1.as_raw_fd());
+        #[allow(unsafe_code)]
+        // SAFETY: the hook runs in the forked child before exec and only calls dup2, which is
+        // async-signal-safe; the source descriptors are open (owned by `staged`, which the
+        // caller keeps until the spawn returned) and at or above FD_STAGING_MIN, so placing
+        // them at 3 and 4 cannot clobber each other. dup2 clears close-on-exec on the copies,
+        // which is what hands them to the child (podman passes them on with --preserve-fds 2).
+        unsafe {
+            command.pre_exec(move || {
+                for (source, target) in [(spec_raw, SPEC_FD), (report_raw, REPORT_FD)] {
+                    if libc::dup2(source, target) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        Ok(SessionPipes {
+            spec_write,
+            report_read,
+            staged,
+        })
+    }
 }
 
 /// Why waiting ended.

@@ -72,7 +72,7 @@ mod spec;
 
 pub use confine::SECCOMP_DENIED;
 pub use error::SandboxError;
-pub use host::{Stop, run, run_with_stop};
+pub use host::{Stop, host_report, run, run_with_stop};
 pub use init::init_main;
 pub use podman::{Backend, PodmanReport, probe_podman, run_backend};
 pub use probe::{CgroupSupport, CgroupVersion, HostReport, Placement, probe};

@@ -80,7 +80,6 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsString};
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
@@ -92,17 +91,15 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::mount::{MountPropagationFlags, UnmountFlags};
-use rustix::pipe::{PipeFlags, pipe_with};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open};
 use rustix::thread::UnshareFlags;
 
 use crate::error::SandboxError;
 use crate::host::{
-    Ending, Stop, cached_probe, outcome, run_with_stop, stage, wait_until_exit, wait_with_usage,
+    Ending, SessionPipes, Stop, host_report, outcome, run_with_stop, wait_until_exit,
+    wait_with_usage,
 };
-use crate::protocol::{
-    GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, REPORT_FD, Report, Request, SPEC_FD, read_reports,
-};
+use crate::protocol::{GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports};
 use crate::rootfs::{ETC_BINDS, USR_LINKS, etc_files};
 use crate::spec::{ExitStatus, Outcome, Property, ResourceUsage, Spec};
 
@@ -790,7 +787,7 @@ fn run_podman(
     let program = resolve(program)?;
     let workarounds = Workarounds::detect();
 
-    let host = cached_probe();
+    let host = host_report();
     let waived = |property| spec.allow_missing.contains(&property);
     if host.landlock_abi.is_none() && !waived(Property::Landlock) {
         return Err(SandboxError::Unavailable {
@@ -1008,38 +1005,20 @@ fn spawn_and_wait(
     request: Request,
     stop: &Stop,
 ) -> Result<SessionEnd, SandboxError> {
-    let spawn_error = |error: rustix::io::Errno| SandboxError::Spawn(error.into());
-    let (spec_read, spec_write) = pipe_with(PipeFlags::CLOEXEC).map_err(spawn_error)?;
-    let (report_read, report_write) = pipe_with(PipeFlags::CLOEXEC).map_err(spawn_error)?;
-    let spec_staged = stage(&spec_read)?;
-    let report_staged = stage(&report_write)?;
-    drop((spec_read, report_write));
-
     let mut command = podman_command(program, workarounds, args);
     command
         .current_dir(cwd)
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped());
-    let (spec_raw, report_raw) = (spec_staged.as_raw_fd(), report_staged.as_raw_fd());
-    #[allow(unsafe_code)]
-    // SAFETY: as in `run_with_stop`: the hook runs in the forked child before exec and only
-    // calls dup2 (async-signal-safe) on descriptors this frame owns, at or above
-    // FD_STAGING_MIN, so placing them at 3 and 4 cannot clobber each other; the copies lose
-    // close-on-exec, which hands them to podman, whose --preserve-fds 2 passes them on.
-    unsafe {
-        command.pre_exec(move || {
-            for (source, target) in [(spec_raw, SPEC_FD), (report_raw, REPORT_FD)] {
-                if libc::dup2(source, target) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    let SessionPipes {
+        spec_write,
+        report_read,
+        staged,
+    } = SessionPipes::attach(&mut command)?;
     let mut child = command.spawn().map_err(SandboxError::Spawn)?;
     let started = Instant::now();
-    drop((spec_staged, report_staged));
+    drop(staged);
     let stderr = child.stderr.take();
     let tail = Arc::new(Mutex::new(Vec::new()));
     let relay = {

@@ -93,7 +93,7 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
     }
 
     let outcome = runtime.block_on(async move {
-        let report = moat_sandbox::probe();
+        let report = moat_sandbox::host_report();
         let enforced = report.enforceable(&spec);
         let start = SessionStart {
             time: jiff::Timestamp::now(),

@@ -81,12 +81,8 @@ impl RunEnv {
         ]
     }
 
-    /// `moat run [flags] [extra] --workspace WS -- command…`.
-    fn run(&self, extra: &[&str], command: &[&str]) -> MoatOutput {
-        self.run_with_env(extra, command, &[])
-    }
-
-    fn run_with_env(&self, extra: &[&str], command: &[&str], env: &[(&str, &str)]) -> MoatOutput {
+    /// `run [flags] --workspace WS --agent e2e-agent --operator alice [extra] -- command…`.
+    fn run_args(&self, extra: &[&str], command: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = vec!["run".into()];
         args.extend(self.flags());
         args.extend([
@@ -102,6 +98,16 @@ impl RunEnv {
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         args.push("--".into());
         args.extend(command.iter().map(|s| (*s).to_owned()));
+        args
+    }
+
+    /// `moat run [flags] [extra] --workspace WS -- command…`.
+    fn run(&self, extra: &[&str], command: &[&str]) -> MoatOutput {
+        self.run_with_env(extra, command, &[])
+    }
+
+    fn run_with_env(&self, extra: &[&str], command: &[&str], env: &[(&str, &str)]) -> MoatOutput {
+        let args = self.run_args(extra, command);
         let mut cmd = std::process::Command::new(MOAT);
         cmd.args(&args).env("NO_COLOR", "1");
         for (k, v) in env {
@@ -452,37 +458,14 @@ fn session_records_the_agent_exit_status() {
 #[test]
 fn ps_lists_a_running_session_and_stop_ends_it() {
     let env = RunEnv::start(POLICY);
-    let mut args: Vec<String> = vec!["run".into()];
-    args.extend(env.flags());
-    args.extend([
-        "--workspace".into(),
-        env.workspace.path().to_string_lossy().into_owned(),
-    ]);
-    args.extend([
-        "--agent".into(),
-        "e2e-agent".into(),
-        "--operator".into(),
-        "alice".into(),
-    ]);
-    args.extend(["--".into(), "sleep".into(), "60".into()]);
     let mut child = std::process::Command::new(MOAT)
-        .args(&args)
+        .args(env.run_args(&[], &["sleep", "60"]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let data = env.data.path().to_string_lossy().into_owned();
-    // Wait (event-driven, bounded) for the session to show up.
-    let mut listed = Value::Null;
-    for _ in 0..300 {
-        listed = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
-            .assert_success()
-            .json();
-        if listed.as_array().is_some_and(|a| !a.is_empty()) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let listed = env.wait_for_session();
     let session = listed[0]["session"]
         .as_str()
         .unwrap_or_else(|| panic!("{listed}"))
