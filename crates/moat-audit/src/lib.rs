@@ -398,6 +398,29 @@ impl AuditLog {
         Ok(events)
     }
 
+    /// Up to `limit` events with a sequence number above `after`, oldest first: the way to read
+    /// the whole log in pages (exports, the system of record), without holding it in memory.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, AuditError> {
+        let error = |e: rusqlite::Error| AuditError::Store(format!("cannot read events: {e}"));
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let reader = self.reader();
+        let mut statement = reader
+            .prepare_cached("SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .map_err(error)?;
+        let rows = statement
+            .query_map([after, limit], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(error)?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (seq, body) = row.map_err(error)?;
+            events.push(decode(seq, &body)?);
+        }
+        Ok(events)
+    }
+
     /// How many events the log holds (sequence numbers are gapless, so also the last one).
     pub fn count(&self) -> Result<u64, AuditError> {
         schema::last_seq(&self.reader())

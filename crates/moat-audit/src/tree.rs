@@ -174,6 +174,13 @@ pub fn verify_bundle(bundle: &ProofBundle, key: &VerifierKey) -> Result<Checkpoi
     Ok(checkpoint)
 }
 
+/// A stored checkpoint note with its body parsed (the signature is checked by `verify`).
+fn signed(note: String) -> Result<SignedCheckpoint, AuditError> {
+    let checkpoint = Checkpoint::parse(note.split("\n\n").next().unwrap_or(""))
+        .map_err(|e| AuditError::Store(format!("stored checkpoint: {e}")))?;
+    Ok(SignedCheckpoint { checkpoint, note })
+}
+
 impl AuditLog {
     /// The log's public key: the writer's own, or, for a read-only handle, derived from the key
     /// file beside the store.
@@ -191,9 +198,32 @@ impl AuditLog {
         let Some((_, note)) = last_checkpoint(&self.reader())? else {
             return Ok(None);
         };
-        let checkpoint = Checkpoint::parse(note.split("\n\n").next().unwrap_or(""))
-            .map_err(|e| AuditError::Store(format!("stored checkpoint: {e}")))?;
-        Ok(Some(SignedCheckpoint { checkpoint, note }))
+        signed(note).map(Some)
+    }
+
+    /// Up to `limit` signed checkpoints of a tree size above `after`, smallest first (one per
+    /// committed batch).
+    pub fn checkpoints_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SignedCheckpoint>, AuditError> {
+        let error = store_error("cannot read checkpoints");
+        let conn = self.reader();
+        let mut statement = conn
+            .prepare_cached("SELECT note FROM checkpoints WHERE size > ?1 ORDER BY size LIMIT ?2")
+            .map_err(&error)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let notes = statement
+            .query_map(params![to_i64(after)?, limit], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(&error)?;
+        let mut checkpoints = Vec::new();
+        for note in notes {
+            checkpoints.push(signed(note.map_err(&error)?)?);
+        }
+        Ok(checkpoints)
     }
 
     /// The inclusion proof of leaf `index` (0-based) in the tree of `size` leaves (default: the

@@ -162,3 +162,37 @@ fn read_only_open_of_a_missing_store_fails() {
     assert!(error.to_string().contains("missing.db"), "{error}");
     assert!(!missing.exists());
 }
+
+#[tokio::test]
+async fn events_and_checkpoints_read_in_pages() {
+    let (_dir, _path, log) = store();
+    fill(&log).await;
+
+    let mut seqs = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = log.events_after(after, 3).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after = page.last().unwrap().seq;
+        seqs.extend(page.iter().map(|stored| stored.seq));
+    }
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(
+        package(&log.events_after(6, 10).unwrap()[0].event),
+        "lodash"
+    );
+
+    // Sequential appends commit one batch each: one checkpoint per size.
+    let sizes: Vec<u64> = log
+        .checkpoints_after(2, 100)
+        .unwrap()
+        .iter()
+        .map(|signed| signed.checkpoint.size)
+        .collect();
+    assert_eq!(sizes, [3, 4, 5, 6, 7]);
+    assert_eq!(log.checkpoints_after(0, 1).unwrap()[0].checkpoint.size, 1);
+    assert!(log.checkpoints_after(7, 10).unwrap().is_empty());
+}
