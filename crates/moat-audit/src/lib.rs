@@ -1,13 +1,15 @@
 //! moat's audit store: a tamper-evident Merkle log of gate decisions and sessions in SQLite (WAL,
-//! `synchronous=FULL`), written *before* the gate answers. Appends from concurrent requests are
-//! group-committed by one writer thread: one transaction and one fsync per batch.
+//! `synchronous=FULL`) or PostgreSQL (`synchronous_commit = on`), written *before* the gate
+//! answers. Appends from concurrent requests are group-committed by one writer thread: one
+//! transaction and one fsync per batch.
 //!
 //! Each event is stored as canonical JSON (RFC 8785, [`canonical`]); those bytes are a leaf of
 //! an RFC 6962 Merkle tree ([`merkle`]: SHA-256, `0x00` leaf and `0x01` node prefixes) whose
 //! complete subtrees are stored beside the events, and each batch ends with a checkpoint signed
 //! with the log's Ed25519 key as a C2SP signed note ([`note`]), all in the batch's transaction.
-//! The key lives beside the store (`audit.key`, mode 0600, created on first open); its key name
-//! is the log's origin. [`AuditLog::verify`] recomputes everything; inclusion and consistency
+//! The key lives beside a SQLite store (`audit.key`, mode 0600, created on first open), and for a
+//! PostgreSQL log in the gate's data directory, never in the database; its key name is the log's
+//! origin. [`AuditLog::verify`] recomputes everything; inclusion and consistency
 //! proofs come from stored hashes; [`verify_bundle`] checks one event offline with only the
 //! public key.
 //!
@@ -23,39 +25,60 @@
 //! package, version, action, body)`, `body` being the leaf, the other columns for
 //! [`AuditLog::list`] filters; `nodes(level, idx, hash)`; `checkpoints(size, note)`. A version-1
 //! store is refused with a message saying to move it aside; it is not converted.
+//!
+//! PostgreSQL ([`AuditLog::open_postgres`], selected by a `postgres://` [`StoreLocation`]) is for
+//! fleets where several gates share one log: the same tables and columns (`bytea` hashes), a
+//! `moat_audit_schema(version)` record, triggers aborting UPDATE, DELETE and TRUNCATE. Each batch
+//! takes the log's advisory lock in its transaction and continues from wherever the log ends
+//! (another gate may have appended), so sequence numbers stay gapless across gates. **Every gate
+//! writing one log must hold the same signing key** (copy `audit.key` to each gate's data
+//! directory): a gate with another key refuses to open the log, or fails its batch when it
+//! finds a checkpoint it cannot verify. The gates should connect as a role granted only
+//! `SELECT, INSERT` on the tables (see [`POSTGRES_SCHEMA`] for the grants); the first open, as
+//! the owner, creates the schema. Connections are not encrypted (no TLS): use a Unix socket,
+//! loopback or a trusted network.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rusqlite::{Connection, ToSql};
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::writer::{Command, Counters, Row};
+use crate::postgres::{PgReader, PgWriter, off_runtime};
+use crate::store::{Lite, Pg, Read};
+use crate::writer::{Command, Counters, Row, Sink};
 
 pub mod canonical;
+pub mod export;
 pub mod merkle;
 pub mod note;
+mod postgres;
+pub mod record;
 mod schema;
+mod store;
 mod tree;
 mod verify;
 mod writer;
 
 pub use crate::merkle::{Hash, ProofError};
 pub use crate::note::{Checkpoint, NoteError, SignerKey, VerifierKey};
+pub use crate::postgres::SCHEMA as POSTGRES_SCHEMA;
+pub use crate::store::{PostgresUrl, StoreLocation};
 pub use crate::tree::{
     BundleError, ConsistencyProof, InclusionProof, ProofBundle, SignedCheckpoint, verify_bundle,
 };
 pub use crate::verify::{Problem, VerifyReport};
 pub use crate::writer::{CHANNEL_CAPACITY, MAX_BATCH};
 
-/// The signing key's file name, in the store's directory.
+/// The signing key's file name, in the store's directory (SQLite) or the gate's data directory
+/// (PostgreSQL).
 pub const KEY_FILE: &str = "audit.key";
 
-/// Where the signing key of the store at `store` lives: `audit.key` beside it.
+/// Where the signing key of the SQLite store at `store` lives: `audit.key` beside it.
 pub fn key_path(store: &Path) -> PathBuf {
-    store.with_file_name(KEY_FILE)
+    store::sqlite_key_path(store)
 }
 
 /// One gate decision.
@@ -193,7 +216,7 @@ pub struct ListQuery {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuditError {
-    /// SQLite refused (disk full, read-only, corrupt, locked).
+    /// The store refused (disk full, read-only, corrupt, locked, unreachable server).
     #[error("audit store error: {0}")]
     Store(String),
     /// The writer thread is gone (shut down or crashed).
@@ -226,20 +249,28 @@ pub struct AuditLog {
 }
 
 struct Inner {
-    path: PathBuf,
+    location: StoreLocation,
+    key_path: PathBuf,
     /// `None` when opened read-only.
     writer: Option<mpsc::Sender<Command>>,
     /// The signing key's public half; `None` when opened read-only (read from the key file
     /// when asked for).
     verifier: Option<VerifierKey>,
-    reader: Mutex<Connection>,
+    reader: Reader,
     counters: Arc<Counters>,
+}
+
+/// The connection reads go through.
+enum Reader {
+    Sqlite(Mutex<Connection>),
+    /// On a thread of its own (see `postgres.rs`).
+    Postgres(PgReader),
 }
 
 impl fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuditLog")
-            .field("path", &self.inner.path)
+            .field("location", &self.inner.location)
             .field("writable", &self.inner.writer.is_some())
             .finish_non_exhaustive()
     }
@@ -254,54 +285,131 @@ impl AuditLog {
     /// key is missing or readable by others, or its tree does not match its last signed
     /// checkpoint.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
-        let conn = schema::open_writer(path)?;
-        let key_path = key_path(path);
-        let has_checkpoint = tree::last_checkpoint(&conn)?.is_some();
-        let key = if has_checkpoint && !key_path.exists() {
-            return Err(AuditError::Key(format!(
-                "{} is missing but the log has signed checkpoints: restore it from a backup \
-                 (a new key cannot vouch for them)",
-                key_path.display()
-            )));
-        } else if key_path.exists() {
-            SignerKey::load(&key_path).map_err(|e| AuditError::Key(e.to_string()))?
-        } else {
-            SignerKey::load_or_generate(&key_path).map_err(|e| AuditError::Key(e.to_string()))?
-        };
-        let verifier = key.verifier();
-        let frontier = tree::check_head(&conn, &verifier)?;
-        let reader = schema::open_reader(path)?;
-        let counters = Arc::new(Counters::default());
-        let writer = writer::spawn(conn, key, frontier, Arc::clone(&counters))?;
-        Ok(AuditLog::new(
-            path,
-            Some(writer),
-            Some(verifier),
-            reader,
-            counters,
-        ))
+        AuditLog::open_sqlite(path, &key_path(path))
     }
 
     /// Open an existing store for reading (listing, proofs, verification) without starting a
     /// writer (for `moat audit` beside a running gate). Appends fail with
     /// [`AuditError::ReadOnly`].
     pub fn open_read_only(path: &Path) -> Result<AuditLog, AuditError> {
+        let location = StoreLocation::Sqlite(path.to_owned());
+        AuditLog::open_location_read_only(&location, &key_path(path))
+    }
+
+    /// Open the log at `location` for writing, its signing key at `key_path` (see
+    /// [`StoreLocation::key_path`]).
+    pub fn open_location(
+        location: &StoreLocation,
+        key_path: &Path,
+    ) -> Result<AuditLog, AuditError> {
+        match location {
+            StoreLocation::Sqlite(path) => AuditLog::open_sqlite(path, key_path),
+            StoreLocation::Postgres(url) => AuditLog::open_postgres(url, key_path),
+        }
+    }
+
+    /// Open the log at `location` for reading; the signing key, when asked for, is read from
+    /// `key_path`.
+    pub fn open_location_read_only(
+        location: &StoreLocation,
+        key_path: &Path,
+    ) -> Result<AuditLog, AuditError> {
+        match location {
+            StoreLocation::Sqlite(path) => {
+                let reader = schema::open_reader(path)?;
+                Ok(AuditLog::new(
+                    location.clone(),
+                    key_path.to_owned(),
+                    None,
+                    None,
+                    Reader::Sqlite(Mutex::new(reader)),
+                    Arc::default(),
+                ))
+            }
+            StoreLocation::Postgres(url) => AuditLog::open_postgres_read_only(url, key_path),
+        }
+    }
+
+    fn open_sqlite(path: &Path, key_path: &Path) -> Result<AuditLog, AuditError> {
+        let conn = schema::open_writer(path)?;
+        let has_checkpoint = tree::last_checkpoint(&mut Lite(&conn))?.is_some();
+        let key = signing_key(key_path, has_checkpoint)?;
+        let verifier = key.verifier();
+        let frontier = tree::check_head(&mut Lite(&conn), &verifier)?;
         let reader = schema::open_reader(path)?;
-        Ok(AuditLog::new(path, None, None, reader, Arc::default()))
+        let counters = Arc::new(Counters::default());
+        let writer = writer::spawn(Sink::Sqlite(conn), key, frontier, Arc::clone(&counters))?;
+        Ok(AuditLog::new(
+            StoreLocation::Sqlite(path.to_owned()),
+            key_path.to_owned(),
+            Some(writer),
+            Some(verifier),
+            Reader::Sqlite(Mutex::new(reader)),
+            counters,
+        ))
+    }
+
+    /// Open (creating the schema if the database has none) the PostgreSQL log at `url`, start
+    /// the writer thread. The signing key is read from `key_path` (in the gate's data
+    /// directory), or created there (mode 0600) when there is none and the log is empty; every
+    /// gate writing the log must have the same key. Fails if the server cannot be reached, the
+    /// database holds another schema, the key is missing or another than the one that signed
+    /// the log, or the tree does not match its last signed checkpoint.
+    pub fn open_postgres(url: &PostgresUrl, key_path: &Path) -> Result<AuditLog, AuditError> {
+        let (sink, key, frontier) = off_runtime(|| {
+            let mut client = postgres::open_writer(url)?;
+            let has_checkpoint = tree::last_checkpoint(&mut Pg(&mut client))?.is_some();
+            let key = signing_key(key_path, has_checkpoint)?;
+            let frontier = tree::check_head(&mut Pg(&mut client), &key.verifier())?;
+            let sink = PgWriter::new(url, client, key.verifier())?;
+            Ok::<_, AuditError>((Box::new(sink), key, frontier))
+        })?;
+        let verifier = key.verifier();
+        let counters = Arc::new(Counters::default());
+        // From here on the client lives on the writer thread; it must not be dropped here.
+        let writer = writer::spawn(Sink::Postgres(sink), key, frontier, Arc::clone(&counters))?;
+        let reader = PgReader::start(url)?;
+        Ok(AuditLog::new(
+            StoreLocation::Postgres(url.clone()),
+            key_path.to_owned(),
+            Some(writer),
+            Some(verifier),
+            Reader::Postgres(reader),
+            counters,
+        ))
+    }
+
+    /// Open the PostgreSQL log at `url` for reading, without a writer; the signing key, when
+    /// asked for ([`verifier`](Self::verifier)), is read from `key_path`.
+    pub fn open_postgres_read_only(
+        url: &PostgresUrl,
+        key_path: &Path,
+    ) -> Result<AuditLog, AuditError> {
+        let reader = PgReader::start(url)?;
+        Ok(AuditLog::new(
+            StoreLocation::Postgres(url.clone()),
+            key_path.to_owned(),
+            None,
+            None,
+            Reader::Postgres(reader),
+            Arc::default(),
+        ))
     }
 
     fn new(
-        path: &Path,
+        location: StoreLocation,
+        key_path: PathBuf,
         writer: Option<mpsc::Sender<Command>>,
         verifier: Option<VerifierKey>,
-        reader: Connection,
+        reader: Reader,
         counters: Arc<Counters>,
     ) -> AuditLog {
         let inner = Inner {
-            path: path.to_owned(),
+            location,
+            key_path,
             writer,
             verifier,
-            reader: Mutex::new(reader),
+            reader,
             counters,
         };
         AuditLog {
@@ -361,39 +469,12 @@ impl AuditLog {
     /// Events matching `query`, oldest first (with `limit`: the newest N, still oldest first).
     /// Reads through its own connection; works while a gate is writing.
     pub fn list(&self, query: &ListQuery) -> Result<Vec<StoredEvent>, AuditError> {
-        let mut sql = String::from("SELECT seq, body FROM events WHERE 1 = 1");
-        let mut params: Vec<&dyn ToSql> = Vec::new();
-        let filters = [
-            ("ecosystem", &query.ecosystem),
-            ("package", &query.package),
-            ("action", &query.action),
-        ];
-        for (column, value) in filters {
-            if let Some(value) = value {
-                sql.push_str(&format!(" AND {column} = ?"));
-                params.push(value);
-            }
-        }
-        // SQLite reads a negative limit as "no limit".
-        let limit = query
-            .limit
-            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
-        sql.push_str(" ORDER BY seq DESC LIMIT ?");
-        params.push(&limit);
-
-        let error = |e: rusqlite::Error| AuditError::Store(format!("cannot list events: {e}"));
-        let reader = self.reader();
-        let mut statement = reader.prepare_cached(&sql).map_err(error)?;
-        let rows = statement
-            .query_map(params.as_slice(), |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-            })
-            .map_err(error)?;
-        let mut events = Vec::new();
-        for row in rows {
-            let (seq, body) = row.map_err(error)?;
-            events.push(decode(seq, &body)?);
-        }
+        let query = query.clone();
+        let rows = self.read(move |store| store.list(&query))?;
+        let mut events = rows
+            .into_iter()
+            .map(|(seq, body)| decode(seq, &body))
+            .collect::<Result<Vec<_>, _>>()?;
         events.reverse();
         Ok(events)
     }
@@ -401,30 +482,17 @@ impl AuditLog {
     /// Up to `limit` events with a sequence number above `after`, oldest first: the way to read
     /// the whole log in pages (exports, the system of record), without holding it in memory.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, AuditError> {
-        let error = |e: rusqlite::Error| AuditError::Store(format!("cannot read events: {e}"));
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let reader = self.reader();
-        let mut statement = reader
-            .prepare_cached("SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
-            .map_err(error)?;
-        let rows = statement
-            .query_map([after, limit], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-            })
-            .map_err(error)?;
-        let mut events = Vec::new();
-        for row in rows {
-            let (seq, body) = row.map_err(error)?;
-            events.push(decode(seq, &body)?);
-        }
-        Ok(events)
+        let rows = self.read(move |store| store.events_after(after, limit))?;
+        rows.into_iter()
+            .map(|(seq, body)| decode(seq, &body))
+            .collect()
     }
 
     /// How many events the log holds (sequence numbers are gapless, so also the last one).
     pub fn count(&self) -> Result<u64, AuditError> {
-        schema::last_seq(&self.reader())
-            .map_err(|e| AuditError::Store(format!("cannot count events: {e}")))
+        self.read(|store| store.last_seq())
     }
 
     /// Batches and events committed through this handle (and its clones) since it was opened.
@@ -435,18 +503,68 @@ impl AuditLog {
         }
     }
 
-    /// The file this handle reads and writes.
+    /// The file this handle reads and writes; for a PostgreSQL log, its signing key file.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        match &self.inner.location {
+            StoreLocation::Sqlite(path) => path,
+            StoreLocation::Postgres(_) => &self.inner.key_path,
+        }
     }
 
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while listing leaves the connection itself usable.
-        self.inner
-            .reader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Where the log is stored.
+    pub fn location(&self) -> &StoreLocation {
+        &self.inner.location
     }
+
+    /// Run `read` on this handle's reader connection.
+    fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut dyn Read) -> Result<T, AuditError> + Send + 'static,
+    ) -> Result<T, AuditError> {
+        match &self.inner.reader {
+            Reader::Sqlite(conn) => {
+                // A panic while reading leaves the connection itself usable.
+                let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+                read(&mut Lite(&conn))
+            }
+            Reader::Postgres(reader) => reader.run(move |client| read(&mut Pg(client))),
+        }
+    }
+
+    /// Run `read` on one snapshot of the log (one read transaction).
+    fn read_snapshot<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut dyn Read) -> Result<T, AuditError> + Send + 'static,
+    ) -> Result<T, AuditError> {
+        match &self.inner.reader {
+            Reader::Sqlite(conn) => {
+                let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+                let tx = conn
+                    .unchecked_transaction()
+                    .map_err(|e| AuditError::Store(format!("cannot start a read: {e}")))?;
+                read(&mut Lite(&tx))
+            }
+            Reader::Postgres(reader) => reader.run_snapshot(move |tx| read(tx)),
+        }
+    }
+}
+
+/// The signing key at `path`: loaded, or created when there is none and the log has no
+/// checkpoint yet (a new key cannot vouch for existing checkpoints).
+fn signing_key(path: &Path, has_checkpoint: bool) -> Result<SignerKey, AuditError> {
+    if has_checkpoint && !path.exists() {
+        return Err(AuditError::Key(format!(
+            "{} is missing but the log has signed checkpoints: restore it from a backup \
+             (a new key cannot vouch for them)",
+            path.display()
+        )));
+    }
+    let loaded = if path.exists() {
+        SignerKey::load(path)
+    } else {
+        SignerKey::load_or_generate(path)
+    };
+    loaded.map_err(|e| AuditError::Key(e.to_string()))
 }
 
 fn decode(seq: i64, body: &str) -> Result<StoredEvent, AuditError> {

@@ -381,8 +381,28 @@ impl Frontier {
         Ok(Frontier { size, hashes })
     }
 
+    /// The frontier of a tree of `size` leaves given by its complete subtrees' roots, largest
+    /// first (as an export's `frontier` line carries it).
+    #[cfg(test)]
+    pub(crate) fn from_parts(size: u64, hashes: Vec<Hash>) -> Frontier {
+        Frontier { size, hashes }
+    }
+
     pub(crate) fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The roots of the maximal complete subtrees, largest first.
+    pub(crate) fn hashes(&self) -> &[Hash] {
+        &self.hashes
+    }
+
+    /// Append a leaf, keeping nothing of the nodes it completes.
+    pub(crate) fn append(&mut self, leaf: Hash) {
+        let kept = self.push(leaf, |_, _, _| Ok::<(), std::convert::Infallible>(()));
+        if let Err(never) = kept {
+            match never {}
+        }
     }
 
     /// Append a leaf; `store` receives `(level, index, hash)` for the leaf and every node it

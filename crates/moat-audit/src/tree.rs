@@ -1,31 +1,17 @@
 //! The stored tree: node lookups, the head check on open, checkpoints and proofs.
 
-use rusqlite::{Connection, OptionalExtension as _, params};
-
 use crate::merkle::{self, Frontier, Hash, ProofError};
 use crate::note::{Checkpoint, NoteError, VerifierKey};
-use crate::{AuditError, AuditLog, schema};
-
-fn store_error(what: &str) -> impl Fn(rusqlite::Error) -> AuditError + '_ {
-    move |e| AuditError::Store(format!("{what}: {e}"))
-}
+use crate::store::Read;
+use crate::{AuditError, AuditLog};
 
 fn to_i64(value: u64) -> Result<i64, AuditError> {
     i64::try_from(value).map_err(|_| AuditError::OutOfRange(format!("{value} is too large")))
 }
 
 /// The stored hash of complete subtree `(level, index)`.
-pub(crate) fn node(conn: &Connection, level: u32, index: u64) -> Result<Hash, AuditError> {
-    let hash: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT hash FROM nodes WHERE level = ?1 AND idx = ?2")
-        .and_then(|mut statement| {
-            statement
-                .query_row(params![level, to_i64(index).unwrap_or(-1)], |row| {
-                    row.get(0)
-                })
-                .optional()
-        })
-        .map_err(store_error("cannot read a tree node"))?;
+pub(crate) fn node(store: &mut dyn Read, level: u32, index: u64) -> Result<Hash, AuditError> {
+    let hash = store.node(level, to_i64(index).unwrap_or(-1))?;
     hash.as_deref().and_then(Hash::from_slice).ok_or_else(|| {
         AuditError::Store(format!(
             "tree node ({level}, {index}) is missing or malformed; run `moat audit verify`"
@@ -33,40 +19,52 @@ pub(crate) fn node(conn: &Connection, level: u32, index: u64) -> Result<Hash, Au
     })
 }
 
-/// The frontier of the stored tree of `size` leaves.
-pub(crate) fn load_frontier(conn: &Connection, size: u64) -> Result<Frontier, AuditError> {
-    Frontier::load(size, &mut |level, index| node(conn, level, index))
+/// The frontier of the stored tree of `size` leaves, its nodes read in one query.
+pub(crate) fn load_frontier(store: &mut dyn Read, size: u64) -> Result<Frontier, AuditError> {
+    let mut wanted = Vec::new();
+    Frontier::load(size, &mut |level, index| {
+        wanted.push((level, to_i64(index)?));
+        Ok::<_, AuditError>(Hash([0; 32]))
+    })?;
+    let mut found = store.nodes(&wanted)?.into_iter();
+    Frontier::load(size, &mut |level, index| {
+        found
+            .next()
+            .flatten()
+            .as_deref()
+            .and_then(Hash::from_slice)
+            .ok_or_else(|| {
+                AuditError::Store(format!(
+                    "tree node ({level}, {index}) is missing or malformed; run `moat audit verify`"
+                ))
+            })
+    })
 }
 
 /// The newest checkpoint: `(size, note)`.
-pub(crate) fn last_checkpoint(conn: &Connection) -> Result<Option<(u64, String)>, AuditError> {
-    conn.query_row(
-        "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
-        [],
-        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
-    )
-    .optional()
-    .map_err(store_error("cannot read the last checkpoint"))?
-    .map(|(size, note)| {
-        u64::try_from(size)
-            .map(|size| (size, note))
-            .map_err(|_| AuditError::Store(format!("checkpoint has a negative size {size}")))
-    })
-    .transpose()
+pub(crate) fn last_checkpoint(store: &mut dyn Read) -> Result<Option<(u64, String)>, AuditError> {
+    store
+        .last_checkpoint()?
+        .map(|(size, note)| {
+            u64::try_from(size)
+                .map(|size| (size, note))
+                .map_err(|_| AuditError::Store(format!("checkpoint has a negative size {size}")))
+        })
+        .transpose()
 }
 
 /// On open: the stored tree must be the one the last checkpoint signs, or the writer would go on
 /// signing on top of a tampered history. Returns the tree to continue from.
-pub(crate) fn check_head(conn: &Connection, key: &VerifierKey) -> Result<Frontier, AuditError> {
-    let size = schema::last_seq(conn).map_err(store_error("cannot count events"))?;
+pub(crate) fn check_head(store: &mut dyn Read, key: &VerifierKey) -> Result<Frontier, AuditError> {
+    let size = store.last_seq()?;
     let refuse = |why: String| {
         AuditError::Store(format!(
             "the audit log does not match its last signed checkpoint: {why}; \
              run `moat audit verify` to find the first bad event"
         ))
     };
-    let frontier = load_frontier(conn, size)?;
-    match last_checkpoint(conn)? {
+    let frontier = load_frontier(store, size)?;
+    match last_checkpoint(store)? {
         None if size == 0 => {}
         None => return Err(refuse(format!("{size} events and no checkpoint"))),
         Some((checkpoint_size, note)) => {
@@ -182,20 +180,20 @@ fn signed(note: String) -> Result<SignedCheckpoint, AuditError> {
 }
 
 impl AuditLog {
-    /// The log's public key: the writer's own, or, for a read-only handle, derived from the key
-    /// file beside the store.
+    /// The log's public key: the writer's own, or, for a read-only handle, derived from the
+    /// signing key file.
     pub fn verifier(&self) -> Result<VerifierKey, AuditError> {
         if let Some(key) = &self.inner.verifier {
             return Ok(key.clone());
         }
-        let key = crate::note::SignerKey::load(&crate::key_path(&self.inner.path))
+        let key = crate::note::SignerKey::load(&self.inner.key_path)
             .map_err(|e| AuditError::Key(e.to_string()))?;
         Ok(key.verifier())
     }
 
     /// The newest signed checkpoint, `None` for an empty log.
     pub fn checkpoint(&self) -> Result<Option<SignedCheckpoint>, AuditError> {
-        let Some((_, note)) = last_checkpoint(&self.reader())? else {
+        let Some((_, note)) = self.read(last_checkpoint)? else {
             return Ok(None);
         };
         signed(note).map(Some)
@@ -208,22 +206,10 @@ impl AuditLog {
         after: u64,
         limit: usize,
     ) -> Result<Vec<SignedCheckpoint>, AuditError> {
-        let error = store_error("cannot read checkpoints");
-        let conn = self.reader();
-        let mut statement = conn
-            .prepare_cached("SELECT note FROM checkpoints WHERE size > ?1 ORDER BY size LIMIT ?2")
-            .map_err(&error)?;
+        let after = to_i64(after)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let notes = statement
-            .query_map(params![to_i64(after)?, limit], |row| {
-                row.get::<_, String>(0)
-            })
-            .map_err(&error)?;
-        let mut checkpoints = Vec::new();
-        for note in notes {
-            checkpoints.push(signed(note.map_err(&error)?)?);
-        }
-        Ok(checkpoints)
+        let notes = self.read(move |store| store.checkpoints_after(after, limit))?;
+        notes.into_iter().map(signed).collect()
     }
 
     /// The inclusion proof of leaf `index` (0-based) in the tree of `size` leaves (default: the
@@ -233,66 +219,70 @@ impl AuditLog {
         index: u64,
         size: Option<u64>,
     ) -> Result<InclusionProof, AuditError> {
-        let conn = self.reader();
-        let size = self.proof_size(&conn, size)?;
-        let proof = merkle::inclusion_proof(index, size, &mut |level, i| node(&conn, level, i))?
-            .map_err(|e| AuditError::OutOfRange(e.to_string()))?;
-        Ok(InclusionProof {
-            index,
-            size,
-            leaf_hash: node(&conn, 0, index)?,
-            proof,
+        self.read(move |store| {
+            let size = proof_size(store, size)?;
+            let proof =
+                merkle::inclusion_proof(index, size, &mut |level, i| node(store, level, i))?
+                    .map_err(|e| AuditError::OutOfRange(e.to_string()))?;
+            Ok(InclusionProof {
+                index,
+                size,
+                leaf_hash: node(store, 0, index)?,
+                proof,
+            })
         })
     }
 
     /// The consistency proof from the tree of `from` leaves to the tree of `to` leaves.
     pub fn consistency_proof(&self, from: u64, to: u64) -> Result<ConsistencyProof, AuditError> {
-        let conn = self.reader();
-        let to = self.proof_size(&conn, Some(to))?;
-        let proof = merkle::consistency_proof(from, to, &mut |level, i| node(&conn, level, i))?
-            .map_err(|e| AuditError::OutOfRange(e.to_string()))?;
-        Ok(ConsistencyProof { from, to, proof })
+        self.read(move |store| {
+            let to = proof_size(store, Some(to))?;
+            let proof = merkle::consistency_proof(from, to, &mut |level, i| node(store, level, i))?
+                .map_err(|e| AuditError::OutOfRange(e.to_string()))?;
+            Ok(ConsistencyProof { from, to, proof })
+        })
     }
 
     /// Leaf `index` with its inclusion proof against the newest checkpoint, and that checkpoint.
     pub fn prove(&self, index: u64) -> Result<ProofBundle, AuditError> {
-        let conn = self.reader();
-        let Some((size, note)) = last_checkpoint(&conn)? else {
-            return Err(AuditError::OutOfRange("the log is empty".into()));
-        };
-        if index >= size {
-            return Err(AuditError::OutOfRange(format!(
-                "index {index} is not in the log of {size} events (indexes are 0-based)"
-            )));
-        }
-        let leaf: String = conn
-            .query_row(
-                "SELECT body FROM events WHERE seq = ?1",
-                [to_i64(index + 1)?],
-                |row| row.get(0),
-            )
-            .map_err(store_error("cannot read the event"))?;
-        let proof = merkle::inclusion_proof(index, size, &mut |level, i| node(&conn, level, i))?
-            .map_err(|e| AuditError::OutOfRange(e.to_string()))?;
-        Ok(ProofBundle {
-            index,
-            seq: index + 1,
-            leaf,
-            proof,
-            size,
-            checkpoint: note,
+        self.read(move |store| {
+            let Some((size, note)) = last_checkpoint(store)? else {
+                return Err(AuditError::OutOfRange("the log is empty".into()));
+            };
+            if index >= size {
+                return Err(AuditError::OutOfRange(format!(
+                    "index {index} is not in the log of {size} events (indexes are 0-based)"
+                )));
+            }
+            let leaf = store.event(to_i64(index + 1)?)?.ok_or_else(|| {
+                AuditError::Store(format!(
+                    "cannot read the event: seq {} is missing",
+                    index + 1
+                ))
+            })?;
+            let proof =
+                merkle::inclusion_proof(index, size, &mut |level, i| node(store, level, i))?
+                    .map_err(|e| AuditError::OutOfRange(e.to_string()))?;
+            Ok(ProofBundle {
+                index,
+                seq: index + 1,
+                leaf,
+                proof,
+                size,
+                checkpoint: note,
+            })
         })
     }
+}
 
-    /// A requested proof size, checked against the log; `None` means the newest checkpoint's.
-    fn proof_size(&self, conn: &Connection, size: Option<u64>) -> Result<u64, AuditError> {
-        let count = schema::last_seq(conn).map_err(store_error("cannot count events"))?;
-        match size {
-            Some(size) if size > count => Err(AuditError::OutOfRange(format!(
-                "size {size} is larger than the log ({count} events)"
-            ))),
-            Some(size) => Ok(size),
-            None => Ok(last_checkpoint(conn)?.map_or(0, |(size, _)| size)),
-        }
+/// A requested proof size, checked against the log; `None` means the newest checkpoint's.
+fn proof_size(store: &mut dyn Read, size: Option<u64>) -> Result<u64, AuditError> {
+    let count = store.last_seq()?;
+    match size {
+        Some(size) if size > count => Err(AuditError::OutOfRange(format!(
+            "size {size} is larger than the log ({count} events)"
+        ))),
+        Some(size) => Ok(size),
+        None => Ok(last_checkpoint(store)?.map_or(0, |(size, _)| size)),
     }
 }

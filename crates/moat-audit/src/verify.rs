@@ -1,10 +1,9 @@
 //! `verify`: recompute the whole tree from the stored events and hold every stored node and
 //! checkpoint against it; optionally prove the log extends a checkpoint saved elsewhere.
 
-use rusqlite::Connection;
-
 use crate::merkle::{self, Hash};
 use crate::note::{Checkpoint, VerifierKey};
+use crate::store::Read;
 use crate::{AuditError, AuditLog};
 
 /// At most this many problems are reported (the lowest indexes first).
@@ -64,18 +63,10 @@ impl AuditLog {
         key: &VerifierKey,
         against: Option<&str>,
     ) -> Result<VerifyReport, AuditError> {
-        let conn = self.reader();
-        let tx = conn
-            .unchecked_transaction()
-            .map_err(|e| AuditError::Store(format!("cannot start a read: {e}")))?;
-        let report = verify(&tx, key, against);
-        drop(tx);
-        report
+        let key = key.clone();
+        let against = against.map(str::to_owned);
+        self.read_snapshot(move |store| verify(store, &key, against.as_deref()))
     }
-}
-
-fn read_error(e: rusqlite::Error) -> AuditError {
-    AuditError::Store(format!("cannot read the log: {e}"))
 }
 
 struct Problems(Vec<Problem>);
@@ -91,16 +82,16 @@ impl Problems {
 }
 
 fn verify(
-    conn: &Connection,
+    store: &mut dyn Read,
     key: &VerifierKey,
     against: Option<&str>,
 ) -> Result<VerifyReport, AuditError> {
     let mut problems = Problems(Vec::new());
-    let levels = recompute(conn, &mut problems)?;
+    let levels = recompute(store, &mut problems)?;
     let size = levels.first().map_or(0, |leaves| leaves.len() as u64);
-    compare_nodes(conn, &levels, size, &mut problems)?;
+    compare_nodes(store, &levels, size, &mut problems)?;
     let root = root_at(&levels, size);
-    let checkpoints = check_checkpoints(conn, key, &levels, size, &mut problems)?;
+    let checkpoints = check_checkpoints(store, key, &levels, size, &mut problems)?;
 
     let mut saved = None;
     if let Some(note) = against {
@@ -164,15 +155,10 @@ fn verify(
 }
 
 /// Every level of the tree recomputed from the stored events (level 0: leaf hashes).
-fn recompute(conn: &Connection, problems: &mut Problems) -> Result<Vec<Vec<Hash>>, AuditError> {
+fn recompute(store: &mut dyn Read, problems: &mut Problems) -> Result<Vec<Vec<Hash>>, AuditError> {
     let mut leaves = Vec::new();
-    let mut statement = conn
-        .prepare("SELECT seq, body FROM events ORDER BY seq")
-        .map_err(read_error)?;
-    let mut rows = statement.query([]).map_err(read_error)?;
     let mut gap_reported = false;
-    while let Some(row) = rows.next().map_err(read_error)? {
-        let seq: i64 = row.get(0).map_err(read_error)?;
+    store.each_event(&mut |seq, body| {
         let index = leaves.len() as u64;
         if !gap_reported && seq != (index + 1) as i64 {
             gap_reported = true;
@@ -186,17 +172,8 @@ fn recompute(conn: &Connection, problems: &mut Problems) -> Result<Vec<Vec<Hash>
                 ),
             );
         }
-        let body = row.get_ref(1).map_err(read_error)?;
-        let bytes = match body {
-            rusqlite::types::ValueRef::Text(bytes) | rusqlite::types::ValueRef::Blob(bytes) => {
-                bytes
-            }
-            rusqlite::types::ValueRef::Null
-            | rusqlite::types::ValueRef::Integer(_)
-            | rusqlite::types::ValueRef::Real(_) => &[],
-        };
-        leaves.push(merkle::leaf_hash(bytes));
-    }
+        leaves.push(merkle::leaf_hash(body));
+    })?;
     let mut levels = vec![leaves];
     while levels.last().is_some_and(|level| level.len() > 1) {
         let below = levels.last().map(Vec::as_slice).unwrap_or_default();
@@ -221,15 +198,11 @@ fn root_at(levels: &[Vec<Hash>], size: u64) -> Hash {
 }
 
 fn compare_nodes(
-    conn: &Connection,
+    store: &mut dyn Read,
     levels: &[Vec<Hash>],
     size: u64,
     problems: &mut Problems,
 ) -> Result<(), AuditError> {
-    let mut statement = conn
-        .prepare("SELECT level, idx, hash FROM nodes ORDER BY level, idx")
-        .map_err(read_error)?;
-    let mut rows = statement.query([]).map_err(read_error)?;
     // Rows seen per level, to find missing ones.
     let mut seen = vec![0u64; levels.len()];
     let mut first_mismatch: Option<u64> = None;
@@ -239,25 +212,22 @@ fn compare_nodes(
     let mut bad_leaves: Vec<u64> = Vec::new();
     let mut first_extra: Option<u64> = None;
     let mut first_missing: Option<u64> = None;
-    while let Some(row) = rows.next().map_err(read_error)? {
-        let level: i64 = row.get(0).map_err(read_error)?;
-        let index: i64 = row.get(1).map_err(read_error)?;
-        let hash: Vec<u8> = row.get(2).map_err(read_error)?;
+    store.each_node(&mut |level, index, hash| {
         let (Ok(level), Ok(index)) = (usize::try_from(level), u64::try_from(index)) else {
             first_extra = Some(first_extra.map_or(size, |i| i.min(size)));
-            continue;
+            return;
         };
         let first_leaf = if level < 64 { index << level } else { u64::MAX };
         let Some(expected) = levels.get(level).and_then(|l| l.get(index as usize)) else {
             first_extra = Some(first_extra.map_or(first_leaf.min(size), |i| i.min(size)));
-            continue;
+            return;
         };
         if index > seen[level] {
             let missing = seen[level] << level;
             first_missing = Some(first_missing.map_or(missing, |i| i.min(missing)));
         }
         seen[level] = index + 1;
-        if Hash::from_slice(&hash).as_ref() != Some(expected) {
+        if Hash::from_slice(hash).as_ref() != Some(expected) {
             if level == 0 {
                 bad_leaves.push(index);
                 first_leaf_mismatch = Some(first_leaf_mismatch.map_or(index, |i| i.min(index)));
@@ -270,7 +240,7 @@ fn compare_nodes(
                 }
             }
         }
-    }
+    })?;
     for (level, nodes) in levels.iter().enumerate() {
         if seen[level] < nodes.len() as u64 {
             let missing = seen[level] << level;
@@ -315,20 +285,13 @@ fn compare_nodes(
 }
 
 fn check_checkpoints(
-    conn: &Connection,
+    store: &mut dyn Read,
     key: &VerifierKey,
     levels: &[Vec<Hash>],
     size: u64,
     problems: &mut Problems,
 ) -> Result<u64, AuditError> {
-    let mut statement = conn
-        .prepare("SELECT size, note FROM checkpoints ORDER BY size")
-        .map_err(read_error)?;
-    let stored: Vec<(i64, String)> = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .map_err(read_error)?
-        .collect::<Result<_, _>>()
-        .map_err(read_error)?;
+    let stored = store.checkpoints()?;
     let opened = open_all(&stored, key);
 
     let mut previous = 0u64;

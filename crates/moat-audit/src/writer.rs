@@ -1,5 +1,5 @@
 //! The writer thread: owns the write connection and group-commits queued appends, one
-//! transaction (and one fsync) per batch.
+//! transaction (and one fsync) per batch, on SQLite or PostgreSQL ([`Sink`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +9,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::merkle::{Frontier, Hash, leaf_hash};
 use crate::note::{Checkpoint, SignerKey};
-use crate::{AuditError, Event, SessionEnd, SessionStart, canonical, schema, tree};
+use crate::postgres::PgWriter;
+use crate::store::{Lite, Read as _};
+use crate::{AuditError, Event, SessionEnd, SessionStart, canonical, tree};
 
 /// How many appends may wait for the writer before `append` itself waits (backpressure).
 pub const CHANNEL_CAPACITY: usize = 4096;
@@ -28,22 +30,20 @@ const INSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (size, note) VALUES (?1
 /// An event encoded for storage, done by the caller so the writer thread only writes.
 #[derive(Debug)]
 pub(crate) struct Row {
-    time: String,
-    kind: &'static str,
-    ecosystem: Option<String>,
-    package: Option<String>,
-    version: Option<String>,
-    action: Option<String>,
+    pub(crate) time: String,
+    pub(crate) kind: &'static str,
+    pub(crate) ecosystem: Option<String>,
+    pub(crate) package: Option<String>,
+    pub(crate) version: Option<String>,
+    pub(crate) action: Option<String>,
     /// The event as canonical JSON: the leaf.
-    body: String,
-    leaf: Hash,
+    pub(crate) body: String,
+    pub(crate) leaf: Hash,
 }
 
 impl Row {
     pub(crate) fn encode(event: &Event) -> Result<Row, AuditError> {
-        let value = serde_json::to_value(event)
-            .map_err(|e| AuditError::Store(format!("cannot encode event: {e}")))?;
-        let body = canonical::to_canonical_string(&value)
+        let body = canonical::to_canonical(event)
             .map_err(|e| AuditError::Store(format!("cannot encode event: {e}")))?;
         let leaf = leaf_hash(body.as_bytes());
         let row = match event {
@@ -92,12 +92,20 @@ pub(crate) struct Counters {
     pub(crate) events: AtomicU64,
 }
 
-type Pending = (Row, oneshot::Sender<Result<u64, AuditError>>);
+pub(crate) type Pending = (Row, oneshot::Sender<Result<u64, AuditError>>);
 
-/// Start the writer thread on `conn`; the returned sender is its only way in.
+/// Where the writer writes.
+pub(crate) enum Sink {
+    /// This writer is the only one: it knows where the log ends.
+    Sqlite(Connection),
+    /// Other gates may append too: each batch reads where the log ends, under the log's lock.
+    Postgres(Box<PgWriter>),
+}
+
+/// Start the writer thread on `sink`; the returned sender is its only way in.
 /// `frontier` is the tree as stored, already checked against the last checkpoint.
 pub(crate) fn spawn(
-    conn: Connection,
+    sink: Sink,
     key: SignerKey,
     frontier: Frontier,
     counters: Arc<Counters>,
@@ -105,7 +113,7 @@ pub(crate) fn spawn(
     let next_seq = frontier.size() + 1;
     let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
     let writer = Writer {
-        conn,
+        sink,
         next_seq,
         frontier,
         key,
@@ -119,8 +127,9 @@ pub(crate) fn spawn(
 }
 
 struct Writer {
-    conn: Connection,
-    /// The sequence number of the next row; only advanced after a commit.
+    sink: Sink,
+    /// The sequence number of the next row (SQLite; PostgreSQL reads it per batch); only
+    /// advanced after a commit.
     next_seq: u64,
     /// The tree as committed (`size == next_seq - 1`); only advanced after a commit.
     frontier: Frontier,
@@ -151,7 +160,10 @@ impl Writer {
             let healthy = batch.is_empty() || self.commit(&mut batch);
             if let Some(done) = shutdown {
                 drop(receiver);
-                drop(self.conn.close());
+                match self.sink {
+                    Sink::Sqlite(conn) => drop(conn.close()),
+                    Sink::Postgres(writer) => drop(writer),
+                }
                 let _ = done.send(());
                 return;
             }
@@ -163,17 +175,26 @@ impl Writer {
 
     /// Write and answer one batch; false when the connection can no longer be trusted.
     fn commit(&mut self, batch: &mut Vec<Pending>) -> bool {
-        match self.write(batch) {
-            Ok(frontier) => {
+        let written = match &mut self.sink {
+            Sink::Sqlite(conn) => {
+                write_sqlite(conn, self.next_seq, &self.frontier, batch, &self.key)
+                    .map(|frontier| (self.next_seq, frontier))
+                    .map_err(|e| AuditError::Store(e.to_string()))
+            }
+            Sink::Postgres(writer) => writer.write(&self.frontier, batch, &self.key),
+        };
+        match written {
+            Ok((first, frontier)) => {
                 self.frontier = frontier;
                 let count = batch.len() as u64;
-                for (offset, (_, reply)) in batch.drain(..).enumerate() {
-                    // A caller that stopped waiting still has its event recorded.
-                    let _ = reply.send(Ok(self.next_seq + offset as u64));
-                }
-                self.next_seq += count;
+                self.next_seq = first + count;
+                // Counted before answering: a caller that got its seq sees its batch counted.
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);
                 self.counters.events.fetch_add(count, Ordering::Relaxed);
+                for (offset, (_, reply)) in batch.drain(..).enumerate() {
+                    // A caller that stopped waiting still has its event recorded.
+                    let _ = reply.send(Ok(first + offset as u64));
+                }
                 true
             }
             Err(error) => {
@@ -186,66 +207,24 @@ impl Writer {
         }
     }
 
-    /// Write the batch, its tree nodes and its signed checkpoint in one transaction; the tree
-    /// after it, to be kept once committed.
-    fn write(&mut self, batch: &[Pending]) -> rusqlite::Result<Frontier> {
-        let first = self.next_seq;
-        let mut frontier = self.frontier.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut insert = tx.prepare_cached(INSERT)?;
-            let mut insert_node = tx.prepare_cached(INSERT_NODE)?;
-            for (offset, (row, _)) in batch.iter().enumerate() {
-                let seq = i64::try_from(first + offset as u64)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                insert.execute(params![
-                    seq,
-                    row.time,
-                    row.kind,
-                    row.ecosystem,
-                    row.package,
-                    row.version,
-                    row.action,
-                    row.body,
-                ])?;
-                frontier.push(row.leaf, |level, index, hash| {
-                    let index = i64::try_from(index)
-                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                    insert_node.execute(params![level, index, hash.0.as_slice()])?;
-                    Ok::<_, rusqlite::Error>(())
-                })?;
-            }
-            let checkpoint = Checkpoint {
-                origin: self.key.name().to_owned(),
-                size: frontier.size(),
-                root: frontier.root(),
-            };
-            let note = self.key.sign(&checkpoint.to_text());
-            let size = i64::try_from(checkpoint.size)
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            tx.prepare_cached(INSERT_CHECKPOINT)?
-                .execute(params![size, note])?;
-        }
-        tx.commit()?;
-        Ok(frontier)
-    }
-
     /// After a failed batch (rolled back when its transaction dropped): re-read where the log
     /// ends, since a failed commit may still have reached the disk. False if that is impossible.
+    /// A PostgreSQL writer reads where the log ends at every batch, and reconnects if needed.
     fn recover(&mut self) -> bool {
-        if !self.conn.is_autocommit() {
+        let Sink::Sqlite(conn) = &self.sink else {
+            return true;
+        };
+        if !conn.is_autocommit() {
             return false;
         }
-        let Ok(last) = schema::last_seq(&self.conn) else {
+        let Ok(last) = Lite(conn).last_seq() else {
             return false;
         };
         if last == self.frontier.size() {
             self.next_seq = last + 1;
             return true;
         }
-        match tree::load_frontier(&self.conn, last) {
+        match tree::load_frontier(&mut Lite(conn), last) {
             Ok(frontier) => {
                 self.frontier = frontier;
                 self.next_seq = last + 1;
@@ -254,6 +233,55 @@ impl Writer {
             Err(_) => false,
         }
     }
+}
+
+/// Write the batch, its tree nodes and its signed checkpoint in one SQLite transaction; the tree
+/// after it, to be kept once committed.
+fn write_sqlite(
+    conn: &mut Connection,
+    first: u64,
+    committed: &Frontier,
+    batch: &[Pending],
+    key: &SignerKey,
+) -> rusqlite::Result<Frontier> {
+    let mut frontier = committed.clone();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare_cached(INSERT)?;
+        let mut insert_node = tx.prepare_cached(INSERT_NODE)?;
+        for (offset, (row, _)) in batch.iter().enumerate() {
+            let seq = i64::try_from(first + offset as u64)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            insert.execute(params![
+                seq,
+                row.time,
+                row.kind,
+                row.ecosystem,
+                row.package,
+                row.version,
+                row.action,
+                row.body,
+            ])?;
+            frontier.push(row.leaf, |level, index, hash| {
+                let index = i64::try_from(index)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                insert_node.execute(params![level, index, hash.0.as_slice()])?;
+                Ok::<_, rusqlite::Error>(())
+            })?;
+        }
+        let checkpoint = Checkpoint {
+            origin: key.name().to_owned(),
+            size: frontier.size(),
+            root: frontier.root(),
+        };
+        let note = key.sign(&checkpoint.to_text());
+        let size = i64::try_from(checkpoint.size)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        tx.prepare_cached(INSERT_CHECKPOINT)?
+            .execute(params![size, note])?;
+    }
+    tx.commit()?;
+    Ok(frontier)
 }
 
 #[cfg(test)]

@@ -37,6 +37,19 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "MOAT_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Where the audit log lives: a `postgres://USER@HOST/DB` URL (gates sharing one log; the
+    /// signing key stays in DATA_DIR/audit.key, the same on every gate) or a SQLite file
+    /// [default: DATA_DIR/audit.db]. Put a URL with a password in MOAT_AUDIT_STORE or
+    /// moat.toml `[audit] store`, not on the command line.
+    #[arg(
+        long,
+        global = true,
+        env = "MOAT_AUDIT_STORE",
+        hide_env_values = true,
+        value_name = "URL|FILE"
+    )]
+    pub audit_store: Option<String>,
+
     /// More log output (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -86,6 +99,17 @@ pub enum Command {
     /// Example: `moat run --agent claude -- claude -p "add a CSV export"`
     Run(Box<RunArgs>),
 
+    /// Answer from the system of record: which agents ran and who operates them, which
+    /// packages and versions each consumed, who installed a package, what was blocked and why,
+    /// which hosts agents reached.
+    ///
+    /// The answer comes from tables derived from the audit log (DATA_DIR/record.db), brought
+    /// up to date from the log first; `moat audit rebuild` recreates them. Filters combine.
+    ///
+    /// Examples: `moat report --package lodash` (who installed lodash),
+    /// `moat report --agent claude --since 24h`, `moat report --json`
+    Report(ReportArgs),
+
     /// List running agent sessions.
     Ps {
         /// Print as JSON.
@@ -98,6 +122,26 @@ pub enum Command {
         /// The session id (from `moat ps`).
         session: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Only this agent's sessions and what they did.
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// Only this operator's sessions and what they did.
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+    /// Only this package, `NAME` or `NAME@VERSION` (e.g. `@types/node@22.0.0`): who
+    /// installed it, who was refused it.
+    #[arg(long, value_name = "PACKAGE")]
+    pub package: Option<String>,
+    /// Only what happened since then: an RFC 3339 time or an age (`30m`, `24h`, `7d`).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The sandbox backends of `moat run`.
@@ -373,6 +417,15 @@ pub enum AuditCommand {
     /// Print the newest signed checkpoint (save it elsewhere for `verify --against`).
     Checkpoint,
 
+    /// Recreate the system of record (DATA_DIR/record.db, what `moat report` reads) from the
+    /// whole log. Not needed in normal use: `moat report` folds new events itself, and rebuilds
+    /// when the record no longer matches the log.
+    Rebuild {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Print event INDEX (0-based) as stored, its inclusion proof and the newest checkpoint:
     /// with `--json`, a file `moat audit verify-proof` checks with only the public key.
     Prove {
@@ -391,4 +444,47 @@ pub enum AuditCommand {
         #[arg(long, value_name = "KEY")]
         key: String,
     },
+
+    /// Stream the log for a SIEM, one JSON object per line, up to its newest checkpoint
+    ///
+    /// --format jsonl writes three kinds of line, told apart by "type":
+    ///   {"type":"event","seq":S,"index":S-1,"leaf_hash":H,"leaf":L,"event":{…}}
+    ///     L is the event as the Merkle tree hashes it (canonical JSON): H = SHA-256(0x00 || L)
+    ///   {"type":"checkpoint","size":N,"root":R,"origin":O,"note":T}
+    ///     after the last event of each batch; T is the signed note (check it with `moat audit
+    ///     key`), R the root of the first N leaves
+    ///   {"type":"frontier","size":K,"hashes":[…]}
+    ///     the tree of the first K leaves (its complete subtrees' roots, largest first), written
+    ///     where --since left events out, so the roots can still be recomputed
+    ///
+    /// --format ocsf writes OCSF 1.5.0 events: API Activity (6003) for gate decisions, Process
+    /// Activity (1007) Launch and Terminate for sessions; metadata.uid is the event's seq.
+    #[command(verbatim_doc_comment)]
+    Export(ExportArgs),
+}
+
+/// `moat audit export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+
+    /// Only events at or after this time: RFC 3339 (`2026-01-02T03:04:05Z`) or an age such as
+    /// `30m`, `24h`, `7d`.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Write to this file instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// The formats of `moat audit export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Events with their checkpoints interleaved, verifiable against the signed roots.
+    Jsonl,
+    /// OCSF events, one per line.
+    Ocsf,
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use moat_advisories::{AdvisoryDb, Ecosystem, PopularNames};
+use moat_audit::{AuditError, AuditLog, StoreLocation};
 use moat_policy::Policy;
 
 use crate::cli::{GlobalArgs, SourceArgs};
@@ -36,6 +37,17 @@ pub struct FileConfig {
     pub upstream_timeout: Option<u64>,
     #[serde(default)]
     pub upstream: UpstreamSection,
+    #[serde(default)]
+    pub audit: AuditSection,
+}
+
+/// `[audit]`: where the audit log lives.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AuditSection {
+    /// A `postgres://` URL (several gates sharing one log) or a SQLite file (relative to this
+    /// file's directory) [default: DATA_DIR/audit.db].
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -110,12 +122,68 @@ impl Loaded {
             .into())
     }
 
+    /// Where the audit log lives: `--audit-store` / `MOAT_AUDIT_STORE`, `[audit] store`, else
+    /// `DATA_DIR/audit.db`.
+    pub fn audit_store(&self, global: &GlobalArgs, data_dir: &Path) -> AuditStore {
+        AuditStore::resolve(self.configured_audit_store(global), data_dir)
+    }
+
+    fn configured_audit_store(&self, global: &GlobalArgs) -> Option<StoreLocation> {
+        if let Some(store) = &global.audit_store {
+            return Some(StoreLocation::parse(store));
+        }
+        let store = self.file.audit.store.as_deref()?;
+        Some(match StoreLocation::parse(store) {
+            StoreLocation::Sqlite(path) => {
+                StoreLocation::Sqlite(self.resolve(&Some(path)).unwrap_or_default())
+            }
+            postgres @ StoreLocation::Postgres(_) => postgres,
+        })
+    }
+
     pub fn listen(&self, flag: Option<SocketAddr>) -> SocketAddr {
         flag.or(self.file.listen).unwrap_or_else(|| {
             DEFAULT_LISTEN
                 .parse()
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070)))
         })
+    }
+}
+
+/// Where the audit log lives, resolved: the store and its signing key (beside a SQLite file;
+/// in the data directory for PostgreSQL, never in the database).
+#[derive(Debug, Clone)]
+pub struct AuditStore {
+    pub location: StoreLocation,
+    pub key_path: PathBuf,
+}
+
+impl AuditStore {
+    fn resolve(configured: Option<StoreLocation>, data_dir: &Path) -> AuditStore {
+        let location =
+            configured.unwrap_or_else(|| StoreLocation::Sqlite(data_dir.join("audit.db")));
+        AuditStore {
+            key_path: location.key_path(data_dir),
+            location,
+        }
+    }
+
+    /// Open for writing (the gate, `moat run`, `moat why`).
+    pub fn open(&self) -> Result<AuditLog, AuditError> {
+        AuditLog::open_location(&self.location, &self.key_path)
+    }
+
+    /// Open for reading (`moat audit`).
+    pub fn open_read_only(&self) -> Result<AuditLog, AuditError> {
+        AuditLog::open_location_read_only(&self.location, &self.key_path)
+    }
+
+    /// Whether there is a log to read: the SQLite file exists (a database is asked on open).
+    pub fn exists(&self) -> bool {
+        match &self.location {
+            StoreLocation::Sqlite(path) => path.is_file(),
+            StoreLocation::Postgres(_) => true,
+        }
     }
 }
 
@@ -252,4 +320,58 @@ pub fn load_popular(dir: &Path) -> anyhow::Result<HashMap<Ecosystem, PopularName
         }
     }
     Ok(lists)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn global(audit_store: Option<&str>) -> GlobalArgs {
+        GlobalArgs {
+            config: None,
+            data_dir: None,
+            audit_store: audit_store.map(str::to_owned),
+            verbose: 0,
+        }
+    }
+
+    fn loaded(toml: &str) -> Loaded {
+        Loaded {
+            file: toml::from_str(toml).expect("config"),
+            base: PathBuf::from("/etc/moat"),
+        }
+    }
+
+    #[test]
+    fn the_audit_store_defaults_to_the_data_directory() {
+        let store = loaded("").audit_store(&global(None), Path::new("/data"));
+        assert_eq!(
+            store.location,
+            StoreLocation::Sqlite(PathBuf::from("/data/audit.db"))
+        );
+        assert_eq!(store.key_path, PathBuf::from("/data/audit.key"));
+    }
+
+    #[test]
+    fn a_postgres_store_keeps_its_key_in_the_data_directory_and_the_flag_wins() {
+        let file = loaded("[audit]\nstore = \"postgres://gate@db/audit\"\n");
+        let store = file.audit_store(&global(None), Path::new("/data"));
+        assert_eq!(store.location.to_string(), "postgres://gate@db/audit");
+        assert_eq!(store.key_path, PathBuf::from("/data/audit.key"));
+
+        let flag = global(Some("postgres://other:pw@db/audit"));
+        let store = file.audit_store(&flag, Path::new("/data"));
+        assert_eq!(store.location.to_string(), "postgres://other:***@db/audit");
+    }
+
+    #[test]
+    fn a_sqlite_store_in_the_config_file_is_relative_to_it() {
+        let store = loaded("[audit]\nstore = \"logs/audit.db\"\n")
+            .audit_store(&global(None), Path::new("/data"));
+        assert_eq!(
+            store.location,
+            StoreLocation::Sqlite(PathBuf::from("/etc/moat/logs/audit.db"))
+        );
+        assert_eq!(store.key_path, PathBuf::from("/etc/moat/logs/audit.key"));
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::HeaderValue;
 use moat_policy::PackageEvaluation;
-use moat_registry::npm::{Packument, RewritePlan};
+use moat_registry::npm::{Dist, Packument, RewritePlan};
 
 /// The two forms of a packument a client can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub(crate) struct PackageEntry {
     pub(crate) identity: String,
     full: OnceLock<Rendered>,
     abbreviated: OnceLock<Rendered>,
+    /// `dist` of the versions asked for so far: read out of the packument once per version,
+    /// not on every tarball request.
+    dists: Mutex<HashMap<String, Arc<Dist>>>,
 }
 
 impl PackageEntry {
@@ -60,7 +63,18 @@ impl PackageEntry {
             identity,
             full: OnceLock::new(),
             abbreviated: OnceLock::new(),
+            dists: Mutex::default(),
         }
+    }
+
+    /// A version's upstream `dist` (see [`Packument::dist`]).
+    pub(crate) fn dist(&self, version: &str) -> Option<Arc<Dist>> {
+        if let Some(dist) = lock(&self.dists).get(version) {
+            return Some(Arc::clone(dist));
+        }
+        let dist = Arc::new(self.packument.dist(version)?);
+        lock(&self.dists).insert(version.to_owned(), Arc::clone(&dist));
+        Some(dist)
     }
 
     /// The rewritten packument in `form`, rendered once.

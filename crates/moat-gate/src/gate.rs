@@ -381,7 +381,7 @@ impl Gate {
         version: &str,
     ) -> Result<Bytes, GateError> {
         let name = entry.packument.name();
-        let Some(dist) = entry.packument.dist(version) else {
+        let Some(dist) = entry.dist(version) else {
             let message = format!("version {version} has no dist.tarball");
             let source = moat_registry::MetadataError::Malformed(message);
             return Err(GateError::Metadata {
@@ -389,12 +389,15 @@ impl Gate {
                 source,
             });
         };
-        let integrity = dist.integrity.map_err(|source| GateError::Integrity {
-            artifact: "tarball",
-            name: name.to_owned(),
-            version: version.to_owned(),
-            source: Box::new(source),
-        })?;
+        let integrity = dist
+            .integrity
+            .clone()
+            .map_err(|source| GateError::Integrity {
+                artifact: "tarball",
+                name: name.to_owned(),
+                version: version.to_owned(),
+                source: Box::new(source),
+            })?;
         self.artifact(ArtifactSource {
             ecosystem: Ecosystem::Npm,
             kind: "tarball",

@@ -1,12 +1,13 @@
 use std::collections::HashMap;
 
-use moat_audit::{AuditLog, ListQuery};
+use moat_audit::ListQuery;
 
-use crate::{decision, package, store};
+use crate::{decision, package};
 
+on_both_backends! {
 #[tokio::test]
-async fn append_then_list_round_trips() {
-    let (_dir, _path, log) = store();
+async fn append_then_list_round_trips(store) {
+    let log = store.open();
     let event = decision("npm", "left-pad", "allow");
     let seq = log.append(event.clone()).await.unwrap();
     assert_eq!(seq, 1);
@@ -17,10 +18,12 @@ async fn append_then_list_round_trips() {
     assert_eq!(stored[0].event, event);
     assert_eq!(log.count().unwrap(), 1);
 }
+}
 
+on_both_backends! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_appends_get_gapless_ascending_seqs() {
-    let (_dir, _path, log) = store();
+async fn concurrent_appends_get_gapless_ascending_seqs(store) {
+    let log = store.open();
     let mut tasks = Vec::new();
     for task in 0..64 {
         let log = log.clone();
@@ -59,17 +62,19 @@ async fn concurrent_appends_get_gapless_ascending_seqs() {
     assert_eq!(stats.events, 6400);
     assert!(stats.batches <= 6400);
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn reopen_keeps_events_and_continues_the_sequence() {
-    let (_dir, path, log) = store();
+async fn reopen_keeps_events_and_continues_the_sequence(store) {
+    let log = store.open();
     for name in ["a", "b", "c"] {
         log.append(decision("npm", name, "allow")).await.unwrap();
     }
     log.shutdown().await;
     drop(log);
 
-    let log = AuditLog::open(&path).unwrap();
+    let log = store.open();
     assert_eq!(log.count().unwrap(), 3);
     let seq = log.append(decision("npm", "d", "block")).await.unwrap();
     assert_eq!(seq, 4);
@@ -81,10 +86,12 @@ async fn reopen_keeps_events_and_continues_the_sequence() {
         .collect();
     assert_eq!(names, ["a", "b", "c", "d"]);
 }
+}
 
+on_both_backends! {
 #[test]
-fn append_blocking_works_without_a_runtime() {
-    let (_dir, _path, log) = store();
+fn append_blocking_works_without_a_runtime(store) {
+    let log = store.open();
     assert_eq!(
         log.append_blocking(decision("PyPI", "requests", "warn"))
             .unwrap(),
@@ -96,4 +103,5 @@ fn append_blocking_works_without_a_runtime() {
         2
     );
     assert_eq!(log.count().unwrap(), 2);
+}
 }

@@ -1,53 +1,59 @@
 use std::collections::HashMap;
 
 use moat_audit::{AuditError, AuditLog, ListQuery};
-use rusqlite::Connection;
 
-use crate::{decision, package, store};
+use crate::backend::Backend;
+use crate::{decision, package};
 
+on_both_backends! {
 #[tokio::test]
-async fn recorded_events_cannot_be_updated_or_deleted() {
-    let (_dir, path, log) = store();
+async fn recorded_events_cannot_be_updated_or_deleted(store) {
+    let log = store.open();
     log.append(decision("npm", "event-stream", "block"))
         .await
         .unwrap();
 
-    let raw = Connection::open(&path).unwrap();
-    let update = raw.execute("UPDATE events SET action = 'allow' WHERE seq = 1", []);
-    let error = update.unwrap_err().to_string();
+    let update = store.sql("UPDATE events SET action = 'allow' WHERE seq = 1");
+    let error = update.unwrap_err();
     assert!(error.contains("append-only"), "{error}");
-    let delete = raw.execute("DELETE FROM events", []);
-    let error = delete.unwrap_err().to_string();
+    let error = store.sql("DELETE FROM events").unwrap_err();
     assert!(error.contains("append-only"), "{error}");
+    if store.backend() == Backend::Postgres {
+        let error = store.sql("TRUNCATE events").unwrap_err();
+        assert!(error.contains("append-only"), "{error}");
+    }
 
     let stored = log.list(&ListQuery::default()).unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].event, decision("npm", "event-stream", "block"));
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn tree_nodes_and_checkpoints_cannot_be_updated_or_deleted() {
-    let (_dir, path, log) = store();
+async fn tree_nodes_and_checkpoints_cannot_be_updated_or_deleted(store) {
+    let log = store.open();
     log.append(decision("npm", "event-stream", "block"))
         .await
         .unwrap();
-    let raw = Connection::open(&path).unwrap();
     for statement in [
-        "UPDATE nodes SET hash = zeroblob(32)",
+        "UPDATE nodes SET hash = hash || hash",
         "DELETE FROM nodes",
         "UPDATE checkpoints SET note = ''",
         "DELETE FROM checkpoints",
     ] {
-        let error = raw.execute(statement, []).unwrap_err().to_string();
+        let error = store.sql(statement).unwrap_err();
         assert!(error.contains("append-only"), "{statement}: {error}");
     }
 }
+}
 
-/// No record, no answer (store side): when SQLite refuses the write, every append of the
+on_both_backends! {
+/// No record, no answer (store side): when the store refuses the write, every append of the
 /// batch gets an `Err`, nothing is stored, and the sequence stays gapless afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn append_failure_is_reported_not_swallowed() {
-    let (_dir, path, log) = store();
+async fn append_failure_is_reported_not_swallowed(store) {
+    let log = store.open();
     assert_eq!(
         log.append(decision("npm", "before", "allow"))
             .await
@@ -56,12 +62,7 @@ async fn append_failure_is_reported_not_swallowed() {
     );
 
     // Make every insert fail inside the writer's own transaction.
-    let raw = Connection::open(&path).unwrap();
-    raw.execute_batch(
-        "CREATE TRIGGER fail_inserts BEFORE INSERT ON events
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-    )
-    .unwrap();
+    store.fail_inserts(None);
 
     let mut appends = Vec::new();
     for i in 0..32 {
@@ -81,24 +82,21 @@ async fn append_failure_is_reported_not_swallowed() {
     assert_eq!(log.count().unwrap(), 1);
 
     // Once the store accepts writes again, appends succeed and continue the sequence.
-    raw.execute_batch("DROP TRIGGER fail_inserts").unwrap();
+    store.allow_inserts();
     assert_eq!(
         log.append(decision("npm", "after", "allow")).await.unwrap(),
         2
     );
 }
+}
 
+on_both_backends! {
 /// When one event of a batch is refused, the whole batch is rolled back: every `Ok` seq is
 /// stored under that seq, every `Err` left no row, and the stored seqs stay gapless.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ok_means_stored_and_err_means_not_stored() {
-    let (_dir, path, log) = store();
-    let raw = Connection::open(&path).unwrap();
-    raw.execute_batch(
-        "CREATE TRIGGER refuse_poison BEFORE INSERT ON events WHEN NEW.package = 'poison'
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-    )
-    .unwrap();
+async fn ok_means_stored_and_err_means_not_stored(store) {
+    let log = store.open();
+    store.fail_inserts(Some("poison"));
 
     let mut appends = Vec::new();
     for i in 0..400 {
@@ -131,10 +129,12 @@ async fn ok_means_stored_and_err_means_not_stored() {
         assert_eq!(package(&event.event), accepted[&event.seq]);
     }
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn append_after_shutdown_fails_with_writer_gone() {
-    let (_dir, _path, log) = store();
+async fn append_after_shutdown_fails_with_writer_gone(store) {
+    let log = store.open();
     let clone = log.clone();
     log.append(decision("npm", "a", "allow")).await.unwrap();
     log.shutdown().await;
@@ -146,6 +146,7 @@ async fn append_after_shutdown_fails_with_writer_gone() {
     );
     log.shutdown().await;
     assert_eq!(log.count().unwrap(), 1);
+}
 }
 
 #[test]
@@ -163,19 +164,6 @@ fn open_on_an_unwritable_path_fails_clearly() {
 }
 
 #[test]
-fn open_refuses_a_newer_schema() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.db");
-    Connection::open(&path)
-        .unwrap()
-        .execute_batch("PRAGMA user_version = 3")
-        .unwrap();
-
-    let error = AuditLog::open(&path).unwrap_err().to_string();
-    assert!(error.contains("schema version 3"), "{error}");
-}
-
-#[test]
 fn open_refuses_a_file_that_is_not_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
@@ -183,4 +171,58 @@ fn open_refuses_a_file_that_is_not_sqlite() {
 
     let error = AuditLog::open(&path).unwrap_err().to_string();
     assert!(error.contains("cannot open"), "{error}");
+}
+
+on_both_backends! {
+#[test]
+fn open_refuses_a_newer_schema(store) {
+    match store.backend() {
+        Backend::Sqlite => store.sql("PRAGMA user_version = 3").unwrap(),
+        Backend::Postgres => {
+            drop(store.open());
+            store
+                .attack("INSERT INTO moat_audit_schema (version) VALUES (3)");
+        }
+    }
+    let error = store.try_open().unwrap_err().to_string();
+    assert!(error.contains("schema version 3"), "{error}");
+}
+}
+
+#[test]
+fn open_postgres_on_an_unreachable_server_fails_clearly() {
+    let url =
+        moat_audit::PostgresUrl::parse("postgres://moat:secret@127.0.0.1:1/none?connect_timeout=2")
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("audit.key");
+    for error in [
+        AuditLog::open_postgres(&url, &key).unwrap_err(),
+        AuditLog::open_postgres_read_only(&url, &key).unwrap_err(),
+    ] {
+        let message = error.to_string();
+        assert!(matches!(error, AuditError::Store(_)), "{error:?}");
+        assert!(
+            message.contains("cannot connect to postgres://moat:***@127.0.0.1:1/none"),
+            "{message}"
+        );
+        assert!(!message.contains("secret"), "{message}");
+    }
+    assert!(
+        !key.exists(),
+        "no key is made for a log that could not be opened"
+    );
+}
+
+#[test]
+fn read_only_open_of_a_database_without_the_schema_fails() {
+    let Some(database) = crate::backend::database() else {
+        return;
+    };
+    let url = moat_audit::PostgresUrl::parse(&database.url).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let error = AuditLog::open_postgres_read_only(&url, &dir.path().join("audit.key"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not a moat audit store"), "{error}");
 }

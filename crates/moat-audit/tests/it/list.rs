@@ -1,6 +1,6 @@
 use moat_audit::{AuditError, AuditLog, ListQuery};
 
-use crate::{decision, package, store};
+use crate::{decision, package};
 
 /// Packages of the events `query` returns, in order.
 fn packages(log: &AuditLog, query: &ListQuery) -> Vec<String> {
@@ -28,9 +28,10 @@ async fn fill(log: &AuditLog) {
     }
 }
 
+on_both_backends! {
 #[tokio::test]
-async fn filters_combine_with_and() {
-    let (_dir, _path, log) = store();
+async fn filters_combine_with_and(store) {
+    let log = store.open();
     fill(&log).await;
 
     let by_ecosystem = ListQuery {
@@ -64,10 +65,12 @@ async fn filters_combine_with_and() {
     };
     assert!(log.list(&nothing).unwrap().is_empty());
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn limit_returns_the_newest_oldest_first() {
-    let (_dir, _path, log) = store();
+async fn limit_returns_the_newest_oldest_first(store) {
+    let log = store.open();
     fill(&log).await;
 
     let newest_two = ListQuery {
@@ -106,10 +109,12 @@ async fn limit_returns_the_newest_oldest_first() {
     };
     assert_eq!(log.list(&more_than_stored).unwrap().len(), 7);
 }
+}
 
+on_both_backends! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn list_sees_consistent_prefixes_while_writing() {
-    let (_dir, path, log) = store();
+async fn list_sees_consistent_prefixes_while_writing(store) {
+    let log = store.open();
     let mut writers = Vec::new();
     for task in 0..16 {
         let log = log.clone();
@@ -120,7 +125,7 @@ async fn list_sees_consistent_prefixes_while_writing() {
             }
         }));
     }
-    let reader = AuditLog::open_read_only(&path).unwrap();
+    let reader = store.read_only();
     let mut done = false;
     while !done {
         done = writers.iter().all(|writer| writer.is_finished());
@@ -140,18 +145,21 @@ async fn list_sees_consistent_prefixes_while_writing() {
     }
     assert_eq!(reader.count().unwrap(), 1600);
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn read_only_handle_lists_but_cannot_append() {
-    let (_dir, path, log) = store();
+async fn read_only_handle_lists_but_cannot_append(store) {
+    let log = store.open();
     fill(&log).await;
 
-    let reader = AuditLog::open_read_only(&path).unwrap();
+    let reader = store.read_only();
     assert_eq!(reader.list(&ListQuery::default()).unwrap().len(), 7);
     let refused = reader.append(decision("npm", "x", "allow")).await;
     assert!(matches!(refused, Err(AuditError::ReadOnly)), "{refused:?}");
     reader.shutdown().await;
     assert_eq!(log.append(decision("npm", "y", "allow")).await.unwrap(), 8);
+}
 }
 
 #[test]
@@ -163,9 +171,10 @@ fn read_only_open_of_a_missing_store_fails() {
     assert!(!missing.exists());
 }
 
+on_both_backends! {
 #[tokio::test]
-async fn events_and_checkpoints_read_in_pages() {
-    let (_dir, _path, log) = store();
+async fn events_and_checkpoints_read_in_pages(store) {
+    let log = store.open();
     fill(&log).await;
 
     let mut seqs = Vec::new();
@@ -195,4 +204,5 @@ async fn events_and_checkpoints_read_in_pages() {
     assert_eq!(sizes, [3, 4, 5, 6, 7]);
     assert_eq!(log.checkpoints_after(0, 1).unwrap()[0].checkpoint.size, 1);
     assert!(log.checkpoints_after(7, 10).unwrap().is_empty());
+}
 }

@@ -1,9 +1,15 @@
 //! Integration tests of the audit store through its public API and, where a test must get
-//! around that API, a raw SQLite connection on the same file.
+//! around that API, a raw connection on the same store. Most run on SQLite and on PostgreSQL
+//! (see `backend.rs`).
+
+#[macro_use]
+mod backend;
 
 mod append;
 mod failure;
 mod list;
+mod postgres;
+mod record;
 mod tamper;
 mod vectors;
 

@@ -1,45 +1,37 @@
 //! Tamper evidence: every kind of change to the stored log is found by `verify`, which names
 //! the first bad index; a clean log verifies; proofs check offline with only the public key.
-//! Tests get around the append-only triggers the way an attacker with the file would: by
-//! dropping them first.
-
-use std::path::Path;
+//! Tests get around the append-only triggers the way an attacker with the database would: by
+//! dropping (SQLite) or disabling (PostgreSQL, as a superuser) them first.
 
 use moat_audit::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use moat_audit::{AuditLog, ProofBundle, VerifierKey, VerifyReport, verify_bundle};
 use rusqlite::Connection;
 
-use crate::{decision, store};
+use crate::backend::{Backend, TestStore};
+use crate::decision;
 
-/// A log of `count` events, each appended alone (so each has its own checkpoint).
-async fn filled(count: usize) -> (tempfile::TempDir, std::path::PathBuf, AuditLog) {
-    let (dir, path, log) = store();
+/// A log of `count` events in `store`, each appended alone (so each has its own checkpoint).
+async fn filled(store: &TestStore, count: usize) -> AuditLog {
+    let log = store.open();
     for i in 0..count {
         let action = if i % 3 == 0 { "block" } else { "allow" };
         log.append(decision("npm", &format!("package-{i}"), action))
             .await
             .expect("append");
     }
-    (dir, path, log)
+    log
 }
 
-/// A raw connection without the append-only triggers.
-fn attacker(path: &Path) -> Connection {
-    let raw = Connection::open(path).expect("raw connection");
-    for table in ["events", "nodes", "checkpoints"] {
-        raw.execute_batch(&format!(
-            "DROP TRIGGER {table}_no_update; DROP TRIGGER {table}_no_delete;"
-        ))
-        .expect("drop triggers");
+fn verify(store: &TestStore, key: &VerifierKey, against: Option<&str>) -> VerifyReport {
+    store.read_only().verify(key, against).expect("verify runs")
+}
+
+/// 32 zero bytes, in the store's SQL.
+fn zero_hash(store: &TestStore) -> &'static str {
+    match store.backend() {
+        Backend::Sqlite => "zeroblob(32)",
+        Backend::Postgres => "decode(repeat('00', 32), 'hex')",
     }
-    raw
-}
-
-fn verify(path: &Path, key: &VerifierKey, against: Option<&str>) -> VerifyReport {
-    AuditLog::open_read_only(path)
-        .expect("open read-only")
-        .verify(key, against)
-        .expect("verify runs")
 }
 
 fn assert_bad(report: &VerifyReport, index: u64, kind: &str) {
@@ -51,92 +43,94 @@ fn assert_bad(report: &VerifyReport, index: u64, kind: &str) {
     );
 }
 
+on_both_backends! {
 #[tokio::test]
-async fn a_clean_log_verifies() {
-    let (_dir, path, log) = filled(10).await;
+async fn a_clean_log_verifies(store) {
+    let log = filled(&store, 10).await;
     let key = log.verifier().unwrap();
-    let report = verify(&path, &key, None);
+    let report = verify(&store, &key, None);
     assert!(report.is_clean(), "{report:#?}");
     assert_eq!(report.size, 10);
     assert_eq!(report.checkpoints, 10);
     let latest = log.checkpoint().unwrap().unwrap();
     assert_eq!(report.root, latest.checkpoint.root);
     // And against its own latest checkpoint.
-    assert!(verify(&path, &key, Some(&latest.note)).is_clean());
+    assert!(verify(&store, &key, Some(&latest.note)).is_clean());
+}
 }
 
+on_both_backends! {
 #[tokio::test]
-async fn an_edited_event_is_found_by_its_index() {
-    let (_dir, path, log) = filled(10).await;
-    attacker(&path)
-        .execute(
-            "UPDATE events SET body = replace(body, '\"allow\"', '\"block\"') WHERE seq = 5",
-            [],
-        )
-        .unwrap();
+async fn an_edited_event_is_found_by_its_index(store) {
+    let log = filled(&store, 10).await;
+    store.attack("UPDATE events SET body = replace(body, '\"allow\"', '\"block\"') WHERE seq = 5");
     assert_bad(
-        &verify(&path, &log.verifier().unwrap(), None),
+        &verify(&store, &log.verifier().unwrap(), None),
         4,
         "leaf-mismatch",
     );
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn a_deleted_event_is_found_by_its_index() {
-    let (_dir, path, log) = filled(10).await;
-    attacker(&path)
-        .execute("DELETE FROM events WHERE seq = 7", [])
-        .unwrap();
+async fn a_deleted_event_is_found_by_its_index(store) {
+    let log = filled(&store, 10).await;
+    store.attack("DELETE FROM events WHERE seq = 7");
     assert_bad(
-        &verify(&path, &log.verifier().unwrap(), None),
+        &verify(&store, &log.verifier().unwrap(), None),
         6,
         "event-missing",
     );
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn reordered_events_are_found_by_the_first_moved_index() {
-    let (_dir, path, log) = filled(10).await;
-    let raw = attacker(&path);
+async fn reordered_events_are_found_by_the_first_moved_index(store) {
+    let log = filled(&store, 10).await;
     // Swap two events by renumbering them.
-    raw.execute_batch(
+    store.attack(
         "UPDATE events SET seq = -3 WHERE seq = 3;
          UPDATE events SET seq = 3 WHERE seq = 8;
          UPDATE events SET seq = 8 WHERE seq = -3;",
-    )
-    .unwrap();
+    );
     assert_bad(
-        &verify(&path, &log.verifier().unwrap(), None),
+        &verify(&store, &log.verifier().unwrap(), None),
         2,
         "leaf-mismatch",
     );
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn a_truncated_log_is_found_by_its_first_missing_index() {
-    let (_dir, path, log) = filled(10).await;
+async fn a_truncated_log_is_found_by_its_first_missing_index(store) {
+    let log = filled(&store, 10).await;
     let key = log.verifier().unwrap();
     let saved = log.checkpoint().unwrap().unwrap().note;
-    let raw = attacker(&path);
-    raw.execute("DELETE FROM events WHERE seq > 7", []).unwrap();
-    assert_bad(&verify(&path, &key, None), 7, "checkpoint-beyond-log");
+    store.attack("DELETE FROM events WHERE seq > 7");
+    assert_bad(&verify(&store, &key, None), 7, "checkpoint-beyond-log");
 
     // A careful attacker also removes the nodes and checkpoints of the removed events: the log
     // left is self-consistent, and only a checkpoint saved elsewhere shows what is missing.
-    raw.execute_batch(
+    store.attack(
         "DELETE FROM nodes WHERE ((idx + 1) << level) > 7;
          DELETE FROM checkpoints WHERE size > 7;",
-    )
-    .unwrap();
-    assert!(verify(&path, &key, None).is_clean());
-    assert_bad(&verify(&path, &key, Some(&saved)), 7, "against-truncated");
+    );
+    assert!(verify(&store, &key, None).is_clean());
+    assert_bad(&verify(&store, &key, Some(&saved)), 7, "against-truncated");
+}
 }
 
+/// SQLite only: a PostgreSQL database is not rolled back by copying a file.
 #[tokio::test]
 async fn a_rollback_to_an_older_copy_is_found_against_a_saved_checkpoint() {
-    let (dir, path, log) = filled(5).await;
+    let store = TestStore::sqlite();
+    let path = store.dir.path().join("audit.db");
+    let log = filled(&store, 5).await;
     let key = log.verifier().unwrap();
-    let old_copy = dir.path().join("old.db");
+    let old_copy = store.dir.path().join("old.db");
     Connection::open(&path)
         .unwrap()
         .execute("VACUUM INTO ?1", [old_copy.to_str().unwrap()])
@@ -155,23 +149,19 @@ async fn a_rollback_to_an_older_copy_is_found_against_a_saved_checkpoint() {
     }
     std::fs::copy(&old_copy, &path).unwrap();
     // The old copy is a valid log on its own...
-    assert!(verify(&path, &key, None).is_clean());
+    assert!(verify(&store, &key, None).is_clean());
     // ...but not an extension of what was seen before.
-    assert_bad(&verify(&path, &key, Some(&saved)), 5, "against-truncated");
+    assert_bad(&verify(&store, &key, Some(&saved)), 5, "against-truncated");
 }
 
+on_both_backends! {
 #[tokio::test]
-async fn a_rewritten_history_is_not_an_extension_of_a_saved_checkpoint() {
-    let (_dir, path, log) = filled(6).await;
+async fn a_rewritten_history_is_not_an_extension_of_a_saved_checkpoint(store) {
+    let log = filled(&store, 6).await;
     let key = log.verifier().unwrap();
     let saved = log.checkpoint().unwrap().unwrap().note;
-    attacker(&path)
-        .execute(
-            "UPDATE events SET body = replace(body, '\"block\"', '\"allow\"') WHERE seq = 4",
-            [],
-        )
-        .unwrap();
-    let report = verify(&path, &key, Some(&saved));
+    store.attack("UPDATE events SET body = replace(body, '\"block\"', '\"allow\"') WHERE seq = 4");
+    let report = verify(&store, &key, Some(&saved));
     assert!(
         report
             .problems
@@ -181,61 +171,59 @@ async fn a_rewritten_history_is_not_an_extension_of_a_saved_checkpoint() {
     );
     assert_eq!(report.first_bad_index, Some(3));
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn an_edited_node_hash_is_found_by_the_first_index_it_covers() {
-    let (_dir, path, log) = filled(10).await;
-    attacker(&path)
-        .execute(
-            "UPDATE nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 2",
-            [],
-        )
-        .unwrap();
+async fn an_edited_node_hash_is_found_by_the_first_index_it_covers(store) {
+    let log = filled(&store, 10).await;
+    store.attack(&format!(
+        "UPDATE nodes SET hash = {} WHERE level = 1 AND idx = 2",
+        zero_hash(&store)
+    ));
     assert_bad(
-        &verify(&path, &log.verifier().unwrap(), None),
+        &verify(&store, &log.verifier().unwrap(), None),
         4,
         "node-mismatch",
     );
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn an_edited_checkpoint_is_found_by_the_first_index_it_covers() {
-    let (_dir, path, log) = filled(10).await;
-    attacker(&path)
-        .execute(
-            "UPDATE checkpoints SET note = replace(note, char(10) || '6' || char(10), \
-             char(10) || '7' || char(10)) WHERE size = 6",
-            [],
-        )
-        .unwrap();
+async fn an_edited_checkpoint_is_found_by_the_first_index_it_covers(store) {
+    let log = filled(&store, 10).await;
+    store.attack("UPDATE checkpoints SET note = replace(note, '\n6\n', '\n7\n') WHERE size = 6");
     assert_bad(
-        &verify(&path, &log.verifier().unwrap(), None),
+        &verify(&store, &log.verifier().unwrap(), None),
         5,
         "checkpoint-signature",
     );
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn a_store_whose_tree_does_not_match_its_checkpoint_will_not_open_for_writing() {
-    let (_dir, path, log) = filled(4).await;
+async fn a_store_whose_tree_does_not_match_its_checkpoint_will_not_open_for_writing(store) {
+    let log = filled(&store, 4).await;
     log.shutdown().await;
     drop(log);
-    attacker(&path)
-        .execute(
-            "UPDATE nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 0",
-            [],
-        )
-        .unwrap();
-    let error = AuditLog::open(&path).unwrap_err().to_string();
+    store.attack(&format!(
+        "UPDATE nodes SET hash = {} WHERE level = 2 AND idx = 0",
+        zero_hash(&store)
+    ));
+    let error = store.try_open().unwrap_err().to_string();
     assert!(
         error.contains("does not match its last signed checkpoint"),
         "{error}"
     );
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn proofs_from_stored_hashes_verify_against_checkpoints() {
-    let (_dir, path, log) = filled(13).await;
+async fn proofs_from_stored_hashes_verify_against_checkpoints(store) {
+    let log = filled(&store, 13).await;
     let first = log.checkpoint().unwrap().unwrap().checkpoint;
     for i in 0..6 {
         log.append(decision("crates.io", &format!("more-{i}"), "allow"))
@@ -254,7 +242,7 @@ async fn proofs_from_stored_hashes_verify_against_checkpoints() {
         &consistency.proof,
     )
     .unwrap();
-    let reader = AuditLog::open_read_only(&path).unwrap();
+    let reader = store.read_only();
     for index in 0..second.size {
         let proof = reader.inclusion_proof(index, None).unwrap();
         assert_eq!(proof.size, second.size);
@@ -272,11 +260,13 @@ async fn proofs_from_stored_hashes_verify_against_checkpoints() {
     assert!(reader.inclusion_proof(19, None).is_err());
     assert!(reader.consistency_proof(5, 20).is_err());
 }
+}
 
+on_both_backends! {
 /// An offline verifier holds only the public key string and the JSON `moat audit prove` prints.
 #[tokio::test]
-async fn an_offline_proof_verifies_with_only_the_public_key() {
-    let (_dir, _path, log) = filled(9).await;
+async fn an_offline_proof_verifies_with_only_the_public_key(store) {
+    let log = filled(&store, 9).await;
     let public_key = log.verifier().unwrap().to_string();
     let json = serde_json::to_string(&log.prove(4).unwrap()).unwrap();
     drop(log);
@@ -306,21 +296,24 @@ async fn an_offline_proof_verifies_with_only_the_public_key() {
     let other = moat_audit::SignerKey::generate().unwrap().verifier();
     assert!(verify_bundle(&bundle, &other).is_err());
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn the_signing_key_is_private_and_required_once_the_log_has_checkpoints() {
+async fn the_signing_key_is_private_and_required_once_the_log_has_checkpoints(store) {
     use std::os::unix::fs::PermissionsExt as _;
-    let (_dir, path, log) = filled(2).await;
-    let key_path = moat_audit::key_path(&path);
-    let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+    let log = filled(&store, 2).await;
+    let key_path = &store.key_path;
+    let mode = std::fs::metadata(key_path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     log.shutdown().await;
     drop(log);
-    std::fs::remove_file(&key_path).unwrap();
-    let error = AuditLog::open(&path).unwrap_err().to_string();
+    std::fs::remove_file(key_path).unwrap();
+    let error = store.try_open().unwrap_err().to_string();
     assert!(error.contains("audit.key"), "{error}");
     assert!(
         !key_path.exists(),
         "a new key must not replace the lost one"
     );
+}
 }

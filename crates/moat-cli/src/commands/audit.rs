@@ -1,14 +1,15 @@
-//! `moat audit list|key|verify|checkpoint|prove|verify-proof`: the recorded decisions and the
-//! Merkle log's keys, checks and proofs.
+//! `moat audit list|key|verify|checkpoint|prove|verify-proof|export`: the recorded decisions,
+//! the Merkle log's keys, checks and proofs, and exports for a SIEM.
 
 use std::io::Read as _;
 use std::path::Path;
 use std::process::ExitCode;
 
+use moat_audit::export::{ExportOptions, Format};
 use moat_audit::{AuditLog, Event, ListQuery, ProofBundle, SignerKey, VerifierKey};
 
-use crate::cli::{AuditCommand, GlobalArgs};
-use crate::config::Loaded;
+use crate::cli::{AuditCommand, ExportArgs, ExportFormat, GlobalArgs};
+use crate::config::{AuditStore, Loaded};
 use crate::error::UserError;
 
 pub fn run(
@@ -17,7 +18,7 @@ pub fn run(
     command: AuditCommand,
 ) -> anyhow::Result<ExitCode> {
     let data_dir = loaded.data_dir(global)?;
-    let path = data_dir.join("audit.db");
+    let store = loaded.audit_store(global, &data_dir);
     match command {
         AuditCommand::List {
             limit,
@@ -25,35 +26,37 @@ pub fn run(
             package,
             action,
             json,
-        } => list(&path, limit, ecosystem, package, action, json),
-        AuditCommand::Key => key(&path),
+        } => list(&store, limit, ecosystem, package, action, json),
+        AuditCommand::Key => key(&store),
         AuditCommand::Verify { against, key, json } => {
-            verify(&path, against.as_deref(), key.as_deref(), json)
+            verify(&store, against.as_deref(), key.as_deref(), json)
         }
-        AuditCommand::Checkpoint => checkpoint(&path),
-        AuditCommand::Prove { index, json } => prove(&path, index, json),
+        AuditCommand::Checkpoint => checkpoint(&store),
+        AuditCommand::Prove { index, json } => prove(&store, index, json),
         AuditCommand::VerifyProof { file, key } => verify_proof(&file, &key),
+        AuditCommand::Export(args) => export(&store, &args),
+        AuditCommand::Rebuild { json } => super::report::rebuild(&open(&store)?, &data_dir, json),
     }
 }
 
-/// The store at `path`, read-only; a clear error when there is none.
-fn open(path: &Path) -> anyhow::Result<AuditLog> {
-    if !path.is_file() {
+/// The log in `store`, read-only; a clear error when there is none.
+pub(super) fn open(store: &AuditStore) -> anyhow::Result<AuditLog> {
+    if !store.exists() {
         return Err(
-            UserError::new(format!("no audit log at {}", path.display()))
+            UserError::new(format!("no audit log at {}", store.location))
                 .hint("the gate creates it on its first start; pass the gate's --data-dir")
                 .into(),
         );
     }
-    Ok(AuditLog::open_read_only(path)?)
+    Ok(store.open_read_only()?)
 }
 
-fn key(path: &Path) -> anyhow::Result<ExitCode> {
-    let key_path = moat_audit::key_path(path);
-    if !key_path.exists() && path.is_file() && open(path)?.count()? > 0 {
+fn key(store: &AuditStore) -> anyhow::Result<ExitCode> {
+    let key_path = &store.key_path;
+    if !key_path.exists() && store.exists() && open(store)?.count()? > 0 {
         return Err(UserError::new(format!(
             "the audit log {} has events but its signing key {} is missing",
-            path.display(),
+            store.location,
             key_path.display()
         ))
         .hint("restore the key from a backup; a new key cannot vouch for the recorded checkpoints")
@@ -62,7 +65,7 @@ fn key(path: &Path) -> anyhow::Result<ExitCode> {
     if let Some(dir) = key_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let key = SignerKey::load_or_generate(&key_path).map_err(|e| UserError::new(e.to_string()))?;
+    let key = SignerKey::load_or_generate(key_path).map_err(|e| UserError::new(e.to_string()))?;
     println!("{}", key.verifier());
     Ok(ExitCode::SUCCESS)
 }
@@ -86,12 +89,12 @@ fn read_file(file: &Path) -> anyhow::Result<String> {
 }
 
 fn verify(
-    path: &Path,
+    store: &AuditStore,
     against: Option<&Path>,
     key: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let log = open(path)?;
+    let log = open(store)?;
     let key = match key {
         Some(text) => parse_key(text)?,
         None => log.verifier()?,
@@ -138,16 +141,16 @@ fn verify(
     Ok(status)
 }
 
-fn checkpoint(path: &Path) -> anyhow::Result<ExitCode> {
-    let Some(latest) = open(path)?.checkpoint()? else {
+fn checkpoint(store: &AuditStore) -> anyhow::Result<ExitCode> {
+    let Some(latest) = open(store)?.checkpoint()? else {
         return Err(UserError::new("the audit log is empty: no checkpoint yet").into());
     };
     print!("{}", latest.note);
     Ok(ExitCode::SUCCESS)
 }
 
-fn prove(path: &Path, index: u64, json: bool) -> anyhow::Result<ExitCode> {
-    let bundle = open(path)?
+fn prove(store: &AuditStore, index: u64, json: bool) -> anyhow::Result<ExitCode> {
+    let bundle = open(store)?
         .prove(index)
         .map_err(|e| UserError::new(e.to_string()))?;
     if json {
@@ -192,14 +195,14 @@ fn verify_proof(file: &Path, key: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn list(
-    path: &Path,
+    store: &AuditStore,
     limit: Option<usize>,
     ecosystem: Option<String>,
     package: Option<String>,
     action: Option<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let log = open(path)?;
+    let log = open(store)?;
     let events = log.list(&ListQuery {
         limit,
         ecosystem,
@@ -267,4 +270,95 @@ fn list(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn export(store: &AuditStore, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let since = args
+        .since
+        .as_deref()
+        .map(|text| parse_since(text, jiff::Timestamp::now()))
+        .transpose()?;
+    let format = match args.format {
+        ExportFormat::Jsonl => Format::Jsonl,
+        ExportFormat::Ocsf => Format::Ocsf,
+    };
+    let options = ExportOptions { format, since };
+    let log = open(store)?;
+    let result = match &args.output {
+        Some(file) => {
+            let created = std::fs::File::create(file)
+                .map_err(|e| UserError::new(format!("cannot create {}: {e}", file.display())))?;
+            let mut out = std::io::BufWriter::new(created);
+            moat_audit::export::export(&log, &options, &mut out)
+                .and_then(|summary| Ok(out.get_ref().sync_all().map(|()| summary)?))
+        }
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            moat_audit::export::export(&log, &options, &mut out)
+        }
+    };
+    match result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        // `moat audit export | head`: the reader has all it wanted.
+        Err(error) if error.is_broken_pipe() => Ok(ExitCode::SUCCESS),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `--since`: an RFC 3339 timestamp, or an age (`90s`, `30m`, `24h`, `7d`, `2w`) before `now`.
+pub(super) fn parse_since(text: &str, now: jiff::Timestamp) -> anyhow::Result<jiff::Timestamp> {
+    if let Ok(time) = text.parse::<jiff::Timestamp>() {
+        return Ok(time);
+    }
+    let invalid = || {
+        UserError::new(format!(
+            "--since {text:?} is neither a timestamp nor an age"
+        ))
+        .hint("pass an RFC 3339 time such as 2026-01-02T03:04:05Z, or an age such as 24h or 7d")
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().map_err(|_| invalid())?;
+    let seconds_per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(invalid().into()),
+    };
+    let age = number
+        .checked_mul(seconds_per_unit)
+        .and_then(|seconds| jiff::SignedDuration::from_secs(seconds).checked_neg())
+        .ok_or_else(invalid)?;
+    Ok(now.checked_add(age).map_err(|_| invalid())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_timestamps_and_ages() {
+        let now: jiff::Timestamp = "2026-01-10T00:00:00Z".parse().unwrap();
+        let at = |text: &str| parse_since(text, now).unwrap().to_string();
+        assert_eq!(at("2026-01-02T03:04:05Z"), "2026-01-02T03:04:05Z");
+        assert_eq!(at("2026-01-02T04:04:05+01:00"), "2026-01-02T03:04:05Z");
+        assert_eq!(at("24h"), "2026-01-09T00:00:00Z");
+        assert_eq!(at("7d"), "2026-01-03T00:00:00Z");
+        assert_eq!(at("30m"), "2026-01-09T23:30:00Z");
+        for bad in [
+            "",
+            "h",
+            "24",
+            "24x",
+            "yesterday",
+            "-1d",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_since(bad, now).is_err(), "{bad}");
+        }
+    }
 }

@@ -41,11 +41,11 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Resu
         sources.policy.revision(),
         started.elapsed().as_millis()
     );
-    let audit_path = data_dir.join("audit.db");
-    let audit = moat_audit::AuditLog::open(&audit_path).map_err(|e| {
+    let audit_store = loaded.audit_store(global, &data_dir);
+    let audit = audit_store.open().map_err(|e| {
         UserError::new(format!(
             "cannot open the audit log {}: {e}",
-            audit_path.display()
+            audit_store.location
         ))
         .hint("the gate records every decision before answering; it will not start without its log")
     })?;

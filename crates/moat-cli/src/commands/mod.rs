@@ -4,6 +4,7 @@ mod audit;
 mod db;
 mod gate;
 mod policy;
+mod report;
 mod run;
 mod sessions;
 mod why;
@@ -22,6 +23,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(command) => policy::run(&cli.global, &loaded, command),
         Command::Audit(command) => audit::run(&cli.global, &loaded, command),
         Command::Run(args) => run::run(&cli.global, &loaded, *args),
+        Command::Report(args) => report::report(&cli.global, &loaded, args),
         Command::Ps { json } => sessions::ps(&cli.global, &loaded, json),
         Command::Stop { session } => sessions::stop(&cli.global, &loaded, &session),
     }

@@ -20,7 +20,7 @@ use moat_gate::{ControlClient, Gate, GateConfig, SessionContext};
 use moat_sandbox::{Backend, Limits, Property, Spec};
 
 use crate::cli::{BackendArg, GlobalArgs, RunArgs};
-use crate::config::{Loaded, Sources};
+use crate::config::{AuditStore, Loaded, Sources};
 use crate::error::UserError;
 
 /// The address the gate has inside every sandbox.
@@ -61,7 +61,8 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
         operator: args.operator.clone().unwrap_or_else(host_user),
     };
     let runtime = super::runtime()?;
-    let (mut gate, gate_port) = session_gate(&runtime, loaded, &args, &data_dir)?;
+    let audit_store = loaded.audit_store(global, &data_dir);
+    let (mut gate, gate_port) = session_gate(&runtime, loaded, &args, &data_dir, &audit_store)?;
     let public_url = format!("http://127.0.0.1:{gate_port}");
     let session_dir = data_dir.join("sessions").join(&session.id);
 
@@ -208,6 +209,7 @@ fn session_gate(
     loaded: &Loaded,
     args: &RunArgs,
     data_dir: &Path,
+    audit_store: &AuditStore,
 ) -> anyhow::Result<(SessionGate, u16)> {
     let control = data_dir.join(moat_gate::CONTROL_SOCKET);
     let running = runtime
@@ -258,7 +260,7 @@ fn session_gate(
     }
     let sources = Sources::load(loaded, &args.sources, data_dir)?;
     let policy = sources.policy.revision().to_owned();
-    let audit = AuditLog::open(&data_dir.join("audit.db")).map_err(|e| {
+    let audit = audit_store.open().map_err(|e| {
         UserError::new(format!("cannot open the audit log: {e}"))
             .hint("a session is recorded before it starts; it will not start without its log")
     })?;

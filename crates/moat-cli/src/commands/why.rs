@@ -20,7 +20,7 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: WhyArgs) -> anyhow::Resul
     let data_dir = loaded.data_dir(global)?;
     std::fs::create_dir_all(&data_dir)?;
     let sources = Sources::load(loaded, &args.sources, &data_dir)?;
-    let audit = moat_audit::AuditLog::open(&data_dir.join("audit.db"))?;
+    let audit = loaded.audit_store(global, &data_dir).open()?;
     let public_url = loaded
         .file
         .public_url

@@ -83,6 +83,16 @@ impl RunEnv {
 
     /// `run [flags] --workspace WS --agent e2e-agent --operator alice [extra] -- command…`.
     fn run_args(&self, extra: &[&str], command: &[&str]) -> Vec<String> {
+        self.run_args_as(("e2e-agent", "alice"), extra, command)
+    }
+
+    /// [`run_args`](Self::run_args) for another agent and operator.
+    fn run_args_as(
+        &self,
+        (agent, operator): (&str, &str),
+        extra: &[&str],
+        command: &[&str],
+    ) -> Vec<String> {
         let mut args: Vec<String> = vec!["run".into()];
         args.extend(self.flags());
         args.extend([
@@ -91,9 +101,9 @@ impl RunEnv {
         ]);
         args.extend([
             "--agent".into(),
-            "e2e-agent".into(),
+            agent.into(),
             "--operator".into(),
-            "alice".into(),
+            operator.into(),
         ]);
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         args.push("--".into());
@@ -107,18 +117,22 @@ impl RunEnv {
     }
 
     fn run_with_env(&self, extra: &[&str], command: &[&str], env: &[(&str, &str)]) -> MoatOutput {
-        let args = self.run_args(extra, command);
-        let mut cmd = std::process::Command::new(MOAT);
-        cmd.args(&args).env("NO_COLOR", "1");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let output = cmd.output().expect("run moat");
-        MoatOutput {
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        output_of(self.run_args(extra, command), env)
+    }
+
+    /// `moat run` of `command` as `agent`, operated by `operator`.
+    fn run_as(&self, who: (&str, &str), command: &[&str]) -> MoatOutput {
+        output_of(self.run_args_as(who, &[], command), &[])
+    }
+
+    /// `moat ARGS --data-dir DATA`, which must succeed.
+    fn moat(&self, args: &[&str]) -> MoatOutput {
+        let data = self.data.path().to_string_lossy().into_owned();
+        let mut args = args.to_vec();
+        args.extend(["--data-dir", &data]);
+        let output = run_moat(Path::new(MOAT), &args);
+        output.assert_success();
+        output
     }
 
     /// A `moat gate` serving this world's data dir with `policy`, on a free port.
@@ -193,6 +207,21 @@ impl RunEnv {
             .iter()
             .map(|e| e["event"].clone())
             .collect()
+    }
+}
+
+/// `moat ARGS` with `env` added, its output.
+fn output_of(args: Vec<String>, env: &[(&str, &str)]) -> MoatOutput {
+    let mut cmd = std::process::Command::new(MOAT);
+    cmd.args(&args).env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd.output().expect("run moat");
+    MoatOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 
@@ -284,6 +313,109 @@ fn npm_in_a_session_is_refused_with_the_reason_and_steered_to_approved_versions(
     });
     assert!(blocked, "{events:?}");
     assert_eq!(assert_recorded_under_sessions(&events, 2).len(), 2);
+}
+
+/// The system of record after real sessions: which agents ran and who operates them, what each
+/// consumed, who installed a package, what was refused and why; a rebuild answers the same.
+#[test]
+fn report_answers_from_real_sessions_and_a_rebuild_answers_the_same() {
+    let env = RunEnv::start(POLICY);
+    let npm = "npm install --no-audit --no-fund minimist@1.2.5; \
+               npm install --no-audit --no-fund minimist@^1.2.0";
+    let claude = env.run_as(("claude", "alice"), &["sh", "-c", npm]);
+    assert!(claude.status.success(), "{}", text(&claude));
+    let target = env.workspace.path().join("site");
+    let pip = [
+        "python3",
+        "-m",
+        "pip",
+        "install",
+        "--no-cache-dir",
+        "--target",
+        &target.to_string_lossy(),
+        "tiny-pad",
+    ];
+    let codex = env.run_as(("codex", "bob"), &pip);
+    assert!(codex.status.success(), "{}", text(&codex));
+
+    let report = env.moat(&["report", "--json"]).json();
+    let agents: Vec<_> = report["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["agent"].clone(),
+                a["operator"].clone(),
+                a["running"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        agents,
+        [
+            ("claude".into(), "alice".into(), 0.into()),
+            ("codex".into(), "bob".into(), 0.into())
+        ],
+        "{report:#}"
+    );
+    let consumed: Vec<_> = report["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} {} by {}",
+                p["ecosystem"], p["name"], p["version"], p["agent"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        consumed,
+        [
+            r#""npm" "minimist" "1.2.8" by "claude""#,
+            r#""PyPI" "tiny-pad" "1.1.0" by "codex""#
+        ],
+        "{report:#}"
+    );
+    let blocked = &report["blocked"].as_array().unwrap()[0];
+    assert_eq!(blocked["name"], "minimist", "{report:#}");
+    assert_eq!(blocked["version"], "1.2.5");
+    assert_eq!(blocked["operator"], "alice");
+    assert_eq!(blocked["rules"][0], "moat.vulnerable");
+    assert!(
+        blocked["approved"]
+            .as_array()
+            .unwrap()
+            .contains(&"1.2.8".into()),
+        "{blocked:#}"
+    );
+
+    // Who installed minimist: claude, run by alice, in its one session.
+    let minimist = env
+        .moat(&["report", "--package", "minimist", "--json"])
+        .json();
+    assert_eq!(minimist["packages"].as_array().unwrap().len(), 1);
+    assert_eq!(minimist["packages"][0]["operator"], "alice");
+    assert_eq!(minimist["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(minimist["sessions"][0]["agent"], "claude");
+    let by_bob = env.moat(&["report", "--operator", "bob", "--json"]).json();
+    assert!(by_bob["blocked"].as_array().unwrap().is_empty());
+    assert_eq!(by_bob["packages"][0]["name"], "tiny-pad");
+
+    let readable = env.moat(&["report"]).stdout;
+    assert!(
+        readable.contains("npm minimist 1.2.8  claude (alice)"),
+        "{readable}"
+    );
+    assert!(
+        readable.contains("npm minimist@1.2.5 (artifact)  moat.vulnerable"),
+        "{readable}"
+    );
+
+    let rebuilt = env.moat(&["audit", "rebuild", "--json"]).json();
+    assert_eq!(rebuilt["rebuilt"], true);
+    assert_eq!(env.moat(&["report", "--json"]).json(), report);
 }
 
 #[test]
