@@ -7,6 +7,10 @@
 //! an RFC 6962 Merkle tree ([`merkle`]: SHA-256, `0x00` leaf and `0x01` node prefixes) whose
 //! complete subtrees are stored beside the events, and each batch ends with a checkpoint signed
 //! with the log's Ed25519 key as a C2SP signed note ([`note`]), all in the batch's transaction.
+//! Each checkpoint also names the SHA-256 of the previous signed note (one extension line,
+//! `previous <base64>`): the checkpoints form one chain, so removing or altering any of them
+//! breaks a link, and verification checks the newest signature and follows the chain instead of
+//! checking one signature per batch.
 //! The key lives beside a SQLite store (`audit.key`, mode 0600, created on first open), and for a
 //! PostgreSQL log in the gate's data directory, never in the database; its key name is the log's
 //! origin. [`AuditLog::verify`] recomputes everything; inclusion and consistency

@@ -386,7 +386,16 @@ impl SignerKey {
     }
 }
 
-/// A checkpoint body: the log's origin, its size and its root hash.
+/// The extension line that chains a checkpoint to the one before it.
+const PREVIOUS_LINE: &str = "previous ";
+
+/// A checkpoint body: the log's origin, its size and its root hash, and (moat's one extension
+/// line) the hash of the log's previous signed checkpoint.
+///
+/// The chain makes the checkpoints one history: each signed note vouches for every byte of the
+/// note before it, so a removed, reordered or altered checkpoint breaks a link, and verifying
+/// the newest signature vouches for all the notes before it (`moat audit verify` checks the
+/// signatures of the others only where the chain does not hold).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Checkpoint {
     /// The log's origin (its key name).
@@ -395,20 +404,41 @@ pub struct Checkpoint {
     pub size: u64,
     /// Root hash of the tree of `size` leaves.
     pub root: Hash,
+    /// [`note_hash`] of the log's previous signed checkpoint note; `None` for the first one
+    /// (and in logs written before checkpoints were chained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Hash>,
+}
+
+/// SHA-256 of a whole signed note (text and signature lines): what the next checkpoint's
+/// `previous` line carries.
+pub fn note_hash(note: &str) -> Hash {
+    Hash(Sha256::digest(note.as_bytes()).into())
+}
+
+/// The text of a signed note (what its signatures cover), without checking them.
+pub fn note_text(note: &str) -> &str {
+    note.rfind("\n\n").map_or(note, |split| &note[..=split])
 }
 
 impl Checkpoint {
-    /// `<origin>\n<size>\n<base64 root>\n`.
+    /// `<origin>\n<size>\n<base64 root>\n`, then `previous <base64 hash>\n` when chained.
     pub fn to_text(&self) -> String {
-        format!(
+        let mut text = format!(
             "{}\n{}\n{}\n",
             self.origin,
             self.size,
             self.root.to_base64()
-        )
+        );
+        if let Some(previous) = &self.previous {
+            text.push_str(PREVIOUS_LINE);
+            text.push_str(&previous.to_base64());
+            text.push('\n');
+        }
+        text
     }
 
-    /// Parse a checkpoint body (extension lines after the third are allowed and ignored).
+    /// Parse a checkpoint body (extension lines other than `previous` are allowed and ignored).
     pub fn parse(text: &str) -> Result<Checkpoint, NoteError> {
         let mut lines = text.split('\n');
         let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next())
@@ -428,10 +458,22 @@ impl Checkpoint {
             .ok_or_else(|| NoteError::Checkpoint(format!("bad tree size {size:?}")))?;
         let root = Hash::from_base64(root)
             .ok_or_else(|| NoteError::Checkpoint(format!("bad root hash {root:?}")))?;
+        let mut previous = None;
+        for line in lines {
+            if let Some(hash) = line.strip_prefix(PREVIOUS_LINE) {
+                let hash = Hash::from_base64(hash).ok_or_else(|| {
+                    NoteError::Checkpoint(format!("bad previous checkpoint hash {hash:?}"))
+                })?;
+                if previous.replace(hash).is_some() {
+                    return Err(NoteError::Checkpoint("two previous lines".into()));
+                }
+            }
+        }
         Ok(Checkpoint {
             origin: origin.to_owned(),
             size,
             root,
+            previous,
         })
     }
 
@@ -475,6 +517,7 @@ mod tests {
             origin: key.name().to_owned(),
             size: 3,
             root: crate::merkle::leaf_hash(b"x"),
+            previous: Some(crate::merkle::leaf_hash(b"before")),
         };
         let note = key.sign(&checkpoint.to_text());
         assert_eq!(Checkpoint::open(&note, &verifier).unwrap(), checkpoint);
@@ -493,6 +536,7 @@ mod tests {
                     origin: key.name().to_owned(),
                     size,
                     root: crate::merkle::empty_root(),
+                    previous: None,
                 };
                 key.sign(&checkpoint.to_text())
             })

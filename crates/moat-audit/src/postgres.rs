@@ -21,7 +21,7 @@ use std::time::Duration;
 use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
 
 use crate::merkle::Frontier;
-use crate::note::{Checkpoint, SignerKey, VerifierKey};
+use crate::note::{Checkpoint, SignerKey, VerifierKey, note_hash};
 use crate::store::{Pg, PostgresUrl, Read as _, describe};
 use crate::writer::Pending;
 use crate::{AuditError, tree};
@@ -372,10 +372,12 @@ impl PgWriter {
         tx.execute(&insert_nodes, &[&levels, &indexes, &hashes])
             .map_err(error)?;
 
+        let previous = Pg(&mut tx).last_checkpoint()?;
         let checkpoint = Checkpoint {
             origin: key.name().to_owned(),
             size: frontier.size(),
             root: frontier.root(),
+            previous: previous.map(|(_, note)| note_hash(&note)),
         };
         let note = key.sign(&checkpoint.to_text());
         tx.execute(&insert_checkpoint, &[&to_i64(checkpoint.size)?, &note])

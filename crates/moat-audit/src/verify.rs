@@ -2,7 +2,7 @@
 //! checkpoint against it; optionally prove the log extends a checkpoint saved elsewhere.
 
 use crate::merkle::{self, Hash};
-use crate::note::{Checkpoint, VerifierKey};
+use crate::note::{Checkpoint, VerifierKey, note_hash, note_text};
 use crate::store::Read;
 use crate::{AuditError, AuditLog};
 
@@ -10,7 +10,7 @@ use crate::{AuditError, AuditLog};
 const MAX_PROBLEMS: usize = 20;
 
 /// Checkpoint signatures verified together (a failed batch is redone one by one).
-const SIGNATURE_BATCH: usize = 512;
+const SIGNATURE_BATCH: usize = 4096;
 
 /// One thing found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -18,8 +18,8 @@ pub struct Problem {
     /// The first leaf index (0-based) the problem puts in doubt, when there is one.
     pub index: Option<u64>,
     /// Stable id: `event-missing`, `leaf-mismatch`, `node-mismatch`, `node-missing`,
-    /// `node-extra`, `checkpoint-signature`, `checkpoint-root`, `checkpoint-beyond-log`,
-    /// `unsigned-events`, `against-signature`, `against-truncated`, `against-inconsistent`.
+    /// `node-extra`, `checkpoint-signature`, `checkpoint-chain`, `checkpoint-root`,
+    /// `checkpoint-beyond-log`, `unsigned-events`, `against-signature`, `against-truncated`, `against-inconsistent`.
     pub kind: &'static str,
     /// What was found, for people.
     pub message: String,
@@ -292,7 +292,7 @@ fn check_checkpoints(
     problems: &mut Problems,
 ) -> Result<u64, AuditError> {
     let stored = store.checkpoints()?;
-    let opened = open_all(&stored, key);
+    let opened = open_chained(&stored, key, problems);
 
     let mut previous = 0u64;
     let mut covered = 0u64;
@@ -359,8 +359,85 @@ fn check_checkpoints(
     Ok(stored.len() as u64)
 }
 
-/// Verify every note's signature, in batches, on all cores.
-fn open_all(stored: &[(i64, String)], key: &VerifierKey) -> Vec<Result<Checkpoint, String>> {
+/// Open every stored checkpoint note (oldest first). Each note names the hash of the one
+/// before it (`previous`), so an authentic note vouches for its predecessor's every byte: only
+/// the notes no authentic successor vouches for have their signatures checked — the newest one,
+/// and those around a broken link (or every note of a log written before checkpoints were
+/// chained). A link that names another note than the one stored before it is a
+/// `checkpoint-chain` problem: a checkpoint was removed, inserted or altered there.
+fn open_chained(
+    stored: &[(i64, String)],
+    key: &VerifierKey,
+    problems: &mut Problems,
+) -> Vec<Result<Checkpoint, String>> {
+    let parsed: Vec<Result<Checkpoint, String>> = stored
+        .iter()
+        .map(|(_, note)| Checkpoint::parse(note_text(note)).map_err(|e| e.to_string()))
+        .collect();
+    let hashes: Vec<Hash> = stored.iter().map(|(_, note)| note_hash(note)).collect();
+    // `linked[k]`: the note after note k names note k as its previous.
+    let linked: Vec<bool> = (0..stored.len())
+        .map(|k| {
+            parsed
+                .get(k + 1)
+                .is_some_and(|next| matches!(next, Ok(next) if next.previous == Some(hashes[k])))
+        })
+        .collect();
+    for (k, checkpoint) in parsed.iter().enumerate() {
+        let Ok(checkpoint) = checkpoint else { continue };
+        let expected = k.checked_sub(1).map(|before| hashes[before]);
+        let (index, what) = match (checkpoint.previous, expected) {
+            (Some(previous), Some(expected)) if previous != expected => (
+                u64::try_from(stored[k - 1].0).unwrap_or(0),
+                format!("the checkpoint stored before it (size {})", stored[k - 1].0),
+            ),
+            (Some(_), None) => (0, "no checkpoint: it is the first one stored".to_owned()),
+            _ => continue,
+        };
+        problems.add(
+            Some(index),
+            "checkpoint-chain",
+            format!(
+                "the checkpoint at size {} follows a checkpoint that is not {what}: a checkpoint \
+                 was removed, inserted or altered there",
+                checkpoint.size
+            ),
+        );
+    }
+
+    let unvouched: Vec<usize> = (0..stored.len()).filter(|&k| !linked[k]).collect();
+    let notes: Vec<&str> = unvouched.iter().map(|&k| stored[k].1.as_str()).collect();
+    let mut opened: Vec<Option<Result<Checkpoint, String>>> = vec![None; stored.len()];
+    for (k, result) in unvouched.into_iter().zip(open_all(&notes, key)) {
+        opened[k] = Some(result);
+    }
+    // Backwards: a linked note is authentic when its successor is; otherwise its own signature
+    // decides (checked one by one here, which happens only where the chain is broken above it).
+    let mut next_authentic = false;
+    for k in (0..stored.len()).rev() {
+        let result = match opened[k].take() {
+            Some(result) => result,
+            None if next_authentic => match &parsed[k] {
+                Ok(checkpoint) if checkpoint.origin != key.name() => Err(format!(
+                    "origin {} is not the key's log {}",
+                    checkpoint.origin,
+                    key.name()
+                )),
+                parsed => parsed.clone(),
+            },
+            None => Checkpoint::open(&stored[k].1, key).map_err(|e| e.to_string()),
+        };
+        next_authentic = result.is_ok();
+        opened[k] = Some(result);
+    }
+    opened
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|| Err("not opened".to_owned())))
+        .collect()
+}
+
+/// Verify each note's signature, in batches, on all cores.
+fn open_all(stored: &[&str], key: &VerifierKey) -> Vec<Result<Checkpoint, String>> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let chunk = stored.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -370,11 +447,7 @@ fn open_all(stored: &[(i64, String)], key: &VerifierKey) -> Vec<Result<Checkpoin
                 scope.spawn(move || {
                     notes
                         .chunks(SIGNATURE_BATCH)
-                        .flat_map(|batch| {
-                            let texts: Vec<&str> =
-                                batch.iter().map(|(_, note)| note.as_str()).collect();
-                            Checkpoint::open_many(&texts, key)
-                        })
+                        .flat_map(|batch| Checkpoint::open_many(batch, key))
                         .map(|opened| opened.map_err(|e| e.to_string()))
                         .collect::<Vec<_>>()
                 })

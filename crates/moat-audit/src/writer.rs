@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::merkle::{Frontier, Hash, leaf_hash};
-use crate::note::{Checkpoint, SignerKey};
+use crate::note::{Checkpoint, SignerKey, note_hash};
 use crate::postgres::PgWriter;
 use crate::store::{Lite, Read as _};
 use crate::{AuditError, Event, SessionEnd, SessionStart, canonical, tree};
@@ -24,6 +24,9 @@ const INSERT: &str =
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 const INSERT_NODE: &str = "INSERT INTO nodes (level, idx, hash) VALUES (?1, ?2, ?3)";
+
+/// The newest checkpoint note, which the batch's own checkpoint chains to.
+const LAST_NOTE: &str = "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1";
 
 const INSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (size, note) VALUES (?1, ?2)";
 
@@ -269,10 +272,12 @@ fn write_sqlite(
                 Ok::<_, rusqlite::Error>(())
             })?;
         }
+        let previous: Option<String> = tx.query_row(LAST_NOTE, [], |row| row.get(0)).optional()?;
         let checkpoint = Checkpoint {
             origin: key.name().to_owned(),
             size: frontier.size(),
             root: frontier.root(),
+            previous: previous.as_deref().map(note_hash),
         };
         let note = key.sign(&checkpoint.to_text());
         let size = i64::try_from(checkpoint.size)

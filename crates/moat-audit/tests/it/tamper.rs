@@ -204,6 +204,59 @@ async fn an_edited_checkpoint_is_found_by_the_first_index_it_covers(store) {
 
 on_both_backends! {
 #[tokio::test]
+async fn each_checkpoint_names_the_one_before_it(store) {
+    let log = filled(&store, 3).await;
+    let notes: Vec<_> = log.checkpoints_after(0, 10).unwrap();
+    assert_eq!(notes.len(), 3);
+    assert_eq!(notes[0].checkpoint.previous, None);
+    for pair in notes.windows(2) {
+        assert_eq!(
+            pair[1].checkpoint.previous,
+            Some(moat_audit::note::note_hash(&pair[0].note))
+        );
+        assert!(pair[1].note.contains("\nprevious "), "{}", pair[1].note);
+    }
+}
+}
+
+on_both_backends! {
+#[tokio::test]
+async fn a_removed_checkpoint_breaks_the_chain(store) {
+    // Every event stays covered by a later checkpoint: only the chain tells.
+    let log = filled(&store, 10).await;
+    store.attack("DELETE FROM checkpoints WHERE size = 6");
+    assert_bad(
+        &verify(&store, &log.verifier().unwrap(), None),
+        5,
+        "checkpoint-chain",
+    );
+}
+}
+
+on_both_backends! {
+#[tokio::test]
+async fn a_checkpoint_with_a_forged_signature_is_found_though_its_successor_is_intact(store) {
+    let log = filled(&store, 10).await;
+    // Swap checkpoint 6's signature for checkpoint 5's: its text is intact, its signature is not.
+    let five = log.checkpoints_after(4, 1).unwrap().remove(0).note;
+    let signature = five.rsplit("\n\n").next().unwrap().to_owned();
+    let six = log.checkpoints_after(5, 1).unwrap().remove(0).note;
+    let forged = format!("{}\n{signature}", moat_audit::note::note_text(&six));
+    store.attack(&format!(
+        "UPDATE checkpoints SET note = '{}' WHERE size = 6",
+        forged.replace('\'', "''")
+    ));
+    let report = verify(&store, &log.verifier().unwrap(), None);
+    assert_bad(&report, 5, "checkpoint-signature");
+    assert!(
+        report.problems.iter().any(|problem| problem.kind == "checkpoint-chain"),
+        "{report:#?}"
+    );
+}
+}
+
+on_both_backends! {
+#[tokio::test]
 async fn a_store_whose_tree_does_not_match_its_checkpoint_will_not_open_for_writing(store) {
     let log = filled(&store, 4).await;
     log.shutdown().await;

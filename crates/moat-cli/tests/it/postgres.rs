@@ -91,6 +91,10 @@ fn the_gate_records_in_postgres_and_audit_verify_checks_it_there() {
     assert_eq!(why.status, 200, "{}", why.text());
     let metadata = raw_http::get(env.gate.url(), "/npm/lodash");
     assert_eq!(metadata.status, 200, "{}", metadata.text());
+    let refused = raw_http::get(env.gate.url(), "/npm/minimist/-/minimist-1.2.5.tgz");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let tarball = raw_http::get(env.gate.url(), "/npm/minimist/-/minimist-1.2.8.tgz");
+    assert_eq!(tarball.status, 200, "{}", tarball.text());
 
     let data = env.gate.data_dir();
     assert!(
@@ -113,11 +117,33 @@ fn the_gate_records_in_postgres_and_audit_verify_checks_it_there() {
         .iter()
         .filter_map(|stored| stored["event"]["package"].as_str())
         .collect();
-    assert_eq!(packages, ["minimist", "lodash"], "{listed}");
+    assert_eq!(
+        packages,
+        ["minimist", "lodash", "minimist", "minimist"],
+        "{listed}"
+    );
 
     let verified = env.gate.run(&["audit", "verify", "--audit-store", store]);
     verified.assert_success();
-    assert!(verified.stdout.starts_with("ok: 2 events"), "{verified}");
+    assert!(verified.stdout.starts_with("ok: 4 events"), "{verified}");
+
+    // The system of record is derived from the PostgreSQL log like from a SQLite one.
+    let report = env.gate.run(&["report", "--json", "--audit-store", store]);
+    report.assert_success();
+    let report = report.json();
+    assert_eq!(report["blocked"][0]["version"], "1.2.5", "{report:#}");
+    assert_eq!(report["packages"][0]["version"], "1.2.8", "{report:#}");
+    let exported = env.gate.run(&["audit", "export", "--audit-store", store]);
+    exported.assert_success();
+    let kinds: Vec<String> = exported
+        .stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("json")["type"].to_string()
+        })
+        .collect();
+    assert_eq!(kinds.iter().filter(|kind| *kind == "\"event\"").count(), 4);
+    assert_eq!(kinds.last().map(String::as_str), Some("\"checkpoint\""));
 
     // A restarted gate continues the same log.
     env.restart_with(POLICY, &["--audit-store", store]);
@@ -127,6 +153,6 @@ fn the_gate_records_in_postgres_and_audit_verify_checks_it_there() {
         .gate
         .run(&["audit", "verify", "--json", "--audit-store", store]);
     verified.assert_success();
-    assert_eq!(verified.json()["size"], 3, "{verified}");
+    assert_eq!(verified.json()["size"], 5, "{verified}");
     env.gate.stop();
 }
