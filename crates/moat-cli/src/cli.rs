@@ -395,7 +395,9 @@ pub enum AuditCommand {
     Key,
 
     /// Check the whole log: recompute every leaf hash and the Merkle tree, compare the stored
-    /// node hashes, check every checkpoint's signature and root. Exits 1 naming the first bad
+    /// node hashes, check every checkpoint's root and the chain of checkpoints (each names the
+    /// hash of the one before; the newest signature, and any the chain does not vouch for, are
+    /// checked with the public key). Exits 1 naming the first bad
     /// index (0-based; the event's seq is index + 1) when anything was tampered with.
     ///
     /// A log rolled back to an older copy, or cut short together with its checkpoints, is
