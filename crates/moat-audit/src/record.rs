@@ -276,12 +276,12 @@ impl Record {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(&error)?;
-        let record = Record {
+        let mut record = Record {
             conn,
             path: path.to_owned(),
         };
         if version != SCHEMA_VERSION {
-            record.conn.execute_batch(SCHEMA).map_err(&error)?;
+            record.reset()?;
         }
         Ok(record)
     }
@@ -322,10 +322,16 @@ impl Record {
         &self.path
     }
 
-    fn reset(&self) -> Result<(), AuditError> {
-        self.conn
-            .execute_batch(SCHEMA)
-            .map_err(store_error(&self.path))
+    /// Drop and recreate the tables, empty, in one transaction (a concurrent reader sees the old
+    /// tables or the new ones, never a mix).
+    fn reset(&mut self) -> Result<(), AuditError> {
+        let error = store_error(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&error)?;
+        tx.execute_batch(SCHEMA).map_err(&error)?;
+        tx.commit().map_err(&error)
     }
 
     fn cursor(&self) -> Result<(u64, Option<Vec<u8>>), AuditError> {
