@@ -54,14 +54,14 @@ def source_text(rng, size):
     return "".join(out)
 
 
-def make_tarball(files):
-    """A gzip'd tar with entries under package/, byte-for-byte deterministic."""
+def make_tarball(files, root="package", mtime=MTIME):
+    """A gzip'd tar with entries under root/, byte-for-byte deterministic."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data in files:
-            info = tarfile.TarInfo("package/" + name)
+            info = tarfile.TarInfo(f"{root}/{name}")
             info.size = len(data)
-            info.mtime = MTIME
+            info.mtime = mtime
             info.mode = 0o644
             info.uname = info.gname = ""
             tar.addfile(info, io.BytesIO(data))

@@ -32,7 +32,6 @@ upstream URL.
 import argparse
 import base64
 import datetime as dt
-import gzip
 import hashlib
 import html
 import io
@@ -40,8 +39,9 @@ import json
 import os
 import random
 import sys
-import tarfile
 import zipfile
+
+from gen_fixture import make_tarball
 
 PROJECT = "moatbench-requests"
 CRATE = "moatbench-widgets"
@@ -209,19 +209,7 @@ def make_sdist(version, rng):
 
 
 def targz(root, files):
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in files:
-            info = tarfile.TarInfo(f"{root}/{name}")
-            info.size = len(data)
-            info.mtime = TAR_MTIME
-            info.mode = 0o644
-            info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(data))
-    gz = io.BytesIO()
-    with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0, compresslevel=9) as f:
-        f.write(raw.getvalue())
-    return gz.getvalue()
+    return make_tarball(files, root, TAR_MTIME)
 
 
 def gen_pypi(reg, upstream, releases, wheel_kb, seed):

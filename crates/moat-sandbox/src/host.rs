@@ -228,6 +228,19 @@ fn decide(spec: &Spec, host: &HostReport) -> Result<Decision, SandboxError> {
             ),
         });
     }
+    require_landlock_and_seccomp(spec, host)?;
+    Ok(Decision {
+        landlock: host.landlock_abi.is_some(),
+        seccomp: host.seccomp,
+    })
+}
+
+/// Refuses, naming the fix, when Landlock or seccomp cannot hold on this host and the spec does
+/// not waive it (both backends apply both inside the sandbox).
+pub(crate) fn require_landlock_and_seccomp(
+    spec: &Spec,
+    host: &HostReport,
+) -> Result<(), SandboxError> {
     let waived = |property| spec.allow_missing.contains(&property);
     if host.landlock_abi.is_none() && !waived(Property::Landlock) {
         return Err(SandboxError::Unavailable {
@@ -245,10 +258,7 @@ fn decide(spec: &Spec, host: &HostReport) -> Result<Decision, SandboxError> {
                     .to_owned(),
         });
     }
-    Ok(Decision {
-        landlock: host.landlock_abi.is_some(),
-        seccomp: host.seccomp,
-    })
+    Ok(())
 }
 
 /// Duplicates a descriptor at or above [`FD_STAGING_MIN`], close-on-exec.
@@ -379,7 +389,6 @@ pub(crate) fn wait_with_usage(pid: Pid) -> std::io::Result<(ExitStatus, Resource
 mod tests {
     use super::*;
     use crate::probe::CgroupSupport;
-    use crate::spec::Limits;
 
     fn host(landlock_abi: Option<i32>, seccomp: bool) -> HostReport {
         HostReport {
@@ -393,17 +402,10 @@ mod tests {
 
     fn spec(allow_missing: Vec<Property>) -> Spec {
         Spec {
-            command: vec!["true".to_owned()],
-            env: vec![],
             workspace: "/work".into(),
-            home: "/home/agent".into(),
             home_files: vec![],
-            ro_paths: vec![],
-            gate_socket: "/run/gate.sock".into(),
-            gate_port: 7070,
-            limits: Limits::default(),
             allow_missing,
-            stdin_prefix: None,
+            ..crate::spec::tests::spec()
         }
     }
 

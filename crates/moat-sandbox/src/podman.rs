@@ -96,8 +96,8 @@ use rustix::thread::UnshareFlags;
 
 use crate::error::SandboxError;
 use crate::host::{
-    Ending, SessionPipes, Stop, host_report, outcome, run_with_stop, wait_until_exit,
-    wait_with_usage,
+    Ending, SessionPipes, Stop, host_report, outcome, require_landlock_and_seccomp, run_with_stop,
+    wait_until_exit, wait_with_usage,
 };
 use crate::protocol::{GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports};
 use crate::rootfs::{ETC_BINDS, USR_LINKS, etc_files};
@@ -788,23 +788,7 @@ fn run_podman(
     let workarounds = Workarounds::detect();
 
     let host = host_report();
-    let waived = |property| spec.allow_missing.contains(&property);
-    if host.landlock_abi.is_none() && !waived(Property::Landlock) {
-        return Err(SandboxError::Unavailable {
-            property: Property::Landlock,
-            what: "landlock is not available on this kernel".to_owned(),
-            hint: "boot a kernel ≥ 5.13 with landlock in the lsm= list, or pass --dangerously-skip-landlock".to_owned(),
-        });
-    }
-    if !host.seccomp && !waived(Property::Seccomp) {
-        return Err(SandboxError::Unavailable {
-            property: Property::Seccomp,
-            what: "seccomp filters are not available on this kernel".to_owned(),
-            hint:
-                "use a kernel built with CONFIG_SECCOMP_FILTER, or pass --dangerously-skip-seccomp"
-                    .to_owned(),
-        });
-    }
+    require_landlock_and_seccomp(spec, host)?;
     let limited =
         spec.limits.memory.is_some() || spec.limits.pids.is_some() || spec.limits.cpus.is_some();
     let info = if limited {
@@ -814,7 +798,7 @@ fn run_podman(
     };
     let (limit_flags, limits_enforced, missing) = limit_args(spec, info.as_ref());
     if let Some(name) = missing
-        && !waived(Property::Limits)
+        && !spec.allow_missing.contains(&Property::Limits)
     {
         return Err(SandboxError::Unavailable {
             property: Property::Limits,
@@ -1144,24 +1128,17 @@ mod tests {
     use super::*;
     use crate::spec::Limits;
 
+    /// The spec module's test spec, with no home files and all three limits.
     fn spec() -> Spec {
         Spec {
-            command: vec!["true".to_owned()],
-            env: vec![],
-            workspace: "/work/project".into(),
-            home: "/home/agent".into(),
             home_files: vec![],
-            ro_paths: vec![],
-            gate_socket: "/run/gate.sock".into(),
-            gate_port: 7070,
             limits: Limits {
                 memory: Some(64 << 20),
                 pids: Some(16),
                 cpus: Some(0.5),
                 timeout: None,
             },
-            allow_missing: vec![],
-            stdin_prefix: None,
+            ..crate::spec::tests::spec()
         }
     }
 

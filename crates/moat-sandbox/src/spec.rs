@@ -235,10 +235,11 @@ fn is_clean_absolute(path: &Path) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn spec() -> Spec {
+    /// A valid spec for unit tests.
+    pub(crate) fn spec() -> Spec {
         Spec {
             command: vec!["true".to_owned()],
             env: vec![],

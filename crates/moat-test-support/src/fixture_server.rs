@@ -16,6 +16,39 @@ use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// The controls every fixture server exposes, written once: each fixture struct holds its
+/// state as `shared`, whose `common` is the [`Common`] part. Used inside the fixture's `impl`.
+macro_rules! common_controls {
+    () => {
+        /// `http://127.0.0.1:PORT` (no trailing slash).
+        pub fn url(&self) -> &str {
+            &self.shared.common.base_url
+        }
+
+        /// Down: every connection, new or kept alive, is closed without an answer.
+        pub fn set_down(&self, down: bool) {
+            self.shared.common.set_down(down);
+        }
+
+        /// Slow: every answer waits this long first (`Duration::ZERO` to clear; a waiting
+        /// request is released when the delay is cleared).
+        pub fn set_delay(&self, delay: std::time::Duration) {
+            self.shared.common.set_delay(delay);
+        }
+
+        /// Every request received so far, in order.
+        pub fn requests(&self) -> Vec<$crate::fixture_server::RequestRecord> {
+            self.shared.common.requests()
+        }
+
+        /// Forget the requests received so far.
+        pub fn clear_requests(&self) {
+            self.shared.common.clear_requests();
+        }
+    };
+}
+pub(crate) use common_controls;
+
 /// One request a fixture received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {

@@ -120,6 +120,23 @@ impl RunEnv {
         output_of(self.run_args(extra, command), env)
     }
 
+    /// `moat run [extra] -- npm install --no-audit --no-fund SPEC`.
+    fn npm_install(&self, extra: &[&str], spec: &str) -> MoatOutput {
+        self.run(extra, &["npm", "install", "--no-audit", "--no-fund", spec])
+    }
+
+    /// The version of `name` npm installed in the workspace.
+    fn installed_npm_version(&self, name: &str) -> String {
+        let manifest = self
+            .workspace
+            .path()
+            .join("node_modules")
+            .join(name)
+            .join("package.json");
+        let installed: Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+        installed["version"].as_str().unwrap_or_default().to_owned()
+    }
+
     /// `moat run` of `command` as `agent`, operated by `operator`.
     fn run_as(&self, who: (&str, &str), command: &[&str]) -> MoatOutput {
         output_of(self.run_args_as(who, &[], command), &[])
@@ -267,43 +284,16 @@ fn assert_recorded_under_sessions(events: &[Value], min_decisions: usize) -> Vec
 #[test]
 fn npm_in_a_session_is_refused_with_the_reason_and_steered_to_approved_versions() {
     let env = RunEnv::start(POLICY);
-    let refused = env.run(
-        &[],
-        &[
-            "npm",
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "minimist@1.2.5",
-        ],
-    );
+    let refused = env.npm_install(&[], "minimist@1.2.5");
     assert!(!refused.status.success(), "{}", text(&refused));
     assert!(
         text(&refused).contains("moat: blocked minimist@1.2.5 (moat.vulnerable)"),
         "{}",
         text(&refused)
     );
-    let loose = env.run(
-        &[],
-        &[
-            "npm",
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "minimist@^1.2.0",
-        ],
-    );
+    let loose = env.npm_install(&[], "minimist@^1.2.0");
     assert!(loose.status.success(), "{}", text(&loose));
-    let installed: Value = serde_json::from_slice(
-        &std::fs::read(
-            env.workspace
-                .path()
-                .join("node_modules/minimist/package.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(installed["version"], "1.2.8");
+    assert_eq!(env.installed_npm_version("minimist"), "1.2.8");
     let events = env.events();
     let blocked = events.iter().any(|e| {
         e["type"] == "decision"
@@ -718,16 +708,7 @@ fn a_running_gate_serves_the_session_and_records_it() {
     let gate_revision = policy_revision(&gate.policy_path());
     assert_ne!(gate_revision, policy_revision(&env.policy));
 
-    let refused = env.run(
-        &[],
-        &[
-            "npm",
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "minimist@1.2.5",
-        ],
-    );
+    let refused = env.npm_install(&[], "minimist@1.2.5");
     let all = text(&refused);
     assert!(!refused.status.success(), "{all}");
     assert!(
@@ -742,27 +723,9 @@ fn a_running_gate_serves_the_session_and_records_it() {
     );
     // A loose range resolves through the gate's own port inside the sandbox (the rewritten
     // tarball URLs name it).
-    let loose = env.run(
-        &[],
-        &[
-            "npm",
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "minimist@^1.2.0",
-        ],
-    );
+    let loose = env.npm_install(&[], "minimist@^1.2.0");
     assert!(loose.status.success(), "{}", text(&loose));
-    let installed: Value = serde_json::from_slice(
-        &std::fs::read(
-            env.workspace
-                .path()
-                .join("node_modules/minimist/package.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(installed["version"], "1.2.8");
+    assert_eq!(env.installed_npm_version("minimist"), "1.2.8");
 
     let events = env.events();
     let sessions = assert_recorded_under_sessions(&events, 2);
@@ -946,16 +909,7 @@ fn podman_backend_session_goes_through_the_gate() {
         return;
     }
     let env = RunEnv::start(POLICY);
-    let refused = env.run(
-        &["--backend", "podman"],
-        &[
-            "npm",
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "minimist@1.2.5",
-        ],
-    );
+    let refused = env.npm_install(&["--backend", "podman"], "minimist@1.2.5");
     assert!(!refused.status.success(), "{}", text(&refused));
     assert!(
         text(&refused).contains("moat: blocked minimist@1.2.5 (moat.vulnerable)"),

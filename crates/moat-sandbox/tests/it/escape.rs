@@ -5,7 +5,9 @@ use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::process::Command;
 
-use crate::support::{Session, python};
+use crate::support::{
+    Session, assert_planted_variable_unseen, planted_run, python, rerun_with_planted_variable,
+};
 
 #[test]
 fn reading_a_planted_host_secret_fails() {
@@ -207,40 +209,16 @@ fn bpf_io_uring_keyctl_and_raw_sockets_fail() {
 /// and the child runs the sandbox.
 #[test]
 fn the_host_environment_is_invisible() {
-    const PLANTED: &str = "MOAT_TEST_PLANTED_SECRET";
-    const VALUE: &str = "planted-host-env-value";
-    if std::env::var(PLANTED).is_ok() {
-        let session = Session::new();
-        let ran = session.run(
-            "env > seen-env\ncat /proc/self/environ /proc/1/environ /proc/2/environ >> seen-env 2>/dev/null\ngrep -r -a planted /proc/*/environ /home /tmp /etc >> seen-env 2>/dev/null\ntrue",
-        );
-        ran.completed();
-        let seen = fs::read_to_string(session.workspace().join("seen-env")).expect("seen-env");
-        assert!(
-            !seen.contains(VALUE),
-            "the planted variable leaked:\n{seen}"
-        );
-        assert!(
-            !seen.contains(PLANTED),
-            "the planted variable name leaked:\n{seen}"
-        );
-        assert!(
-            seen.contains("HOME=/home/agent"),
-            "the agent's own environment is missing:\n{seen}"
-        );
+    if !planted_run() {
+        rerun_with_planted_variable("escape::the_host_environment_is_invisible");
         return;
     }
-    let status = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "escape::the_host_environment_is_invisible",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(PLANTED, VALUE)
-        .status()
-        .expect("re-run the test with a planted variable");
-    assert!(status.success(), "the child run failed");
+    let session = Session::new();
+    let ran = session.run(
+        "env > seen-env\ncat /proc/self/environ /proc/1/environ /proc/2/environ >> seen-env 2>/dev/null\ngrep -r -a planted /proc/*/environ /home /tmp /etc >> seen-env 2>/dev/null\ntrue",
+    );
+    ran.completed();
+    assert_planted_variable_unseen(session.workspace());
 }
 
 #[test]

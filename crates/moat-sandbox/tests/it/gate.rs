@@ -1,8 +1,6 @@
 //! The positive path: the workspace, `$HOME`, and the one way out.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::thread;
 
 use crate::support::{NPMRC, Session, python};
 
@@ -33,27 +31,7 @@ fn the_workspace_is_writable_and_home_has_its_files() {
 #[test]
 fn the_gate_port_reaches_the_host_unix_socket() {
     let session = Session::new();
-    let gate = session.gate.try_clone().expect("gate listener");
-    let server = thread::spawn(move || {
-        let (stream, _) = gate.accept().expect("accept");
-        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-        let mut request_line = String::new();
-        reader.read_line(&mut request_line).expect("request line");
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).expect("header") == 0 || header == "\r\n" {
-                break;
-            }
-        }
-        let body = format!("gate saw {}", request_line.trim());
-        let mut stream = stream;
-        write!(
-            stream,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("respond");
-    });
+    let server = session.echo_one_gate_request();
     let ran = session.run(&python(
         "import urllib.request\nprint(urllib.request.urlopen(\"http://127.0.0.1:7070/npm/left-pad\", timeout=10).read().decode())",
     ));

@@ -5,7 +5,6 @@
 //! instead, so CI that installs podman cannot pass vacuously.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
@@ -15,7 +14,10 @@ use std::time::Duration;
 
 use moat_sandbox::{Backend, ExitStatus, PodmanReport, SandboxError};
 
-use crate::support::{INIT, NPMRC, Session, python};
+use crate::support::{
+    INIT, NPMRC, Session, assert_planted_variable_unseen, planted_run, python,
+    rerun_with_planted_variable,
+};
 
 /// The podman backend, or `None` (and the reason printed) when podman cannot run here.
 fn podman(test: &str) -> Option<Backend> {
@@ -169,43 +171,19 @@ fn podman_host_processes_are_invisible() {
 /// As `escape::the_host_environment_is_invisible`: re-runs itself with a planted variable.
 #[test]
 fn podman_the_host_environment_is_invisible() {
-    const PLANTED: &str = "MOAT_TEST_PLANTED_SECRET";
-    const VALUE: &str = "planted-host-env-value";
     let Some(backend) = podman("podman_the_host_environment_is_invisible") else {
         return;
     };
-    if std::env::var(PLANTED).is_ok() {
-        let session = Session::new();
-        let spec = session.spec(
-            "env > seen-env\ncat /proc/self/environ /proc/1/environ /proc/2/environ >> seen-env 2>/dev/null\ngrep -r -a planted /proc/*/environ /home /tmp /etc /run >> seen-env 2>/dev/null\ntrue",
-        );
-        session.run_backend(&spec, &backend).completed();
-        let seen = fs::read_to_string(session.workspace().join("seen-env")).expect("seen-env");
-        assert!(
-            !seen.contains(VALUE),
-            "the planted variable leaked:\n{seen}"
-        );
-        assert!(
-            !seen.contains(PLANTED),
-            "the planted variable name leaked:\n{seen}"
-        );
-        assert!(
-            seen.contains("HOME=/home/agent"),
-            "the agent's own environment is missing:\n{seen}"
-        );
+    if !planted_run() {
+        rerun_with_planted_variable("podman::podman_the_host_environment_is_invisible");
         return;
     }
-    let status = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "podman::podman_the_host_environment_is_invisible",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(PLANTED, VALUE)
-        .status()
-        .expect("re-run the test with a planted variable");
-    assert!(status.success(), "the child run failed");
+    let session = Session::new();
+    let spec = session.spec(
+        "env > seen-env\ncat /proc/self/environ /proc/1/environ /proc/2/environ >> seen-env 2>/dev/null\ngrep -r -a planted /proc/*/environ /home /tmp /etc /run >> seen-env 2>/dev/null\ntrue",
+    );
+    session.run_backend(&spec, &backend).completed();
+    assert_planted_variable_unseen(session.workspace());
 }
 
 #[test]
@@ -236,27 +214,7 @@ fn podman_the_gate_port_reaches_the_host_unix_socket() {
         return;
     };
     let session = Session::new();
-    let gate = session.gate.try_clone().expect("gate listener");
-    let server = thread::spawn(move || {
-        let (stream, _) = gate.accept().expect("accept");
-        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-        let mut request_line = String::new();
-        reader.read_line(&mut request_line).expect("request line");
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).expect("header") == 0 || header == "\r\n" {
-                break;
-            }
-        }
-        let body = format!("gate saw {}", request_line.trim());
-        let mut stream = stream;
-        write!(
-            stream,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("respond");
-    });
+    let server = session.echo_one_gate_request();
     let spec = session.spec(&format!(
         "pwd\ncat ~/.npmrc\necho tmp > /tmp/x && cat /tmp/x\n{}",
         python(

@@ -1,4 +1,5 @@
 use std::fs;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,32 @@ pub struct Ran {
 }
 
 impl Session {
+    /// Serves one HTTP request on the gate socket, answering `gate saw <request line>`; join
+    /// the handle after the sandbox ran.
+    pub fn echo_one_gate_request(&self) -> std::thread::JoinHandle<()> {
+        let gate = self.gate.try_clone().expect("gate listener");
+        std::thread::spawn(move || {
+            let (stream, _) = gate.accept().expect("accept");
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).expect("request line");
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).expect("header") == 0 || header == "\r\n" {
+                    break;
+                }
+            }
+            let body = format!("gate saw {}", request_line.trim());
+            let mut stream = stream;
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .expect("respond");
+        })
+    }
+
     pub fn new() -> Self {
         let workspace = tempfile::tempdir().expect("workspace");
         let gate_dir = tempfile::tempdir().expect("gate dir");
@@ -142,4 +169,43 @@ impl Ran {
 /// A python3 one-liner as a shell word.
 pub fn python(code: &str) -> String {
     format!("python3 -c '{}'", code.replace('\'', "'\\''"))
+}
+
+/// The host variable the environment tests plant: set only in a child run of the test binary
+/// (setting it in the multi-threaded test process would race).
+pub const PLANTED: &str = "MOAT_TEST_PLANTED_SECRET";
+const PLANTED_VALUE: &str = "planted-host-env-value";
+
+/// Whether this is the child run with [`PLANTED`] set.
+pub fn planted_run() -> bool {
+    std::env::var(PLANTED).is_ok()
+}
+
+/// Re-runs `test` (its full path, e.g. `escape::the_host_environment_is_invisible`) alone in a
+/// child of this test binary with [`PLANTED`] set; the child must pass.
+pub fn rerun_with_planted_variable(test: &str) {
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(PLANTED, PLANTED_VALUE)
+        .status()
+        .expect("re-run the test with a planted variable");
+    assert!(status.success(), "the child run failed");
+}
+
+/// What the agent could see of the environment (written to the workspace's `seen-env`) holds
+/// neither the planted variable's name nor its value, and does hold the agent's own `HOME`.
+pub fn assert_planted_variable_unseen(workspace: &Path) {
+    let seen = fs::read_to_string(workspace.join("seen-env")).expect("seen-env");
+    assert!(
+        !seen.contains(PLANTED_VALUE),
+        "the planted variable leaked:\n{seen}"
+    );
+    assert!(
+        !seen.contains(PLANTED),
+        "the planted variable name leaked:\n{seen}"
+    );
+    assert!(
+        seen.contains("HOME=/home/agent"),
+        "the agent's own environment is missing:\n{seen}"
+    );
 }

@@ -3,14 +3,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
 use http::StatusCode;
 use serde_json::json;
 
-use super::{BuiltCrate, BuiltCrateVersion, Crate, RequestRecord, canonical_name, index_path};
+use super::{BuiltCrate, BuiltCrateVersion, Crate, canonical_name, index_path};
 use crate::fixture_server::{self, Common, corrupt, respond, switch, text};
 use crate::raw_http::percent_decode;
 
@@ -37,6 +36,8 @@ pub struct FixtureCrates {
 }
 
 impl FixtureCrates {
+    fixture_server::common_controls!();
+
     /// Builds the crates (`.crate` files, checksums) and starts serving them on
     /// `127.0.0.1:0`.
     pub fn start(crates: impl IntoIterator<Item = Crate>) -> Self {
@@ -57,11 +58,6 @@ impl FixtureCrates {
         fixture
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
-    pub fn url(&self) -> &str {
-        &self.shared.common.base_url
-    }
-
     /// `{url}/index/` — the sparse index root; cargo takes it as `sparse+{index_url}`.
     pub fn index_url(&self) -> String {
         format!("{}/index/", self.url())
@@ -75,16 +71,6 @@ impl FixtureCrates {
             .lock()
             .unwrap()
             .insert(built.canonical.clone(), built);
-    }
-
-    /// Down: every connection, new or kept alive, is closed without an answer.
-    pub fn set_down(&self, down: bool) {
-        self.shared.common.set_down(down);
-    }
-
-    /// Slow: every answer waits this long first (`Duration::ZERO` to clear).
-    pub fn set_delay(&self, delay: Duration) {
-        self.shared.common.set_delay(delay);
     }
 
     /// Malformed: the crate's index file is served as a broken JSON line (status 200).
@@ -105,15 +91,6 @@ impl FixtureCrates {
     /// gate's "age unknown" case.
     pub fn set_omit_pubtime(&self, omit: bool) {
         self.shared.omit_pubtime.store(omit, Ordering::SeqCst);
-    }
-
-    /// Every request received so far, in order.
-    pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.common.requests()
-    }
-
-    pub fn clear_requests(&self) {
-        self.shared.common.clear_requests();
     }
 
     /// The `.crate` bytes of a version, as served when not corrupted.

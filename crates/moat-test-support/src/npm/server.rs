@@ -3,14 +3,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
 use http::{StatusCode, header};
 use serde_json::Value;
 
-use super::{BuiltPackage, Package, RequestRecord, tarball_file};
+use super::{BuiltPackage, Package, tarball_file};
 use crate::fixture_server::{self, Common, corrupt, respond, switch};
 use crate::raw_http::percent_decode;
 
@@ -35,6 +34,8 @@ pub struct FixtureRegistry {
 }
 
 impl FixtureRegistry {
+    fixture_server::common_controls!();
+
     /// Builds the packages (tarballs, digests) and starts serving them on `127.0.0.1:0`.
     pub fn start(packages: impl IntoIterator<Item = Package>) -> Self {
         let state = |common| Shared {
@@ -53,11 +54,6 @@ impl FixtureRegistry {
             fixture.publish(package);
         }
         fixture
-    }
-
-    /// `http://127.0.0.1:PORT` (no trailing slash).
-    pub fn url(&self) -> &str {
-        &self.shared.common.base_url
     }
 
     /// A URL on loopback where nothing listens (a port bound, then released).
@@ -95,17 +91,6 @@ impl FixtureRegistry {
             .store(case_insensitive, Ordering::SeqCst);
     }
 
-    /// Down: every connection, new or kept alive, is closed without an answer.
-    pub fn set_down(&self, down: bool) {
-        self.shared.common.set_down(down);
-    }
-
-    /// Slow: every answer waits this long first (`Duration::ZERO` to clear; a waiting request
-    /// is released when the delay is cleared).
-    pub fn set_delay(&self, delay: Duration) {
-        self.shared.common.set_delay(delay);
-    }
-
     /// Malformed: the package's metadata documents are served as broken JSON (status 200).
     pub fn set_malformed(&self, name: &str, malformed: bool) {
         let mut faults = self.shared.faults.lock().unwrap();
@@ -118,15 +103,6 @@ impl FixtureRegistry {
         let key = (name.to_owned(), version.to_owned());
         let mut faults = self.shared.faults.lock().unwrap();
         switch(&mut faults.corrupt, key, corrupt);
-    }
-
-    /// Every request received so far, in order.
-    pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.common.requests()
-    }
-
-    pub fn clear_requests(&self) {
-        self.shared.common.clear_requests();
     }
 
     /// The tarball bytes of a version, as served when not corrupted.

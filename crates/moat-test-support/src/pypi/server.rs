@@ -3,14 +3,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
 use http::{StatusCode, header};
 use serde_json::{Value, json};
 
-use super::{BuiltFile, BuiltProject, Project, RequestRecord, normalize};
+use super::{BuiltFile, BuiltProject, Project, normalize};
 use crate::fixture_server::{self, Common, corrupt, respond, sha256_hex, switch, text};
 use crate::raw_http::percent_decode;
 
@@ -37,6 +36,8 @@ pub struct FixturePypi {
 }
 
 impl FixturePypi {
+    fixture_server::common_controls!();
+
     /// Builds the projects (wheels, sdists, digests) and starts serving them on
     /// `127.0.0.1:0`.
     pub fn start(projects: impl IntoIterator<Item = Project>) -> Self {
@@ -57,11 +58,6 @@ impl FixturePypi {
         fixture
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
-    pub fn url(&self) -> &str {
-        &self.shared.common.base_url
-    }
-
     /// The simple index, `{url}/simple/` — what pip's and uv's `--index-url` take.
     pub fn index_url(&self) -> String {
         format!("{}/simple/", self.url())
@@ -75,17 +71,6 @@ impl FixturePypi {
             .lock()
             .unwrap()
             .insert(built.normalized.clone(), built);
-    }
-
-    /// Down: every connection, new or kept alive, is closed without an answer.
-    pub fn set_down(&self, down: bool) {
-        self.shared.common.set_down(down);
-    }
-
-    /// Slow: every answer waits this long first (`Duration::ZERO` to clear; waiting requests
-    /// are released when the delay is cleared).
-    pub fn set_delay(&self, delay: Duration) {
-        self.shared.common.set_delay(delay);
     }
 
     /// Malformed: the project's page (any spelling) is served broken with status 200 —
@@ -108,15 +93,6 @@ impl FixturePypi {
     /// upstream whose release ages are unknown).
     pub fn set_html_only(&self, html_only: bool) {
         self.shared.html_only.store(html_only, Ordering::SeqCst);
-    }
-
-    /// Every request received so far, in order.
-    pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.common.requests()
-    }
-
-    pub fn clear_requests(&self) {
-        self.shared.common.clear_requests();
     }
 
     /// The bytes of a file as served when not corrupted: a wheel or sdist by file name, or a
