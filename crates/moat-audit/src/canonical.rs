@@ -17,7 +17,6 @@ use std::fmt::{Display, Write as _};
 use std::ops::Range;
 
 use serde::ser::{self, Serialize};
-use serde_json::Value;
 
 /// The largest integer IEEE 754 doubles (and so RFC 8785) represent exactly.
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -40,12 +39,7 @@ impl ser::Error for CanonicalError {
     }
 }
 
-/// `value` in canonical JSON.
-pub fn to_canonical_string(value: &Value) -> Result<String, CanonicalError> {
-    to_canonical(value)
-}
-
-/// Any serializable value in canonical JSON.
+/// Any serializable value (an event, a `serde_json::Value`) in canonical JSON.
 pub fn to_canonical<T: Serialize + ?Sized>(value: &T) -> Result<String, CanonicalError> {
     let mut out = String::with_capacity(512);
     value.serialize(Canonical { out: &mut out })?;
@@ -525,9 +519,10 @@ fn not_a_name() -> CanonicalError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn canonical(json: &str) -> String {
-        to_canonical_string(&serde_json::from_str(json).unwrap()).unwrap()
+        to_canonical::<Value>(&serde_json::from_str(json).unwrap()).unwrap()
     }
 
     /// RFC 8785 §3.2.2/§3.2.3 example without its `numbers` member (no fractions here).
@@ -576,14 +571,14 @@ mod tests {
     fn fractions_and_huge_integers_are_refused() {
         for json in ["1.5", "9007199254740992", "-9007199254740992"] {
             let value = serde_json::from_str(json).unwrap();
-            assert!(to_canonical_string(&value).is_err(), "{json}");
+            assert!(to_canonical::<Value>(&value).is_err(), "{json}");
         }
     }
 
     #[test]
     fn every_control_character_is_escaped() {
         let all: String = (0u8..0x20).map(char::from).collect();
-        let text = to_canonical_string(&Value::String(all)).unwrap();
+        let text = to_canonical::<Value>(&Value::String(all)).unwrap();
         assert!(text.chars().all(|c| c >= ' '), "{text}");
         assert!(text.contains("\\u001f") && text.contains("\\b"), "{text}");
     }

@@ -1,6 +1,7 @@
 //! Streaming exports of the log for a SIEM: JSON Lines a SIEM can verify, or OCSF events.
 //!
-//! Both formats read the log in pages through [`AuditLog::events_after`] and
+//! Both formats read the log in pages through [`AuditLog::leaves_after`] (each event with its
+//! stored leaf, so `leaf` below is the stored bytes, never a re-encoding) and
 //! [`AuditLog::checkpoints_after`], never the whole log at once, and write one JSON object per
 //! line to any [`Write`]. An export covers the log up to its newest checkpoint when the export
 //! starts: events appended meanwhile belong to the next export.
@@ -58,7 +59,7 @@ use serde_json::{Value, json};
 use crate::merkle::{Frontier, Hash, leaf_hash};
 use crate::{
     AuditError, AuditLog, DecisionEvent, Event, SessionEnd, SessionStart, SignedCheckpoint,
-    StoredEvent, canonical,
+    StoredEvent,
 };
 
 /// Events and checkpoints read per query.
@@ -143,7 +144,8 @@ pub fn export(
 
 /// What an output format does with the log, read in order.
 trait Sink {
-    fn event(&mut self, stored: &StoredEvent) -> Result<(), ExportError>;
+    /// One event and its leaf (the stored canonical JSON the tree hashes).
+    fn event(&mut self, stored: &StoredEvent, leaf: &str) -> Result<(), ExportError>;
     /// The checkpoint of the batch whose last event was the one before.
     fn checkpoint(&mut self, signed: &SignedCheckpoint) -> Result<(), ExportError>;
     fn finish(&mut self) -> Result<ExportSummary, ExportError>;
@@ -155,13 +157,13 @@ fn walk(log: &AuditLog, end: u64, sink: &mut dyn Sink) -> Result<(), ExportError
     let mut checkpoints = Checkpoints::new(log);
     let mut last = 0;
     while last < end {
-        let page = log.events_after(last, PAGE_SIZE)?;
+        let page = log.leaves_after(last, PAGE_SIZE)?;
         if page.is_empty() {
             return Err(ExportError::Inconsistent(format!(
                 "the log ends at event {last} but its checkpoint says {end}"
             )));
         }
-        for stored in page.iter().take_while(|stored| stored.seq <= end) {
+        for (stored, leaf) in page.iter().take_while(|(stored, _)| stored.seq <= end) {
             if stored.seq != last + 1 {
                 return Err(ExportError::Inconsistent(format!(
                     "event {} follows event {last}",
@@ -169,7 +171,7 @@ fn walk(log: &AuditLog, end: u64, sink: &mut dyn Sink) -> Result<(), ExportError
                 )));
             }
             last = stored.seq;
-            sink.event(stored)?;
+            sink.event(stored, leaf)?;
             while let Some(signed) = checkpoints.take_at(last)? {
                 sink.checkpoint(&signed)?;
             }
@@ -285,19 +287,8 @@ impl<'a> Jsonl<'a> {
     }
 }
 
-/// The event as the tree hashes it: canonical JSON of its serialization, which is how the
-/// writer encoded it (the checkpoint check catches any difference).
-fn leaf_text(stored: &StoredEvent) -> Result<String, ExportError> {
-    let unencodable = |e: String| {
-        ExportError::Inconsistent(format!("event {} cannot be re-encoded: {e}", stored.seq))
-    };
-    let value = serde_json::to_value(&stored.event).map_err(|e| unencodable(e.to_string()))?;
-    canonical::to_canonical_string(&value).map_err(|e| unencodable(e.to_string()))
-}
-
 impl Sink for Jsonl<'_> {
-    fn event(&mut self, stored: &StoredEvent) -> Result<(), ExportError> {
-        let leaf = leaf_text(stored)?;
+    fn event(&mut self, stored: &StoredEvent, leaf: &str) -> Result<(), ExportError> {
         let hash = leaf_hash(leaf.as_bytes());
         if is_exported(self.since, &stored.event) {
             self.catch_up()?;
@@ -305,7 +296,7 @@ impl Sink for Jsonl<'_> {
                 seq: stored.seq,
                 index: stored.seq - 1,
                 leaf_hash: hash,
-                leaf: &leaf,
+                leaf,
                 event: &stored.event,
             };
             write_line(self.out, &line)?;
@@ -376,7 +367,7 @@ impl<'a> Ocsf<'a> {
 }
 
 impl Sink for Ocsf<'_> {
-    fn event(&mut self, stored: &StoredEvent) -> Result<(), ExportError> {
+    fn event(&mut self, stored: &StoredEvent, _leaf: &str) -> Result<(), ExportError> {
         let facts = match &stored.event {
             Event::SessionStart(start) => {
                 let facts = SessionFacts {

@@ -486,11 +486,25 @@ impl AuditLog {
     /// Up to `limit` events with a sequence number above `after`, oldest first: the way to read
     /// the whole log in pages (exports, the system of record), without holding it in memory.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, AuditError> {
+        Ok(self
+            .leaves_after(after, limit)?
+            .into_iter()
+            .map(|(stored, _)| stored)
+            .collect())
+    }
+
+    /// [`events_after`](Self::events_after), each event with its leaf: the stored canonical
+    /// JSON, byte for byte as the tree hashes it (for exports that let others recompute roots).
+    pub fn leaves_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(StoredEvent, String)>, AuditError> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.read(move |store| store.events_after(after, limit))?;
         rows.into_iter()
-            .map(|(seq, body)| decode(seq, &body))
+            .map(|(seq, body)| Ok((decode(seq, &body)?, body)))
             .collect()
     }
 

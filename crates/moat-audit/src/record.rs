@@ -10,8 +10,9 @@
 //! equals the live tables. The log is never slowed down for them: they are filled when someone
 //! asks (`moat report`, `moat audit rebuild`), not on the gate's write path.
 //!
-//! The record remembers the last event it folded (its seq and a hash of its JSON); when the log
-//! no longer holds that event (a new log, a restored backup) the next sync rebuilds from scratch.
+//! The record remembers the last event it folded (its seq and a hash of its stored leaf); when
+//! the log no longer holds that event (a new log, a restored backup) the next sync rebuilds from
+//! scratch.
 //!
 //! Derivations, from [`DecisionEvent`]s and sessions:
 //! - `sessions`: one row per [`SessionStart`], completed by its [`SessionEnd`].
@@ -297,8 +298,8 @@ impl Record {
         }
         loop {
             let (after, _) = self.cursor()?;
-            let page = log.events_after(after, PAGE)?;
-            let Some(last) = page.last() else {
+            let page = log.leaves_after(after, PAGE)?;
+            let Some((last, _)) = page.last() else {
                 report.through = after;
                 return Ok(report);
             };
@@ -351,15 +352,15 @@ impl Record {
         seq: u64,
         digest: Option<&[u8]>,
     ) -> Result<bool, AuditError> {
-        let Some(stored) = log.events_after(seq - 1, 1)?.into_iter().next() else {
+        let Some((stored, leaf)) = log.leaves_after(seq - 1, 1)?.into_iter().next() else {
             return Ok(false);
         };
-        Ok(stored.seq == seq && digest == Some(event_digest(&stored.event)?.as_slice()))
+        Ok(stored.seq == seq && digest == Some(leaf_digest(&leaf).as_slice()))
     }
 
     /// Fold one page in one transaction, moving the cursor with it. The cursor is re-read inside
     /// the transaction: if another process folded these events meanwhile, nothing is done twice.
-    fn fold_page(&mut self, after: u64, page: &[StoredEvent]) -> Result<(), AuditError> {
+    fn fold_page(&mut self, after: u64, page: &[(StoredEvent, String)]) -> Result<(), AuditError> {
         let error = store_error(&self.path);
         let tx = self
             .conn
@@ -371,11 +372,11 @@ impl Record {
         if u64::try_from(seq).ok() != Some(after) {
             return Ok(());
         }
-        for stored in page {
+        for (stored, _) in page {
             fold(&tx, stored).map_err(&error)?;
         }
-        if let Some(last) = page.last() {
-            let digest = event_digest(&last.event)?;
+        if let Some((last, leaf)) = page.last() {
+            let digest = leaf_digest(leaf);
             tx.execute(
                 "UPDATE cursor SET seq = ?1, digest = ?2 WHERE id = 1",
                 params![to_i64(last.seq), digest],
@@ -432,11 +433,9 @@ impl Record {
     }
 }
 
-/// A hash of an event's JSON, to recognise it again.
-fn event_digest(event: &Event) -> Result<Vec<u8>, AuditError> {
-    let json = serde_json::to_vec(event)
-        .map_err(|e| AuditError::Store(format!("cannot encode event: {e}")))?;
-    Ok(Sha256::digest(json).to_vec())
+/// A hash of an event's stored leaf, to recognise it again.
+fn leaf_digest(leaf: &str) -> Vec<u8> {
+    Sha256::digest(leaf.as_bytes()).to_vec()
 }
 
 fn to_i64(value: u64) -> i64 {

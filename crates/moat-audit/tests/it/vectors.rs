@@ -124,13 +124,10 @@ fn proofs_built_from_stored_nodes_equal_the_published_ones() {
 fn transparency_dev_testdata_verify() {
     let vectors = rfc6962();
     let b64 = |value: &Value| Hash::from_base64(value.as_str().expect("string")).expect("hash");
+    let hashes =
+        |list: &Value| -> Vec<Hash> { list.as_array().expect("proof").iter().map(b64).collect() };
     for case in vectors["testdata"]["inclusion"].as_array().expect("cases") {
-        let proof: Vec<Hash> = case["proof"]
-            .as_array()
-            .expect("proof")
-            .iter()
-            .map(b64)
-            .collect();
+        let proof = hashes(&case["proof"]);
         let result = verify_inclusion(
             case["leafIdx"].as_u64().expect("index"),
             case["treeSize"].as_u64().expect("size"),
@@ -148,12 +145,7 @@ fn transparency_dev_testdata_verify() {
         .as_array()
         .expect("cases")
     {
-        let proof: Vec<Hash> = case["proof"]
-            .as_array()
-            .expect("proof")
-            .iter()
-            .map(b64)
-            .collect();
+        let proof = hashes(&case["proof"]);
         let result = verify_consistency(
             case["size1"].as_u64().expect("size1"),
             case["size2"].as_u64().expect("size2"),

@@ -681,11 +681,15 @@ fn policy_revision(file: &Path) -> String {
         .to_owned()
 }
 
-/// Waits (bounded) for a child to exit.
-fn wait_bounded(child: &mut std::process::Child) -> std::process::ExitStatus {
+/// Waits (bounded) for a spawned `moat run` to exit; its status and what it printed on stderr.
+fn wait_bounded(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
     for _ in 0..600 {
         if let Some(status) = child.try_wait().unwrap() {
-            return status;
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                pipe.read_to_string(&mut stderr).unwrap();
+            }
+            return (status, stderr);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -781,14 +785,7 @@ fn ps_and_stop_work_for_a_session_served_by_a_running_gate() {
     assert!(socket.exists(), "{}", socket.display());
     let data = env.data.path().to_string_lossy().into_owned();
     run_moat(Path::new(MOAT), &["stop", &session, "--data-dir", &data]).assert_success();
-    let status = wait_bounded(&mut child);
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = wait_bounded(&mut child);
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("moat: using the running gate"), "{stderr}");
     assert!(!stderr.contains("ignored"), "{stderr}");
@@ -816,14 +813,7 @@ fn the_session_stops_when_its_gate_goes_away() {
     let mut child = env.spawn_bare(&["sleep", "60"]);
     env.wait_for_session();
     gate.stop();
-    let status = wait_bounded(&mut child);
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = wait_bounded(&mut child);
     assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains("control connection (it stopped); stopping the sandbox"),

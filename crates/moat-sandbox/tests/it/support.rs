@@ -155,6 +155,19 @@ impl Ran {
         self
     }
 
+    /// The outcome names an enforced property starting with `prefix` (e.g. `landlock-fs`).
+    pub fn held(&self, prefix: &str) -> &Self {
+        assert!(
+            self.outcome
+                .enforced
+                .iter()
+                .any(|held| held.starts_with(prefix)),
+            "{prefix} is not among the enforced properties: {:?}",
+            self.outcome.enforced
+        );
+        self
+    }
+
     pub fn expect(&self, marker: &str) -> &Self {
         assert!(
             self.stdout.contains(marker),
