@@ -1,4 +1,6 @@
-//! The upstream client: HTTP/1.1 over reqwest with the system's CA roots (native-tls), explicit
+//! The upstream client: HTTP/1.1 over reqwest with rustls and the system's CA roots (read by
+//! rustls-native-certs from the system trust store, or `SSL_CERT_FILE`/`SSL_CERT_DIR`; never
+//! bundled web roots, so a proxy re-signing TLS with a locally trusted CA works), explicit
 //! proxies (never read from the environment here), timeouts and body-size caps. One client serves
 //! every ecosystem's upstream (npm registry, PyPI simple index and files host, crates.io sparse
 //! index and download host).

@@ -40,6 +40,10 @@ pub enum SandboxError {
     /// Starting or talking to the sandbox init failed.
     #[error("could not start the sandbox init: {0}")]
     Spawn(#[source] io::Error),
+    /// The caller did not let the session start (see [`Admit`](crate::Admit)); nothing of the
+    /// agent ran.
+    #[error("the session did not start: {0}")]
+    NotAdmitted(String),
     /// The init reported a failure while building the sandbox; nothing of the agent ran.
     #[error("sandbox setup failed: {0}")]
     Setup(String),

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::thread;
@@ -44,8 +44,8 @@ impl Stop {
     }
 }
 
-/// What this host can enforce, probed once per process (the facts do not change while it runs;
-/// probing forks, so once keeps spawns cheap). [`run`] decides with this same report.
+/// What this host can enforce, probed once per process (the facts do not change while it runs).
+/// [`run`] decides with this same report.
 pub fn host_report() -> &'static HostReport {
     static HOST: OnceLock<HostReport> = OnceLock::new();
     HOST.get_or_init(probe)
@@ -68,6 +68,30 @@ pub fn run_with_stop(
     spec: &Spec,
     init_program: &Path,
     stop: &Stop,
+) -> Result<Outcome, SandboxError> {
+    run_admitted(spec, init_program, stop, admit_now(spec))
+}
+
+/// Waits until a session may start, and answers the gate socket to bind into the sandbox (it
+/// replaces [`Spec::gate_socket`]) or why the session may not start. A backend calls it as late
+/// as it can before anything of the session runs: the embedded backend once its init is
+/// spawned, in the session's cgroups and blocked on its spec, so that the init's own start-up
+/// overlaps the caller's work (recording the session start); podman before `podman run`.
+pub type Admit<'a> = Box<dyn FnOnce() -> Result<PathBuf, String> + Send + 'a>;
+
+/// An [`Admit`] that lets the session start at once, with the spec's own gate socket.
+pub(crate) fn admit_now(spec: &Spec) -> Admit<'static> {
+    let socket = spec.gate_socket.clone();
+    Box::new(move || Ok(socket))
+}
+
+/// [`run_with_stop`], starting the agent only once `admit` lets it (see [`Admit`]); a refusal
+/// ends the init before the agent exists and is [`SandboxError::NotAdmitted`].
+pub fn run_admitted(
+    spec: &Spec,
+    init_program: &Path,
+    stop: &Stop,
+    admit: Admit<'_>,
 ) -> Result<Outcome, SandboxError> {
     spec.validate()?;
     let host = host_report();
@@ -119,12 +143,20 @@ pub fn run_with_stop(
         kill_and_reap(pid);
         return Err(error);
     }
-    let request = Request {
+    let mut request = Request {
         spec: spec.clone(),
         landlock: decision.landlock,
         seccomp: decision.seccomp,
         container: false,
     };
+    match admitted_socket(admit) {
+        Ok(socket) => request.spec.gate_socket = socket,
+        Err(error) => {
+            let _ = pidfd_send_signal(&pidfd, Signal::KILL);
+            let _ = wait_with_usage(pid);
+            return Err(error);
+        }
+    }
     let reader = thread::spawn(move || read_reports(report_read));
     let sent = serde_json::to_vec(&request)
         .map_err(std::io::Error::other)
@@ -167,6 +199,19 @@ pub fn run_with_stop(
         (false, None) => init_status,
     };
     Ok(outcome(spec, ending, status, duration, usage, enforced))
+}
+
+/// Asks `admit` whether the session may start; the gate socket it answers, checked as the spec's
+/// own is.
+pub(crate) fn admitted_socket(admit: Admit<'_>) -> Result<PathBuf, SandboxError> {
+    let socket = admit().map_err(SandboxError::NotAdmitted)?;
+    if !crate::spec::is_clean_absolute(&socket) {
+        return Err(SandboxError::InvalidSpec(format!(
+            "the gate socket path {} is not a clean absolute path",
+            socket.display()
+        )));
+    }
+    Ok(socket)
 }
 
 /// The [`Outcome`] of a session that ended (`ending`) with `status`: a timeout or stop is

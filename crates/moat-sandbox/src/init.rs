@@ -112,7 +112,7 @@ fn outer(request: Request, reporter: &Reporter) -> Result<i32, String> {
     // SAFETY: this process is single-threaded (init_main runs before any thread starts), so no
     // other thread can observe the namespace change.
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }.map_err(fail(
-        "could not create a user namespace (are unprivileged user namespaces enabled?)",
+        "could not create a user namespace (enable unprivileged user namespaces: sysctl user.max_user_namespaces=15000, kernel.unprivileged_userns_clone=1; or use --backend podman)",
     ))?;
     let write = |path: &str, text: String| {
         std::fs::write(path, text).map_err(|error| format!("could not write {path}: {error}"))

@@ -12,7 +12,9 @@
 //!   [`REPORT_FD`] (4), on which the init writes newline-delimited JSON reports (setup failure,
 //!   what was enforced, the agent's exit status). Nothing about the session travels in argv or
 //!   the environment. `run` places the init in the session's cgroups *before* it writes the spec
-//!   (the init blocks on the spec, so no process of the session runs outside its limits), enforces
+//!   (the init blocks on the spec, so no process of the session runs outside its limits), and
+//!   writes it only once the caller admits the session ([`run_admitted`], [`Admit`]: `moat run`
+//!   records the session start meanwhile, so the init's start-up costs no extra time), enforces
 //!   the wall-clock timeout and [`Stop`] by polling a pidfd and an eventfd and sending `SIGKILL`,
 //!   reaps with `wait4` for resource usage, and removes the groups (killing any straggler).
 //!   Host facts ([`probe`]) are probed once per process and cached.
@@ -72,9 +74,9 @@ mod spec;
 
 pub use confine::SECCOMP_DENIED;
 pub use error::SandboxError;
-pub use host::{Stop, host_report, run, run_with_stop};
+pub use host::{Admit, Stop, host_report, run, run_admitted, run_with_stop};
 pub use init::init_main;
-pub use podman::{Backend, PodmanReport, probe_podman, run_backend};
+pub use podman::{Backend, PodmanReport, probe_podman, run_backend, run_backend_admitted};
 pub use probe::{CgroupSupport, CgroupVersion, HostReport, Placement, probe};
 pub use protocol::{GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};
 pub use spec::{ExitStatus, Limits, Outcome, Property, ResourceUsage, Spec};

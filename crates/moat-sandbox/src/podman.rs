@@ -96,8 +96,8 @@ use rustix::thread::UnshareFlags;
 
 use crate::error::SandboxError;
 use crate::host::{
-    Ending, SessionPipes, Stop, host_report, outcome, require_landlock_and_seccomp, run_with_stop,
-    wait_until_exit, wait_with_usage,
+    Admit, Ending, SessionPipes, Stop, admit_now, admitted_socket, host_report, outcome,
+    require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
 };
 use crate::protocol::{GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports};
 use crate::rootfs::{ETC_BINDS, USR_LINKS, etc_files};
@@ -134,7 +134,8 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// Which backend runs a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
-    /// The embedded backend: [`run_with_stop`], no daemon, ~5 ms.
+    /// The embedded backend: [`run_with_stop`](crate::run_with_stop), no daemon (start-up in
+    /// BENCHMARKS.md).
     Embedded,
     /// One `podman run` per session (see the [module docs](self)).
     Podman {
@@ -165,7 +166,7 @@ impl Backend {
 }
 
 /// Runs one agent session with `backend` and waits for it, or until `stop` fires: the same
-/// contract, errors and [`Outcome`] as [`run_with_stop`]. For podman,
+/// contract, errors and [`Outcome`] as [`run_with_stop`](crate::run_with_stop). For podman,
 /// `init_program` is bound into the container read-only and must run there (the host-derived
 /// root always can); [`Outcome::duration`] and the timeout include podman's start-up, and
 /// [`Outcome::usage`] is what the init measured inside (zero when the session was killed).
@@ -175,10 +176,21 @@ pub fn run_backend(
     init_program: &Path,
     stop: &Stop,
 ) -> Result<Outcome, SandboxError> {
+    run_backend_admitted(backend, spec, init_program, stop, admit_now(spec))
+}
+
+/// [`run_backend`], starting the agent only once `admit` lets it (see [`Admit`]).
+pub fn run_backend_admitted(
+    backend: &Backend,
+    spec: &Spec,
+    init_program: &Path,
+    stop: &Stop,
+    admit: Admit<'_>,
+) -> Result<Outcome, SandboxError> {
     match backend {
-        Backend::Embedded => run_with_stop(spec, init_program, stop),
+        Backend::Embedded => run_admitted(spec, init_program, stop, admit),
         Backend::Podman { program, image } => {
-            run_podman(program, image.as_deref(), spec, init_program, stop)
+            run_podman(program, image.as_deref(), spec, init_program, stop, admit)
         }
     }
 }
@@ -761,8 +773,14 @@ fn run_podman(
     spec: &Spec,
     init_program: &Path,
     stop: &Stop,
+    admit: Admit<'_>,
 ) -> Result<Outcome, SandboxError> {
     spec.validate()?;
+    // podman binds the gate socket when it creates the container: admitted before that.
+    let spec = &Spec {
+        gate_socket: admitted_socket(admit)?,
+        ..spec.clone()
+    };
     for (label, path) in [
         ("workspace", spec.workspace.as_path()),
         ("home", spec.home.as_path()),

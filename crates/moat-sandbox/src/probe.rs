@@ -10,7 +10,10 @@ use crate::spec::Spec;
 /// What this host can enforce.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostReport {
-    /// Whether a user namespace could be created (kernel knobs, then a real attempt).
+    /// Whether the kernel's knobs allow user namespaces. The real attempt is the sandbox init's
+    /// own `unshare`, made before anything of the session runs; a refusal there (a seccomp
+    /// filter or an LSM around this process) fails the session with the init's message. Not
+    /// attempted here: that would cost every session a fork of the caller.
     pub user_namespaces: bool,
     /// The Landlock ABI version, `None` when Landlock is absent or disabled.
     pub landlock_abi: Option<i32>,
@@ -190,45 +193,7 @@ fn probe_user_namespaces(notes: &mut Vec<String>) -> bool {
         );
         return false;
     }
-    match try_user_namespace() {
-        Ok(()) => true,
-        Err(error) => {
-            notes.push(format!("creating a user namespace failed: {error}"));
-            false
-        }
-    }
-}
-
-/// Really creates a user namespace, in a forked child that never execs: the `pre_exec` hook
-/// unshares and then fails on purpose with [`PROBE_SENTINEL`], which `spawn` hands back.
-fn try_user_namespace() -> std::io::Result<()> {
-    use std::os::unix::process::CommandExt;
-    const PROBE_SENTINEL: i32 = libc::ECANCELED;
-    let mut command = std::process::Command::new("/");
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    #[allow(unsafe_code)]
-    // SAFETY: the hook runs in the freshly forked, single-threaded child, which exits right
-    // after it returns (the error aborts the spawn); unshare there affects nothing else.
-    unsafe {
-        command.pre_exec(|| {
-            rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER)?;
-            Err(std::io::Error::from_raw_os_error(PROBE_SENTINEL))
-        });
-    }
-    match command.spawn() {
-        Err(error) if error.raw_os_error() == Some(PROBE_SENTINEL) => Ok(()),
-        Err(error) => Err(error),
-        Ok(mut child) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(std::io::Error::other(
-                "the probe child unexpectedly started",
-            ))
-        }
-    }
+    true
 }
 
 /// The Landlock ABI version the running kernel reports.

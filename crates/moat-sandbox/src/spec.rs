@@ -228,7 +228,7 @@ impl Spec {
     }
 }
 
-fn is_clean_absolute(path: &Path) -> bool {
+pub(crate) fn is_clean_absolute(path: &Path) -> bool {
     let mut components = path.components();
     components.next() == Some(Component::RootDir)
         && components.all(|component| matches!(component, Component::Normal(_)))

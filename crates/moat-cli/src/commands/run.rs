@@ -6,8 +6,11 @@
 //! per data directory), else a gate built here from the sources given.
 //!
 //! Order: find or build the gate → probe the host (refusing when an isolation property is
-//! missing and not waived) → open the session (socket, audit `session-start`) → run the sandbox
-//! → record `session-end` → exit with the agent's status.
+//! missing and not waived) → start the sandbox's init and, meanwhile, open the session (socket,
+//! audit `session-start`) → admit the session: the init builds the sandbox and starts the agent
+//! → record `session-end` → exit with the agent's status. Nothing of the agent runs before its
+//! start is recorded; the init's own start-up (an `execve` of this binary) overlaps the gate's
+//! durable append.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -35,6 +38,8 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
     let workspace = workspace(args.workspace.as_deref())?;
     let data_dir = loaded.data_dir(global)?;
     std::fs::create_dir_all(&data_dir)?;
+    // Absolute: the session's socket under it is bound into the sandbox by its path.
+    let data_dir = data_dir.canonicalize()?;
     let limits = Limits {
         memory: args.memory.as_deref().map(parse_size).transpose()?,
         pids: args.pids,
@@ -66,7 +71,7 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
     let public_url = format!("http://127.0.0.1:{gate_port}");
     let session_dir = data_dir.join("sessions").join(&session.id);
 
-    let mut spec = Spec {
+    let spec = Spec {
         command: args.command.clone(),
         env: environment(&args.env, &public_url)?,
         workspace: workspace.clone(),
@@ -96,12 +101,13 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
     let outcome = runtime.block_on(async move {
         let report = moat_sandbox::host_report();
         let enforced = report.enforceable(&spec);
+        let command = spec.command.clone();
         let start = SessionStart {
             time: jiff::Timestamp::now(),
             session: session.id.clone(),
             operator: session.operator.clone(),
             agent: session.agent.clone(),
-            command: spec.command.clone(),
+            command: command.clone(),
             workspace: workspace.display().to_string(),
             backend: backend.name().to_owned(),
             policy: gate.policy(),
@@ -109,8 +115,33 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
             enforced: enforced.clone(),
             waived: waived.iter().map(|p| p.to_string()).collect(),
         };
-        spec.gate_socket = gate.open(&session, &session_dir, start).await?;
-        write_session_file(&session_dir, &session, &spec.command)?;
+        // The sandbox's init starts now and waits, in its cgroups, until the session start is
+        // recorded: its own start-up overlaps the gate's durable append.
+        let (admit, admitted) = std::sync::mpsc::sync_channel::<Result<PathBuf, String>>(1);
+        let admission: moat_sandbox::Admit<'static> = Box::new(move || {
+            admitted
+                .recv()
+                .unwrap_or_else(|_| Err("moat run ended before the session opened".to_owned()))
+        });
+        // `moat stop` sends SIGTERM; Ctrl-C sends SIGINT: either ends the sandbox, and the
+        // session is still recorded as ended.
+        let stop = moat_sandbox::Stop::new()?;
+        let sandbox_stop = stop.clone();
+        let sandbox = tokio::task::spawn_blocking(move || {
+            moat_sandbox::run_backend_admitted(&backend, &spec, &init, &sandbox_stop, admission)
+        });
+        let opened = gate.open(&session, &session_dir, start).await.and_then(|socket| {
+            write_session_file(&session_dir, &session, &command)?;
+            Ok(socket)
+        });
+        let socket = match opened {
+            Ok(socket) => socket,
+            Err(error) => {
+                let _ = admit.send(Err(error.to_string()));
+                let _ = sandbox.await;
+                return Err(error);
+            }
+        };
         eprintln!(
             "moat: session {} ({} for {}) in {}",
             session.id,
@@ -119,14 +150,8 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
             workspace.display()
         );
         let started = Instant::now();
-        // `moat stop` sends SIGTERM; Ctrl-C sends SIGINT: either ends the sandbox, and the
-        // session is still recorded as ended.
-        let stop = moat_sandbox::Stop::new()?;
         let signals = tokio::spawn(stop_on_signal(stop.clone()));
-        let sandbox_stop = stop.clone();
-        let sandbox = tokio::task::spawn_blocking(move || {
-            moat_sandbox::run_backend(&backend, &spec, &init, &sandbox_stop)
-        });
+        let _ = admit.send(Ok(socket));
         tokio::pin!(sandbox);
         // A running gate that shuts down ends the session (and records its end): without the
         // gate the sandbox has no way out, so it stops too.

@@ -576,6 +576,35 @@ fn session_records_the_agent_exit_status() {
     assert_eq!(assert_recorded_under_sessions(&events, 0).len(), 1);
 }
 
+/// `--data-dir` relative to the working directory: the session's gate socket, bound into the
+/// sandbox by its path, still resolves (it used to be refused as "not a clean absolute path").
+#[test]
+fn a_session_runs_with_a_relative_data_dir() {
+    let env = RunEnv::start(POLICY);
+    let (parent, name) = (
+        env.data.path().parent().expect("parent"),
+        env.data.path().file_name().expect("name"),
+    );
+    let mut args = env.run_args(&[], &["sh", "-c", "echo inside"]);
+    let value = args
+        .iter()
+        .position(|a| a == "--data-dir")
+        .expect("--data-dir")
+        + 1;
+    args[value] = name.to_string_lossy().into_owned();
+    let output = std::process::Command::new(MOAT)
+        .args(&args)
+        .current_dir(parent)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run moat");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("inside"), "{stdout}\n{stderr}");
+    assert_eq!(assert_recorded_under_sessions(&env.events(), 0).len(), 1);
+}
+
 /// `moat ps` lists a running session; `moat stop` ends it, and the end is recorded.
 #[test]
 fn ps_lists_a_running_session_and_stop_ends_it() {

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use crate::support::{NPMRC, Session, python};
+use crate::support::{INIT, NPMRC, Session, python};
 
 #[test]
 fn the_workspace_is_writable_and_home_has_its_files() {
@@ -95,5 +95,89 @@ fn the_stdin_frame_reaches_the_agent_and_nowhere_else() {
     assert!(
         !seen.contains("frame-secret-value"),
         "the frame leaked:\n{seen}"
+    );
+}
+
+/// The pids of this process's children (every thread's), from `/proc`.
+fn children() -> Vec<u32> {
+    let mut pids = Vec::new();
+    for task in fs::read_dir("/proc/self/task").expect("tasks").flatten() {
+        let listed = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        pids.extend(
+            listed
+                .split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok()),
+        );
+    }
+    pids
+}
+
+/// The init is already running (so its start-up overlaps the caller's own work) but the agent
+/// is not when the session is admitted; and the admitted socket is the one the sandbox reaches.
+#[test]
+fn the_init_waits_for_admission_and_the_admitted_socket_is_the_way_out() {
+    let session = Session::new();
+    let marker = session.workspace().join("agent-ran");
+    let server = session.echo_one_gate_request();
+    let mut spec = session.spec(&format!(
+        "touch {}\n{}",
+        marker.display(),
+        python(
+            "import urllib.request\nprint(urllib.request.urlopen(\"http://127.0.0.1:7070/admitted\", timeout=10).read().decode())"
+        )
+    ));
+    // A placeholder the admission replaces: the session's real socket is only known then.
+    spec.gate_socket = session.gate_dir.path().join("placeholder.sock");
+    let (socket, unstarted) = (session.gate_socket(), marker.clone());
+    let stop = moat_sandbox::Stop::new().expect("stop");
+    let admit: moat_sandbox::Admit<'_> = Box::new(move || {
+        let inits: Vec<u32> = children()
+            .into_iter()
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                    String::from_utf8_lossy(&cmdline).contains("__sandbox-init")
+                })
+            })
+            .collect();
+        assert_eq!(inits.len(), 1, "the init runs before admission: {inits:?}");
+        assert!(!unstarted.exists(), "the agent ran before admission");
+        Ok(socket)
+    });
+    let outcome = moat_sandbox::run_admitted(&spec, std::path::Path::new(INIT), &stop, admit)
+        .expect("the sandbox runs");
+    server.join().expect("server");
+    let ran = session.ran(outcome);
+    ran.completed().expect("gate saw GET /admitted HTTP/1.1");
+    assert!(marker.exists(), "the agent ran once admitted");
+}
+
+/// A session its caller refuses (the gate could not record its start) ends before its agent
+/// exists, and says why.
+#[test]
+fn a_session_not_admitted_never_starts_its_agent() {
+    let session = Session::new();
+    let marker = session.workspace().join("agent-ran");
+    let spec = session.spec(&format!("touch {}", marker.display()));
+    let stop = moat_sandbox::Stop::new().expect("stop");
+    let error = moat_sandbox::run_admitted(
+        &spec,
+        std::path::Path::new(INIT),
+        &stop,
+        Box::new(|| Err("the audit log refused the session start".to_owned())),
+    )
+    .expect_err("a refused session does not run");
+    assert!(
+        matches!(error, moat_sandbox::SandboxError::NotAdmitted(_)),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("the audit log refused"),
+        "{error}"
+    );
+    assert!(!marker.exists(), "the agent of a refused session ran");
+    assert!(
+        children().is_empty(),
+        "the init of a refused session is reaped: {:?}",
+        children()
     );
 }

@@ -118,7 +118,7 @@ impl Session {
         self.ran(outcome)
     }
 
-    fn ran(&self, outcome: Outcome) -> Ran {
+    pub fn ran(&self, outcome: Outcome) -> Ran {
         let read = |name: &str| fs::read_to_string(self.workspace().join(name)).unwrap_or_default();
         Ran {
             outcome,
