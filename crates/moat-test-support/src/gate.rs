@@ -28,6 +28,8 @@ pub struct GateArgs {
     pub data_dir: Option<PathBuf>,
     /// The listen address; default `127.0.0.1:0`.
     pub listen: Option<String>,
+    /// Environment variables set for the gate (on top of this process's).
+    pub env: Vec<(String, String)>,
 }
 
 impl GateArgs {
@@ -40,6 +42,7 @@ impl GateArgs {
             extra: Vec::new(),
             data_dir: None,
             listen: None,
+            env: Vec::new(),
         }
     }
 
@@ -57,6 +60,12 @@ impl GateArgs {
 
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra.push(arg.to_owned());
+        self
+    }
+
+    /// Sets an environment variable for the gate, e.g. `SSL_CERT_FILE`.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 }
@@ -93,6 +102,7 @@ impl MoatGate {
             .args(["--listen", args.listen.as_deref().unwrap_or("127.0.0.1:0")])
             .args(data_flags(home.path(), &args))
             .args(&args.extra)
+            .envs(args.env.iter().map(|(name, value)| (name, value)))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,7 +1,7 @@
 //! Test support for moat's end-to-end tests: fixture upstream registries serving generated
 //! packages on `127.0.0.1:0` (npm in [`npm`], PyPI in [`pypi`], a cargo sparse registry in
 //! [`crates`]), OSV advisory dumps and popular-name lists written to temp dirs, a handle on a
-//! running `moat gate`, and real package clients (npm, pnpm, yarn 1, yarn 4, pip, uv, cargo)
+//! running `moat gate`, a TLS front for a fixture ([`tls`]), and real package clients (npm, pnpm, yarn 1, yarn 4, pip, uv, cargo)
 //! run with isolated configuration and caches.
 //!
 //! Dev-only: panics are the error handling here, with messages that say what to fix.
@@ -18,6 +18,7 @@ pub mod process;
 pub mod pypi;
 pub mod raw_http;
 pub mod tarball;
+pub mod tls;
 
 use std::path::PathBuf;
 

@@ -20,6 +20,7 @@ mod pnpm;
 mod postgres;
 mod pypi;
 mod run;
+mod tls;
 mod yarn;
 
 use std::path::Path;
