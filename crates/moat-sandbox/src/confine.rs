@@ -22,8 +22,8 @@ use crate::spec::Spec;
 /// `clone`/`unshare` with any `CLONE_NEW*` flag, `socket(AF_PACKET, …)`, `socket(…, SOCK_RAW)`,
 /// `ioctl(TIOCSTI)`/`ioctl(TIOCLINUX)` (typing into the host terminal), and setting the setuid
 /// or setgid bit through `chmod`, `open`, `mknod` and their variants (`openat2` gets `ENOSYS`).
-/// On x86_64 the x32 numbers of all of these are refused too; other architectures (i386
-/// `int 0x80`) kill the process.
+/// On x86_64 every x32 system call is refused; other architectures (i386 `int 0x80`) kill the
+/// process.
 pub const SECCOMP_DENIED: &[&str] = &[
     "ptrace",
     "process_vm_readv",
@@ -448,16 +448,6 @@ fn seccomp_filters() -> Result<Vec<BpfProgram>, seccompiler::Error> {
         }
         denied.insert(number, rules);
     }
-    // x32 shares the x86_64 audit arch with its own numbers (bit 30 set): refuse those too.
-    #[cfg(target_arch = "x86_64")]
-    {
-        const X32_SYSCALL_BIT: i64 = 0x4000_0000;
-        let x32: Vec<(i64, Vec<SeccompRule>)> = denied
-            .iter()
-            .map(|(number, rules)| (number | X32_SYSCALL_BIT, rules.clone()))
-            .collect();
-        denied.extend(x32);
-    }
     let eperm = SeccompFilter::new(
         denied,
         SeccompAction::Allow,
@@ -469,17 +459,46 @@ fn seccomp_filters() -> Result<Vec<BpfProgram>, seccompiler::Error> {
     let mut clone3 = BTreeMap::new();
     clone3.insert(libc::SYS_clone3, Vec::new());
     clone3.insert(libc::SYS_openat2, Vec::new());
-    #[cfg(target_arch = "x86_64")]
-    for number in [libc::SYS_clone3, libc::SYS_openat2] {
-        clone3.insert(number | 0x4000_0000, Vec::new());
-    }
     let enosys = SeccompFilter::new(
         clone3,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch,
     )?;
-    Ok(vec![eperm.try_into()?, enosys.try_into()?])
+    let mut filters = vec![eperm.try_into()?, enosys.try_into()?];
+    #[cfg(target_arch = "x86_64")]
+    filters.push(x32_refused());
+    Ok(filters)
+}
+
+/// x32 shares the x86_64 audit arch but numbers its system calls with bit 30 set, so the
+/// filters above, written for x86_64 numbers, would not see its `mount` or `ptrace`: every x32
+/// call is refused instead (`EPERM`; nothing ordinary uses the ABI, and most kernels lack it).
+#[cfg(target_arch = "x86_64")]
+fn x32_refused() -> BpfProgram {
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let statement = |code: u32, k: u32| seccompiler::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    vec![
+        // A = seccomp_data.nr
+        statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        // A >= X32_SYSCALL_BIT ? refuse : allow
+        seccompiler::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: X32_SYSCALL_BIT,
+        },
+        statement(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        statement(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ]
 }
 
 #[cfg(test)]
@@ -496,6 +515,6 @@ mod tests {
     #[test]
     fn the_seccomp_filters_compile() {
         let filters = seccomp_filters().expect("compile");
-        assert_eq!(filters.len(), 2);
+        assert_eq!(filters.len(), if cfg!(target_arch = "x86_64") { 3 } else { 2 });
     }
 }
