@@ -515,6 +515,9 @@ mod tests {
     #[test]
     fn the_seccomp_filters_compile() {
         let filters = seccomp_filters().expect("compile");
-        assert_eq!(filters.len(), if cfg!(target_arch = "x86_64") { 3 } else { 2 });
+        assert_eq!(
+            filters.len(),
+            if cfg!(target_arch = "x86_64") { 3 } else { 2 }
+        );
     }
 }

@@ -66,7 +66,8 @@
 //!
 //! # Known gaps
 //!
-//! - Start-up: one session costs ~130–200 ms of podman and crun (the embedded backend ~5 ms).
+//! - Start-up: one session costs ~110–150 ms of podman and crun (the embedded backend 10–15 ms
+//!   with its audited session start and end; see BENCHMARKS.md).
 //! - [`Outcome::usage`] is measured by the init inside (its own and its reaped children's);
 //!   a session killed by the timeout or [`Stop`] reports zero usage.
 //! - Rootless podman (`--userns keep-id`) is written but untested here (this host runs as
