@@ -25,13 +25,17 @@
 //! are the protection. Opening a store whose tree does not match its last signed checkpoint
 //! fails, so the writer never signs on top of a tampered history.
 //!
-//! Storage (schema version 2, `PRAGMA user_version`): `events(seq, time, kind, ecosystem,
+//! Storage (schema version 3, `PRAGMA user_version`): `events(seq, time, kind, ecosystem,
 //! package, version, action, body)`, `body` being the leaf, the other columns for
-//! [`AuditLog::list`] filters; `nodes(level, idx, hash)`; `checkpoints(size, note)`. A version-1
-//! store is refused with a message saying to move it aside; it is not converted.
+//! [`AuditLog::list`] filters; `nodes(last, level, idx, hash)`, keyed by the last leaf a node
+//! covers so that appends write only the B-tree's rightmost pages; `checkpoints(size, note)`.
+//! The writer converts a version-2 store (nodes keyed by `(level, idx)`) when it opens it;
+//! readers read either. A version-1 store is refused with a message saying to move it aside; it
+//! is not converted.
 //!
 //! PostgreSQL ([`AuditLog::open_postgres`], selected by a `postgres://` [`StoreLocation`]) is for
-//! fleets where several gates share one log: the same tables and columns (`bytea` hashes), a
+//! fleets where several gates share one log: the same tables and columns as SQLite's version 2
+//! (`bytea` hashes), a
 //! `moat_audit_schema(version)` record, triggers aborting UPDATE, DELETE and TRUNCATE. Each batch
 //! takes the log's advisory lock in its transaction and continues from wherever the log ends
 //! (another gate may have appended), so sequence numbers stay gapless across gates. **Every gate
@@ -51,6 +55,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::postgres::{PgReader, PgWriter, off_runtime};
+use crate::schema::NodeKey;
 use crate::store::{Lite, Pg, Read};
 use crate::writer::{Command, Counters, Row, Sink};
 
@@ -266,7 +271,7 @@ struct Inner {
 
 /// The connection reads go through.
 enum Reader {
-    Sqlite(Mutex<Connection>),
+    Sqlite(Mutex<Connection>, NodeKey),
     /// On a thread of its own (see `postgres.rs`).
     Postgres(PgReader),
 }
@@ -320,13 +325,13 @@ impl AuditLog {
     ) -> Result<AuditLog, AuditError> {
         match location {
             StoreLocation::Sqlite(path) => {
-                let reader = schema::open_reader(path)?;
+                let (reader, key) = schema::open_reader(path)?;
                 Ok(AuditLog::new(
                     location.clone(),
                     key_path.to_owned(),
                     None,
                     None,
-                    Reader::Sqlite(Mutex::new(reader)),
+                    Reader::Sqlite(Mutex::new(reader), key),
                     Arc::default(),
                 ))
             }
@@ -336,11 +341,12 @@ impl AuditLog {
 
     fn open_sqlite(path: &Path, key_path: &Path) -> Result<AuditLog, AuditError> {
         let conn = schema::open_writer(path)?;
-        let has_checkpoint = tree::last_checkpoint(&mut Lite(&conn))?.is_some();
+        // The writer's connection has converted the store to the current schema.
+        let has_checkpoint = tree::last_checkpoint(&mut Lite(&conn, NodeKey::LastLeaf))?.is_some();
         let key = signing_key(key_path, has_checkpoint)?;
         let verifier = key.verifier();
-        let frontier = tree::check_head(&mut Lite(&conn), &verifier)?;
-        let reader = schema::open_reader(path)?;
+        let frontier = tree::check_head(&mut Lite(&conn, NodeKey::LastLeaf), &verifier)?;
+        let (reader, node_key) = schema::open_reader(path)?;
         let counters = Arc::new(Counters::default());
         let writer = writer::spawn(Sink::Sqlite(conn), key, frontier, Arc::clone(&counters))?;
         Ok(AuditLog::new(
@@ -348,7 +354,7 @@ impl AuditLog {
             key_path.to_owned(),
             Some(writer),
             Some(verifier),
-            Reader::Sqlite(Mutex::new(reader)),
+            Reader::Sqlite(Mutex::new(reader), node_key),
             counters,
         ))
     }
@@ -540,10 +546,10 @@ impl AuditLog {
         read: impl FnOnce(&mut dyn Read) -> Result<T, AuditError> + Send + 'static,
     ) -> Result<T, AuditError> {
         match &self.inner.reader {
-            Reader::Sqlite(conn) => {
+            Reader::Sqlite(conn, key) => {
                 // A panic while reading leaves the connection itself usable.
                 let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                read(&mut Lite(&conn))
+                read(&mut Lite(&conn, *key))
             }
             Reader::Postgres(reader) => reader.run(move |client| read(&mut Pg(client))),
         }
@@ -555,12 +561,12 @@ impl AuditLog {
         read: impl FnOnce(&mut dyn Read) -> Result<T, AuditError> + Send + 'static,
     ) -> Result<T, AuditError> {
         match &self.inner.reader {
-            Reader::Sqlite(conn) => {
+            Reader::Sqlite(conn, key) => {
                 let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
                 let tx = conn
                     .unchecked_transaction()
                     .map_err(|e| AuditError::Store(format!("cannot start a read: {e}")))?;
-                read(&mut Lite(&tx))
+                read(&mut Lite(&tx, *key))
             }
             Reader::Postgres(reader) => reader.run_snapshot(move |tx| read(tx)),
         }

@@ -26,8 +26,10 @@ use crate::store::{Pg, PostgresUrl, Read as _, describe};
 use crate::writer::Pending;
 use crate::{AuditError, tree};
 
-/// The schema version this crate writes, in `moat_audit_schema`; the same as SQLite's.
-const SCHEMA_VERSION: i32 = crate::schema::SCHEMA_VERSION as i32;
+/// The schema version this crate writes, in `moat_audit_schema`. PostgreSQL stays at version 2,
+/// nodes keyed by `(level, idx)`: SQLite's version 3 rekeyed them for its small page cache,
+/// and converting a shared PostgreSQL log would need its owner, not the gates' writer role.
+const SCHEMA_VERSION: i32 = 2;
 
 /// The advisory lock every writer of a log takes for its batch: one log per database.
 const LOG_LOCK: i64 = 0x6d6f_6174_2d61_7564; // "moat-aud"
@@ -35,7 +37,8 @@ const LOG_LOCK: i64 = 0x6d6f_6174_2d61_7564; // "moat-aud"
 /// Waited for at most when connecting, unless the URL sets `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The tables and columns of the SQLite store, with `bytea` hashes, a schema version record,
+/// The tables and columns of the SQLite store (as of its version 2: nodes keyed by
+/// `(level, idx)`), with `bytea` hashes, a schema version record,
 /// and statement triggers that abort any UPDATE, DELETE or TRUNCATE (the owner's included).
 ///
 /// The gates should connect as a writer role that cannot change history in the first place:

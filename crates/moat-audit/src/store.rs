@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension as _, ToSql, params};
 
+use crate::schema::NodeKey;
 use crate::{AuditError, ListQuery};
 
 /// Where an audit log is stored.
@@ -154,7 +155,8 @@ pub(crate) trait Read {
     fn list(&mut self, query: &ListQuery) -> Result<Vec<(i64, String)>, AuditError>;
     /// Every event, in seq order, as `(seq, body bytes)`.
     fn each_event(&mut self, each: &mut dyn FnMut(i64, &[u8])) -> Result<(), AuditError>;
-    /// Every node, ordered by level then index, as `(level, index, hash)`.
+    /// Every node as `(level, index, hash)`, in an order where each level's indexes ascend and a
+    /// leaf comes before every node above it (level then index, or last leaf then level).
     fn each_node(&mut self, each: &mut dyn FnMut(i64, i64, &[u8])) -> Result<(), AuditError>;
     /// Every checkpoint `(size, note)`, smallest first.
     fn checkpoints(&mut self) -> Result<Vec<(i64, String)>, AuditError>;
@@ -178,8 +180,9 @@ fn limit(limit: Option<usize>) -> Option<i64> {
     limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX))
 }
 
-/// Reads through a SQLite connection (or a transaction on one).
-pub(crate) struct Lite<'a>(pub(crate) &'a rusqlite::Connection);
+/// Reads through a SQLite connection (or a transaction on one) to a store whose nodes are keyed
+/// as the [`NodeKey`] says.
+pub(crate) struct Lite<'a>(pub(crate) &'a rusqlite::Connection, pub(crate) NodeKey);
 
 impl Read for Lite<'_> {
     fn last_seq(&mut self) -> Result<u64, AuditError> {
@@ -187,8 +190,14 @@ impl Read for Lite<'_> {
     }
 
     fn node(&mut self, level: u32, index: i64) -> Result<Option<Vec<u8>>, AuditError> {
+        let sql = match self.1 {
+            NodeKey::LevelIndex => "SELECT hash FROM nodes WHERE level = ?1 AND idx = ?2",
+            NodeKey::LastLeaf => {
+                "SELECT hash FROM nodes WHERE last = ((?2 + 1) << ?1) - 1 AND level = ?1"
+            }
+        };
         self.0
-            .prepare_cached("SELECT hash FROM nodes WHERE level = ?1 AND idx = ?2")
+            .prepare_cached(sql)
             .and_then(|mut statement| {
                 statement
                     .query_row(params![level, index], |row| row.get(0))
@@ -287,10 +296,12 @@ impl Read for Lite<'_> {
 
     fn each_node(&mut self, each: &mut dyn FnMut(i64, i64, &[u8])) -> Result<(), AuditError> {
         let error = error("cannot read the log");
-        let mut statement = self
-            .0
-            .prepare("SELECT level, idx, hash FROM nodes ORDER BY level, idx")
-            .map_err(&error)?;
+        // In key order: within a level, ascending indexes either way.
+        let sql = match self.1 {
+            NodeKey::LevelIndex => "SELECT level, idx, hash FROM nodes ORDER BY level, idx",
+            NodeKey::LastLeaf => "SELECT level, idx, hash FROM nodes ORDER BY last, level",
+        };
+        let mut statement = self.0.prepare(sql).map_err(&error)?;
         let mut rows = statement.query([]).map_err(&error)?;
         while let Some(row) = rows.next().map_err(&error)? {
             let level: i64 = row.get(0).map_err(&error)?;

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::merkle::{Frontier, Hash, leaf_hash};
 use crate::note::{Checkpoint, SignerKey, note_hash};
 use crate::postgres::PgWriter;
+use crate::schema::NodeKey;
 use crate::store::{Lite, Read as _};
 use crate::{AuditError, Event, SessionEnd, SessionStart, canonical, tree};
 
@@ -23,7 +24,9 @@ const INSERT: &str =
     "INSERT INTO events (seq, time, kind, ecosystem, package, version, action, body)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
-const INSERT_NODE: &str = "INSERT INTO nodes (level, idx, hash) VALUES (?1, ?2, ?3)";
+/// The node's key, its last leaf, is computed from its level and index (see `schema::NodeKey`).
+const INSERT_NODE: &str =
+    "INSERT INTO nodes (last, level, idx, hash) VALUES (((?2 + 1) << ?1) - 1, ?1, ?2, ?3)";
 
 /// The newest checkpoint note, which the batch's own checkpoint chains to.
 const LAST_NOTE: &str = "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1";
@@ -220,14 +223,14 @@ impl Writer {
         if !conn.is_autocommit() {
             return false;
         }
-        let Ok(last) = Lite(conn).last_seq() else {
+        let Ok(last) = Lite(conn, NodeKey::LastLeaf).last_seq() else {
             return false;
         };
         if last == self.frontier.size() {
             self.next_seq = last + 1;
             return true;
         }
-        match tree::load_frontier(&mut Lite(conn), last) {
+        match tree::load_frontier(&mut Lite(conn, NodeKey::LastLeaf), last) {
             Ok(frontier) => {
                 self.frontier = frontier;
                 self.next_seq = last + 1;

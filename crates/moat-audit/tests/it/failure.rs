@@ -177,15 +177,15 @@ on_both_backends! {
 #[test]
 fn open_refuses_a_newer_schema(store) {
     match store.backend() {
-        Backend::Sqlite => store.sql("PRAGMA user_version = 3").unwrap(),
+        Backend::Sqlite => store.sql("PRAGMA user_version = 4").unwrap(),
         Backend::Postgres => {
             drop(store.open());
             store
-                .attack("INSERT INTO moat_audit_schema (version) VALUES (3)");
+                .attack("INSERT INTO moat_audit_schema (version) VALUES (4)");
         }
     }
     let error = store.try_open().unwrap_err().to_string();
-    assert!(error.contains("schema version 3"), "{error}");
+    assert!(error.contains("schema version 4"), "{error}");
 }
 }
 

@@ -10,6 +10,7 @@ mod failure;
 mod list;
 mod postgres;
 mod record;
+mod schema;
 mod tamper;
 mod vectors;
 
