@@ -27,6 +27,25 @@ pub(crate) enum NodeKey {
     LastLeaf,
 }
 
+/// Version 3's `nodes` table and its append-only triggers, for [`SCHEMA_V3`] and [`V2_TO_V3`].
+macro_rules! nodes_v3 {
+    () => {
+        "
+CREATE TABLE nodes (
+    last  INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (last, level)
+) WITHOUT ROWID;
+CREATE TRIGGER nodes_no_update BEFORE UPDATE ON nodes
+BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
+CREATE TRIGGER nodes_no_delete BEFORE DELETE ON nodes
+BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
+"
+    };
+}
+
 /// Version 3: the events (`body` is the event as canonical JSON, the leaf of the Merkle tree;
 /// the columns beside it exist for filtering), the tree's complete subtrees (`nodes`, level 0
 /// being the leaf hashes; see [`NodeKey::LastLeaf`] for its key) and one signed checkpoint per
@@ -34,7 +53,8 @@ pub(crate) enum NodeKey {
 /// each one cost the group-committing writer about 40% of its throughput (`cargo bench -p
 /// moat-audit`), and `list` is a rare scan. Query tables for the system of record are derived
 /// from the log, not maintained on its write path.
-const SCHEMA_V3: &str = "
+const SCHEMA_V3: &str = concat!(
+    "
 CREATE TABLE events (
     seq       INTEGER PRIMARY KEY,
     time      TEXT NOT NULL,
@@ -45,13 +65,6 @@ CREATE TABLE events (
     action    TEXT,
     body      TEXT NOT NULL
 );
-CREATE TABLE nodes (
-    last  INTEGER NOT NULL,
-    level INTEGER NOT NULL,
-    idx   INTEGER NOT NULL,
-    hash  BLOB NOT NULL,
-    PRIMARY KEY (last, level)
-) WITHOUT ROWID;
 CREATE TABLE checkpoints (
     size INTEGER PRIMARY KEY,
     note TEXT NOT NULL
@@ -60,39 +73,31 @@ CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
-CREATE TRIGGER nodes_no_update BEFORE UPDATE ON nodes
-BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
-CREATE TRIGGER nodes_no_delete BEFORE DELETE ON nodes
-BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
 CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
 CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
-PRAGMA user_version = 3;
-";
+",
+    nodes_v3!(),
+    "PRAGMA user_version = 3;"
+);
 
 /// Version 2 to 3: the same node rows, keyed by `(last, level)`. Nothing signed changes (a
 /// node's key is not part of any hash), so the log verifies as before.
-const V2_TO_V3: &str = "
-CREATE TABLE nodes_v3 (
-    last  INTEGER NOT NULL,
-    level INTEGER NOT NULL,
-    idx   INTEGER NOT NULL,
-    hash  BLOB NOT NULL,
-    PRIMARY KEY (last, level)
-) WITHOUT ROWID;
-INSERT INTO nodes_v3 (last, level, idx, hash)
-    SELECT ((idx + 1) << level) - 1, level, idx, hash FROM nodes ORDER BY 1, 2;
+const V2_TO_V3: &str = concat!(
+    "
 DROP TRIGGER nodes_no_update;
 DROP TRIGGER nodes_no_delete;
-DROP TABLE nodes;
-ALTER TABLE nodes_v3 RENAME TO nodes;
-CREATE TRIGGER nodes_no_update BEFORE UPDATE ON nodes
-BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
-CREATE TRIGGER nodes_no_delete BEFORE DELETE ON nodes
-BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
+ALTER TABLE nodes RENAME TO nodes_v2;
+",
+    nodes_v3!(),
+    "
+INSERT INTO nodes (last, level, idx, hash)
+    SELECT ((idx + 1) << level) - 1, level, idx, hash FROM nodes_v2 ORDER BY 1, 2;
+DROP TABLE nodes_v2;
 PRAGMA user_version = 3;
-";
+"
+);
 
 /// Open (creating if needed) the writer's connection: WAL, `synchronous=FULL`, schema in place.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection, AuditError> {
