@@ -1,24 +1,29 @@
-//! Each test makes one escape attempt from inside the sandbox and asserts that it fails.
+//! Each test makes one escape attempt from inside the sandbox and asserts that it fails, under
+//! both backends (`name::embedded`, `name::podman`).
 
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::process::Command;
 
+use moat_sandbox::Backend;
+
 use crate::support::{
-    Session, assert_planted_variable_unseen, planted_run, python, rerun_with_planted_variable,
+    Session, assert_planted_variable_unseen, on_every_backend, planted_run, python,
+    rerun_with_planted_variable, test_name,
 };
 
-#[test]
-fn reading_a_planted_host_secret_fails() {
+on_every_backend! {
+fn reading_a_planted_host_secret_fails(backend) {
     let secrets = tempfile::tempdir().expect("secret dir");
     let secret = secrets.path().join("api-key");
     fs::write(&secret, "sk-planted-host-secret").expect("plant");
     let session = Session::new();
-    let ran = session.run(&format!(
-        "cat {secret} && echo READ-SECRET\nls {dir} && echo LISTED-SECRET-DIR\ncat /etc/shadow && echo READ-SHADOW\nls /root && echo LISTED-ROOT\ncat /etc/resolv.conf && echo READ-RESOLV\ncat /oldroot/etc/hostname && echo READ-OLDROOT",
+    let ran = session.run_on(&backend, &format!(
+        "cat {secret} && echo READ-SECRET\nls {dir} && echo LISTED-SECRET-DIR\ncat /etc/shadow && echo READ-SHADOW\nls /root && echo LISTED-ROOT\ncat /etc/resolv.conf && echo READ-RESOLV\ncat /oldroot/etc/hostname && echo READ-OLDROOT\ncat {gate_dir}/* && echo READ-GATE-DIR\nls /sys/fs/cgroup && echo LISTED-SYS\ncat /run/.containerenv && echo READ-CONTAINERENV",
         secret = secret.display(),
-        dir = secrets.path().display()
+        dir = secrets.path().display(),
+        gate_dir = session.gate_dir.path().display(),
     ));
     ran.completed()
         .refute("READ-SECRET")
@@ -27,16 +32,23 @@ fn reading_a_planted_host_secret_fails() {
         .refute("LISTED-ROOT")
         .refute("READ-RESOLV")
         .refute("READ-OLDROOT")
+        .refute("READ-GATE-DIR")
+        .refute("LISTED-SYS")
+        .refute("READ-CONTAINERENV")
         .refute("sk-planted-host-secret");
+    if let Backend::Podman { .. } = backend {
+        ran.held("podman container");
+    }
+}
 }
 
-#[test]
-fn writing_outside_the_workspace_fails() {
+on_every_backend! {
+fn writing_outside_the_workspace_fails(backend) {
     let outside = tempfile::tempdir().expect("outside dir");
     let session = Session::new();
     let target = outside.path().join("written");
-    let ran = session.run(&format!(
-        "echo x > {target} && echo WROTE-HOST-TMP\necho x > /etc/passwd && echo WROTE-ETC\necho x > /usr/moat && echo WROTE-USR\necho x > /moat && echo WROTE-ROOT\nmkdir /run/x && echo WROTE-RUN\necho x > /dev/moat && echo WROTE-DEV\necho x > /proc/sys/kernel/hostname && echo WROTE-PROC\necho ok > inside && echo WROTE-WORKSPACE",
+    let ran = session.run_on(&backend, &format!(
+        "echo x > {target} && echo WROTE-HOST-TMP\necho x > /etc/passwd && echo WROTE-ETC\necho x > /usr/moat && echo WROTE-USR\necho x > /moat && echo WROTE-ROOT\nmkdir /run/x && echo WROTE-RUN\necho x > /run/moat/init && echo WROTE-INIT\necho x > /dev/moat && echo WROTE-DEV\necho x > /proc/sys/kernel/hostname && echo WROTE-PROC\necho ok > inside && echo WROTE-WORKSPACE",
         target = target.display()
     ));
     ran.completed()
@@ -45,6 +57,7 @@ fn writing_outside_the_workspace_fails() {
         .refute("WROTE-USR")
         .refute("WROTE-ROOT")
         .refute("WROTE-RUN")
+        .refute("WROTE-INIT")
         .refute("WROTE-DEV")
         .refute("WROTE-PROC")
         .expect("WROTE-WORKSPACE");
@@ -54,22 +67,24 @@ fn writing_outside_the_workspace_fails() {
         "ok\n"
     );
 }
+}
 
-#[test]
-fn tcp_to_another_host_loopback_port_fails() {
+on_every_backend! {
+fn tcp_to_another_host_loopback_port_fails(backend) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("host listener");
     let port = listener.local_addr().expect("address").port();
     let session = Session::new();
-    let ran = session.run(&python(&format!(
-        "import socket\nfor port in ({port}, 22, 80):\n    s = socket.socket()\n    s.settimeout(3)\n    try:\n        s.connect((\"127.0.0.1\", port))\n        print(\"CONNECTED\", port)\n    except OSError as error:\n        print(\"refused\", port, error)"
+    let ran = session.run_on(&backend, &python(&format!(
+        "import socket\nfor host, port in ((\"127.0.0.1\", {port}), (\"127.0.0.1\", 22), (\"127.0.0.1\", 80), (\"10.0.2.2\", {port})):\n    s = socket.socket()\n    s.settimeout(3)\n    try:\n        s.connect((host, port))\n        print(\"CONNECTED\", host, port)\n    except OSError as error:\n        print(\"refused\", host, port, error)"
     )));
-    ran.completed().refute("CONNECTED");
+    ran.completed().refute("CONNECTED").expect("refused");
+}
 }
 
-#[test]
-fn tcp_and_udp_to_a_public_address_fail() {
+on_every_backend! {
+fn tcp_and_udp_to_a_public_address_fail(backend) {
     let session = Session::new();
-    let ran = session.run(&python(
+    let ran = session.run_on(&backend, &python(
         "import socket\nfor host in (\"1.1.1.1\", \"93.184.215.14\"):\n    s = socket.socket()\n    s.settimeout(3)\n    try:\n        s.connect((host, 443))\n        print(\"CONNECTED\", host)\n    except OSError as error:\n        print(\"refused\", host, error)\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n    u.sendto(b\"x\", (\"8.8.8.8\", 53))\n    print(\"UDP-SENT\")\nexcept OSError as error:\n    print(\"udp refused\", error)\ntry:\n    socket.getaddrinfo(\"example.com\", 443)\n    print(\"RESOLVED\")\nexcept OSError as error:\n    print(\"no dns\", error)",
     ));
     ran.completed()
@@ -77,9 +92,10 @@ fn tcp_and_udp_to_a_public_address_fail() {
         .refute("UDP-SENT")
         .refute("RESOLVED");
 }
+}
 
-#[test]
-fn a_host_unix_socket_outside_the_workspace_is_unreachable() {
+on_every_backend! {
+fn a_host_unix_socket_outside_the_workspace_is_unreachable(backend) {
     let dir = tempfile::tempdir().expect("socket dir");
     let path = dir.path().join("host.sock");
     let _listener = UnixListener::bind(&path).expect("host unix socket");
@@ -91,19 +107,20 @@ fn a_host_unix_socket_outside_the_workspace_is_unreachable() {
         UnixListener::bind_addr(&address).expect("abstract listener")
     };
     let session = Session::new();
-    let ran = session.run(&python(&format!(
+    let ran = session.run_on(&backend, &python(&format!(
         "import socket\nfor address in ({path:?}, \"\\0{abstract_name}\", \"/run/docker.sock\", \"/var/run/docker.sock\"):\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(address)\n        print(\"CONNECTED\", repr(address))\n    except OSError as error:\n        print(\"refused\", repr(address), error)",
         path = path.display().to_string()
     )));
     ran.completed().refute("CONNECTED");
 }
+}
 
-#[test]
-fn host_processes_are_invisible() {
+on_every_backend! {
+fn host_processes_are_invisible(backend) {
     let session = Session::new();
     let test_pid = std::process::id();
-    let ran = session.run(&format!(
-        "test -e /proc/{test_pid} && echo SAW-TEST-PROCESS\nps -e -o pid=,comm= > processes\ngrep -q -v -E 'moat-sandbox|sh|ps' processes && echo SAW-OTHER-PROCESS\nls /proc | grep -c -E '^[0-9]+$' > count\nhostname"
+    let ran = session.run_on(&backend, &format!(
+        "test -e /proc/{test_pid} && echo SAW-TEST-PROCESS\nps -e -o pid=,comm= > processes\ngrep -q -v -E 'moat-sandbox|init|sh|ps' processes && echo SAW-OTHER-PROCESS\nls /proc | grep -c -E '^[0-9]+$' > count\nhostname"
     ));
     ran.completed()
         .refute("SAW-TEST-PROCESS")
@@ -116,15 +133,16 @@ fn host_processes_are_invisible() {
         .expect("number");
     assert!(count <= 5, "{count} processes visible in /proc");
 }
+}
 
-#[test]
-fn signalling_a_host_process_fails() {
+on_every_backend! {
+fn signalling_a_host_process_fails(backend) {
     let mut victim = Command::new("sleep")
         .arg("60")
         .spawn()
         .expect("host process");
     let session = Session::new();
-    let ran = session.run(&format!(
+    let ran = session.run_on(&backend, &format!(
         "kill -9 {pid} && echo KILLED-HOST\nkill -9 1 && echo KILLED-INIT",
         pid = victim.id()
     ));
@@ -136,14 +154,15 @@ fn signalling_a_host_process_fails() {
     victim.kill().expect("kill");
     victim.wait().expect("reap");
 }
+}
 
-#[test]
-fn ptrace_and_reading_other_process_memory_fail() {
+on_every_backend! {
+fn ptrace_and_reading_other_process_memory_fail(backend) {
     let session = Session::new();
     let attach = python(
         "import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\npid = int(sys.argv[1]) if len(sys.argv) > 1 else 0\nfor target in (int(open(\"sleeper\").read()), 1):\n    result = libc.ptrace(16, target, 0, 0)\n    print(\"PTRACE-ATTACHED\" if result == 0 else \"ptrace refused errno %d\" % ctypes.get_errno(), target)\nbuf = ctypes.create_string_buffer(8)\nprint(\"TRACEME\" if libc.ptrace(0, 0, 0, 0) == 0 else \"traceme refused\")",
     );
-    let ran = session.run(&format!(
+    let ran = session.run_on(&backend, &format!(
         "sleep 30 & echo $! > sleeper\n{attach}\ncat /proc/1/environ && echo READ-INIT-ENVIRON\nhead -c1 /proc/1/mem && echo READ-INIT-MEM\nls /proc/1/root/ && echo READ-INIT-ROOT\nkill %1"
     ));
     ran.completed()
@@ -153,11 +172,12 @@ fn ptrace_and_reading_other_process_memory_fail() {
         .refute("READ-INIT-MEM")
         .refute("READ-INIT-ROOT");
 }
+}
 
-#[test]
-fn mount_fails() {
+on_every_backend! {
+fn mount_fails(backend) {
     let session = Session::new();
-    let ran = session.run(&format!(
+    let ran = session.run_on(&backend, &format!(
         "mount -t tmpfs none /tmp && echo MOUNTED-TMPFS\nmount --bind /usr /tmp && echo MOUNTED-BIND\numount /proc && echo UNMOUNTED\n{}",
         python("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.mount(b\"none\", b\"/tmp\", b\"tmpfs\", 0, None)\nprint(\"MOUNT-SYSCALL\" if r == 0 else \"mount errno %d\" % ctypes.get_errno())")
     ));
@@ -168,14 +188,15 @@ fn mount_fails() {
         .refute("MOUNT-SYSCALL")
         .expect("mount errno 1");
 }
+}
 
-#[test]
-fn unshare_and_new_namespaces_fail() {
+on_every_backend! {
+fn unshare_and_new_namespaces_fail(backend) {
     let session = Session::new();
     let namespaces = python(
         "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nfor flag, name in ((0x10000000, \"user\"), (0x00020000, \"mount\"), (0x40000000, \"net\"), (0x20000000, \"pid\")):\n    r = libc.unshare(flag)\n    print(\"UNSHARED\" if r == 0 else \"unshare refused errno %d\" % ctypes.get_errno(), name)\n    r = libc.syscall(56, flag | 17, 0, 0, 0, 0)\n    if r == 0:\n        os._exit(0)\n    print(\"CLONED\" if r > 0 else \"clone refused errno %d\" % ctypes.get_errno(), name)\nr = libc.syscall(308, 3, 0)\nprint(\"SETNS\" if r == 0 else \"setns refused\")",
     );
-    let ran = session.run(&format!(
+    let ran = session.run_on(&backend, &format!(
         "unshare -U true && echo UNSHARE-USER\nunshare -r true && echo UNSHARE-ROOT\nunshare -n true && echo UNSHARE-NET\n{namespaces}"
     ));
     ran.completed()
@@ -187,11 +208,12 @@ fn unshare_and_new_namespaces_fail() {
         .refute("SETNS")
         .expect("unshare refused errno 1 user");
 }
+}
 
-#[test]
-fn bpf_io_uring_keyctl_and_raw_sockets_fail() {
+on_every_backend! {
+fn bpf_io_uring_keyctl_and_raw_sockets_fail(backend) {
     let session = Session::new();
-    let ran = session.run(&python(
+    let ran = session.run_on(&backend, &python(
         "import ctypes, socket, termios, fcntl\nlibc = ctypes.CDLL(None, use_errno=True)\nfor number, name in ((321, \"bpf\"), (425, \"io_uring_setup\"), (250, \"keyctl\"), (298, \"perf_event_open\"), (323, \"userfaultfd\")):\n    r = libc.syscall(number, 0, 0, 0, 0, 0)\n    errno = ctypes.get_errno()\n    print(\"%s errno %d\" % (name, errno) if r < 0 else \"ALLOWED \" + name)\nfor family, kind, name in ((socket.AF_INET, socket.SOCK_RAW, \"raw\"), (17, socket.SOCK_RAW, \"packet\"), (17, socket.SOCK_DGRAM, \"packet-dgram\")):\n    try:\n        socket.socket(family, kind, 0 if family == 17 else 1)\n        print(\"ALLOWED \" + name)\n    except OSError as error:\n        print(name, \"errno\", error.errno)\ntry:\n    fcntl.ioctl(0, termios.TIOCSTI, b\"x\")\n    print(\"ALLOWED tiocsti\")\nexcept OSError as error:\n    print(\"tiocsti errno\", error.errno)",
     ));
     ran.completed()
@@ -203,15 +225,16 @@ fn bpf_io_uring_keyctl_and_raw_sockets_fail() {
         .expect("packet errno 1")
         .expect("tiocsti errno 1");
 }
+}
 
+#[cfg(target_arch = "x86_64")]
+on_every_backend! {
 /// x32 numbers its system calls with bit 30 set, past the x86_64 numbers the filter names:
 /// every x32 call is refused, so `mount` and `ptrace` cannot be reached that way either. (Most
 /// kernels lack x32 and answer ENOSYS; inside, the filter answers EPERM before the kernel.)
-#[cfg(target_arch = "x86_64")]
-#[test]
-fn x32_system_calls_are_refused() {
+fn x32_system_calls_are_refused(backend) {
     let session = Session::new();
-    let ran = session.run(&python(
+    let ran = session.run_on(&backend, &python(
         "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nfor number, name in ((0x40000000 + 165, \"x32-mount\"), (0x40000000 + 521, \"x32-ptrace\"), (0x40000000 + 39, \"x32-getpid\")):\n    r = libc.syscall(number, 0, 0, 0, 0, 0)\n    print(\"%s errno %d\" % (name, ctypes.get_errno()) if r < 0 else \"ALLOWED \" + name)",
     ));
     ran.completed()
@@ -220,26 +243,29 @@ fn x32_system_calls_are_refused() {
         .expect("x32-ptrace errno 1")
         .expect("x32-getpid errno 1");
 }
+}
 
+on_every_backend! {
 /// The host's environment never reaches the sandbox. This test re-runs itself as a child
 /// process with a planted variable (setting it in this multi-threaded test process would race),
 /// and the child runs the sandbox.
-#[test]
-fn the_host_environment_is_invisible() {
+fn the_host_environment_is_invisible(backend) {
     if !planted_run() {
-        rerun_with_planted_variable("escape::the_host_environment_is_invisible");
+        rerun_with_planted_variable(&test_name(module_path!(), &backend));
         return;
     }
     let session = Session::new();
-    let ran = session.run(
-        "env > seen-env\ncat /proc/self/environ /proc/1/environ /proc/2/environ >> seen-env 2>/dev/null\ngrep -r -a planted /proc/*/environ /home /tmp /etc >> seen-env 2>/dev/null\ntrue",
+    let ran = session.run_on(
+        &backend,
+        "env > seen-env\ncat /proc/self/environ /proc/1/environ /proc/2/environ >> seen-env 2>/dev/null\ngrep -r -a planted /proc/*/environ /home /tmp /etc /run >> seen-env 2>/dev/null\ntrue",
     );
     ran.completed();
     assert_planted_variable_unseen(session.workspace());
 }
+}
 
-#[test]
-fn read_only_paths_are_readable_but_not_writable() {
+on_every_backend! {
+fn read_only_paths_are_readable_but_not_writable(backend) {
     let toolchain = tempfile::tempdir().expect("toolchain dir");
     fs::write(toolchain.path().join("tool"), "#!/bin/sh\necho TOOL-RAN\n").expect("tool");
     let session = Session::new();
@@ -248,7 +274,7 @@ fn read_only_paths_are_readable_but_not_writable() {
         dir = toolchain.path().display()
     ));
     spec.ro_paths = vec![toolchain.path().to_path_buf()];
-    let ran = session.run_spec(&spec);
+    let ran = session.run_spec_on(&spec, &backend);
     ran.completed()
         .expect("TOOL-RAN")
         .refute("WROTE-RO-PATH")
@@ -259,11 +285,12 @@ fn read_only_paths_are_readable_but_not_writable() {
         "#!/bin/sh\necho TOOL-RAN\n"
     );
 }
+}
 
-#[test]
-fn setting_the_setuid_bit_fails() {
+on_every_backend! {
+fn setting_the_setuid_bit_fails(backend) {
     let session = Session::new();
-    let ran = session.run(&format!(
+    let ran = session.run_on(&backend, &format!(
         "cp /usr/bin/true tool\nchmod u+s tool && echo CHMOD-SETUID\nchmod g+s tool && echo CHMOD-SETGID\nchmod 755 tool && echo CHMOD-PLAIN\n{}",
         python(
             "import os\ntry:\n    os.close(os.open(\"created\", os.O_CREAT | os.O_WRONLY, 0o4755))\n    print(\"OPEN-SETUID\", oct(os.stat(\"created\").st_mode))\nexcept OSError as error:\n    print(\"open refused\", error.errno)"
@@ -281,4 +308,5 @@ fn setting_the_setuid_bit_fails() {
             .permissions(),
     );
     assert_eq!(mode & 0o6000, 0, "{mode:o}");
+}
 }

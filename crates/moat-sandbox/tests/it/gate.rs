@@ -2,13 +2,14 @@
 
 use std::fs;
 
-use crate::support::{INIT, NPMRC, Session, python};
+use crate::support::{INIT, NPMRC, Session, on_every_backend, python};
 
-#[test]
-fn the_workspace_is_writable_and_home_has_its_files() {
+on_every_backend! {
+fn the_workspace_is_writable_and_home_has_its_files(backend) {
     let session = Session::new();
     fs::write(session.workspace().join("input"), "from the host").expect("input");
-    let ran = session.run(
+    let ran = session.run_on(
+        &backend,
         "pwd\ncat input > copy\nmkdir -p build/out && echo built > build/out/artifact\ncat ~/.npmrc\ncat $HOME/.config/pip/pip.conf\necho home=$HOME\necho tmp > /tmp/x && cat /tmp/x\nid -u",
     );
     ran.completed()
@@ -27,17 +28,24 @@ fn the_workspace_is_writable_and_home_has_its_files() {
     );
     assert!(ran.outcome.status().success(), "{:?}", ran.outcome);
 }
+}
 
-#[test]
-fn the_gate_port_reaches_the_host_unix_socket() {
+on_every_backend! {
+fn the_gate_port_reaches_the_host_unix_socket(backend) {
     let session = Session::new();
     let server = session.echo_one_gate_request();
-    let ran = session.run(&python(
-        "import urllib.request\nprint(urllib.request.urlopen(\"http://127.0.0.1:7070/npm/left-pad\", timeout=10).read().decode())",
-    ));
+    let ran = session.run_on(
+        &backend,
+        &python(
+            "import urllib.request\nprint(urllib.request.urlopen(\"http://127.0.0.1:7070/npm/left-pad\", timeout=10).read().decode())",
+        ),
+    );
     server.join().expect("server");
     ran.completed()
         .expect("gate saw GET /npm/left-pad HTTP/1.1");
+    assert!(ran.outcome.status().success(), "{:?}", ran.outcome);
+    ran.held("landlock-fs");
+}
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The sandbox's named escape tests: each runs a real attempt inside `moat_sandbox::run` and
-//! asserts it fails; plus the positive path (workspace, `$HOME`, the gate port).
+//! The sandbox's named escape tests: each runs a real attempt inside the sandbox and asserts it
+//! fails, under both backends (`name::embedded`, `name::podman`); plus the positive path
+//! (workspace, `$HOME`, the gate port), limits, and what only podman has.
 
 #![allow(clippy::print_stderr)]
 

@@ -3,7 +3,9 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-use moat_sandbox::{Limits, Outcome, Spec};
+use std::sync::OnceLock;
+
+use moat_sandbox::{Backend, Limits, Outcome, PodmanReport, Spec};
 use tempfile::TempDir;
 
 pub const HOME: &str = "/home/agent";
@@ -110,8 +112,18 @@ impl Session {
         self.ran(outcome)
     }
 
-    /// Runs `spec` with `backend` (the podman tests).
-    pub fn run_backend(&self, spec: &Spec, backend: &moat_sandbox::Backend) -> Ran {
+    /// Runs `script` under `sh` inside the sandbox `backend` makes.
+    pub fn run_on(&self, backend: &Backend, script: &str) -> Ran {
+        self.run_backend(&self.spec(script), backend)
+    }
+
+    /// Runs `spec` in the sandbox `backend` makes.
+    pub fn run_spec_on(&self, spec: &Spec, backend: &Backend) -> Ran {
+        self.run_backend(spec, backend)
+    }
+
+    /// Runs `spec` with `backend`.
+    pub fn run_backend(&self, spec: &Spec, backend: &Backend) -> Ran {
         let stop = moat_sandbox::Stop::new().expect("stop");
         let outcome = moat_sandbox::run_backend(backend, spec, Path::new(INIT), &stop)
             .expect("the sandbox runs");
@@ -177,6 +189,76 @@ impl Ran {
         );
         self
     }
+}
+
+/// The podman backend, or `None` (and the reason printed) when podman cannot run here; with
+/// `MOAT_REQUIRE_PODMAN=1` that is a failure instead, so CI that installs podman cannot pass
+/// vacuously. `test` names the test in the message.
+pub fn podman(test: &str) -> Option<Backend> {
+    static PROBE: OnceLock<Result<PodmanReport, String>> = OnceLock::new();
+    let probe = PROBE.get_or_init(|| {
+        moat_sandbox::probe_podman(Path::new("podman"), None).map_err(|error| error.to_string())
+    });
+    match probe {
+        Ok(report) => {
+            eprintln!(
+                "podman {} at {} (cgroup {}, rootless {}), one `true` in {:?}; workarounds: {:?}",
+                report.version,
+                report.program.display(),
+                report.cgroup_version,
+                report.rootless,
+                report.start_to_exit,
+                report.workarounds
+            );
+            Some(Backend::Podman {
+                program: report.program.clone(),
+                image: None,
+            })
+        }
+        Err(reason) => {
+            assert!(
+                std::env::var_os("MOAT_REQUIRE_PODMAN").is_none(),
+                "{test}: MOAT_REQUIRE_PODMAN is set but podman cannot run here: {reason}"
+            );
+            eprintln!("skipped {test}: podman cannot run here: {reason}");
+            None
+        }
+    }
+}
+
+/// Write a sandbox test once, run it under both backends: `name::embedded` and
+/// `name::podman` (see [`podman`] for when that one skips). The body sees the backend as the
+/// identifier given in place of the parameter.
+macro_rules! on_every_backend {
+    ($(#[$attr:meta])* fn $name:ident($backend:ident) $body:block) => {
+        $(#[$attr])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn embedded() {
+                let $backend = moat_sandbox::Backend::Embedded;
+                $body
+            }
+
+            #[test]
+            fn podman() {
+                let Some($backend) = $crate::support::podman(module_path!()) else {
+                    return;
+                };
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_every_backend;
+
+/// The test-harness name of the test running `backend` in module `module` (`module_path!()`
+/// inside an [`on_every_backend!`] test), for re-running it alone.
+pub fn test_name(module: &str, backend: &Backend) -> String {
+    let module = module.split_once("::").map_or(module, |(_, rest)| rest);
+    format!("{module}::{}", backend.name())
 }
 
 /// A python3 one-liner as a shell word.
