@@ -125,7 +125,6 @@ pub fn run_admitted(
         staged,
     } = SessionPipes::attach(&mut command)?;
     let child = command.spawn().map_err(SandboxError::Spawn)?;
-    let started = Instant::now();
     drop(staged);
     let pid = Pid::from_raw(child.id() as i32)
         .ok_or_else(|| SandboxError::Spawn(std::io::Error::other("no pid")))?;
@@ -157,6 +156,8 @@ pub fn run_admitted(
             return Err(error);
         }
     }
+    // The session's duration counts from its admission, not from the init's spawn.
+    let started = Instant::now();
     let reader = thread::spawn(move || read_reports(report_read));
     let sent = serde_json::to_vec(&request)
         .map_err(std::io::Error::other)
