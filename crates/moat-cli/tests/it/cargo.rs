@@ -5,7 +5,6 @@
 
 use moat_test_support::clients::CargoProject;
 use moat_test_support::crates::{Crate, CrateVersion, FixtureCrates};
-use moat_test_support::gate::MoatGate;
 use moat_test_support::raw_http;
 
 use crate::{approved_version, date_from_today};
@@ -34,11 +33,7 @@ pub(crate) fn world() -> Vec<Crate> {
     ]
 }
 
-struct CargoEnv {
-    gate: MoatGate,
-    upstream: FixtureCrates,
-    _data: crate::EcosystemData,
-}
+type CargoEnv = crate::EcosystemEnv<FixtureCrates>;
 
 impl CargoEnv {
     fn start() -> Self {
@@ -51,12 +46,7 @@ impl CargoEnv {
 
     fn start_upstream(upstream: FixtureCrates, policy: &str) -> Self {
         let url = format!("{}/index", upstream.url());
-        let (gate, data) = crate::ecosystem_gate("--upstream-crates", &url, policy);
-        Self {
-            gate,
-            upstream,
-            _data: data,
-        }
+        Self::new(upstream, "--upstream-crates", &url, policy)
     }
 
     /// `sparse+http://127.0.0.1:PORT/crates/index/`.

@@ -273,21 +273,35 @@ fn record(
     record
 }
 
-/// A gate over `--upstream-pypi` or `--upstream-crates` `url` (npm unreachable), with the
-/// PyPI and crates.io fixture advisories and popular lists.
-pub fn ecosystem_gate(flag: &str, url: &str, policy: &str) -> (MoatGate, EcosystemData) {
-    let data = ecosystem_data();
-    let args = GateArgs::new(
-        &FixtureRegistry::unreachable_url(),
-        data.advisories(),
-        data.popular(),
-        policy,
-    )
-    .arg(flag)
-    .arg(url)
-    .arg("--upstream-timeout")
-    .arg("5");
-    (MoatGate::start(Path::new(MOAT), args), data)
+/// A gate in front of one fixture upstream over `--upstream-pypi` or `--upstream-crates` (npm
+/// unreachable), with the PyPI and crates.io fixture advisories and popular lists; each
+/// ecosystem's tests add their own methods (`CargoEnv`, `PyEnv`).
+pub struct EcosystemEnv<U> {
+    pub gate: MoatGate,
+    pub upstream: U,
+    _data: EcosystemData,
+}
+
+impl<U> EcosystemEnv<U> {
+    /// `moat gate FLAG URL` in front of `upstream`, which answers at `url`.
+    pub fn new(upstream: U, flag: &str, url: &str, policy: &str) -> Self {
+        let data = ecosystem_data();
+        let args = GateArgs::new(
+            &FixtureRegistry::unreachable_url(),
+            data.advisories(),
+            data.popular(),
+            policy,
+        )
+        .arg(flag)
+        .arg(url)
+        .arg("--upstream-timeout")
+        .arg("5");
+        Self {
+            gate: MoatGate::start(Path::new(MOAT), args),
+            upstream,
+            _data: data,
+        }
+    }
 }
 
 fn ecosystem_data() -> EcosystemData {

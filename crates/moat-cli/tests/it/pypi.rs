@@ -4,7 +4,6 @@
 //! faults. Assertions follow `shared/reference/clients.md`.
 
 use moat_test_support::clients::{PyWorkspace, PythonClient};
-use moat_test_support::gate::MoatGate;
 use moat_test_support::pypi::{FixturePypi, Project, Release};
 use moat_test_support::raw_http;
 
@@ -40,11 +39,7 @@ pub(crate) fn world() -> Vec<Project> {
     ]
 }
 
-struct PyEnv {
-    gate: MoatGate,
-    upstream: FixturePypi,
-    _data: crate::EcosystemData,
-}
+type PyEnv = crate::EcosystemEnv<FixturePypi>;
 
 impl PyEnv {
     fn start() -> Self {
@@ -57,12 +52,7 @@ impl PyEnv {
 
     fn start_upstream(upstream: FixturePypi, policy: &str) -> Self {
         let url = format!("{}/simple", upstream.url());
-        let (gate, data) = crate::ecosystem_gate("--upstream-pypi", &url, policy);
-        Self {
-            gate,
-            upstream,
-            _data: data,
-        }
+        Self::new(upstream, "--upstream-pypi", &url, policy)
     }
 
     /// `http://127.0.0.1:PORT/pypi/simple/`.
