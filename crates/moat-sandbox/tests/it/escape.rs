@@ -13,8 +13,26 @@ use crate::support::{
     rerun_with_planted_variable, test_name,
 };
 
-on_every_backend! {
-fn reading_a_planted_host_secret_fails(backend) {
+on_every_backend!(
+    reading_a_planted_host_secret_fails,
+    writing_outside_the_workspace_fails,
+    tcp_to_another_host_loopback_port_fails,
+    tcp_and_udp_to_a_public_address_fail,
+    a_host_unix_socket_outside_the_workspace_is_unreachable,
+    host_processes_are_invisible,
+    signalling_a_host_process_fails,
+    ptrace_and_reading_other_process_memory_fail,
+    mount_fails,
+    unshare_and_new_namespaces_fail,
+    bpf_io_uring_keyctl_and_raw_sockets_fail,
+    #[cfg(target_arch = "x86_64")]
+    x32_system_calls_are_refused,
+    the_host_environment_is_invisible,
+    read_only_paths_are_readable_but_not_writable,
+    setting_the_setuid_bit_fails,
+);
+
+fn reading_a_planted_host_secret_fails(backend: Backend) {
     let secrets = tempfile::tempdir().expect("secret dir");
     let secret = secrets.path().join("api-key");
     fs::write(&secret, "sk-planted-host-secret").expect("plant");
@@ -40,10 +58,8 @@ fn reading_a_planted_host_secret_fails(backend) {
         ran.held("podman container");
     }
 }
-}
 
-on_every_backend! {
-fn writing_outside_the_workspace_fails(backend) {
+fn writing_outside_the_workspace_fails(backend: Backend) {
     let outside = tempfile::tempdir().expect("outside dir");
     let session = Session::new();
     let target = outside.path().join("written");
@@ -67,10 +83,8 @@ fn writing_outside_the_workspace_fails(backend) {
         "ok\n"
     );
 }
-}
 
-on_every_backend! {
-fn tcp_to_another_host_loopback_port_fails(backend) {
+fn tcp_to_another_host_loopback_port_fails(backend: Backend) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("host listener");
     let port = listener.local_addr().expect("address").port();
     let session = Session::new();
@@ -79,10 +93,8 @@ fn tcp_to_another_host_loopback_port_fails(backend) {
     )));
     ran.completed().refute("CONNECTED").expect("refused");
 }
-}
 
-on_every_backend! {
-fn tcp_and_udp_to_a_public_address_fail(backend) {
+fn tcp_and_udp_to_a_public_address_fail(backend: Backend) {
     let session = Session::new();
     let ran = session.run_on(&backend, &python(
         "import socket\nfor host in (\"1.1.1.1\", \"93.184.215.14\"):\n    s = socket.socket()\n    s.settimeout(3)\n    try:\n        s.connect((host, 443))\n        print(\"CONNECTED\", host)\n    except OSError as error:\n        print(\"refused\", host, error)\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n    u.sendto(b\"x\", (\"8.8.8.8\", 53))\n    print(\"UDP-SENT\")\nexcept OSError as error:\n    print(\"udp refused\", error)\ntry:\n    socket.getaddrinfo(\"example.com\", 443)\n    print(\"RESOLVED\")\nexcept OSError as error:\n    print(\"no dns\", error)",
@@ -92,10 +104,8 @@ fn tcp_and_udp_to_a_public_address_fail(backend) {
         .refute("UDP-SENT")
         .refute("RESOLVED");
 }
-}
 
-on_every_backend! {
-fn a_host_unix_socket_outside_the_workspace_is_unreachable(backend) {
+fn a_host_unix_socket_outside_the_workspace_is_unreachable(backend: Backend) {
     let dir = tempfile::tempdir().expect("socket dir");
     let path = dir.path().join("host.sock");
     let _listener = UnixListener::bind(&path).expect("host unix socket");
@@ -113,10 +123,8 @@ fn a_host_unix_socket_outside_the_workspace_is_unreachable(backend) {
     )));
     ran.completed().refute("CONNECTED");
 }
-}
 
-on_every_backend! {
-fn host_processes_are_invisible(backend) {
+fn host_processes_are_invisible(backend: Backend) {
     let session = Session::new();
     let test_pid = std::process::id();
     let ran = session.run_on(&backend, &format!(
@@ -133,19 +141,20 @@ fn host_processes_are_invisible(backend) {
         .expect("number");
     assert!(count <= 5, "{count} processes visible in /proc");
 }
-}
 
-on_every_backend! {
-fn signalling_a_host_process_fails(backend) {
+fn signalling_a_host_process_fails(backend: Backend) {
     let mut victim = Command::new("sleep")
         .arg("60")
         .spawn()
         .expect("host process");
     let session = Session::new();
-    let ran = session.run_on(&backend, &format!(
-        "kill -9 {pid} && echo KILLED-HOST\nkill -9 1 && echo KILLED-INIT",
-        pid = victim.id()
-    ));
+    let ran = session.run_on(
+        &backend,
+        &format!(
+            "kill -9 {pid} && echo KILLED-HOST\nkill -9 1 && echo KILLED-INIT",
+            pid = victim.id()
+        ),
+    );
     ran.completed().refute("KILLED-HOST").refute("KILLED-INIT");
     assert!(
         victim.try_wait().expect("wait").is_none(),
@@ -154,10 +163,8 @@ fn signalling_a_host_process_fails(backend) {
     victim.kill().expect("kill");
     victim.wait().expect("reap");
 }
-}
 
-on_every_backend! {
-fn ptrace_and_reading_other_process_memory_fail(backend) {
+fn ptrace_and_reading_other_process_memory_fail(backend: Backend) {
     let session = Session::new();
     let attach = python(
         "import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\npid = int(sys.argv[1]) if len(sys.argv) > 1 else 0\nfor target in (int(open(\"sleeper\").read()), 1):\n    result = libc.ptrace(16, target, 0, 0)\n    print(\"PTRACE-ATTACHED\" if result == 0 else \"ptrace refused errno %d\" % ctypes.get_errno(), target)\nbuf = ctypes.create_string_buffer(8)\nprint(\"TRACEME\" if libc.ptrace(0, 0, 0, 0) == 0 else \"traceme refused\")",
@@ -172,10 +179,8 @@ fn ptrace_and_reading_other_process_memory_fail(backend) {
         .refute("READ-INIT-MEM")
         .refute("READ-INIT-ROOT");
 }
-}
 
-on_every_backend! {
-fn mount_fails(backend) {
+fn mount_fails(backend: Backend) {
     let session = Session::new();
     let ran = session.run_on(&backend, &format!(
         "mount -t tmpfs none /tmp && echo MOUNTED-TMPFS\nmount --bind /usr /tmp && echo MOUNTED-BIND\numount /proc && echo UNMOUNTED\n{}",
@@ -188,10 +193,8 @@ fn mount_fails(backend) {
         .refute("MOUNT-SYSCALL")
         .expect("mount errno 1");
 }
-}
 
-on_every_backend! {
-fn unshare_and_new_namespaces_fail(backend) {
+fn unshare_and_new_namespaces_fail(backend: Backend) {
     let session = Session::new();
     let namespaces = python(
         "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nfor flag, name in ((0x10000000, \"user\"), (0x00020000, \"mount\"), (0x40000000, \"net\"), (0x20000000, \"pid\")):\n    r = libc.unshare(flag)\n    print(\"UNSHARED\" if r == 0 else \"unshare refused errno %d\" % ctypes.get_errno(), name)\n    r = libc.syscall(56, flag | 17, 0, 0, 0, 0)\n    if r == 0:\n        os._exit(0)\n    print(\"CLONED\" if r > 0 else \"clone refused errno %d\" % ctypes.get_errno(), name)\nr = libc.syscall(308, 3, 0)\nprint(\"SETNS\" if r == 0 else \"setns refused\")",
@@ -208,10 +211,8 @@ fn unshare_and_new_namespaces_fail(backend) {
         .refute("SETNS")
         .expect("unshare refused errno 1 user");
 }
-}
 
-on_every_backend! {
-fn bpf_io_uring_keyctl_and_raw_sockets_fail(backend) {
+fn bpf_io_uring_keyctl_and_raw_sockets_fail(backend: Backend) {
     let session = Session::new();
     let ran = session.run_on(&backend, &python(
         "import ctypes, socket, termios, fcntl\nlibc = ctypes.CDLL(None, use_errno=True)\nfor number, name in ((321, \"bpf\"), (425, \"io_uring_setup\"), (250, \"keyctl\"), (298, \"perf_event_open\"), (323, \"userfaultfd\")):\n    r = libc.syscall(number, 0, 0, 0, 0, 0)\n    errno = ctypes.get_errno()\n    print(\"%s errno %d\" % (name, errno) if r < 0 else \"ALLOWED \" + name)\nfor family, kind, name in ((socket.AF_INET, socket.SOCK_RAW, \"raw\"), (17, socket.SOCK_RAW, \"packet\"), (17, socket.SOCK_DGRAM, \"packet-dgram\")):\n    try:\n        socket.socket(family, kind, 0 if family == 17 else 1)\n        print(\"ALLOWED \" + name)\n    except OSError as error:\n        print(name, \"errno\", error.errno)\ntry:\n    fcntl.ioctl(0, termios.TIOCSTI, b\"x\")\n    print(\"ALLOWED tiocsti\")\nexcept OSError as error:\n    print(\"tiocsti errno\", error.errno)",
@@ -225,14 +226,12 @@ fn bpf_io_uring_keyctl_and_raw_sockets_fail(backend) {
         .expect("packet errno 1")
         .expect("tiocsti errno 1");
 }
-}
 
-#[cfg(target_arch = "x86_64")]
-on_every_backend! {
 /// x32 numbers its system calls with bit 30 set, past the x86_64 numbers the filter names:
 /// every x32 call is refused, so `mount` and `ptrace` cannot be reached that way either. (Most
 /// kernels lack x32 and answer ENOSYS; inside, the filter answers EPERM before the kernel.)
-fn x32_system_calls_are_refused(backend) {
+#[cfg(target_arch = "x86_64")]
+fn x32_system_calls_are_refused(backend: Backend) {
     let session = Session::new();
     let ran = session.run_on(&backend, &python(
         "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nfor number, name in ((0x40000000 + 165, \"x32-mount\"), (0x40000000 + 521, \"x32-ptrace\"), (0x40000000 + 39, \"x32-getpid\")):\n    r = libc.syscall(number, 0, 0, 0, 0, 0)\n    print(\"%s errno %d\" % (name, ctypes.get_errno()) if r < 0 else \"ALLOWED \" + name)",
@@ -243,15 +242,16 @@ fn x32_system_calls_are_refused(backend) {
         .expect("x32-ptrace errno 1")
         .expect("x32-getpid errno 1");
 }
-}
 
-on_every_backend! {
 /// The host's environment never reaches the sandbox. This test re-runs itself as a child
 /// process with a planted variable (setting it in this multi-threaded test process would race),
 /// and the child runs the sandbox.
-fn the_host_environment_is_invisible(backend) {
+fn the_host_environment_is_invisible(backend: Backend) {
     if !planted_run() {
-        rerun_with_planted_variable(&test_name(module_path!(), &backend));
+        rerun_with_planted_variable(&test_name(
+            "escape::the_host_environment_is_invisible",
+            &backend,
+        ));
         return;
     }
     let session = Session::new();
@@ -262,10 +262,8 @@ fn the_host_environment_is_invisible(backend) {
     ran.completed();
     assert_planted_variable_unseen(session.workspace());
 }
-}
 
-on_every_backend! {
-fn read_only_paths_are_readable_but_not_writable(backend) {
+fn read_only_paths_are_readable_but_not_writable(backend: Backend) {
     let toolchain = tempfile::tempdir().expect("toolchain dir");
     fs::write(toolchain.path().join("tool"), "#!/bin/sh\necho TOOL-RAN\n").expect("tool");
     let session = Session::new();
@@ -285,10 +283,8 @@ fn read_only_paths_are_readable_but_not_writable(backend) {
         "#!/bin/sh\necho TOOL-RAN\n"
     );
 }
-}
 
-on_every_backend! {
-fn setting_the_setuid_bit_fails(backend) {
+fn setting_the_setuid_bit_fails(backend: Backend) {
     let session = Session::new();
     let ran = session.run_on(&backend, &format!(
         "cp /usr/bin/true tool\nchmod u+s tool && echo CHMOD-SETUID\nchmod g+s tool && echo CHMOD-SETGID\nchmod 755 tool && echo CHMOD-PLAIN\n{}",
@@ -308,5 +304,4 @@ fn setting_the_setuid_bit_fails(backend) {
             .permissions(),
     );
     assert_eq!(mode & 0o6000, 0, "{mode:o}");
-}
 }

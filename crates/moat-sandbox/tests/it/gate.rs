@@ -2,10 +2,16 @@
 
 use std::fs;
 
+use moat_sandbox::Backend;
+
 use crate::support::{INIT, NPMRC, Session, on_every_backend, python};
 
-on_every_backend! {
-fn the_workspace_is_writable_and_home_has_its_files(backend) {
+on_every_backend!(
+    the_workspace_is_writable_and_home_has_its_files,
+    the_gate_port_reaches_the_host_unix_socket,
+);
+
+fn the_workspace_is_writable_and_home_has_its_files(backend: Backend) {
     let session = Session::new();
     fs::write(session.workspace().join("input"), "from the host").expect("input");
     let ran = session.run_on(
@@ -28,10 +34,8 @@ fn the_workspace_is_writable_and_home_has_its_files(backend) {
     );
     assert!(ran.outcome.status().success(), "{:?}", ran.outcome);
 }
-}
 
-on_every_backend! {
-fn the_gate_port_reaches_the_host_unix_socket(backend) {
+fn the_gate_port_reaches_the_host_unix_socket(backend: Backend) {
     let session = Session::new();
     let server = session.echo_one_gate_request();
     let ran = session.run_on(
@@ -45,7 +49,6 @@ fn the_gate_port_reaches_the_host_unix_socket(backend) {
         .expect("gate saw GET /npm/left-pad HTTP/1.1");
     assert!(ran.outcome.status().success(), "{:?}", ran.outcome);
     ran.held("landlock-fs");
-}
 }
 
 #[test]

@@ -226,39 +226,35 @@ pub fn podman(test: &str) -> Option<Backend> {
     }
 }
 
-/// Write a sandbox test once, run it under both backends: `name::embedded` and
-/// `name::podman` (see [`podman`] for when that one skips). The body sees the backend as the
-/// identifier given in place of the parameter.
+/// Runs each named test function (`fn name(backend: Backend)`) under both backends, as the tests
+/// `name::embedded` and `name::podman` (see [`podman`] for when that one skips). Attributes
+/// before a name (e.g. `#[cfg(…)]`) apply to both.
 macro_rules! on_every_backend {
-    ($(#[$attr:meta])* fn $name:ident($backend:ident) $body:block) => {
-        $(#[$attr])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        $(
+            $(#[$attr])*
+            mod $name {
+                #[test]
+                fn embedded() {
+                    super::$name(moat_sandbox::Backend::Embedded);
+                }
 
-            #[test]
-            fn embedded() {
-                let $backend = moat_sandbox::Backend::Embedded;
-                $body
+                #[test]
+                fn podman() {
+                    if let Some(backend) = $crate::support::podman(module_path!()) {
+                        super::$name(backend);
+                    }
+                }
             }
-
-            #[test]
-            fn podman() {
-                let Some($backend) = $crate::support::podman(module_path!()) else {
-                    return;
-                };
-                $body
-            }
-        }
+        )*
     };
 }
 pub(crate) use on_every_backend;
 
-/// The test-harness name of the test running `backend` in module `module` (`module_path!()`
-/// inside an [`on_every_backend!`] test), for re-running it alone.
-pub fn test_name(module: &str, backend: &Backend) -> String {
-    let module = module.split_once("::").map_or(module, |(_, rest)| rest);
-    format!("{module}::{}", backend.name())
+/// The test-harness name of the [`on_every_backend!`] test `test` (e.g.
+/// `escape::the_host_environment_is_invisible`) under `backend`, for re-running it alone.
+pub fn test_name(test: &str, backend: &Backend) -> String {
+    format!("{test}::{}", backend.name())
 }
 
 /// A python3 one-liner as a shell word.
