@@ -52,7 +52,10 @@
 //!   `unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec podman …'`, done in a `pre_exec`
 //!   hook (`unshare(CLONE_NEWNS)`, `mount --make-rprivate /`, `umount2(…, MNT_DETACH)`). The
 //!   host's mounts are untouched; podman then sees a pure cgroup v1 host and `cgroupfs` holds
-//!   the memory, pids and cpu limits. This needs root (`CAP_SYS_ADMIN`).
+//!   the memory, pids and cpu limits. This needs root (`CAP_SYS_ADMIN`). Not root (rootless
+//!   podman), moat points podman at runc instead (`podman --runtime …/runc …`), which accepts
+//!   the v1 hierarchies; rootless podman on cgroup v1 has no limits (they refuse the session
+//!   unless waived). Without runc it says to install it.
 //! - **Resource limits podman cannot raise**: rootful podman asks crun for
 //!   `RLIMIT_NOFILE=1048576`, which fails ("setrlimit `RLIMIT_NOFILE`: Operation not
 //!   permitted") when the caller lacks `CAP_SYS_RESOURCE` and has a lower hard limit. Every
@@ -70,8 +73,9 @@
 //!   with its audited session start and end; see BENCHMARKS.md).
 //! - [`Outcome::usage`] is measured by the init inside (its own and its reaped children's);
 //!   a session killed by the timeout or [`Stop`] reports zero usage.
-//! - Rootless podman (`--userns keep-id`) is written but untested here (this host runs as
-//!   root), and the hybrid-cgroups workaround needs root.
+//! - Rootless podman (`--userns keep-id`) is tested with one session run as an unprivileged
+//!   user (`podman_rootless_runs_the_session_as_the_caller`, set up by `.ci/run`); the escape
+//!   tests run under rootful podman.
 //! - A gate port below 1024 cannot be bound by the capability-less init in the container.
 //! - An image or root directory must carry a C library the init binary runs with; crun
 //!   creates the mount points in a root directory (it is then mounted read-only).
@@ -297,15 +301,19 @@ fn resolve(program: &Path) -> Result<PathBuf, SandboxError> {
             Err(missing())
         };
     }
+    find_in_path(program).ok_or_else(missing)
+}
+
+/// The executable `program` names in `PATH` (or the default path), if any.
+fn find_in_path(program: impl AsRef<Path>) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
     std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
+        .map(|dir| dir.join(program.as_ref()))
         .find(|candidate| {
             fs::metadata(candidate).is_ok_and(|metadata| {
                 metadata.is_file() && metadata.permissions().mode() & 0o111 != 0
             })
         })
-        .ok_or_else(missing)
 }
 
 /// This host's workarounds (see the module docs).
@@ -313,7 +321,11 @@ fn resolve(program: &Path) -> Result<PathBuf, SandboxError> {
 struct Workarounds {
     /// cgroup2 mount points to detach in podman's private mount namespace (hybrid hosts).
     hide_cgroup2: Vec<CString>,
-    /// Whether the hybrid layout was seen but cannot be hidden (not root).
+    /// The OCI runtime podman is told to use instead of its default (`--runtime`): `runc` on a
+    /// hybrid host when moat is not root (crun refuses hybrid cgroups, and only root can hide
+    /// the cgroup2 mount; runc accepts the v1 hierarchies).
+    runtime: Option<PathBuf>,
+    /// Whether the hybrid layout was seen but nothing here gets around it (not root, no runc).
     hybrid_unfixable: bool,
     /// `--ulimit` values: the caller's own `nofile` and `nproc` (soft:hard).
     ulimits: Vec<String>,
@@ -360,9 +372,21 @@ impl Workarounds {
             Some(format!("{name}={soft}:{hard}"))
         })
         .collect();
+        // Debian installs runc in /usr/sbin, which an unprivileged user's PATH often lacks.
+        let runtime = if hybrid && !root {
+            find_in_path("runc").or_else(|| {
+                ["/usr/sbin/runc", "/usr/local/sbin/runc", "/sbin/runc"]
+                    .into_iter()
+                    .map(PathBuf::from)
+                    .find(|path| path.is_file())
+            })
+        } else {
+            None
+        };
         Workarounds {
             hide_cgroup2,
-            hybrid_unfixable: hybrid && !root,
+            hybrid_unfixable: hybrid && !root && runtime.is_none(),
+            runtime,
             ulimits,
             ulimits_needed: !has_effective_capability(CAP_SYS_RESOURCE),
         }
@@ -389,9 +413,15 @@ impl Workarounds {
                 paths.join(" ")
             ));
         }
+        if let Some(runtime) = &self.runtime {
+            described.push(format!(
+                "hybrid cgroups, not root: podman runs containers with runc (`podman --runtime {}`), since crun refuses hybrid cgroups and only root can hide the cgroup2 mount",
+                runtime.display()
+            ));
+        }
         if self.hybrid_unfixable {
             described.push(
-                "hybrid cgroups: cannot hide the cgroup2 mount without root; crun may refuse"
+                "hybrid cgroups: cannot hide the cgroup2 mount without root and runc is not installed; crun will refuse"
                     .to_owned(),
             );
         }
@@ -411,7 +441,7 @@ impl Workarounds {
     fn hint(&self) -> String {
         let mut hint = "check `podman run --rm --rootfs / true` by hand".to_owned();
         if self.hybrid_unfixable {
-            hint.push_str("; this host mixes cgroup v1 and v2 (hybrid), which crun refuses: run moat as root so it can hide the cgroup2 mount, or boot with a pure cgroup layout");
+            hint.push_str("; this host mixes cgroup v1 and v2 (hybrid), which crun refuses: install runc (moat then uses it), run moat as root so it can hide the cgroup2 mount, or boot with a pure cgroup layout");
         }
         hint.push_str("; or use the embedded backend");
         hint
@@ -459,6 +489,9 @@ fn unescape(field: &str) -> String {
 /// A podman command with a cleared environment and this host's mount-namespace workaround.
 fn podman_command(program: &Path, workarounds: &Workarounds, args: &[OsString]) -> Command {
     let mut command = Command::new(program);
+    if let Some(runtime) = &workarounds.runtime {
+        command.arg("--runtime").arg(runtime);
+    }
     command.args(args).env_clear();
     for name in PODMAN_ENV {
         if let Some(value) = std::env::var_os(name) {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use moat_sandbox::{Backend, ExitStatus, SandboxError};
 
-use crate::support::{INIT, NPMRC, Session, podman, python};
+use crate::support::{INIT, INIT_OVERRIDE, NPMRC, Session, podman, python};
 
 #[test]
 fn podman_exit_status_timeout_and_stop_are_honoured() {
@@ -258,4 +258,138 @@ fn podman_setup_failures_are_errors_that_say_why() {
     )
     .expect_err("a missing socket cannot be mounted");
     assert!(error.to_string().contains("gate socket"), "{error}");
+}
+
+/// Rootless podman (`--userns keep-id`): the session runs as the caller, and what the agent
+/// writes in the workspace belongs to the caller. On a host with hybrid cgroups, where crun
+/// refuses and only root can hide the cgroup2 mount, podman is pointed at runc.
+///
+/// Runs when `MOAT_TEST_ROOTLESS_USER` names an unprivileged user with subordinate ids (`.ci/run`
+/// makes one): the test, as root, re-runs itself as that user. Without the variable it says so
+/// and passes; with `MOAT_REQUIRE_ROOTLESS_PODMAN=1` that is a failure instead.
+#[test]
+fn podman_rootless_runs_the_session_as_the_caller() {
+    const TEST: &str = "podman::podman_rootless_runs_the_session_as_the_caller";
+    if std::env::var_os(ROOTLESS_CHILD).is_none() {
+        match std::env::var("MOAT_TEST_ROOTLESS_USER") {
+            Ok(user) if !user.is_empty() => rerun_as(&user, TEST),
+            _ => {
+                assert!(
+                    std::env::var_os("MOAT_REQUIRE_ROOTLESS_PODMAN").is_none(),
+                    "MOAT_REQUIRE_ROOTLESS_PODMAN is set but MOAT_TEST_ROOTLESS_USER is not"
+                );
+                eprintln!(
+                    "skipped {TEST}: set MOAT_TEST_ROOTLESS_USER to an unprivileged user with subordinate ids"
+                );
+            }
+        }
+        return;
+    }
+    let uid = rustix::process::getuid().as_raw();
+    assert_ne!(uid, 0, "the child run is not root");
+    eprintln!("{ROOTLESS_MARK} {uid}");
+    let report = moat_sandbox::probe_podman(Path::new("podman"), None)
+        .unwrap_or_else(|error| panic!("rootless podman cannot run here: {error}"));
+    assert!(report.rootless, "{report:?}");
+    let hybrid = {
+        let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let kinds: Vec<&str> = mounts
+            .lines()
+            .filter_map(|line| line.split_once(" - ")?.1.split(' ').next())
+            .collect();
+        kinds.contains(&"cgroup") && kinds.contains(&"cgroup2")
+    };
+    if hybrid {
+        assert!(
+            report.workarounds.iter().any(|w| w.contains("runc")),
+            "a hybrid host, rootless: podman must be pointed at runc: {:?}",
+            report.workarounds
+        );
+    }
+    let backend = Backend::Podman {
+        program: report.program.clone(),
+        image: None,
+    };
+    let session = Session::new();
+    let ran = session.run_backend(
+        &session.spec("id -u\necho made > made-inside\nls -n made-inside"),
+        &backend,
+    );
+    ran.completed().held("podman container");
+    assert!(
+        ran.outcome
+            .enforced
+            .iter()
+            .any(|held| held.contains("rootless")),
+        "{:?}",
+        ran.outcome.enforced
+    );
+    let made = fs::metadata(session.workspace().join("made-inside")).expect("the agent's file");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&made),
+        uid,
+        "the agent's file belongs to the caller (keep-id)"
+    );
+}
+
+/// Set in the child run of [`podman_rootless_runs_the_session_as_the_caller`].
+const ROOTLESS_CHILD: &str = "MOAT_TEST_ROOTLESS_CHILD";
+/// What that child prints once it runs the test's body as the unprivileged user.
+const ROOTLESS_MARK: &str = "rootless child runs as uid";
+
+/// Re-runs `test` alone in a child of this test binary as `user`, with a clean environment, a
+/// runtime directory of its own and its home; the child must pass. The test binary and the
+/// init are copied where `user` can run them (the checkout may be private to root).
+fn rerun_as(user: &str, test: &str) {
+    let passwd = Command::new("getent")
+        .args(["passwd", user])
+        .output()
+        .expect("getent");
+    let entry = String::from_utf8_lossy(&passwd.stdout).trim().to_owned();
+    let fields: Vec<&str> = entry.split(':').collect();
+    let (Some(uid), Some(gid), Some(home)) = (fields.get(2), fields.get(3), fields.get(5)) else {
+        panic!("MOAT_TEST_ROOTLESS_USER={user}: no such user ({entry:?})");
+    };
+    let (uid, gid): (u32, u32) = (uid.parse().expect("uid"), gid.parse().expect("gid"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (binary, init, runtime) = (
+        dir.path().join("it"),
+        dir.path().join("moat-sandbox-init"),
+        dir.path().join("run"),
+    );
+    fs::copy(std::env::current_exe().expect("test binary"), &binary).expect("copy the test");
+    fs::copy(INIT, &init).expect("copy the init");
+    fs::create_dir(&runtime).expect("runtime dir");
+    for path in [
+        dir.path(),
+        binary.as_path(),
+        init.as_path(),
+        runtime.as_path(),
+    ] {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
+    }
+    let output = Command::new("runuser")
+        .args(["-u", user, "--", "env", "-i"])
+        .arg(format!("HOME={home}"))
+        .arg(format!("XDG_RUNTIME_DIR={}", runtime.display()))
+        // An unprivileged user's usual PATH: no sbin directories (Debian puts runc in /usr/sbin).
+        .arg("PATH=/usr/local/bin:/usr/bin:/bin")
+        .arg(format!("{ROOTLESS_CHILD}=1"))
+        .arg(format!("{INIT_OVERRIDE}={}", init.display()))
+        .arg(&binary)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .current_dir(dir.path())
+        .output()
+        .expect("runuser");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("{printed}");
+    assert!(output.status.success(), "the run as {user} failed");
+    assert!(
+        printed.contains(&format!("{ROOTLESS_MARK} {uid}")),
+        "the child did not run the test as {user}"
+    );
 }

@@ -10,6 +10,8 @@ use tempfile::TempDir;
 
 pub const HOME: &str = "/home/agent";
 pub const INIT: &str = env!("CARGO_BIN_EXE_moat-sandbox-init");
+/// Names another copy of the init for [`Session::run_backend`] (a child run as another user).
+pub const INIT_OVERRIDE: &str = "MOAT_TEST_INIT";
 pub const NPMRC: &[u8] = b"registry=http://127.0.0.1:7070/npm/\n";
 
 /// One sandboxed session: a workspace, a gate socket outside it, and the output files.
@@ -125,8 +127,9 @@ impl Session {
     /// Runs `spec` with `backend`.
     pub fn run_backend(&self, spec: &Spec, backend: &Backend) -> Ran {
         let stop = moat_sandbox::Stop::new().expect("stop");
-        let outcome = moat_sandbox::run_backend(backend, spec, Path::new(INIT), &stop)
-            .expect("the sandbox runs");
+        let init = std::env::var_os(INIT_OVERRIDE).map_or_else(|| INIT.into(), PathBuf::from);
+        let outcome =
+            moat_sandbox::run_backend(backend, spec, &init, &stop).expect("the sandbox runs");
         self.ran(outcome)
     }
 
