@@ -144,15 +144,7 @@ impl Database {
         // One statement per call: neither may run inside a transaction block.
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
         admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
-        let (base, query) = server.split_once('?').unwrap_or((server, ""));
-        let authority = base.find("://").map_or(0, |i| i + 3);
-        let path = base[authority..]
-            .find('/')
-            .map_or(base.len(), |i| i + authority);
-        let mut url = format!("{}/{name}", &base[..path]);
-        if !query.is_empty() {
-            url = format!("{url}?{query}");
-        }
+        let url = moat_test_support::postgres::with_database(server, &name);
         Ok(Database {
             server: server.to_owned(),
             name,

@@ -14,6 +14,7 @@ mod fixture_server;
 pub mod gate;
 pub mod npm;
 pub mod osv;
+pub mod postgres;
 pub mod process;
 pub mod pypi;
 pub mod raw_http;

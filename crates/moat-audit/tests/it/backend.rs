@@ -251,21 +251,8 @@ pub fn database() -> Option<Database> {
         eprintln!("skipped: the PostgreSQL test server cannot create a database: {error}");
         return None;
     }
-    let url = with_database(&admin, &name);
+    let url = moat_test_support::postgres::with_database(&admin, &name);
     Some(Database { admin, name, url })
-}
-
-/// `url` with its database replaced by `name`.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let path = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| i + authority);
-    format!("{}/{name}{query}", &base[..path])
 }
 
 /// `url` with its user (and password) replaced.

@@ -57,15 +57,7 @@ impl Database {
             eprintln!("skipped: no database could be created on the test server: {error}");
             return None;
         }
-        let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
-        let authority = base.find("://").map_or(0, |i| i + 3);
-        let path = base[authority..]
-            .find('/')
-            .map_or(base.len(), |i| i + authority);
-        let mut url = format!("{}/{name}", &base[..path]);
-        if !query.is_empty() {
-            url = format!("{url}?{query}");
-        }
+        let url = moat_test_support::postgres::with_database(&admin, &name);
         Some(Database { admin, name, url })
     }
 }

@@ -125,6 +125,24 @@ impl RunEnv {
         self.run(extra, &["npm", "install", "--no-audit", "--no-fund", spec])
     }
 
+    /// `moat run` as `who` (agent, operator) `-- python3 -m pip install --no-cache-dir --target
+    /// WS/site REQUIREMENT`.
+    fn pip_install_as(&self, who: (&str, &str), requirement: &str) -> MoatOutput {
+        let target = self.workspace.path().join("site");
+        let target = target.to_string_lossy();
+        let pip = [
+            "python3",
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--target",
+            &target,
+            requirement,
+        ];
+        self.run_as(who, &pip)
+    }
+
     /// The version of `name` npm installed in the workspace.
     fn installed_npm_version(&self, name: &str) -> String {
         let manifest = self
@@ -314,18 +332,7 @@ fn report_answers_from_real_sessions_and_a_rebuild_answers_the_same() {
                npm install --no-audit --no-fund minimist@^1.2.0";
     let claude = env.run_as(("claude", "alice"), &["sh", "-c", npm]);
     assert!(claude.status.success(), "{}", text(&claude));
-    let target = env.workspace.path().join("site");
-    let pip = [
-        "python3",
-        "-m",
-        "pip",
-        "install",
-        "--no-cache-dir",
-        "--target",
-        &target.to_string_lossy(),
-        "tiny-pad",
-    ];
-    let codex = env.run_as(("codex", "bob"), &pip);
+    let codex = env.pip_install_as(("codex", "bob"), "tiny-pad");
     assert!(codex.status.success(), "{}", text(&codex));
 
     let report = env.moat(&["report", "--json"]).json();
@@ -411,23 +418,7 @@ fn report_answers_from_real_sessions_and_a_rebuild_answers_the_same() {
 #[test]
 fn pip_in_a_session_is_refused_with_the_reason_and_steered_to_approved_versions() {
     let env = RunEnv::start(POLICY);
-    let target = env.workspace.path().join("site");
-    let target = target.to_string_lossy();
-    let pip = |requirement: &str| {
-        env.run(
-            &[],
-            &[
-                "python3",
-                "-m",
-                "pip",
-                "install",
-                "--no-cache-dir",
-                "--target",
-                &target,
-                requirement,
-            ],
-        )
-    };
+    let pip = |requirement: &str| env.pip_install_as(("e2e-agent", "alice"), requirement);
     let refused = pip("tiny-pad==1.2.0");
     assert!(!refused.status.success(), "{}", text(&refused));
     assert!(
