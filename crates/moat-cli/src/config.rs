@@ -66,6 +66,32 @@ pub struct Loaded {
     base: PathBuf,
 }
 
+/// `path` made absolute with no `.` or `..` left: its longest existing prefix resolved by the
+/// kernel (symlinks followed, as `canonicalize` does), the components that do not exist yet
+/// appended (none of them can be a symlink).
+fn resolved_dir(path: &Path) -> std::io::Result<PathBuf> {
+    use std::path::Component;
+    let absolute = std::path::absolute(path)?;
+    let components: Vec<Component<'_>> = absolute.components().collect();
+    for split in (0..=components.len()).rev() {
+        let prefix: PathBuf = components[..split].iter().collect();
+        let Ok(mut resolved) = prefix.canonicalize() else {
+            continue;
+        };
+        for component in &components[split..] {
+            match component {
+                Component::ParentDir => {
+                    resolved.pop();
+                }
+                Component::Normal(name) => resolved.push(name),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            }
+        }
+        return Ok(resolved);
+    }
+    Ok(absolute)
+}
+
 impl Loaded {
     /// Read `--config FILE`, else `./moat.toml` when it exists, else nothing.
     pub fn load(global: &GlobalArgs) -> anyhow::Result<Loaded> {
@@ -102,8 +128,14 @@ impl Loaded {
         })
     }
 
-    /// The data directory: flag, config, `$XDG_DATA_HOME/moat`, `~/.local/share/moat`.
+    /// The data directory, absolute: flag, config, `$XDG_DATA_HOME/moat`,
+    /// `~/.local/share/moat`. Absolute because paths under it leave this process: the gate
+    /// hands `moat run` its session socket there, which is bound into the sandbox by its path.
     pub fn data_dir(&self, global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+        Ok(resolved_dir(&self.given_data_dir(global)?)?)
+    }
+
+    fn given_data_dir(&self, global: &GlobalArgs) -> anyhow::Result<PathBuf> {
         if let Some(dir) = global
             .data_dir
             .clone()
@@ -325,6 +357,31 @@ pub fn load_popular(dir: &Path) -> anyhow::Result<HashMap<Ecosystem, PopularName
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_dirs_resolve_to_clean_absolute_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(real.join("data")).unwrap();
+        std::os::unix::fs::symlink(real.join("data"), real.join("link")).unwrap();
+        // Existing: symlinks followed, `..` applied after them.
+        assert_eq!(resolved_dir(&real.join("link")).unwrap(), real.join("data"));
+        assert_eq!(
+            resolved_dir(&real.join("link/../data/./x/../y")).unwrap(),
+            real.join("data/y")
+        );
+        // Not there yet: the missing part appended, `..` applied to it.
+        assert_eq!(
+            resolved_dir(&real.join("new/sub/../other")).unwrap(),
+            real.join("new/other")
+        );
+        // Relative: against the working directory.
+        let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert_eq!(
+            resolved_dir(Path::new("moat-data-x")).unwrap(),
+            cwd.join("moat-data-x")
+        );
+    }
 
     fn global(audit_store: Option<&str>) -> GlobalArgs {
         GlobalArgs {

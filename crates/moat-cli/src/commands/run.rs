@@ -38,8 +38,6 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
     let workspace = workspace(args.workspace.as_deref())?;
     let data_dir = loaded.data_dir(global)?;
     std::fs::create_dir_all(&data_dir)?;
-    // Absolute: the session's socket under it is bound into the sandbox by its path.
-    let data_dir = data_dir.canonicalize()?;
     let limits = Limits {
         memory: args.memory.as_deref().map(parse_size).transpose()?,
         pids: args.pids,
