@@ -18,9 +18,13 @@ use error::UserError;
 
 /// Run a parsed command line and turn the outcome into an exit code: 0 success, 1 failure
 /// (with `error:` and `hint:` lines on stderr). Usage errors exit 2 from clap itself.
-pub fn run(cli: Cli) -> ExitCode {
+///
+/// `init` is a sandbox init forked at the start of `main` for `moat run` (see
+/// [`moat_sandbox::InitProcess::fork`]); `moat run` starts one itself without it, and every
+/// other command drops it.
+pub fn run(cli: Cli, init: Option<moat_sandbox::InitProcess>) -> ExitCode {
     init_logging(cli.global.verbose);
-    match commands::dispatch(cli) {
+    match commands::dispatch(cli, init) {
         Ok(code) => code,
         Err(error) => {
             report(&error);

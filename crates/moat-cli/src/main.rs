@@ -3,19 +3,28 @@
 use clap::Parser as _;
 
 /// The gate allocates a little on every request from several threads; mimalloc does that
-/// markedly cheaper than glibc malloc (see BENCHMARKS.md).
+/// markedly cheaper than glibc malloc (see BENCHMARKS.md). Built without transparent huge pages
+/// (the `no_thp` feature): with them, the first touch of mimalloc's arena zeroes a 2 MiB page,
+/// which every short-lived `moat` process (each `moat run`) paid at start-up.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     // The sandbox's init: `moat run` starts this binary inside the new namespaces. It must run
     // before anything else starts a thread (clap does not; tokio and logging would).
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|arg| arg == "__sandbox-init")
-    {
+    let first = std::env::args_os().nth(1);
+    if first.as_deref() == Some("__sandbox-init".as_ref()) {
         moat_sandbox::init_main();
     }
+    // `moat run …`: fork the session's sandbox init now, while this process has one thread and
+    // has read nothing but its arguments (no configuration, no environment, no secrets); it
+    // waits for its request, and saves each session a second start of this binary. Any other
+    // spelling (`moat --data-dir D run …`) starts the init the ordinary way.
+    let init = if first.as_deref() == Some("run".as_ref()) {
+        moat_sandbox::InitProcess::fork().ok()
+    } else {
+        None
+    };
     let cli = moat_cli::Cli::parse();
-    moat_cli::run(cli)
+    moat_cli::run(cli, init)
 }

@@ -1,22 +1,22 @@
 //! The host side: decide, spawn the init, limit, time out, reap.
 
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
 use rustix::pipe::{PipeFlags, pipe_with};
-use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+use rustix::process::{Pid, Signal, pidfd_send_signal};
 
 use crate::cgroup::SessionCgroup;
 use crate::error::SandboxError;
+use crate::forked::InitProcess;
 use crate::probe::{HostReport, probe};
-use crate::protocol::{INIT_SUBCOMMAND, REPORT_FD, Report, Request, SPEC_FD, read_reports};
+use crate::protocol::{Admission, REPORT_FD, Report, Request, SPEC_FD, read_reports, write_frame};
 use crate::spec::{ExitStatus, Outcome, Property, ResourceUsage, Spec};
 
 /// Descriptors are moved at or above this number before they are placed at 3 and 4.
@@ -69,7 +69,18 @@ pub fn run_with_stop(
     init_program: &Path,
     stop: &Stop,
 ) -> Result<Outcome, SandboxError> {
-    run_admitted(spec, init_program, stop, admit_now(spec))
+    run_admitted(spec, Init::Program(init_program), stop, admit_now(spec))
+}
+
+/// Where the embedded backend's init comes from.
+#[derive(Debug)]
+pub enum Init<'a> {
+    /// Execute this binary as `PROGRAM __sandbox-init`; its `main` calls
+    /// [`init_main`](crate::init_main) for that first argument.
+    Program(&'a Path),
+    /// An init forked earlier by the caller ([`InitProcess::fork`]), which saves the
+    /// `execve`.
+    Forked(InitProcess),
 }
 
 /// Waits until a session may start, and answers the gate socket to bind into the sandbox (it
@@ -89,7 +100,7 @@ pub(crate) fn admit_now(spec: &Spec) -> Admit<'static> {
 /// ends the init before the agent exists and is [`SandboxError::NotAdmitted`].
 pub fn run_admitted(
     spec: &Spec,
-    init_program: &Path,
+    init: Init<'_>,
     stop: &Stop,
     admit: Admit<'_>,
 ) -> Result<Outcome, SandboxError> {
@@ -112,68 +123,45 @@ pub fn run_admitted(
         });
     }
 
-    let mut command = Command::new(init_program);
-    command
-        .arg(INIT_SUBCOMMAND)
-        .env_clear()
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
-    let SessionPipes {
-        spec_write,
-        report_read,
-        staged,
-    } = SessionPipes::attach(&mut command)?;
-    let child = command.spawn().map_err(SandboxError::Spawn)?;
-    drop(staged);
-    let pid = Pid::from_raw(child.id() as i32)
-        .ok_or_else(|| SandboxError::Spawn(std::io::Error::other("no pid")))?;
-    let pidfd =
-        pidfd_open(pid, PidfdFlags::empty()).map_err(|error| SandboxError::Spawn(error.into()));
-    let pidfd = match pidfd {
-        Ok(pidfd) => pidfd,
-        Err(error) => {
-            kill_and_reap(pid);
-            return Err(error);
-        }
+    let mut init = match init {
+        Init::Program(program) => InitProcess::spawn(program)?,
+        Init::Forked(init) => init,
     };
     // The init blocks on the spec, so nothing of the session runs before it is in its groups.
-    if let Err(error) = cgroup.add(child.id()) {
-        kill_and_reap(pid);
-        return Err(error);
-    }
-    let mut request = Request {
+    cgroup.add(init.pid())?;
+    let request = Request {
         spec: spec.clone(),
         landlock: decision.landlock,
         seccomp: decision.seccomp,
         container: false,
     };
-    match admitted_socket(admit) {
-        Ok(socket) => request.spec.gate_socket = socket,
-        Err(error) => {
-            let _ = pidfd_send_signal(&pidfd, Signal::KILL);
-            let _ = wait_with_usage(pid);
-            return Err(error);
-        }
-    }
+    let (spec_write, report_read) = init.pipes.take().ok_or_else(|| {
+        SandboxError::Spawn(std::io::Error::other("the sandbox init was already used"))
+    })?;
+    let (pid, pidfd) = (init.pid, &init.pidfd);
+    let mut spec_pipe = std::fs::File::from(spec_write);
+    let kill = |error: SandboxError| {
+        let _ = pidfd_send_signal(pidfd, Signal::KILL);
+        let _ = wait_with_usage(pid);
+        error
+    };
+    // The init builds the sandbox from the request while the caller decides; it starts no
+    // agent before the admission follows, and none when the pipe closes without one. A write
+    // fails only when the init is gone: its reports, read below, say why.
+    let sent = write_frame(&mut spec_pipe, &request);
+    let reader = thread::spawn(move || read_reports(report_read));
+    let gate_socket = admitted_socket(admit).map_err(kill)?;
     // The session's duration counts from its admission, not from the init's spawn.
     let started = Instant::now();
-    let reader = thread::spawn(move || read_reports(report_read));
-    let sent = serde_json::to_vec(&request)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::File::from(spec_write).write_all(&bytes));
-    if let Err(error) = sent {
-        let _ = pidfd_send_signal(&pidfd, Signal::KILL);
-        let _ = wait_with_usage(pid);
-        return Err(SandboxError::Spawn(error));
-    }
+    let sent = sent.and_then(|()| write_frame(&mut spec_pipe, &Admission { gate_socket }));
+    drop(spec_pipe);
 
-    let ending = wait_until_exit(&pidfd, stop, spec.limits.timeout);
+    let ending = wait_until_exit(pidfd, stop, spec.limits.timeout);
     let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
     if timed_out || stopped {
         // The namespace init dies with the outer init (PR_SET_PDEATHSIG), and with it every
         // process of the pid namespace.
-        let _ = pidfd_send_signal(&pidfd, Signal::KILL);
+        let _ = pidfd_send_signal(pidfd, Signal::KILL);
     }
     let (init_status, usage) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
     let duration = started.elapsed();
@@ -192,6 +180,12 @@ pub fn run_admitted(
             Report::Started { enforced: inside } => enforced.extend(inside),
             Report::Exited { status, .. } => agent_status = Some(status),
         }
+    }
+    if let Err(error) = sent
+        && agent_status.is_none()
+        && !(timed_out || stopped)
+    {
+        return Err(SandboxError::Spawn(error));
     }
     enforced.extend(cgroup_enforced);
     let status = match (timed_out || stopped, agent_status) {
@@ -388,11 +382,6 @@ pub(crate) fn wait_until_exit(pidfd: &OwnedFd, stop: &Stop, timeout: Option<Dura
             Err(_) => return Ending::Exited,
         }
     }
-}
-
-fn kill_and_reap(pid: Pid) {
-    let _ = rustix::process::kill_process(pid, Signal::KILL);
-    let _ = wait_with_usage(pid);
 }
 
 /// Reaps `pid` with `wait4`: its status and the usage of it and every descendant it reaped.

@@ -3,7 +3,6 @@
 //! namespaces: it skips the namespaces and the new root and goes straight to the bridge and
 //! the agent's confinement ([`container_init`]).
 
-use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -16,7 +15,7 @@ use rustix::thread::UnshareFlags;
 
 use crate::bridge;
 use crate::confine::Confinement;
-use crate::protocol::{REPORT_FD, Report, Reporter, Request, SPEC_FD};
+use crate::protocol::{Admission, REPORT_FD, Report, Reporter, Request, SPEC_FD, read_frame};
 use crate::rootfs;
 use crate::spec::{ExitStatus, ResourceUsage};
 
@@ -26,16 +25,16 @@ const SETUP_FAILED: i32 = 125;
 /// Entry point of the in-sandbox side, reached as `moat __sandbox-init` from [`run`](crate::run).
 ///
 /// Call it first thing in `main`, before any thread starts: it unshares a user namespace,
-/// which a multi-threaded process cannot do. It reads its request from [`SPEC_FD`] and reports
-/// on [`REPORT_FD`]; started any other way it exits with code 125.
+/// which a multi-threaded process cannot do. It reads its request and then its admission from
+/// [`SPEC_FD`] and reports on [`REPORT_FD`]; started any other way it exits with code 125.
 pub fn init_main() -> ! {
-    let Some((request, reporter)) = adopt_descriptors() else {
+    let Some((request, spec, reporter)) = adopt_descriptors() else {
         std::process::exit(SETUP_FAILED)
     };
     let result = if request.container {
-        container_init(request, &reporter)
+        container_init(request, spec, &reporter)
     } else {
-        outer(request, &reporter)
+        outer(request, spec, &reporter)
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -46,8 +45,9 @@ pub fn init_main() -> ! {
     }
 }
 
-/// Takes ownership of the two descriptors `run` placed, and reads the request.
-fn adopt_descriptors() -> Option<(Request, Reporter)> {
+/// Takes ownership of the two descriptors `run` placed, and reads the request; the spec
+/// descriptor stays open for the admission.
+fn adopt_descriptors() -> Option<(Request, std::fs::File, Reporter)> {
     for fd in [SPEC_FD, REPORT_FD] {
         #[allow(unsafe_code)]
         // SAFETY: the descriptor number is only borrowed for this fcntl, which fails cleanly
@@ -68,6 +68,7 @@ fn adopt_descriptors() -> Option<(Request, Reporter)> {
         )
     };
     // Nothing the agent runs may inherit the report channel or any other stray descriptor.
+    rustix::io::fcntl_setfd(&spec_fd, FdFlags::CLOEXEC).ok()?;
     rustix::io::fcntl_setfd(&report_fd, FdFlags::CLOEXEC).ok()?;
     #[allow(unsafe_code)]
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only marks descriptors ≥ 5 close-on-exec; it
@@ -80,22 +81,23 @@ fn adopt_descriptors() -> Option<(Request, Reporter)> {
         );
     }
     let reporter = Reporter::new(report_fd);
-    let mut bytes = Vec::new();
-    if let Err(error) = std::fs::File::from(spec_fd).read_to_end(&mut bytes) {
-        reporter.send(&Report::Failed {
-            message: format!("could not read the sandbox spec: {error}"),
-        });
-        return None;
-    }
-    match serde_json::from_slice(&bytes) {
-        Ok(request) => Some((request, reporter)),
+    let mut spec = std::fs::File::from(spec_fd);
+    match read_frame::<Request>(&mut spec) {
+        Ok(Some(request)) => Some((request, spec, reporter)),
+        // The host went away (or `moat run` ended) before it described a session.
+        Ok(None) => None,
         Err(error) => {
             reporter.send(&Report::Failed {
-                message: format!("could not parse the sandbox spec: {error}"),
+                message: format!("could not read the sandbox spec: {error}"),
             });
             None
         }
     }
+}
+
+/// Waits for the session's admission; `None` when the host refused it (closed the pipe).
+fn admission(spec: &mut std::fs::File) -> Result<Option<Admission>, String> {
+    read_frame::<Admission>(spec).map_err(|error| format!("could not read the admission: {error}"))
 }
 
 fn fail(what: &str) -> impl FnOnce(rustix::io::Errno) -> String + '_ {
@@ -103,7 +105,7 @@ fn fail(what: &str) -> impl FnOnce(rustix::io::Errno) -> String + '_ {
 }
 
 /// The outer init: enter the namespaces, fork pid 1, wait for it, exit with its code.
-fn outer(request: Request, reporter: &Reporter) -> Result<i32, String> {
+fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
     let (uid, gid) = (
         rustix::process::getuid().as_raw(),
         rustix::process::getgid().as_raw(),
@@ -161,7 +163,7 @@ fn outer(request: Request, reporter: &Reporter) -> Result<i32, String> {
         if orphaned {
             std::process::exit(SETUP_FAILED);
         }
-        let code = match namespace_init(request, reporter) {
+        let code = match namespace_init(request, spec, reporter) {
             Ok(code) => code,
             Err(message) => {
                 reporter.send(&Report::Failed { message });
@@ -170,7 +172,7 @@ fn outer(request: Request, reporter: &Reporter) -> Result<i32, String> {
         };
         std::process::exit(code);
     }
-    drop((request, alive_read));
+    drop((request, spec, alive_read));
     let child = Pid::from_raw(child).ok_or("fork returned an invalid pid")?;
     loop {
         match rustix::process::waitpid(Some(child), WaitOptions::empty()) {
@@ -187,8 +189,13 @@ fn outer(request: Request, reporter: &Reporter) -> Result<i32, String> {
     }
 }
 
-/// pid 1: build the root, bring up the bridge, run the agent, reap, exit with its status.
-fn namespace_init(request: Request, reporter: &Reporter) -> Result<i32, String> {
+/// pid 1: build the root while the session waits for admission; once admitted, mount the gate
+/// socket and pivot, bring up the bridge, run the agent, reap, exit with its status.
+fn namespace_init(
+    request: Request,
+    mut pipe: std::fs::File,
+    reporter: &Reporter,
+) -> Result<i32, String> {
     let Request {
         spec,
         landlock,
@@ -198,18 +205,32 @@ fn namespace_init(request: Request, reporter: &Reporter) -> Result<i32, String> 
     rustix::system::sethostname(b"moat").map_err(fail("could not set the hostname"))?;
     rootfs::build(&spec)?;
     bridge::loopback_up().map_err(|error| format!("could not bring up lo: {error}"))?;
+    let Some(admission) = admission(&mut pipe)? else {
+        return Ok(SETUP_FAILED);
+    };
+    drop(pipe);
+    rootfs::finish(&admission.gate_socket)?;
     serve(spec, landlock, seccomp, false, reporter)
 }
 
 /// pid 1 of a container (podman backend): the runtime made the namespaces, the read-only root,
 /// `/tmp` and `$HOME` and mounted the gate socket; write the home files, then as above.
-fn container_init(request: Request, reporter: &Reporter) -> Result<i32, String> {
+fn container_init(
+    request: Request,
+    mut pipe: std::fs::File,
+    reporter: &Reporter,
+) -> Result<i32, String> {
     let Request {
         spec,
         landlock,
         seccomp,
         container: _,
     } = request;
+    // Podman is admitted before the container exists: the admission is already in the pipe.
+    if admission(&mut pipe)?.is_none() {
+        return Ok(SETUP_FAILED);
+    }
+    drop(pipe);
     rootfs::write_files(&spec.home, &spec.home_files)?;
     bridge::loopback_check()?;
     serve(spec, landlock, seccomp, true, reporter)

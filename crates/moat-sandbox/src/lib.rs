@@ -7,28 +7,33 @@
 //!
 //! - [`run`] is the **host side**. The caller (the `moat` CLI, multi-threaded) never forks and
 //!   continues: `run` spawns `init_program __sandbox-init` as a fresh, single-threaded process
-//!   with an empty environment. Two pipes are installed at fixed descriptors in that process:
-//!   [`SPEC_FD`] (3), from which the init reads one JSON [`Spec`] to end of file, and
-//!   [`REPORT_FD`] (4), on which the init writes newline-delimited JSON reports (setup failure,
-//!   what was enforced, the agent's exit status). Nothing about the session travels in argv or
-//!   the environment. `run` places the init in the session's cgroups *before* it writes the spec
-//!   (the init blocks on the spec, so no process of the session runs outside its limits), and
-//!   writes it only once the caller admits the session ([`run_admitted`], [`Admit`]: `moat run`
-//!   records the session start meanwhile, so the init's start-up costs no extra time), enforces
-//!   the wall-clock timeout and [`Stop`] by polling a pidfd and an eventfd and sending `SIGKILL`,
+//!   with an empty environment ([`Init::Program`]), or takes an init the caller forked at the
+//!   first line of its `main`, before it read anything but argv ([`InitProcess::fork`], which
+//!   wipes the child's copy of the environment and arguments; [`Init::Forked`]: one `execve`
+//!   of the caller's binary less per session). Two pipes are installed at fixed descriptors in
+//!   that process: [`SPEC_FD`] (3), down which go two length-prefixed JSON frames, the request
+//!   (the [`Spec`]) and then the admission (the gate socket), and [`REPORT_FD`] (4), on which
+//!   the init writes newline-delimited JSON reports (setup failure, what was enforced, the
+//!   agent's exit status). Nothing about the session travels in argv or the environment. `run`
+//!   places the init in the session's cgroups *before* it writes the request (the init blocks
+//!   on it, so no process of the session runs outside its limits), writes the admission only
+//!   once the caller admits the session ([`run_admitted`], [`Admit`]: `moat run` records the
+//!   session start meanwhile, and the init builds the sandbox meanwhile), enforces the
+//!   wall-clock timeout and [`Stop`] by polling a pidfd and an eventfd and sending `SIGKILL`,
 //!   reaps with `wait4` for resource usage, and removes the groups (killing any straggler).
 //!   Host facts ([`probe`]) are probed once per process and cached.
 //! - [`init_main`] is the **sandbox side**, three processes deep:
 //!   1. the *outer init* unshares a user namespace (the host uid/gid mapped to 0 inside,
 //!      `setgroups` denied), then mount, net, ipc, uts, cgroup and pid namespaces, and forks;
-//!   2. the *namespace init* (pid 1, dies with the outer init through `PR_SET_PDEATHSIG`) builds
-//!      a new root on a tmpfs: `/usr` and the merged-usr links, a minimal `/etc` (generated
+//!   2. the *namespace init* (pid 1, dies with the outer init through `PR_SET_PDEATHSIG`) builds,
+//!      before the session is admitted, a new root on a tmpfs: `/usr` and the merged-usr links, a minimal `/etc` (generated
 //!      passwd, group, hosts, nsswitch.conf; read-only CA roots, Debian alternatives links, the
 //!      linker cache; no resolv.conf, no shadow, no `/etc/ssl/private`), the workspace read-write at its host path, `ro_paths`, tmpfs `/tmp` and `$HOME`
-//!      holding `home_files`, a minimal `/dev`, a fresh `/proc` and the gate socket at
+//!      holding `home_files`, a minimal `/dev`, a fresh `/proc`, and brings `lo` up. Admitted
+//!      (end of file instead: it exits, no agent), it mounts the admitted gate socket at
 //!      [`GATE_SOCKET_INSIDE`]; every mount nosuid, the root and every bind but the writable
 //!      ones read-only, everything but device nodes nodev; then `pivot_root` and detach the old
-//!      root. It brings `lo` up, binds `127.0.0.1:<gate_port>`, spawns the agent, starts the
+//!      root. It binds `127.0.0.1:<gate_port>`, spawns the agent, starts the
 //!      bridge threads (TCP ↔ the gate socket), reaps orphans and exits with the agent's status,
 //!      which tears the whole pid namespace down;
 //!   3. the *agent*: clean environment, workspace as cwd, `RLIMIT_CORE=0`, secure bits locked,
@@ -57,13 +62,15 @@
 //! detected and applied automatically; see [`podman`] and [`probe_podman`].
 //!
 //! Unsafe code is denied crate-wide and allowed per block, each with a `// SAFETY:` comment: the
-//! fork, `wait4`, `getrusage`, the `lo` ioctl, adopting the inherited descriptors and the
-//! `pre_exec` hooks (including podman's private mount namespace).
+//! forks, `wait4`, `getrusage`, the `lo` ioctl, adopting and placing the inherited descriptors,
+//! wiping a forked init's environment and arguments, and the `pre_exec` hooks (including
+//! podman's private mount namespace).
 
 mod bridge;
 mod cgroup;
 mod confine;
 mod error;
+mod forked;
 mod host;
 mod init;
 pub mod podman;
@@ -74,7 +81,8 @@ mod spec;
 
 pub use confine::SECCOMP_DENIED;
 pub use error::SandboxError;
-pub use host::{Admit, Stop, host_report, run, run_admitted, run_with_stop};
+pub use forked::InitProcess;
+pub use host::{Admit, Init, Stop, host_report, run, run_admitted, run_with_stop};
 pub use init::init_main;
 pub use podman::{Backend, PodmanReport, probe_podman, run_backend, run_backend_admitted};
 pub use probe::{CgroupSupport, CgroupVersion, HostReport, Placement, probe};

@@ -101,10 +101,12 @@ use rustix::thread::UnshareFlags;
 
 use crate::error::SandboxError;
 use crate::host::{
-    Admit, Ending, SessionPipes, Stop, admit_now, admitted_socket, host_report, outcome,
+    Admit, Ending, Init, SessionPipes, Stop, admit_now, admitted_socket, host_report, outcome,
     require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
 };
-use crate::protocol::{GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports};
+use crate::protocol::{
+    Admission, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports, write_frame,
+};
 use crate::rootfs::{ETC_BINDS, USR_LINKS, etc_files};
 use crate::spec::{ExitStatus, Outcome, Property, ResourceUsage, Spec};
 
@@ -193,7 +195,7 @@ pub fn run_backend_admitted(
     admit: Admit<'_>,
 ) -> Result<Outcome, SandboxError> {
     match backend {
-        Backend::Embedded => run_admitted(spec, init_program, stop, admit),
+        Backend::Embedded => run_admitted(spec, Init::Program(init_program), stop, admit),
         Backend::Podman { program, image } => {
             run_podman(program, image.as_deref(), spec, init_program, stop, admit)
         }
@@ -1077,10 +1079,16 @@ fn spawn_and_wait(
     });
     // The init reads the spec once the container runs: written from a thread, so a container
     // that never starts cannot hold up the timeout (its end of the pipe closing ends the write).
-    let bytes = serde_json::to_vec(&request)
-        .map_err(|error| SandboxError::Spawn(std::io::Error::other(error)))?;
+    // The session was admitted before podman ran, so its admission follows at once.
+    let mut frames = Vec::new();
+    let admission = Admission {
+        gate_socket: request.spec.gate_socket.clone(),
+    };
+    write_frame(&mut frames, &request)
+        .and_then(|()| write_frame(&mut frames, &admission))
+        .map_err(SandboxError::Spawn)?;
     thread::spawn(move || {
-        let _ = std::fs::File::from(spec_write).write_all(&bytes);
+        let _ = std::fs::File::from(spec_write).write_all(&frames);
     });
 
     let ending = wait_until_exit(&pidfd, stop, request.spec.limits.timeout);

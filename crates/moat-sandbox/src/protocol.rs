@@ -1,4 +1,9 @@
-//! The wire between [`run`](crate::run) and the init: fixed descriptors and JSON-line reports.
+//! The wire between [`run`](crate::run) and the init: fixed descriptors, two frames down
+//! (the [`Request`], then the session's [`Admission`]) and JSON-line reports up.
+//!
+//! A frame is a little-endian `u32` length and that many bytes of JSON. The init reads exactly
+//! one frame at a time, so the outer init can read the request and leave the admission in the
+//! pipe for the namespace init, which builds the new root meanwhile and reads it last.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -9,7 +14,8 @@ use crate::spec::{ExitStatus, ResourceUsage, Spec};
 
 /// The hidden subcommand under which the `moat` binary must call [`init_main`](crate::init_main).
 pub const INIT_SUBCOMMAND: &str = "__sandbox-init";
-/// Descriptor in the init from which it reads the JSON request to end of file.
+/// Descriptor in the init from which it reads the request frame, then the admission frame
+/// (end of file instead of an admission: the session was refused).
 pub const SPEC_FD: i32 = 3;
 /// Descriptor in the init on which it writes JSON-line reports; close-on-exec before the agent.
 pub const REPORT_FD: i32 = 4;
@@ -27,6 +33,49 @@ pub(crate) struct Request {
     /// namespaces and builds no root, but still bridges the gate port and confines the agent.
     #[serde(default)]
     pub container: bool,
+}
+
+/// The second frame: the session may start, and its gate socket on the host is this one.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Admission {
+    pub gate_socket: std::path::PathBuf,
+}
+
+/// The longest frame either side accepts (a request holds the home files).
+const MAX_FRAME: usize = 16 << 20;
+
+/// Writes one frame of `message`.
+pub(crate) fn write_frame(to: &mut impl io::Write, message: &impl Serialize) -> io::Result<()> {
+    let json = serde_json::to_vec(message).map_err(io::Error::other)?;
+    let length = u32::try_from(json.len())
+        .ok()
+        .filter(|&length| length as usize <= MAX_FRAME)
+        .ok_or_else(|| io::Error::other("the sandbox request is too large"))?;
+    let mut frame = Vec::with_capacity(4 + json.len());
+    frame.extend_from_slice(&length.to_le_bytes());
+    frame.extend_from_slice(&json);
+    to.write_all(&frame)
+}
+
+/// Reads one frame, and no byte past it; `None` at end of file before the frame starts.
+pub(crate) fn read_frame<T: serde::de::DeserializeOwned>(
+    from: &mut impl Read,
+) -> io::Result<Option<T>> {
+    let mut length = [0u8; 4];
+    match from.read_exact(&mut length) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error),
+    }
+    let length = u32::from_le_bytes(length) as usize;
+    if length > MAX_FRAME {
+        return Err(io::Error::other(format!("a frame of {length} bytes")));
+    }
+    let mut json = vec![0u8; length];
+    from.read_exact(&mut json)?;
+    serde_json::from_slice(&json)
+        .map(Some)
+        .map_err(io::Error::other)
 }
 
 /// What the init reports, one JSON object per line, each written with a single `write`.

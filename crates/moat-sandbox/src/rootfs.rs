@@ -55,7 +55,8 @@ fn host(path: &Path) -> PathBuf {
     Path::new(OLD_ROOT).join(path.strip_prefix("/").unwrap_or(path))
 }
 
-/// Builds the new root and pivots into it. Runs in pid 1 of the new namespaces.
+/// Builds the new root, all but the gate socket, with the host root still reachable. Runs in
+/// pid 1 of the new namespaces while the session waits for its admission; [`finish`] follows.
 pub(crate) fn build(spec: &Spec) -> Result<(), String> {
     rustix::mount::mount_change(
         "/",
@@ -157,11 +158,17 @@ pub(crate) fn build(spec: &Spec) -> Result<(), String> {
     }
     fs::write(&socket, b"").map_err(io_err(
         "could not create the gate socket mount point".to_owned(),
-    ))?;
-    let source = host(&spec.gate_socket);
+    ))
+}
+
+/// Mounts the admitted session's gate socket (it exists once the gate serves the session),
+/// makes the root read-only and pivots into it, detaching the host root.
+pub(crate) fn finish(gate_socket: &Path) -> Result<(), String> {
+    let socket = inside(Path::new(GATE_SOCKET_INSIDE));
+    let source = host(gate_socket);
     rustix::mount::mount_bind(&source, &socket).map_err(err(format!(
         "could not mount the gate socket {}",
-        spec.gate_socket.display()
+        gate_socket.display()
     )))?;
     // Read-only: connecting still works, chmod and chown of the host's socket do not.
     remount(

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::config::Loaded;
 
-pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn dispatch(cli: Cli, init: Option<moat_sandbox::InitProcess>) -> anyhow::Result<ExitCode> {
     let loaded = Loaded::load(&cli.global)?;
     match cli.command {
         Command::Gate(args) => gate::run(&cli.global, &loaded, args),
@@ -22,7 +22,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(command) => db::run(&cli.global, &loaded, command),
         Command::Policy(command) => policy::run(&cli.global, &loaded, command),
         Command::Audit(command) => audit::run(&cli.global, &loaded, command),
-        Command::Run(args) => run::run(&cli.global, &loaded, *args),
+        Command::Run(args) => run::run(&cli.global, &loaded, *args, init),
         Command::Report(args) => report::report(&cli.global, &loaded, args),
         Command::Ps { json } => sessions::ps(&cli.global, &loaded, json),
         Command::Stop { session } => sessions::stop(&cli.global, &loaded, &session),

@@ -34,7 +34,12 @@ const LLM_KEY_PLACEHOLDER: &str = "moat-gate-adds-the-key";
 /// `$HOME` inside the sandbox.
 const HOME: &str = "/home/agent";
 
-pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    global: &GlobalArgs,
+    loaded: &Loaded,
+    args: RunArgs,
+    forked_init: Option<moat_sandbox::InitProcess>,
+) -> anyhow::Result<ExitCode> {
     let workspace = workspace(args.workspace.as_deref())?;
     let data_dir = loaded.data_dir(global)?;
     std::fs::create_dir_all(&data_dir)?;
@@ -125,8 +130,18 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: RunArgs) -> anyhow::Resul
         // session is still recorded as ended.
         let stop = moat_sandbox::Stop::new()?;
         let sandbox_stop = stop.clone();
-        let sandbox = tokio::task::spawn_blocking(move || {
-            moat_sandbox::run_backend_admitted(&backend, &spec, &init, &sandbox_stop, admission)
+        let sandbox = tokio::task::spawn_blocking(move || match (&backend, forked_init) {
+            (Backend::Embedded, Some(forked)) => moat_sandbox::run_admitted(
+                &spec,
+                moat_sandbox::Init::Forked(forked),
+                &sandbox_stop,
+                admission,
+            ),
+            // Podman starts the init itself inside the container; a forked one goes unused.
+            (_, unused) => {
+                drop(unused);
+                moat_sandbox::run_backend_admitted(&backend, &spec, &init, &sandbox_stop, admission)
+            }
         });
         let opened = gate.open(&session, &session_dir, start).await.and_then(|socket| {
             write_session_file(&session_dir, &session, &command)?;

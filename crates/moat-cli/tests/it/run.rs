@@ -967,3 +967,103 @@ fn the_audit_log_and_its_key_are_invisible_inside() {
     assert!(env.data.path().join("audit.db").is_file());
     assert!(env.data.path().join("audit.key").is_file());
 }
+
+/// `moat run` forks the sandbox's init at its first line instead of starting its binary again;
+/// the init keeps nothing of the host's environment (an API key among it) or command line:
+/// read from the host while the session runs, neither the init's `/proc` files nor any byte of
+/// its writable memory holds the marker, in the outer init and in the namespace's pid 1.
+#[test]
+fn the_sandbox_init_holds_nothing_of_the_host_environment() {
+    const MARKER: &str = "moat-host-secret-5f0c2a9e77d1";
+    let env = RunEnv::start(POLICY);
+    let data = env.data.path().to_string_lossy().into_owned();
+    let mut child = std::process::Command::new(MOAT)
+        .args(env.run_args(&[], &["sleep", "60"]))
+        .env("ANTHROPIC_API_KEY", MARKER)
+        .env("MOAT_E2E_HOST_SECRET", MARKER)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    env.wait_for_session();
+    let outer = children(child.id());
+    assert_eq!(
+        outer.len(),
+        1,
+        "moat run has one child, its init: {outer:?}"
+    );
+    let inner = children(outer[0]);
+    assert_eq!(
+        inner.len(),
+        1,
+        "the outer init has one child, pid 1: {inner:?}"
+    );
+    for pid in [outer[0], inner[0]] {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            cmdline.windows(14).any(|w| w == b"__sandbox-init"),
+            "pid {pid} is not the init: {:?}",
+            String::from_utf8_lossy(&cmdline)
+        );
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(
+            environ.iter().all(|&b| b == 0),
+            "pid {pid} has an environment: {:?}",
+            String::from_utf8_lossy(&environ)
+        );
+        let (scanned, found) = scan_writable_memory(pid, MARKER.as_bytes());
+        assert!(scanned > 0, "nothing of pid {pid}'s memory was read");
+        assert_eq!(found, None, "pid {pid} holds the host's secret");
+    }
+    let listed = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
+        .assert_success()
+        .json();
+    let session = listed[0]["session"].as_str().unwrap().to_owned();
+    run_moat(Path::new(MOAT), &["stop", &session, "--data-dir", &data]).assert_success();
+    child.wait().unwrap();
+}
+
+/// The children of process `pid` (of all its threads).
+fn children(pid: u32) -> Vec<u32> {
+    let mut all = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let listed = std::fs::read_to_string(task.unwrap().path().join("children")).unwrap();
+        all.extend(listed.split_whitespace().map(|p| p.parse::<u32>().unwrap()));
+    }
+    all
+}
+
+/// Reads every populated, writable private mapping of `pid` through `/proc/PID/mem` (as root:
+/// the namespace's pid 1 is not dumpable) and looks for `needle`. Returns the bytes read and
+/// the first mapping holding it.
+fn scan_writable_memory(pid: u32, needle: &[u8]) -> (usize, Option<String>) {
+    use std::os::unix::fs::FileExt as _;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem"))
+        .unwrap_or_else(|e| panic!("cannot read pid {pid}'s memory (run the tests as root): {e}"));
+    let mut scanned = 0;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !perms.starts_with("rw") {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        // Reserved, never touched address space (the allocator's arena) reads as zeros; the
+        // heap's used part lies at its start.
+        let length = (end - start).min(64 << 20) as usize;
+        let mut bytes = vec![0u8; length];
+        let Ok(read) = mem.read_at(&mut bytes, start) else {
+            continue;
+        };
+        scanned += read;
+        if bytes[..read].windows(needle.len()).any(|w| w == needle) {
+            return (scanned, Some(line.to_owned()));
+        }
+    }
+    (scanned, None)
+}

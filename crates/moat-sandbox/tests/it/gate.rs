@@ -109,10 +109,67 @@ fn the_stdin_frame_reaches_the_agent_and_nowhere_else() {
     );
 }
 
+/// A sandbox that cannot be built fails with the init's reason, not with a broken pipe,
+/// though it fails while the caller is still deciding whether to admit the session.
+#[test]
+fn a_setup_failure_before_admission_is_reported_with_its_reason() {
+    let session = Session::new();
+    let mut spec = session.spec("true");
+    let missing = session.workspace().join("removed-before-the-build");
+    fs::create_dir(&missing).expect("dir");
+    spec.ro_paths = vec![missing.clone()];
+    let stop = moat_sandbox::Stop::new().expect("stop");
+    let socket = session.gate_socket();
+    // Admitted only once the init has failed and exited: the admission finds nobody to read it.
+    let admit: moat_sandbox::Admit<'_> = Box::new(move || {
+        let exited = (0..1000).any(|_| {
+            let zombies = children().iter().all(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    stat.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+            });
+            if !zombies {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            zombies
+        });
+        assert!(exited, "the init did not fail before admission");
+        Ok(socket)
+    });
+    fs::remove_dir(&missing).expect("removed");
+    let error = moat_sandbox::run_admitted(
+        &spec,
+        moat_sandbox::Init::Program(std::path::Path::new(INIT)),
+        &stop,
+        admit,
+    )
+    .expect_err("the sandbox cannot be built");
+    assert!(
+        matches!(error, moat_sandbox::SandboxError::Setup(_)),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("removed-before-the-build"),
+        "{error}"
+    );
+}
+
 /// The pids of this process's children (every thread's), from `/proc`.
 fn children() -> Vec<u32> {
+    children_of(std::process::id())
+}
+
+/// The pids of process `pid`'s children (every thread's), from `/proc`.
+fn children_of(pid: u32) -> Vec<u32> {
     let mut pids = Vec::new();
-    for task in fs::read_dir("/proc/self/task").expect("tasks").flatten() {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    for task in tasks.flatten() {
         let listed = fs::read_to_string(task.path().join("children")).unwrap_or_default();
         pids.extend(
             listed
@@ -123,8 +180,9 @@ fn children() -> Vec<u32> {
     pids
 }
 
-/// The init is already running (so its start-up overlaps the caller's own work) but the agent
-/// is not when the session is admitted; and the admitted socket is the one the sandbox reaches.
+/// The init is already running and building the sandbox (so its start-up overlaps the caller's
+/// own work: its namespace init exists, in a mount namespace of its own) but the agent is not
+/// when the session is admitted; and the admitted socket is the one the sandbox reaches.
 #[test]
 fn the_init_waits_for_admission_and_the_admitted_socket_is_the_way_out() {
     let session = Session::new();
@@ -151,11 +209,30 @@ fn the_init_waits_for_admission_and_the_admitted_socket_is_the_way_out() {
             })
             .collect();
         assert_eq!(inits.len(), 1, "the init runs before admission: {inits:?}");
+        let own = fs::read_link("/proc/self/ns/mnt").expect("own mount namespace");
+        let building = (0..1000).find_map(|_| {
+            let inner = children_of(inits[0])
+                .into_iter()
+                .find(|pid| fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|ns| ns != own));
+            if inner.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            inner
+        });
+        assert!(
+            building.is_some(),
+            "the namespace init is not building the sandbox before admission"
+        );
         assert!(!unstarted.exists(), "the agent ran before admission");
         Ok(socket)
     });
-    let outcome = moat_sandbox::run_admitted(&spec, std::path::Path::new(INIT), &stop, admit)
-        .expect("the sandbox runs");
+    let outcome = moat_sandbox::run_admitted(
+        &spec,
+        moat_sandbox::Init::Program(std::path::Path::new(INIT)),
+        &stop,
+        admit,
+    )
+    .expect("the sandbox runs");
     server.join().expect("server");
     let ran = session.ran(outcome);
     ran.completed().expect("gate saw GET /admitted HTTP/1.1");
@@ -172,7 +249,7 @@ fn a_session_not_admitted_never_starts_its_agent() {
     let stop = moat_sandbox::Stop::new().expect("stop");
     let error = moat_sandbox::run_admitted(
         &spec,
-        std::path::Path::new(INIT),
+        moat_sandbox::Init::Program(std::path::Path::new(INIT)),
         &stop,
         Box::new(|| Err("the audit log refused the session start".to_owned())),
     )

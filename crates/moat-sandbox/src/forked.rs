@@ -1,0 +1,237 @@
+//! The init process of a session ([`InitProcess`]): executed as `PROGRAM __sandbox-init`, or
+//! forked at the caller's first line, without a second `execve` of the caller's binary.
+//!
+//! Executing the `moat` binary again costs its dynamic linking, relocation and allocator
+//! start-up on every session (about 1.3 ms of CPU here), on the path between the session's
+//! admission and its agent. A fork of a process that has only just started costs a fraction of
+//! that, and the child is ready long before the session is admitted. It is the same init: it
+//! places the two pipes at [`SPEC_FD`] and [`REPORT_FD`] and calls [`init_main`], which reads
+//! the request and proceeds exactly as when it is executed.
+//!
+//! What the child must not carry into the sandbox is whatever its parent had in memory, so the
+//! fork happens before the parent has read anything but its argv (no configuration, no
+//! secrets), and the child zeroes its copy of the parent's environment and arguments (the
+//! kernel's `env_start..env_end` and `arg_start..arg_end`) before it does anything else.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use rustix::pipe::{PipeFlags, pipe_with};
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open};
+
+use crate::error::SandboxError;
+use crate::host::{FD_STAGING_MIN, SessionPipes, wait_with_usage};
+use crate::init::init_main;
+use crate::protocol::{INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};
+
+/// A sandbox init, blocked on its request until [`run_admitted`] sends one. Dropped unused, it
+/// reads end of file, exits and is reaped.
+///
+/// [`run_admitted`]: crate::run_admitted
+#[derive(Debug)]
+pub struct InitProcess {
+    pub(crate) pid: Pid,
+    pub(crate) pidfd: OwnedFd,
+    /// The host's ends: the request goes down the first, reports come up the second. Taken
+    /// when the request is sent.
+    pub(crate) pipes: Option<(OwnedFd, OwnedFd)>,
+}
+
+impl InitProcess {
+    /// Forks the init of a session not yet described. Call it first thing in `main`, before
+    /// any thread starts and before the process reads its configuration, the environment or
+    /// any secret: the child starts as a copy of this process. Refuses (and forks nothing)
+    /// when the process already has more than one thread.
+    pub fn fork() -> std::io::Result<InitProcess> {
+        if threads()? != 1 {
+            return Err(std::io::Error::other(
+                "the sandbox init can only be forked while the process is single-threaded",
+            ));
+        }
+        let (spec_read, spec_write) = pipe_with(PipeFlags::CLOEXEC)?;
+        let (report_read, report_write) = pipe_with(PipeFlags::CLOEXEC)?;
+        #[allow(unsafe_code)]
+        // SAFETY: the process is single-threaded (checked above), so the child starts with a
+        // consistent copy of every lock and allocator state and may keep running Rust code.
+        let child = unsafe { libc::fork() };
+        if child < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if child == 0 {
+            drop((spec_write, report_read));
+            become_init(spec_read, report_write);
+        }
+        drop((spec_read, report_write));
+        let pid = Pid::from_raw(child).ok_or_else(|| std::io::Error::other("fork: no pid"))?;
+        let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
+            Ok(pidfd) => pidfd,
+            Err(error) => {
+                // Its request pipe closes with this frame: it exits, and is reaped here.
+                drop(spec_write);
+                let _ = wait_with_usage(pid);
+                return Err(error.into());
+            }
+        };
+        Ok(InitProcess {
+            pid,
+            pidfd,
+            pipes: Some((spec_write, report_read)),
+        })
+    }
+
+    /// Executes `program __sandbox-init` with an empty environment, the two pipes at
+    /// [`SPEC_FD`] and [`REPORT_FD`].
+    pub(crate) fn spawn(program: &Path) -> Result<InitProcess, SandboxError> {
+        let mut command = Command::new(program);
+        command
+            .arg(INIT_SUBCOMMAND)
+            .env_clear()
+            .stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        let SessionPipes {
+            spec_write,
+            report_read,
+            staged,
+        } = SessionPipes::attach(&mut command)?;
+        let child = command.spawn().map_err(SandboxError::Spawn)?;
+        drop(staged);
+        let pid = Pid::from_raw(child.id() as i32)
+            .ok_or_else(|| SandboxError::Spawn(std::io::Error::other("no pid")))?;
+        let init = pidfd_open(pid, PidfdFlags::empty()).map(|pidfd| InitProcess {
+            pid,
+            pidfd,
+            pipes: Some((spec_write, report_read)),
+        });
+        init.map_err(|error| {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            let _ = wait_with_usage(pid);
+            SandboxError::Spawn(error.into())
+        })
+    }
+
+    /// The init's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw_nonzero().get().unsigned_abs()
+    }
+}
+
+impl Drop for InitProcess {
+    fn drop(&mut self) {
+        // Unused, it reads end of file and exits 125; used, `run_admitted` took its pipes and
+        // reaps it itself.
+        if self.pipes.take().is_some() {
+            let _ = wait_with_usage(self.pid);
+        }
+    }
+}
+
+/// The child: wipe what it holds of the parent, place the pipes, and run as the init.
+fn become_init(spec_read: OwnedFd, report_write: OwnedFd) -> ! {
+    scrub_environment_and_arguments();
+    // Staged above every low descriptor first, so that placing one at 3 or 4 cannot close the
+    // other (either may be 3 or 4 already).
+    let staged = [spec_read, report_write]
+        .map(|fd| rustix::io::fcntl_dupfd_cloexec(&fd, FD_STAGING_MIN).map(|copy| (fd, copy)));
+    let [
+        Ok((spec_read, spec_staged)),
+        Ok((report_write, report_staged)),
+    ] = staged
+    else {
+        std::process::exit(125)
+    };
+    drop((spec_read, report_write));
+    for (source, target) in [(&spec_staged, SPEC_FD), (&report_staged, REPORT_FD)] {
+        #[allow(unsafe_code)]
+        // SAFETY: dup2 onto a fixed descriptor number: whatever was there is replaced, as the
+        // exec'd init's pre_exec hook does; no owner in this process holds 3 or 4 any more.
+        if unsafe { libc::dup2(source.as_raw_fd(), target) } < 0 {
+            std::process::exit(125);
+        }
+    }
+    drop((spec_staged, report_staged));
+    init_main()
+}
+
+/// Zeroes this process's copy of the environment strings and of every argument after the
+/// program name, and empties `environ`: nothing of the parent's environment (API keys among
+/// it) or command line is left in the init's memory or its `/proc` files. Writes
+/// [`INIT_SUBCOMMAND`] as the first argument when it fits, for `ps`.
+fn scrub_environment_and_arguments() {
+    #[allow(unsafe_code)]
+    // SAFETY: single-threaded (a fresh fork of a single-threaded process); clearenv only resets
+    // glibc's `environ` (the strings were never allocated by setenv this early).
+    unsafe {
+        libc::clearenv();
+    }
+    let Some(areas) = memory_areas() else {
+        return;
+    };
+    let [arg_start, arg_end, env_start, env_end] = areas;
+    if env_start < env_end {
+        #[allow(unsafe_code)]
+        // SAFETY: the kernel reports env_start..env_end as this process's environment block:
+        // mapped, writable (the initial stack) and no longer referenced, since `environ` was
+        // cleared above.
+        unsafe {
+            std::ptr::write_bytes(env_start as *mut u8, 0, env_end - env_start);
+        }
+    }
+    if arg_start < arg_end {
+        #[allow(unsafe_code)]
+        // SAFETY: arg_start..arg_end is the argument block on the initial stack, mapped and
+        // writable; the first string (the program name) is kept, and Rust's std only reads
+        // argv through pointers into this block, which then read empty strings.
+        let args =
+            unsafe { std::slice::from_raw_parts_mut(arg_start as *mut u8, arg_end - arg_start) };
+        let program_end = args
+            .iter()
+            .position(|&b| b == 0)
+            .map_or(args.len(), |i| i + 1);
+        let rest = &mut args[program_end..];
+        rest.fill(0);
+        let name = INIT_SUBCOMMAND.as_bytes();
+        if rest.len() > name.len() {
+            rest[..name.len()].copy_from_slice(name);
+        }
+    }
+}
+
+/// `arg_start`, `arg_end`, `env_start`, `env_end` from `/proc/self/stat` (fields 48 to 51).
+fn memory_areas() -> Option<[usize; 4]> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields are counted after
+    // its closing parenthesis, which is field 3's predecessor.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // `fields[0]` is field 3 (state), so field N is `fields[N - 3]`.
+    let field = |n: usize| fields.get(n - 3)?.parse::<usize>().ok();
+    Some([field(48)?, field(49)?, field(50)?, field(51)?])
+}
+
+/// The number of threads of this process (`Threads:` in `/proc/self/status`).
+fn threads() -> std::io::Result<usize> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|count| count.trim().parse().ok())
+        .ok_or_else(|| std::io::Error::other("/proc/self/status has no Threads line"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_areas_are_read_in_order() {
+        let [arg_start, arg_end, env_start, env_end] = memory_areas().expect("areas");
+        assert!(arg_start < arg_end && arg_end <= env_start && env_start < env_end);
+    }
+
+    #[test]
+    fn a_test_process_has_threads() {
+        assert!(threads().expect("threads") >= 1);
+    }
+}
