@@ -6,11 +6,12 @@
 //! per data directory), else a gate built here from the sources given.
 //!
 //! Order: find or build the gate → probe the host (refusing when an isolation property is
-//! missing and not waived) → start the sandbox's init and, meanwhile, open the session (socket,
-//! audit `session-start`) → admit the session: the init builds the sandbox and starts the agent
-//! → record `session-end` → exit with the agent's status. Nothing of the agent runs before its
-//! start is recorded; the init's own start-up (an `execve` of this binary) overlaps the gate's
-//! durable append.
+//! missing and not waived) → hand the session's request to the sandbox's init (forked at the
+//! start of `main`, or started now) and, meanwhile, open the session (socket, audit
+//! `session-start`) while the init builds the sandbox → admit the session: the init mounts the
+//! gate socket and starts the agent → record `session-end` → exit with the agent's status.
+//! Nothing of the agent runs before its start is recorded; building the sandbox overlaps the
+//! gate's durable append.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -68,9 +69,8 @@ pub fn run(
             .unwrap_or_else(|| agent_name(&args.command)),
         operator: args.operator.clone().unwrap_or_else(host_user),
     };
-    let runtime = super::runtime()?;
     let audit_store = loaded.audit_store(global, &data_dir);
-    let (mut gate, gate_port) = session_gate(&runtime, loaded, &args, &data_dir, &audit_store)?;
+    let (runtime, mut gate, gate_port) = session_gate(loaded, &args, &data_dir, &audit_store)?;
     let public_url = format!("http://127.0.0.1:{gate_port}");
     let session_dir = data_dir.join("sessions").join(&session.id);
 
@@ -241,14 +241,22 @@ enum SessionGate {
 }
 
 /// Use the gate that serves `data_dir` when one runs; otherwise load the sources and build a
-/// gate for this session. Returns the gate and the port the sandbox reaches it at.
+/// gate for this session. Returns the runtime to drive the session on, the gate, and the port
+/// the sandbox reaches it at.
+///
+/// With a running gate this process only talks on the control connection and waits for the
+/// sandbox: one thread does that (a multi-threaded runtime's start-up and cross-thread wake-ups
+/// cost each session about a millisecond here). A gate of the session's own serves on a
+/// multi-threaded one.
 fn session_gate(
-    runtime: &tokio::runtime::Runtime,
     loaded: &Loaded,
     args: &RunArgs,
     data_dir: &Path,
     audit_store: &AuditStore,
-) -> anyhow::Result<(SessionGate, u16)> {
+) -> anyhow::Result<(tokio::runtime::Runtime, SessionGate, u16)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let control = data_dir.join(moat_gate::CONTROL_SOCKET);
     let running = runtime
         .block_on(ControlClient::connect(&control))
@@ -294,8 +302,10 @@ fn session_gate(
             );
             GATE_PORT
         });
-        return Ok((SessionGate::Running(client), port));
+        return Ok((runtime, SessionGate::Running(client), port));
     }
+    drop(runtime);
+    let runtime = super::runtime()?;
     let sources = Sources::load(loaded, &args.sources, data_dir)?;
     let policy = sources.policy.revision().to_owned();
     let audit = audit_store.open().map_err(|e| {
@@ -324,7 +334,7 @@ fn session_gate(
         policy,
         server: None,
     };
-    Ok((gate, GATE_PORT))
+    Ok((runtime, gate, GATE_PORT))
 }
 
 impl SessionGate {
