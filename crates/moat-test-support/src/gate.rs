@@ -30,6 +30,9 @@ pub struct GateArgs {
     pub listen: Option<String>,
     /// Environment variables set for the gate (on top of this process's).
     pub env: Vec<(String, String)>,
+    /// The gate's working directory; a relative `data_dir` is relative to it. Default: this
+    /// process's.
+    pub current_dir: Option<PathBuf>,
 }
 
 impl GateArgs {
@@ -43,6 +46,7 @@ impl GateArgs {
             data_dir: None,
             listen: None,
             env: Vec::new(),
+            current_dir: None,
         }
     }
 
@@ -52,7 +56,8 @@ impl GateArgs {
         self
     }
 
-    /// Runs on this data dir instead of a fresh one.
+    /// Runs on this data dir instead of a fresh one (given to the gate as it is: a relative
+    /// one is relative to [`current_dir`](Self::current_dir)).
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_owned());
         self
@@ -60,6 +65,12 @@ impl GateArgs {
 
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra.push(arg.to_owned());
+        self
+    }
+
+    /// Starts the gate in this working directory.
+    pub fn current_dir(mut self, dir: &Path) -> Self {
+        self.current_dir = Some(dir.to_owned());
         self
     }
 
@@ -100,13 +111,20 @@ impl MoatGate {
         command
             .arg("gate")
             .args(["--listen", args.listen.as_deref().unwrap_or("127.0.0.1:0")])
-            .args(data_flags(home.path(), &args))
+            .args(data_flags(
+                home.path(),
+                &args,
+                &given_data_dir(home.path(), &args),
+            ))
             .args(&args.extra)
             .envs(args.env.iter().map(|(name, value)| (name, value)))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(dir) = &args.current_dir {
+            command.current_dir(dir);
+        }
         let mut child = command
             .spawn()
             .unwrap_or_else(|error| panic!("spawn {}: {error}", binary.display()));
@@ -172,7 +190,7 @@ impl MoatGate {
     /// The `--data-dir --advisories --popular --policy --upstream-npm` flags this gate runs
     /// with (and `--upstream-pypi`, `--upstream-crates` when it was given them), for subcommands that must see the same state (`moat why`, `moat audit list`).
     pub fn data_flags(&self) -> Vec<String> {
-        let mut flags = data_flags(self.home.path(), &self.args);
+        let mut flags = data_flags(self.home.path(), &self.args, &self.data_dir());
         flags.extend(upstream_flags(&self.args.extra));
         flags
     }
@@ -200,15 +218,25 @@ impl Drop for MoatGate {
     }
 }
 
-fn effective_data_dir(home: &Path, args: &GateArgs) -> PathBuf {
+/// The data dir as the gate is told it.
+fn given_data_dir(home: &Path, args: &GateArgs) -> PathBuf {
     args.data_dir.clone().unwrap_or_else(|| home.join("data"))
 }
 
-fn data_flags(home: &Path, args: &GateArgs) -> Vec<String> {
+/// The data dir as this process finds it (a relative one is the gate's working directory's).
+fn effective_data_dir(home: &Path, args: &GateArgs) -> PathBuf {
+    let given = given_data_dir(home, args);
+    match &args.current_dir {
+        Some(dir) => dir.join(given),
+        None => given,
+    }
+}
+
+fn data_flags(home: &Path, args: &GateArgs, data_dir: &Path) -> Vec<String> {
     let path = |p: &Path| p.to_string_lossy().into_owned();
     vec![
         "--data-dir".into(),
-        path(&effective_data_dir(home, args)),
+        path(data_dir),
         "--advisories".into(),
         path(&args.advisories),
         "--popular".into(),

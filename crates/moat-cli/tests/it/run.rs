@@ -172,7 +172,12 @@ impl RunEnv {
 
     /// A `moat gate` serving this world's data dir with `policy`, on a free port.
     fn gate(&self, policy: &str) -> MoatGate {
-        let args = GateArgs::new(
+        MoatGate::start(Path::new(MOAT), self.gate_args(policy))
+    }
+
+    /// A gate's arguments for this world's upstreams and sources, on its data dir.
+    fn gate_args(&self, policy: &str) -> GateArgs {
+        GateArgs::new(
             self.npm.url(),
             self.advisories.path(),
             self.popular.path(),
@@ -182,8 +187,7 @@ impl RunEnv {
         .arg("--upstream-pypi")
         .arg(&format!("{}/simple", self.pypi.url()))
         .arg("--upstream-crates")
-        .arg(&format!("{}/index", self.crates.url()));
-        MoatGate::start(Path::new(MOAT), args)
+        .arg(&format!("{}/index", self.crates.url()))
     }
 
     /// `moat run --data-dir DATA --workspace WS --agent … --operator … -- command…` (no source
@@ -593,6 +597,31 @@ fn a_session_runs_with_a_relative_data_dir() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("inside"), "{stdout}\n{stderr}");
+    assert_eq!(assert_recorded_under_sessions(&env.events(), 0).len(), 1);
+}
+
+/// A `moat gate` started on a relative data dir hands `moat run` an absolute session socket
+/// (a relative one would name another file from `moat run`'s directory, and the sandbox
+/// refuses it): the session is served by that gate and recorded.
+#[test]
+fn a_running_gate_on_a_relative_data_dir_serves_sessions() {
+    let env = RunEnv::start(POLICY);
+    let (parent, name) = (
+        env.data.path().parent().expect("parent"),
+        env.data.path().file_name().expect("name"),
+    );
+    let gate = MoatGate::start(
+        Path::new(MOAT),
+        env.gate_args(POLICY)
+            .data_dir(Path::new(name))
+            .current_dir(parent),
+    );
+    assert_eq!(gate.data_dir(), env.data.path());
+    let output = env.run(&[], &["sh", "-c", "echo inside"]);
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    assert!(all.contains("moat: using the running gate (pid"), "{all}");
+    assert!(output.stdout.contains("inside"), "{all}");
     assert_eq!(assert_recorded_under_sessions(&env.events(), 0).len(), 1);
 }
 
