@@ -137,3 +137,49 @@ pub(crate) fn read_reports(fd: OwnedFd) -> Vec<Report> {
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_read_one_at_a_time_and_no_byte_past_them() {
+        let mut pipe = Vec::new();
+        let first = Admission {
+            gate_socket: "/run/a.sock".into(),
+        };
+        let second = Admission {
+            gate_socket: "/run/b.sock".into(),
+        };
+        write_frame(&mut pipe, &first).unwrap();
+        write_frame(&mut pipe, &second).unwrap();
+        let mut reader = pipe.as_slice();
+        let read: Admission = read_frame(&mut reader).unwrap().unwrap();
+        assert_eq!(read.gate_socket, first.gate_socket);
+        let read: Admission = read_frame(&mut reader).unwrap().unwrap();
+        assert_eq!(read.gate_socket, second.gate_socket);
+        assert!(read_frame::<Admission>(&mut reader).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_truncated_or_oversized_frame_is_an_error_and_no_frame_is_none() {
+        assert!(
+            read_frame::<Admission>(&mut [].as_slice())
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            read_frame::<Admission>(&mut [7u8, 0].as_slice())
+                .unwrap()
+                .is_none()
+        );
+        let mut truncated = 100u32.to_le_bytes().to_vec();
+        truncated.extend_from_slice(b"{\"gate");
+        assert!(read_frame::<Admission>(&mut truncated.as_slice()).is_err());
+        let oversized = u32::MAX.to_le_bytes();
+        assert!(read_frame::<Admission>(&mut oversized.as_slice()).is_err());
+        let mut garbage = 3u32.to_le_bytes().to_vec();
+        garbage.extend_from_slice(b"{x}");
+        assert!(read_frame::<Admission>(&mut garbage.as_slice()).is_err());
+    }
+}
