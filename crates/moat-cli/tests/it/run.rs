@@ -175,6 +175,16 @@ impl RunEnv {
         MoatGate::start(Path::new(MOAT), self.gate_args(policy))
     }
 
+    /// The data dir as a directory and a name relative to it.
+    fn data_dir_relative(&self) -> (&Path, &Path) {
+        let path = self.data.path();
+        let parent = path.parent().expect("parent");
+        (
+            parent,
+            path.strip_prefix(parent).expect("inside its parent"),
+        )
+    }
+
     /// A gate's arguments for this world's upstreams and sources, on its data dir.
     fn gate_args(&self, policy: &str) -> GateArgs {
         GateArgs::new(
@@ -576,10 +586,7 @@ fn session_records_the_agent_exit_status() {
 #[test]
 fn a_session_runs_with_a_relative_data_dir() {
     let env = RunEnv::start(POLICY);
-    let (parent, name) = (
-        env.data.path().parent().expect("parent"),
-        env.data.path().file_name().expect("name"),
-    );
+    let (parent, name) = env.data_dir_relative();
     let mut args = env.run_args(&[], &["sh", "-c", "echo inside"]);
     let value = args
         .iter()
@@ -606,15 +613,10 @@ fn a_session_runs_with_a_relative_data_dir() {
 #[test]
 fn a_running_gate_on_a_relative_data_dir_serves_sessions() {
     let env = RunEnv::start(POLICY);
-    let (parent, name) = (
-        env.data.path().parent().expect("parent"),
-        env.data.path().file_name().expect("name"),
-    );
+    let (parent, name) = env.data_dir_relative();
     let gate = MoatGate::start(
         Path::new(MOAT),
-        env.gate_args(POLICY)
-            .data_dir(Path::new(name))
-            .current_dir(parent),
+        env.gate_args(POLICY).data_dir(name).current_dir(parent),
     );
     assert_eq!(gate.data_dir(), env.data.path());
     let output = env.run(&[], &["sh", "-c", "echo inside"]);
