@@ -51,6 +51,25 @@ pub fn get(base: &str, path: &str) -> RawResponse {
     request(base, "GET", path, &[])
 }
 
+/// Asks for `path` with GET, HEAD and a ranged GET, and asserts each is refused: `403` with a
+/// reason phrase starting with `reason`. Returns the two GETs' answers (plain, ranged), for
+/// checks of their bodies.
+pub fn assert_refused_every_way(base: &str, path: &str, reason: &str) -> [RawResponse; 2] {
+    let ways: [(&str, &[(&str, &str)]); 3] = [
+        ("GET", &[]),
+        ("GET", &[("Range", "bytes=0-10")]),
+        ("HEAD", &[]),
+    ];
+    let [plain, ranged, _] = ways.map(|(method, headers)| {
+        let response = request(base, method, path, headers);
+        let shown = format!("{method} {path} {headers:?}: {}", response.status_line);
+        assert_eq!(response.status, 403, "{shown}");
+        assert!(response.reason.starts_with(reason), "{shown}");
+        response
+    });
+    [plain, ranged]
+}
+
 /// Sends one request; panics if the connection fails.
 pub fn request(base: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
     try_request(base, method, path, headers)

@@ -239,33 +239,15 @@ fn blocked_file_is_unreachable_by_every_url_spelling() {
         format!("/pypi/files/tiny-pad/{wheel}%2Emetadata"),
     ];
     for path in &spellings {
-        for (method, headers) in [
-            ("GET", &[][..]),
-            ("HEAD", &[][..]),
-            ("GET", &[("Range", "bytes=0-10")][..]),
-        ] {
-            let response = raw_http::request(env.gate.url(), method, path, headers);
-            assert_eq!(
-                response.status, 403,
-                "{method} {path}: {}",
-                response.status_line
-            );
+        let reason = "moat: blocked tiny-pad@1.2.0 (moat.vulnerable)";
+        for response in raw_http::assert_refused_every_way(env.gate.url(), path, reason) {
+            assert!(response.text().contains(TINY_PAD_ADVISORY), "{path}");
             assert!(
                 response
-                    .reason
-                    .starts_with("moat: blocked tiny-pad@1.2.0 (moat.vulnerable)"),
-                "{method} {path}: {}",
-                response.status_line
+                    .header("content-type")
+                    .is_some_and(|t| t.starts_with("text/plain")),
+                "{path}"
             );
-            if method == "GET" {
-                assert!(response.text().contains(TINY_PAD_ADVISORY));
-                assert!(
-                    response
-                        .header("content-type")
-                        .is_some_and(|t| t.starts_with("text/plain")),
-                    "{path}"
-                );
-            }
         }
     }
     // The file under another project's path is no file at all.
