@@ -1023,7 +1023,15 @@ fn the_sandbox_init_holds_nothing_of_the_host_environment() {
         1,
         "moat run has one child, its init: {outer:?}"
     );
-    let inner = children(outer[0]);
+    // The session is listed once it is admitted; its pid 1 is forked by then or very soon.
+    let mut inner = children(outer[0]);
+    for _ in 0..1000 {
+        if !inner.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        inner = children(outer[0]);
+    }
     assert_eq!(
         inner.len(),
         1,
