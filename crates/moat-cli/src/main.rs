@@ -25,6 +25,13 @@ fn main() -> std::process::ExitCode {
     } else {
         None
     };
-    let cli = moat_cli::Cli::parse();
+    let cli = match moat_cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(usage) => {
+            // `--help`, `--version` or a usage error: the init ends (and is reaped) first.
+            drop(init);
+            usage.exit()
+        }
+    };
     moat_cli::run(cli, init)
 }

@@ -1106,3 +1106,44 @@ fn scan_writable_memory(pid: u32, needle: &[u8]) -> (usize, Option<String>) {
     }
     (scanned, None)
 }
+
+/// `moat run --help` and usage errors end the sandbox init that `main` forked at its first line
+/// before the process exits: no init is orphaned. Checked in a helper (this test alone, in a
+/// process of its own) that is its descendants' subreaper, so an orphaned init would become
+/// its child.
+#[test]
+fn a_usage_error_leaves_no_forked_init_behind() {
+    const HELPER: &str = "MOAT_TEST_SUBREAPER_HELPER";
+    if std::env::var_os(HELPER).is_none() {
+        let helper = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "run::a_usage_error_leaves_no_forked_init_behind",
+                "--nocapture",
+            ])
+            .env(HELPER, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&helper.stdout);
+        let stderr = String::from_utf8_lossy(&helper.stderr);
+        assert!(helper.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("1 passed"),
+            "the helper ran nothing: {stdout}"
+        );
+        return;
+    }
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+    for args in [&["run", "--no-such-flag"][..], &["run", "--help"]] {
+        let status = std::process::Command::new(MOAT)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.code().is_some(), "{args:?}: {status}");
+        // An orphan is this process's child as soon as moat run has exited.
+        let orphans = children(std::process::id());
+        assert!(orphans.is_empty(), "{args:?} left {orphans:?} behind");
+    }
+}
