@@ -85,9 +85,9 @@ pub enum Init<'a> {
 
 /// Waits until a session may start, and answers the gate socket to bind into the sandbox (it
 /// replaces [`Spec::gate_socket`]) or why the session may not start. A backend calls it as late
-/// as it can before anything of the session runs: the embedded backend once its init is
-/// spawned, in the session's cgroups and blocked on its spec, so that the init's own start-up
-/// overlaps the caller's work (recording the session start); podman before `podman run`.
+/// as it can before anything of the agent runs: the embedded backend once its init is in the
+/// session's cgroups and has the request, so that building the sandbox overlaps the caller's
+/// work (recording the session start); podman before `podman run`.
 pub type Admit<'a> = Box<dyn FnOnce() -> Result<PathBuf, String> + Send + 'a>;
 
 /// An [`Admit`] that lets the session start at once, with the spec's own gate socket.
