@@ -1,5 +1,7 @@
 //! The init process of a session ([`InitProcess`]): executed as `PROGRAM __sandbox-init`, or
-//! forked at the caller's first line, without a second `execve` of the caller's binary.
+//! forked at the caller's first line, without a second `execve` of the caller's binary; either
+//! way with the host's two pipes placed at [`SPEC_FD`] and [`REPORT_FD`] (podman is started the
+//! same way and passes them on to the init in its container).
 //!
 //! Executing the `moat` binary again costs its dynamic linking, relocation and allocator
 //! start-up on every session (about 1.3 ms of CPU here), on the path between the session's
@@ -14,14 +16,15 @@
 //! kernel's `env_start..env_end` and `arg_start..arg_end`) before it does anything else.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use rustix::pipe::{PipeFlags, pipe_with};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open};
 
 use crate::error::SandboxError;
-use crate::host::{FD_STAGING_MIN, SessionPipes, wait_with_usage};
+use crate::host::wait_with_usage;
 use crate::init::init_main;
 use crate::protocol::{INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};
 
@@ -90,11 +93,18 @@ impl InitProcess {
             .stdin(Stdio::inherit())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit());
+        Self::start(&mut command).map(|(init, _)| init)
+    }
+
+    /// Spawns `command` with the two pipes at [`SPEC_FD`] and [`REPORT_FD`] (podman passes
+    /// them on to the init in its container), and opens a pidfd on it. The [`Child`] is for
+    /// its piped standard streams; the process is reaped through the [`InitProcess`].
+    pub(crate) fn start(command: &mut Command) -> Result<(InitProcess, Child), SandboxError> {
         let SessionPipes {
             spec_write,
             report_read,
             staged,
-        } = SessionPipes::attach(&mut command)?;
+        } = SessionPipes::attach(command)?;
         let child = command.spawn().map_err(SandboxError::Spawn)?;
         drop(staged);
         let pid = Pid::from_raw(child.id() as i32)
@@ -104,10 +114,21 @@ impl InitProcess {
             pidfd,
             pipes: Some((spec_write, report_read)),
         });
-        init.map_err(|error| {
-            let _ = rustix::process::kill_process(pid, Signal::KILL);
-            let _ = wait_with_usage(pid);
-            SandboxError::Spawn(error.into())
+        match init {
+            Ok(init) => Ok((init, child)),
+            Err(error) => {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+                let _ = wait_with_usage(pid);
+                Err(SandboxError::Spawn(error.into()))
+            }
+        }
+    }
+
+    /// The host's ends of the two pipes (request, reports); from then on the caller reaps the
+    /// process. Taken once.
+    pub(crate) fn take_pipes(&mut self) -> Result<(OwnedFd, OwnedFd), SandboxError> {
+        self.pipes.take().ok_or_else(|| {
+            SandboxError::Spawn(std::io::Error::other("the sandbox init was already used"))
         })
     }
 
@@ -127,18 +148,64 @@ impl Drop for InitProcess {
     }
 }
 
+/// Descriptors are moved at or above this number before they are placed at 3 and 4.
+const FD_STAGING_MIN: i32 = 10;
+
+/// Duplicates a descriptor at or above [`FD_STAGING_MIN`], close-on-exec.
+pub(crate) fn stage(fd: &OwnedFd) -> Result<OwnedFd, SandboxError> {
+    rustix::io::fcntl_dupfd_cloexec(fd, FD_STAGING_MIN)
+        .map_err(|error| SandboxError::Spawn(error.into()))
+}
+
+/// The two pipes between the host and an executed init: frames go down [`SPEC_FD`], reports come
+/// up [`REPORT_FD`]. [`SessionPipes::attach`] hands the child's ends to a command at those
+/// descriptors; drop `staged` once the child is spawned.
+pub(crate) struct SessionPipes {
+    /// The host writes the request and admission frames here, then closes it.
+    pub(crate) spec_write: OwnedFd,
+    /// The host reads the init's reports here.
+    pub(crate) report_read: OwnedFd,
+    /// The child's ends, kept open until the spawn has copied them.
+    pub(crate) staged: (OwnedFd, OwnedFd),
+}
+
+impl SessionPipes {
+    pub(crate) fn attach(command: &mut Command) -> Result<SessionPipes, SandboxError> {
+        let spawn_error = |error: rustix::io::Errno| SandboxError::Spawn(error.into());
+        let (spec_read, spec_write) = pipe_with(PipeFlags::CLOEXEC).map_err(spawn_error)?;
+        let (report_read, report_write) = pipe_with(PipeFlags::CLOEXEC).map_err(spawn_error)?;
+        let staged = (stage(&spec_read)?, stage(&report_write)?);
+        let (spec_raw, report_raw) = (staged.0.as_raw_fd(), staged.1.as_raw_fd());
+        #[allow(unsafe_code)]
+        // SAFETY: the hook runs in the forked child before exec and only calls dup2, which is
+        // async-signal-safe; the source descriptors are open (owned by `staged`, which the
+        // caller keeps until the spawn returned) and at or above FD_STAGING_MIN, so placing
+        // them at 3 and 4 cannot clobber each other. dup2 clears close-on-exec on the copies,
+        // which is what hands them to the child (podman passes them on with --preserve-fds 2).
+        unsafe {
+            command.pre_exec(move || {
+                for (source, target) in [(spec_raw, SPEC_FD), (report_raw, REPORT_FD)] {
+                    if libc::dup2(source, target) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        Ok(SessionPipes {
+            spec_write,
+            report_read,
+            staged,
+        })
+    }
+}
+
 /// The child: wipe what it holds of the parent, place the pipes, and run as the init.
 fn become_init(spec_read: OwnedFd, report_write: OwnedFd) -> ! {
     scrub_environment_and_arguments();
     // Staged above every low descriptor first, so that placing one at 3 or 4 cannot close the
     // other (either may be 3 or 4 already).
-    let staged = [spec_read, report_write]
-        .map(|fd| rustix::io::fcntl_dupfd_cloexec(&fd, FD_STAGING_MIN).map(|copy| (fd, copy)));
-    let [
-        Ok((spec_read, spec_staged)),
-        Ok((report_write, report_staged)),
-    ] = staged
-    else {
+    let (Ok(spec_staged), Ok(report_staged)) = (stage(&spec_read), stage(&report_write)) else {
         std::process::exit(125)
     };
     drop((spec_read, report_write));
@@ -231,7 +298,11 @@ mod tests {
     }
 
     #[test]
-    fn a_test_process_has_threads() {
-        assert!(threads().expect("threads") >= 1);
+    fn a_second_thread_is_counted() {
+        let (park, parked) = std::sync::mpsc::channel::<()>();
+        let second = std::thread::spawn(move || parked.recv());
+        assert!(threads().expect("threads") >= 2);
+        drop(park);
+        let _ = second.join();
     }
 }

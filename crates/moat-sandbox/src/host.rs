@@ -1,26 +1,20 @@
 //! The host side: decide, spawn the init, limit, time out, reap.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
-use rustix::pipe::{PipeFlags, pipe_with};
 use rustix::process::{Pid, Signal, pidfd_send_signal};
 
 use crate::cgroup::SessionCgroup;
 use crate::error::SandboxError;
 use crate::forked::InitProcess;
 use crate::probe::{HostReport, probe};
-use crate::protocol::{Admission, REPORT_FD, Report, Request, SPEC_FD, read_reports, write_frame};
+use crate::protocol::{Admission, Report, Request, read_reports, write_frame};
 use crate::spec::{ExitStatus, Outcome, Property, ResourceUsage, Spec};
-
-/// Descriptors are moved at or above this number before they are placed at 3 and 4.
-pub(crate) const FD_STAGING_MIN: i32 = 10;
 
 /// Ends a running session from another thread (`moat stop`, Ctrl-C): the whole sandbox is
 /// killed as on a timeout and [`Outcome::stopped`] is set. Cloning shares the signal.
@@ -135,9 +129,7 @@ pub fn run_admitted(
         seccomp: decision.seccomp,
         container: false,
     };
-    let (spec_write, report_read) = init.pipes.take().ok_or_else(|| {
-        SandboxError::Spawn(std::io::Error::other("the sandbox init was already used"))
-    })?;
+    let (spec_write, report_read) = init.take_pipes()?;
     let (pid, pidfd) = (init.pid, &init.pidfd);
     let mut spec_pipe = std::fs::File::from(spec_write);
     let kill = |error: SandboxError| {
@@ -299,55 +291,6 @@ pub(crate) fn require_landlock_and_seccomp(
         });
     }
     Ok(())
-}
-
-/// Duplicates a descriptor at or above [`FD_STAGING_MIN`], close-on-exec.
-pub(crate) fn stage(fd: &OwnedFd) -> Result<OwnedFd, SandboxError> {
-    rustix::io::fcntl_dupfd_cloexec(fd, FD_STAGING_MIN)
-        .map_err(|error| SandboxError::Spawn(error.into()))
-}
-
-/// The two pipes between the host and the init: the spec goes down [`SPEC_FD`], reports come
-/// up [`REPORT_FD`]. [`SessionPipes::attach`] hands the child's ends to a command at those
-/// descriptors; drop `staged` once the child is spawned.
-pub(crate) struct SessionPipes {
-    /// The host writes the JSON spec here, then closes it.
-    pub(crate) spec_write: OwnedFd,
-    /// The host reads the init's reports here.
-    pub(crate) report_read: OwnedFd,
-    /// The child's ends, kept open until the spawn has copied them.
-    pub(crate) staged: (OwnedFd, OwnedFd),
-}
-
-impl SessionPipes {
-    pub(crate) fn attach(command: &mut Command) -> Result<SessionPipes, SandboxError> {
-        let spawn_error = |error: rustix::io::Errno| SandboxError::Spawn(error.into());
-        let (spec_read, spec_write) = pipe_with(PipeFlags::CLOEXEC).map_err(spawn_error)?;
-        let (report_read, report_write) = pipe_with(PipeFlags::CLOEXEC).map_err(spawn_error)?;
-        let staged = (stage(&spec_read)?, stage(&report_write)?);
-        let (spec_raw, report_raw) = (staged.0.as_raw_fd(), staged.1.as_raw_fd());
-        #[allow(unsafe_code)]
-        // SAFETY: the hook runs in the forked child before exec and only calls dup2, which is
-        // async-signal-safe; the source descriptors are open (owned by `staged`, which the
-        // caller keeps until the spawn returned) and at or above FD_STAGING_MIN, so placing
-        // them at 3 and 4 cannot clobber each other. dup2 clears close-on-exec on the copies,
-        // which is what hands them to the child (podman passes them on with --preserve-fds 2).
-        unsafe {
-            command.pre_exec(move || {
-                for (source, target) in [(spec_raw, SPEC_FD), (report_raw, REPORT_FD)] {
-                    if libc::dup2(source, target) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        Ok(SessionPipes {
-            spec_write,
-            report_read,
-            staged,
-        })
-    }
 }
 
 /// Why waiting ended.

@@ -69,7 +69,7 @@
 //!
 //! # Known gaps
 //!
-//! - Start-up: one session costs ~110–150 ms of podman and crun (the embedded backend 10–15 ms
+//! - Start-up: one session costs ~110–165 ms of podman and crun (the embedded backend 8–9 ms
 //!   with its audited session start and end; see BENCHMARKS.md).
 //! - [`Outcome::usage`] is measured by the init inside (its own and its reaped children's);
 //!   a session killed by the timeout or [`Stop`] reports zero usage.
@@ -96,12 +96,13 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::mount::{MountPropagationFlags, UnmountFlags};
-use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open};
+use rustix::process::{Pid, Signal};
 use rustix::thread::UnshareFlags;
 
 use crate::error::SandboxError;
+use crate::forked::InitProcess;
 use crate::host::{
-    Admit, Ending, Init, SessionPipes, Stop, admit_now, admitted_socket, host_report, outcome,
+    Admit, Ending, Init, Stop, admit_now, admitted_socket, host_report, outcome,
     require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
 };
 use crate::protocol::{
@@ -1049,30 +1050,16 @@ fn spawn_and_wait(
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped());
-    let SessionPipes {
-        spec_write,
-        report_read,
-        staged,
-    } = SessionPipes::attach(&mut command)?;
-    let mut child = command.spawn().map_err(SandboxError::Spawn)?;
+    let (mut podman, mut child) = InitProcess::start(&mut command)?;
     let started = Instant::now();
-    drop(staged);
     let stderr = child.stderr.take();
     let tail = Arc::new(Mutex::new(Vec::new()));
     let relay = {
         let tail = Arc::clone(&tail);
         thread::spawn(move || relay_stderr(stderr, &tail))
     };
-    let pid = Pid::from_raw(child.id() as i32)
-        .ok_or_else(|| SandboxError::Spawn(std::io::Error::other("no pid")))?;
-    let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
-        Ok(pidfd) => pidfd,
-        Err(error) => {
-            let _ = rustix::process::kill_process(pid, Signal::KILL);
-            let _ = wait_with_usage(pid);
-            return Err(SandboxError::Spawn(error.into()));
-        }
-    };
+    let (spec_write, report_read) = podman.take_pipes()?;
+    let (pid, pidfd) = (podman.pid, &podman.pidfd);
     let (report_sender, report_receiver) = mpsc::channel();
     thread::spawn(move || {
         let _ = report_sender.send(read_reports(report_read));
@@ -1091,9 +1078,9 @@ fn spawn_and_wait(
         let _ = std::fs::File::from(spec_write).write_all(&frames);
     });
 
-    let ending = wait_until_exit(&pidfd, stop, request.spec.limits.timeout);
+    let ending = wait_until_exit(pidfd, stop, request.spec.limits.timeout);
     if ending != Ending::Exited {
-        kill_container(program, workarounds, name, &pidfd, pid);
+        kill_container(program, workarounds, name, pidfd, pid);
     }
     let (podman_status, _) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
     let duration = started.elapsed();
