@@ -285,6 +285,8 @@ impl Connection {
             error: None,
         };
         let answered = send(&mut write, &opened).await.is_ok();
+        let session = &served.session;
+        tracing::info!(session = %session.id, agent = %session.agent, operator = %session.operator, "session opened");
         let ending = if answered {
             tokio::select! {
                 message = read_message::<Request>(&mut read) => match message {
@@ -301,10 +303,7 @@ impl Connection {
         } else {
             Ending::Disconnected
         };
-        let reply = self.close(served, ending).await;
-        if let Some(reply) = reply {
-            let _ = send(&mut write, &reply).await;
-        }
+        self.close(served, ending, &mut write).await;
         let _ = write.shutdown().await;
     }
 
@@ -342,7 +341,6 @@ impl Connection {
                 let _ = stopped.await;
             },
         ));
-        tracing::info!(session = %session.id, agent = %session.agent, operator = %session.operator, "session opened");
         Ok(Served {
             session,
             dir,
@@ -383,8 +381,9 @@ impl Connection {
         Ok((dir, listener))
     }
 
-    /// Stop serving the session, record its end, remove its directory; the answer to a close.
-    async fn close(&self, served: Served, ending: Ending) -> Option<Reply> {
+    /// Stop serving the session, record its end and answer a close (`moat run` waits for that
+    /// answer), then remove the session's directory.
+    async fn close(&self, served: Served, ending: Ending, write: &mut OwnedWriteHalf) {
         let Served {
             session,
             dir,
@@ -418,6 +417,16 @@ impl Connection {
         };
         let ending = end.reason.clone().unwrap_or_else(|| "closed".to_owned());
         let recorded = self.gate.audit.append(Event::SessionEnd(end)).await;
+        if answer {
+            let reply = match &recorded {
+                Ok(_) => Reply {
+                    ok: true,
+                    ..Reply::default()
+                },
+                Err(err) => Reply::failed(format!("cannot record the session end: {err}")),
+            };
+            let _ = send(write, &reply).await;
+        }
         let _ = std::fs::remove_dir_all(&dir);
         self.forget(&session.id);
         match &recorded {
@@ -426,13 +435,6 @@ impl Connection {
                 tracing::error!(session = %session.id, error = %err, "session end not recorded");
             }
         }
-        answer.then(|| match recorded {
-            Ok(_) => Reply {
-                ok: true,
-                ..Reply::default()
-            },
-            Err(err) => Reply::failed(format!("cannot record the session end: {err}")),
-        })
     }
 
     fn forget(&self, id: &str) {

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::error::SandboxError;
-use crate::probe::{CgroupSupport, CgroupVersion, Controller};
+use crate::probe::{CgroupVersion, Controller};
 use crate::spec::Limits;
 
 /// The sandbox's own two processes (outer init and namespace init) count against `pids`.
@@ -30,30 +30,26 @@ pub(crate) struct SessionCgroup {
 
 impl SessionCgroup {
     /// Creates the groups for the requested limits; `missing` receives the controllers that
-    /// cannot hold (the caller decides whether that refuses).
+    /// cannot hold (the caller decides whether that refuses). Probes the host's cgroups
+    /// ([`cgroup_support`](crate::cgroup_support)) only when a limit is requested.
     pub(crate) fn create(
-        support: &CgroupSupport,
         limits: &Limits,
         missing: &mut Vec<Controller>,
     ) -> Result<Self, SandboxError> {
+        let mut session = SessionCgroup {
+            groups: Vec::new(),
+            enforced: Vec::new(),
+        };
+        if !limits.wants_cgroups() {
+            return Ok(session);
+        }
+        let support = crate::host::cgroup_support();
         let name = format!(
             "moat-{}-{}",
             std::process::id(),
             SESSION_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let mut session = SessionCgroup {
-            groups: Vec::new(),
-            enforced: Vec::new(),
-        };
-        let wanted = [
-            (Controller::Memory, limits.memory.is_some()),
-            (Controller::Pids, limits.pids.is_some()),
-            (Controller::Cpu, limits.cpus.is_some()),
-        ];
-        for (controller, want) in wanted {
-            if !want {
-                continue;
-            }
+        for controller in Controller::ALL.into_iter().filter(|&c| limits.wants(c)) {
             let Some(placement) = support.placement(controller) else {
                 missing.push(controller);
                 continue;

@@ -133,9 +133,11 @@ pub(crate) struct Confinement {
 }
 
 impl Confinement {
-    /// Builds the rules; `landlock` and `seccomp` say whether to enforce each (the host has it).
+    /// Builds the rules; `gate_port` is the one TCP port the agent may connect to, `landlock`
+    /// and `seccomp` say whether to enforce each (the host has it).
     pub(crate) fn prepare(
         spec: &Spec,
+        gate_port: u16,
         landlock: bool,
         seccomp: bool,
         container: bool,
@@ -143,7 +145,7 @@ impl Confinement {
         let landlock = match (landlock, crate::probe::landlock_abi()) {
             (false, _) => None,
             (true, Some(abi)) => Some((
-                landlock_ruleset(spec, abi)
+                landlock_ruleset(spec, gate_port, abi)
                     .map_err(|error| format!("could not build the landlock rules: {error}"))?,
                 abi,
             )),
@@ -292,7 +294,11 @@ pub(crate) fn enforced_properties(landlock_abi: Option<i32>, seccomp: bool) -> V
     enforced
 }
 
-fn landlock_ruleset(spec: &Spec, abi: i32) -> Result<RulesetCreated, landlock::RulesetError> {
+fn landlock_ruleset(
+    spec: &Spec,
+    gate_port: u16,
+    abi: i32,
+) -> Result<RulesetCreated, landlock::RulesetError> {
     let version = ABI::from(abi);
     let all = AccessFs::from_all(version);
     let mut ruleset = Ruleset::default()
@@ -349,7 +355,7 @@ fn landlock_ruleset(spec: &Spec, abi: i32) -> Result<RulesetCreated, landlock::R
         created = created.add_rule(PathBeneath::new(fd, access))?;
     }
     if abi >= 4 {
-        created = created.add_rule(NetPort::new(spec.gate_port, AccessNet::ConnectTcp))?;
+        created = created.add_rule(NetPort::new(gate_port, AccessNet::ConnectTcp))?;
     }
     Ok(created)
 }

@@ -1,7 +1,7 @@
 //! The host side: decide, spawn the init, limit, time out, reap.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,9 +12,9 @@ use rustix::process::{Pid, Signal, pidfd_send_signal};
 use crate::cgroup::SessionCgroup;
 use crate::error::SandboxError;
 use crate::forked::InitProcess;
-use crate::probe::{HostReport, probe};
-use crate::protocol::{Admission, Report, Request, read_reports, write_frame};
-use crate::spec::{ExitStatus, Outcome, Property, ResourceUsage, Spec};
+use crate::probe::{CgroupSupport, HostReport, probe, probe_cgroups};
+use crate::protocol::{Admitted, Report, Request, read_reports_each, write_frame};
+use crate::spec::{Admission, ExitStatus, Outcome, Property, ResourceUsage, Spec};
 
 /// Ends a running session from another thread (`moat stop`, Ctrl-C): the whole sandbox is
 /// killed as on a timeout and [`Outcome::stopped`] is set. Cloning shares the signal.
@@ -45,10 +45,21 @@ pub fn host_report() -> &'static HostReport {
     HOST.get_or_init(probe)
 }
 
+/// This host's cgroups, probed once per process on first use ([`probe_cgroups`]): only a
+/// session that asks for a limit needs them.
+pub fn cgroup_support() -> &'static CgroupSupport {
+    static CGROUPS: OnceLock<CgroupSupport> = OnceLock::new();
+    CGROUPS.get_or_init(probe_cgroups)
+}
+
 /// Runs one agent session in the sandbox and waits for it; see [`run_with_stop`].
-pub fn run(spec: &Spec, init_program: &Path) -> Result<Outcome, SandboxError> {
+pub fn run(
+    spec: &Spec,
+    admission: &Admission,
+    init_program: &Path,
+) -> Result<Outcome, SandboxError> {
     let stop = Stop::new().map_err(SandboxError::Spawn)?;
-    run_with_stop(spec, init_program, &stop)
+    run_with_stop(spec, admission, init_program, &stop)
 }
 
 /// Runs one agent session in the sandbox and waits for it, or until `stop` fires.
@@ -60,10 +71,17 @@ pub fn run(spec: &Spec, init_program: &Path) -> Result<Outcome, SandboxError> {
 /// when its first argument is [`INIT_SUBCOMMAND`].
 pub fn run_with_stop(
     spec: &Spec,
+    admission: &Admission,
     init_program: &Path,
     stop: &Stop,
 ) -> Result<Outcome, SandboxError> {
-    run_admitted(spec, Init::Program(init_program), stop, admit_now(spec))
+    run_admitted(
+        spec,
+        Init::Program(init_program),
+        stop,
+        admit_now(admission),
+        Box::new(|_| {}),
+    )
 }
 
 /// Where the embedded backend's init comes from.
@@ -77,32 +95,44 @@ pub enum Init<'a> {
     Forked(InitProcess),
 }
 
-/// Waits until a session may start, and answers the gate socket to bind into the sandbox (it
-/// replaces [`Spec::gate_socket`]) or why the session may not start. A backend calls it as late
-/// as it can before anything of the agent runs: the embedded backend once its init is in the
-/// session's cgroups and has the request, so that building the sandbox overlaps the caller's
-/// work (recording the session start); podman before `podman run`.
-pub type Admit<'a> = Box<dyn FnOnce() -> Result<PathBuf, String> + Send + 'a>;
+/// Waits until a session may start, and answers its [`Admission`] (the gate socket, and the
+/// environment and home files that point the agent at it) or why the session may not start.
+/// A backend calls it as late as it can before anything of the agent runs: the embedded
+/// backend once its init is in the session's cgroups and has the spec, so that building the
+/// sandbox overlaps the caller's work (opening the session at the gate and recording its
+/// start); podman before `podman run`.
+pub type Admit<'a> = Box<dyn FnOnce() -> Result<Admission, String> + Send + 'a>;
 
-/// An [`Admit`] that lets the session start at once, with the spec's own gate socket.
-pub(crate) fn admit_now(spec: &Spec) -> Admit<'static> {
-    let socket = spec.gate_socket.clone();
-    Box::new(move || Ok(socket))
+/// Hears, once, of the agent's exit as soon as it is known, with the session's [`Outcome`]:
+/// every process of the session is gone by then, but the sandbox's own teardown (its inits,
+/// namespaces and cgroups) may still be under way, which the run waits for before it returns
+/// the same outcome. A caller records the session's end meanwhile. Not called when the session
+/// does not end by the agent's exit (a timeout, a stop, a failure): the run's result says.
+pub type OnExit<'a> = Box<dyn FnOnce(&Outcome) + Send + 'a>;
+
+/// An [`Admit`] that lets the session start at once, with `admission`.
+pub(crate) fn admit_now(admission: &Admission) -> Admit<'static> {
+    let admission = admission.clone();
+    Box::new(move || Ok(admission))
 }
 
 /// [`run_with_stop`], starting the agent only once `admit` lets it (see [`Admit`]); a refusal
-/// ends the init before the agent exists and is [`SandboxError::NotAdmitted`].
+/// ends the init before the agent exists and is [`SandboxError::NotAdmitted`]. `on_exit` hears
+/// of the agent's exit before the sandbox is torn down (see [`OnExit`]).
+///
+/// The init gets the spec first and builds the sandbox; meanwhile this checks what the host
+/// can enforce and calls `admit`. Nothing of the agent runs before both pass.
 pub fn run_admitted(
     spec: &Spec,
     init: Init<'_>,
     stop: &Stop,
     admit: Admit<'_>,
+    on_exit: OnExit<'_>,
 ) -> Result<Outcome, SandboxError> {
     spec.validate()?;
-    let host = host_report();
-    let decision = decide(spec, host)?;
+    // Limits are settled before the init runs: its children inherit its groups at fork.
     let mut missing = Vec::new();
-    let cgroup = SessionCgroup::create(&host.cgroup, &spec.limits, &mut missing)?;
+    let cgroup = SessionCgroup::create(&spec.limits, &mut missing)?;
     if let Some(controller) = missing.first()
         && !spec.allow_missing.contains(&Property::Limits)
     {
@@ -111,7 +141,7 @@ pub fn run_admitted(
             what: format!(
                 "the {} limit cannot hold on this host: no delegated cgroup v2 controller and no writable cgroup v1 hierarchy (layout: {})",
                 controller.name(),
-                host.cgroup.layout
+                cgroup_support().layout
             ),
             hint: "delegate the controller to moat (e.g. `systemd-run --user --scope -p Delegate=yes moat run …`), drop the limit, or pass --dangerously-skip-limits".to_owned(),
         });
@@ -125,8 +155,6 @@ pub fn run_admitted(
     cgroup.add(init.pid())?;
     let request = Request {
         spec: spec.clone(),
-        landlock: decision.landlock,
-        seccomp: decision.seccomp,
         container: false,
     };
     let (spec_write, report_read) = init.take_pipes()?;
@@ -137,68 +165,101 @@ pub fn run_admitted(
         let _ = wait_with_usage(pid);
         error
     };
-    // The init builds the sandbox from the request while the caller decides; it starts no
-    // agent before the admission follows, and none when the pipe closes without one. A write
-    // fails only when the init is gone: its reports, read below, say why.
+    // The init builds the sandbox from the spec while the host decides and the caller admits;
+    // it starts no agent before the admission follows, and none when the pipe closes without
+    // one. A write fails only when the init is gone: its reports, read below, say why.
     let sent = write_frame(&mut spec_pipe, &request);
-    let reader = thread::spawn(move || read_reports(report_read));
-    let gate_socket = admitted_socket(admit).map_err(kill)?;
+    let decision = decide(spec, host_report()).map_err(kill)?;
+    let admission = admitted(admit).map_err(kill)?;
     // The session's duration counts from its admission, not from the init's spawn.
     let started = Instant::now();
-    let sent = sent.and_then(|()| write_frame(&mut spec_pipe, &Admission { gate_socket }));
+    let admitted = Admitted {
+        admission,
+        landlock: decision.landlock,
+        seccomp: decision.seccomp,
+    };
+    let sent = sent.and_then(|()| write_frame(&mut spec_pipe, &admitted));
     drop(spec_pipe);
 
-    let ending = wait_until_exit(pidfd, stop, spec.limits.timeout);
-    let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
-    if timed_out || stopped {
-        // The namespace init dies with the outer init (PR_SET_PDEATHSIG), and with it every
-        // process of the pid namespace.
-        let _ = pidfd_send_signal(pidfd, Signal::KILL);
-    }
-    let (init_status, usage) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
-    let duration = started.elapsed();
-    let reports = reader.join().unwrap_or_default();
-    let cgroup_enforced = cgroup.enforced.clone();
-    drop(cgroup);
-
-    let mut enforced = Vec::new();
-    let mut agent_status = None;
-    for report in reports {
-        match report {
-            Report::Failed { message } if !(timed_out || stopped) => {
-                return Err(SandboxError::Setup(message));
-            }
-            Report::Failed { .. } => {}
-            Report::Started { enforced: inside } => enforced.extend(inside),
-            Report::Exited { status, .. } => agent_status = Some(status),
+    let cgroup_enforced = &cgroup.enforced.clone();
+    thread::scope(|scope| {
+        // The init reports the agent's exit once every process of the sandbox is gone, before
+        // the namespaces are torn down: the outcome is complete then, and `on_exit` hears it.
+        let reader = scope.spawn(move || {
+            let mut enforced = Vec::new();
+            let mut early = None;
+            let mut on_exit = Some(on_exit);
+            let reports = read_reports_each(report_read, |report| match report {
+                Report::Started { enforced: inside } => enforced.extend(inside.iter().cloned()),
+                Report::Exited { status, usage } if early.is_none() => {
+                    enforced.extend(cgroup_enforced.iter().cloned());
+                    let exited = outcome(
+                        spec,
+                        Ending::Exited,
+                        *status,
+                        started.elapsed(),
+                        *usage,
+                        std::mem::take(&mut enforced),
+                    );
+                    if let Some(on_exit) = on_exit.take() {
+                        on_exit(&exited);
+                    }
+                    early = Some(exited);
+                }
+                Report::Failed { .. } | Report::Exited { .. } => {}
+            });
+            (reports, early)
+        });
+        let ending = wait_until_exit(pidfd, stop, spec.limits.timeout);
+        let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
+        if timed_out || stopped {
+            // The namespace init dies with the outer init (PR_SET_PDEATHSIG), and with it every
+            // process of the pid namespace.
+            let _ = pidfd_send_signal(pidfd, Signal::KILL);
         }
-    }
-    if let Err(error) = sent
-        && agent_status.is_none()
-        && !(timed_out || stopped)
-    {
-        return Err(SandboxError::Spawn(error));
-    }
-    enforced.extend(cgroup_enforced);
-    let status = match (timed_out || stopped, agent_status) {
-        (true, _) => ExitStatus::Signal(libc::SIGKILL),
-        (false, Some(status)) => status,
-        (false, None) => init_status,
-    };
-    Ok(outcome(spec, ending, status, duration, usage, enforced))
+        let (init_status, usage) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
+        let duration = started.elapsed();
+        let (reports, early) = reader.join().unwrap_or_default();
+        drop(cgroup);
+        // Reported: the agent exited and nothing of the session was left (a timeout or stop
+        // that fired during the teardown after that only ended the inits).
+        if let Some(exited) = early {
+            return Ok(exited);
+        }
+
+        let mut enforced = Vec::new();
+        let mut agent_status = None;
+        for report in reports {
+            match report {
+                Report::Failed { message } if !(timed_out || stopped) => {
+                    return Err(SandboxError::Setup(message));
+                }
+                Report::Failed { .. } => {}
+                Report::Started { enforced: inside } => enforced.extend(inside),
+                Report::Exited { status, .. } => agent_status = Some(status),
+            }
+        }
+        if let Err(error) = sent
+            && agent_status.is_none()
+            && !(timed_out || stopped)
+        {
+            return Err(SandboxError::Spawn(error));
+        }
+        enforced.extend(cgroup_enforced.iter().cloned());
+        let status = match (timed_out || stopped, agent_status) {
+            (true, _) => ExitStatus::Signal(libc::SIGKILL),
+            (false, Some(status)) => status,
+            (false, None) => init_status,
+        };
+        Ok(outcome(spec, ending, status, duration, usage, enforced))
+    })
 }
 
-/// Asks `admit` whether the session may start; the gate socket it answers, checked as the spec's
-/// own is.
-pub(crate) fn admitted_socket(admit: Admit<'_>) -> Result<PathBuf, SandboxError> {
-    let socket = admit().map_err(SandboxError::NotAdmitted)?;
-    if !crate::spec::is_clean_absolute(&socket) {
-        return Err(SandboxError::InvalidSpec(format!(
-            "the gate socket path {} is not a clean absolute path",
-            socket.display()
-        )));
-    }
-    Ok(socket)
+/// Asks `admit` whether the session may start; the admission it answers, checked.
+pub(crate) fn admitted(admit: Admit<'_>) -> Result<Admission, SandboxError> {
+    let admission = admit().map_err(SandboxError::NotAdmitted)?;
+    admission.validate()?;
+    Ok(admission)
 }
 
 /// The [`Outcome`] of a session that ended (`ending`) with `status`: a timeout or stop is
@@ -366,14 +427,12 @@ pub(crate) fn wait_with_usage(pid: Pid) -> std::io::Result<(ExitStatus, Resource
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::CgroupSupport;
 
     fn host(landlock_abi: Option<i32>, seccomp: bool) -> HostReport {
         HostReport {
             user_namespaces: true,
             landlock_abi,
             seccomp,
-            cgroup: CgroupSupport::default(),
             notes: vec![],
         }
     }
@@ -381,7 +440,6 @@ mod tests {
     fn spec(allow_missing: Vec<Property>) -> Spec {
         Spec {
             workspace: "/work".into(),
-            home_files: vec![],
             allow_missing,
             ..crate::spec::tests::spec()
         }

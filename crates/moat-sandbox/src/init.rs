@@ -15,7 +15,7 @@ use rustix::thread::UnshareFlags;
 
 use crate::bridge;
 use crate::confine::Confinement;
-use crate::protocol::{Admission, REPORT_FD, Report, Reporter, Request, SPEC_FD, read_frame};
+use crate::protocol::{Admitted, REPORT_FD, Report, Reporter, Request, SPEC_FD, read_frame};
 use crate::rootfs;
 use crate::spec::{ExitStatus, ResourceUsage};
 
@@ -96,8 +96,8 @@ fn adopt_descriptors() -> Option<(Request, std::fs::File, Reporter)> {
 }
 
 /// Waits for the session's admission; `None` when the host refused it (closed the pipe).
-fn admission(spec: &mut std::fs::File) -> Result<Option<Admission>, String> {
-    read_frame::<Admission>(spec).map_err(|error| format!("could not read the admission: {error}"))
+fn admission(spec: &mut std::fs::File) -> Result<Option<Admitted>, String> {
+    read_frame::<Admitted>(spec).map_err(|error| format!("could not read the admission: {error}"))
 }
 
 fn fail(what: &str) -> impl FnOnce(rustix::io::Errno) -> String + '_ {
@@ -189,28 +189,25 @@ fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i
     }
 }
 
-/// pid 1: build the root while the session waits for admission; once admitted, mount the gate
-/// socket and pivot, bring up the bridge, run the agent, reap, exit with its status.
+/// pid 1: build the root while the session waits for admission; once admitted, write the home
+/// files, mount the gate socket and pivot, bring up the bridge, run the agent, reap, exit with
+/// its status.
 fn namespace_init(
     request: Request,
     mut pipe: std::fs::File,
     reporter: &Reporter,
 ) -> Result<i32, String> {
-    let Request {
-        spec,
-        landlock,
-        seccomp,
-        container: _,
-    } = request;
+    let Request { spec, container: _ } = request;
     rustix::system::sethostname(b"moat").map_err(fail("could not set the hostname"))?;
     rootfs::build(&spec)?;
     bridge::loopback_up().map_err(|error| format!("could not bring up lo: {error}"))?;
-    let Some(admission) = admission(&mut pipe)? else {
+    let Some(admitted) = admission(&mut pipe)? else {
         return Ok(SETUP_FAILED);
     };
     drop(pipe);
-    rootfs::finish(&admission.gate_socket)?;
-    serve(spec, landlock, seccomp, false, reporter)
+    rootfs::write_home_files(&spec.home, &admitted.admission.home_files)?;
+    rootfs::finish(&admitted.admission.gate_socket)?;
+    serve(spec, admitted, false, reporter)
 }
 
 /// pid 1 of a container (podman backend): the runtime made the namespaces, the read-only root,
@@ -220,43 +217,43 @@ fn container_init(
     mut pipe: std::fs::File,
     reporter: &Reporter,
 ) -> Result<i32, String> {
-    let Request {
-        spec,
-        landlock,
-        seccomp,
-        container: _,
-    } = request;
+    let Request { spec, container: _ } = request;
     // Podman is admitted before the container exists: the admission is already in the pipe.
-    if admission(&mut pipe)?.is_none() {
+    let Some(admitted) = admission(&mut pipe)? else {
         return Ok(SETUP_FAILED);
-    }
+    };
     drop(pipe);
-    rootfs::write_files(&spec.home, &spec.home_files)?;
+    rootfs::write_files(&spec.home, &admitted.admission.home_files)?;
     bridge::loopback_check()?;
-    serve(spec, landlock, seccomp, true, reporter)
+    serve(spec, admitted, true, reporter)
 }
 
 /// The common tail of both inits: listen on the gate port, confine and start the agent, relay,
 /// reap, exit with the agent's status.
 fn serve(
     spec: crate::spec::Spec,
-    landlock: bool,
-    seccomp: bool,
+    admitted: Admitted,
     container: bool,
     reporter: &Reporter,
 ) -> Result<i32, String> {
-    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, spec.gate_port))
-        .map_err(|error| format!("could not listen on 127.0.0.1:{}: {error}", spec.gate_port))?;
-    let confinement = Confinement::prepare(&spec, landlock, seccomp, container)?;
+    let Admitted {
+        admission,
+        landlock,
+        seccomp,
+    } = admitted;
+    let port = admission.gate_port;
+    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+        .map_err(|error| format!("could not listen on 127.0.0.1:{port}: {error}"))?;
+    let confinement = Confinement::prepare(&spec, port, landlock, seccomp, container)?;
     let enforced = confinement.enforced();
-    // The spec may hold credentials in home files; nothing inside may read this process.
+    // The admission may hold credentials in home files; nothing inside may read this process.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 
     let mut command = Command::new(&spec.command[0]);
     command
         .args(&spec.command[1..])
         .env_clear()
-        .envs(spec.env.iter().map(|(name, value)| (name, value)))
+        .envs(admission.env.iter().map(|(name, value)| (name, value)))
         .current_dir(&spec.workspace)
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
@@ -313,8 +310,11 @@ fn serve(
                     (None, Some(signal)) => ExitStatus::Signal(signal),
                     (None, None) => ExitStatus::Code(SETUP_FAILED),
                 };
-                let usage = container.then(own_usage);
-                reporter.send(&Report::Exited { status, usage });
+                end_the_namespace();
+                reporter.send(&Report::Exited {
+                    status,
+                    usage: own_usage(),
+                });
                 return Ok(match status {
                     ExitStatus::Code(code) => code,
                     ExitStatus::Signal(signal) => 128 + signal,
@@ -324,6 +324,27 @@ fn serve(
             Err(error) => return Err(format!("could not wait for the agent: {error}")),
         }
     }
+}
+
+/// Once the agent has exited: kills every other process of the pid namespace this init is
+/// pid 1 of (what the agent left running) and reaps them all, so that [`own_usage`] counts the
+/// whole session and nothing of it outlives the report. Does nothing when this process is not
+/// pid 1 of its namespace: `kill(-1)` would then reach processes outside the sandbox.
+fn end_the_namespace() {
+    if !rustix::process::getpid().is_init() {
+        return;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: a plain system call with no memory arguments. As pid 1 of its own pid namespace
+    // (checked just above), `kill(-1)` signals every other process of that namespace and
+    // nothing outside it.
+    unsafe {
+        libc::kill(-1, libc::SIGKILL);
+    }
+    // Until ECHILD: nothing left to reap.
+    while let Ok(_) | Err(rustix::io::Errno::INTR) =
+        rustix::process::waitpid(None, WaitOptions::empty())
+    {}
 }
 
 /// This process's usage plus that of every child it reaped (the agent and reaped orphans).

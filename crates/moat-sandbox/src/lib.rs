@@ -12,25 +12,28 @@
 //!   wipes the child's copy of the environment and arguments; [`Init::Forked`]: one `execve`
 //!   of the caller's binary less per session). Two pipes are installed at fixed descriptors in
 //!   that process: [`SPEC_FD`] (3), down which go two length-prefixed JSON frames, the request
-//!   (the [`Spec`]) and then the admission (the gate socket), and [`REPORT_FD`] (4), on which
-//!   the init writes newline-delimited JSON reports (setup failure, what was enforced, the
-//!   agent's exit status). Nothing about the session travels in argv or the environment. `run`
-//!   places the init in the session's cgroups *before* it writes the request (the init blocks
-//!   on it, so no process of the session runs outside its limits), writes the admission only
-//!   once the caller admits the session ([`run_admitted`], [`Admit`]: `moat run` records the
-//!   session start meanwhile, and the init builds the sandbox meanwhile), enforces the
-//!   wall-clock timeout and [`Stop`] by polling a pidfd and an eventfd and sending `SIGKILL`,
-//!   reaps with `wait4` for resource usage, and removes the groups (killing any straggler).
-//!   Host facts ([`probe`]) are probed once per process and cached.
+//!   (the [`Spec`]: what runs, where, under which limits) and then the [`Admission`] (the gate
+//!   socket, the port inside, and the agent's environment and home files, which point its
+//!   clients at that gate), and [`REPORT_FD`] (4), on which the init writes newline-delimited
+//!   JSON reports (setup failure, what was enforced, the agent's exit status). Nothing about
+//!   the session travels in argv or the environment. `run` places the init in the session's
+//!   cgroups *before* it writes the request (the init blocks on it, so no process of the
+//!   session runs outside its limits), writes the request at once and the admission only once
+//!   the host's checks pass and the caller admits the session ([`run_admitted`], [`Admit`]:
+//!   `moat run` opens the session at the gate and records its start meanwhile, and the init
+//!   builds the sandbox meanwhile), enforces the wall-clock timeout and [`Stop`] by polling a
+//!   pidfd and an eventfd and sending `SIGKILL`, reaps with `wait4` for resource usage, and
+//!   removes the groups (killing any straggler). Host facts ([`probe`]) are probed once per
+//!   process and cached; the cgroups ([`probe_cgroups`]) only when a session asks for a limit.
 //! - [`init_main`] is the **sandbox side**, three processes deep:
 //!   1. the *outer init* unshares a user namespace (the host uid/gid mapped to 0 inside,
 //!      `setgroups` denied), then mount, net, ipc, uts, cgroup and pid namespaces, and forks;
 //!   2. the *namespace init* (pid 1, dies with the outer init through `PR_SET_PDEATHSIG`) builds,
 //!      before the session is admitted, a new root on a tmpfs: `/usr` and the merged-usr links, a minimal `/etc` (generated
 //!      passwd, group, hosts, nsswitch.conf; read-only CA roots, Debian alternatives links, the
-//!      linker cache; no resolv.conf, no shadow, no `/etc/ssl/private`), the workspace read-write at its host path, `ro_paths`, tmpfs `/tmp` and `$HOME`
-//!      holding `home_files`, a minimal `/dev`, a fresh `/proc`, and brings `lo` up. Admitted
-//!      (end of file instead: it exits, no agent), it mounts the admitted gate socket at
+//!      linker cache; no resolv.conf, no shadow, no `/etc/ssl/private`), the workspace read-write at its host path, `ro_paths`, tmpfs `/tmp` and `$HOME`,
+//!      a minimal `/dev`, a fresh `/proc`, and brings `lo` up. Admitted (end of file instead:
+//!      it exits, no agent), it writes the admission's home files and mounts its gate socket at
 //!      [`GATE_SOCKET_INSIDE`]; every mount nosuid, the root and every bind but the writable
 //!      ones read-only, everything but device nodes nodev; then `pivot_root` and detach the old
 //!      root. It binds `127.0.0.1:<gate_port>`, spawns the agent, starts the
@@ -82,9 +85,11 @@ mod spec;
 pub use confine::SECCOMP_DENIED;
 pub use error::SandboxError;
 pub use forked::InitProcess;
-pub use host::{Admit, Init, Stop, host_report, run, run_admitted, run_with_stop};
+pub use host::{
+    Admit, Init, OnExit, Stop, cgroup_support, host_report, run, run_admitted, run_with_stop,
+};
 pub use init::init_main;
 pub use podman::{Backend, PodmanReport, probe_podman, run_backend, run_backend_admitted};
-pub use probe::{CgroupSupport, CgroupVersion, HostReport, Placement, probe};
+pub use probe::{CgroupSupport, CgroupVersion, HostReport, Placement, probe, probe_cgroups};
 pub use protocol::{GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};
-pub use spec::{ExitStatus, Limits, Outcome, Property, ResourceUsage, Spec};
+pub use spec::{Admission, ExitStatus, Limits, Outcome, Property, ResourceUsage, Spec};

@@ -102,14 +102,14 @@ use rustix::thread::UnshareFlags;
 use crate::error::SandboxError;
 use crate::forked::InitProcess;
 use crate::host::{
-    Admit, Ending, Init, Stop, admit_now, admitted_socket, host_report, outcome,
+    Admit, Ending, Init, OnExit, Stop, admit_now, admitted, host_report, outcome,
     require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
 };
 use crate::protocol::{
-    Admission, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports, write_frame,
+    Admitted, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports, write_frame,
 };
 use crate::rootfs::{ETC_BINDS, USR_LINKS, etc_files};
-use crate::spec::{ExitStatus, Outcome, Property, ResourceUsage, Spec};
+use crate::spec::{Admission, ExitStatus, Outcome, Property, ResourceUsage, Spec};
 
 /// Where the init program is bound inside the container.
 const INIT_INSIDE: &str = "/run/moat/init";
@@ -181,24 +181,39 @@ impl Backend {
 pub fn run_backend(
     backend: &Backend,
     spec: &Spec,
+    admission: &Admission,
     init_program: &Path,
     stop: &Stop,
 ) -> Result<Outcome, SandboxError> {
-    run_backend_admitted(backend, spec, init_program, stop, admit_now(spec))
+    run_backend_admitted(
+        backend,
+        spec,
+        init_program,
+        stop,
+        admit_now(admission),
+        Box::new(|_| {}),
+    )
 }
 
-/// [`run_backend`], starting the agent only once `admit` lets it (see [`Admit`]).
+/// [`run_backend`], starting the agent only once `admit` lets it (see [`Admit`]); `on_exit`
+/// hears of the agent's exit (see [`OnExit`]: podman's teardown is not overlapped, it hears
+/// once the container is gone).
 pub fn run_backend_admitted(
     backend: &Backend,
     spec: &Spec,
     init_program: &Path,
     stop: &Stop,
     admit: Admit<'_>,
+    on_exit: OnExit<'_>,
 ) -> Result<Outcome, SandboxError> {
     match backend {
-        Backend::Embedded => run_admitted(spec, Init::Program(init_program), stop, admit),
+        Backend::Embedded => run_admitted(spec, Init::Program(init_program), stop, admit, on_exit),
         Backend::Podman { program, image } => {
-            run_podman(program, image.as_deref(), spec, init_program, stop, admit)
+            let outcome = run_podman(program, image.as_deref(), spec, init_program, stop, admit)?;
+            if !(outcome.timed_out || outcome.stopped) {
+                on_exit(&outcome);
+            }
+            Ok(outcome)
         }
     }
 }
@@ -814,14 +829,11 @@ fn run_podman(
 ) -> Result<Outcome, SandboxError> {
     spec.validate()?;
     // podman binds the gate socket when it creates the container: admitted before that.
-    let spec = &Spec {
-        gate_socket: admitted_socket(admit)?,
-        ..spec.clone()
-    };
+    let admission = admitted(admit)?;
     for (label, path) in [
         ("workspace", spec.workspace.as_path()),
         ("home", spec.home.as_path()),
-        ("gate socket", spec.gate_socket.as_path()),
+        ("gate socket", admission.gate_socket.as_path()),
         ("init program", init_program),
     ] {
         check_volume_path(label, path)?;
@@ -830,12 +842,12 @@ fn run_podman(
         check_volume_path("read-only", path)?;
     }
     let init_program = fs::canonicalize(init_program).map_err(SandboxError::Spawn)?;
-    match fs::metadata(&spec.gate_socket) {
+    match fs::metadata(&admission.gate_socket) {
         Ok(metadata) if metadata.file_type().is_socket() => {}
         _ => {
             return Err(SandboxError::Setup(format!(
                 "could not mount the gate socket {}: not a unix socket",
-                spec.gate_socket.display()
+                admission.gate_socket.display()
             )));
         }
     }
@@ -844,9 +856,7 @@ fn run_podman(
 
     let host = host_report();
     require_landlock_and_seccomp(spec, host)?;
-    let limited =
-        spec.limits.memory.is_some() || spec.limits.pids.is_some() || spec.limits.cpus.is_some();
-    let info = if limited {
+    let info = if spec.limits.wants_cgroups() {
         cached_info(&program, &workarounds).ok()
     } else {
         None
@@ -933,7 +943,7 @@ fn run_podman(
     }
     args.extend(volume(&spec.workspace, &spec.workspace, "rw,nosuid,nodev"));
     args.extend(volume(
-        &spec.gate_socket,
+        &admission.gate_socket,
         Path::new(GATE_SOCKET_INSIDE),
         "ro,nosuid,nodev,noexec",
     ));
@@ -943,9 +953,12 @@ fn run_podman(
 
     let request = Request {
         spec: spec.clone(),
+        container: true,
+    };
+    let admitted = Admitted {
+        admission,
         landlock: host.landlock_abi.is_some(),
         seccomp: host.seccomp,
-        container: true,
     };
     let session_end = spawn_and_wait(
         &program,
@@ -953,7 +966,7 @@ fn run_podman(
         &args,
         &name,
         &root.session,
-        request,
+        (request, admitted),
         stop,
     )?;
     drop(root);
@@ -990,7 +1003,7 @@ fn run_podman(
                 started = true;
                 enforced.extend(inside);
             }
-            Report::Exited { status, usage } => agent = Some((status, usage.unwrap_or_default())),
+            Report::Exited { status, usage } => agent = Some((status, usage)),
         }
     }
     if !(started || timed_out || stopped)
@@ -1041,7 +1054,7 @@ fn spawn_and_wait(
     args: &[OsString],
     name: &str,
     cwd: &Path,
-    request: Request,
+    (request, admitted): (Request, Admitted),
     stop: &Stop,
 ) -> Result<SessionEnd, SandboxError> {
     let mut command = podman_command(program, workarounds, args);
@@ -1068,11 +1081,8 @@ fn spawn_and_wait(
     // that never starts cannot hold up the timeout (its end of the pipe closing ends the write).
     // The session was admitted before podman ran, so its admission follows at once.
     let mut frames = Vec::new();
-    let admission = Admission {
-        gate_socket: request.spec.gate_socket.clone(),
-    };
     write_frame(&mut frames, &request)
-        .and_then(|()| write_frame(&mut frames, &admission))
+        .and_then(|()| write_frame(&mut frames, &admitted))
         .map_err(SandboxError::Spawn)?;
     thread::spawn(move || {
         let _ = std::fs::File::from(spec_write).write_all(&frames);
@@ -1175,10 +1185,9 @@ mod tests {
     use super::*;
     use crate::spec::Limits;
 
-    /// The spec module's test spec, with no home files and all three limits.
+    /// The spec module's test spec, with all three limits.
     fn spec() -> Spec {
         Spec {
-            home_files: vec![],
             limits: Limits {
                 memory: Some(64 << 20),
                 pids: Some(16),

@@ -19,8 +19,6 @@ pub struct HostReport {
     pub landlock_abi: Option<i32>,
     /// Whether seccomp filters with `SECCOMP_RET_ERRNO` are available.
     pub seccomp: bool,
-    /// Which resource limits can hold, and through which cgroup version.
-    pub cgroup: CgroupSupport,
     /// Human-readable findings, lowercase, one per line.
     pub notes: Vec<String>,
 }
@@ -55,6 +53,9 @@ pub struct Placement {
 
 /// Which of the memory, pids and cpu limits can hold. `None`: neither a delegated v2 controller
 /// nor a mounted, writable v1 hierarchy was found (checked by creating a probe group).
+///
+/// Probed apart from [`HostReport`], and only when a session asks for a limit: the probe
+/// creates and removes a group per controller.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CgroupSupport {
     /// `unified`, `hybrid`, `legacy` or `none`: which hierarchies are mounted.
@@ -65,6 +66,8 @@ pub struct CgroupSupport {
     pub pids: Option<Placement>,
     /// The cpu bandwidth limit.
     pub cpu: Option<Placement>,
+    /// Human-readable findings, lowercase, one per line.
+    pub notes: Vec<String>,
 }
 
 /// A cgroup controller moat uses, with its v2 and v1 limit files.
@@ -107,17 +110,19 @@ impl HostReport {
     /// What would hold for `spec` on this host, in the words of
     /// [`Outcome::enforced`](crate::Outcome::enforced): for the session-start record, before
     /// the sandbox runs. ([`run`](crate::run) refuses a required property that is missing.)
+    /// Probes the cgroups ([`cgroup_support`](crate::cgroup_support)) only when `spec` asks
+    /// for a limit.
     pub fn enforceable(&self, spec: &Spec) -> Vec<String> {
         let mut enforced = crate::confine::enforced_properties(self.landlock_abi, self.seccomp);
         let limits = &spec.limits;
-        let wanted = [
-            (Controller::Memory, limits.memory.is_some()),
-            (Controller::Pids, limits.pids.is_some()),
-            (Controller::Cpu, limits.cpus.is_some()),
-        ];
-        for (controller, want) in wanted {
-            if let (true, Some(placement)) = (want, self.cgroup.placement(controller)) {
-                enforced.push(controller.held(placement.version));
+        if limits.wants_cgroups() {
+            let cgroups = crate::host::cgroup_support();
+            for controller in Controller::ALL {
+                if let (true, Some(placement)) =
+                    (limits.wants(controller), cgroups.placement(controller))
+                {
+                    enforced.push(controller.held(placement.version));
+                }
             }
         }
         if let Some(timeout) = limits.timeout {
@@ -137,7 +142,7 @@ impl CgroupSupport {
     }
 }
 
-/// Probes this host: user namespaces, Landlock, seccomp and cgroup controllers.
+/// Probes this host: user namespaces, Landlock and seccomp (the cgroups: [`probe_cgroups`]).
 pub fn probe() -> HostReport {
     let mut notes = Vec::new();
     let user_namespaces = probe_user_namespaces(&mut notes);
@@ -154,12 +159,10 @@ pub fn probe() -> HostReport {
     if !seccomp {
         notes.push("seccomp filters are not available".to_owned());
     }
-    let cgroup = probe_cgroups(&mut notes);
     HostReport {
         user_namespaces,
         landlock_abi,
         seccomp,
-        cgroup,
         notes,
     }
 }
@@ -305,7 +308,10 @@ fn can_limit_under(parent: &Path, controller: Controller, version: CgroupVersion
     usable
 }
 
-fn probe_cgroups(notes: &mut Vec<String>) -> CgroupSupport {
+/// Probes which resource limits can hold here, and through which cgroup version: creates and
+/// removes a group per controller.
+pub fn probe_cgroups() -> CgroupSupport {
+    let mut notes = Vec::new();
     let mounts = cgroup_mounts();
     let self_cgroup = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let has_v2 = mounts
@@ -325,7 +331,7 @@ fn probe_cgroups(notes: &mut Vec<String>) -> CgroupSupport {
         ..CgroupSupport::default()
     };
     for controller in Controller::ALL {
-        let placement = find_placement(&mounts, &self_cgroup, controller, notes);
+        let placement = find_placement(&mounts, &self_cgroup, controller, &mut notes);
         match &placement {
             Some(found) => notes.push(format!(
                 "{} limit holds through {} under {}",
@@ -344,6 +350,7 @@ fn probe_cgroups(notes: &mut Vec<String>) -> CgroupSupport {
             Controller::Cpu => support.cpu = placement,
         }
     }
+    support.notes = notes;
     support
 }
 
@@ -426,16 +433,16 @@ mod tests {
     }
 
     #[test]
-    fn probe_names_every_limit() {
-        let report = probe();
+    fn the_cgroup_probe_names_every_limit() {
+        let cgroups = probe_cgroups();
         for controller in Controller::ALL {
             assert!(
-                report
+                cgroups
                     .notes
                     .iter()
                     .any(|note| note.starts_with(controller.name())),
                 "{:?}",
-                report.notes
+                cgroups.notes
             );
         }
     }

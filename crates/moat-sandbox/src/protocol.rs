@@ -1,16 +1,16 @@
 //! The wire between [`run`](crate::run) and the init: fixed descriptors, two frames down
-//! (the [`Request`], then the session's [`Admission`]) and JSON-line reports up.
+//! (the [`Request`], then the session's [`Admitted`]) and JSON-line reports up.
 //!
 //! A frame is a little-endian `u32` length and that many bytes of JSON. The init reads exactly
 //! one frame at a time, so the outer init can read the request and leave the admission in the
 //! pipe for the namespace init, which builds the new root meanwhile and reads it last.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead as _, Read};
 use std::os::fd::{AsFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{ExitStatus, ResourceUsage, Spec};
+use crate::spec::{Admission, ExitStatus, ResourceUsage, Spec};
 
 /// The hidden subcommand under which the `moat` binary must call [`init_main`](crate::init_main).
 pub const INIT_SUBCOMMAND: &str = "__sandbox-init";
@@ -22,26 +22,26 @@ pub const REPORT_FD: i32 = 4;
 /// Where the gate socket appears inside the sandbox.
 pub const GATE_SOCKET_INSIDE: &str = "/run/moat/gate.sock";
 
-/// What the host sends: the spec plus the properties the init enforces (each one the host
-/// has; a property the host lacks was waived, or `run` refused before spawning).
+/// The first frame: the sandbox to build. The host sends it before the session is admitted.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Request {
     pub spec: Spec,
-    pub landlock: bool,
-    pub seccomp: bool,
     /// The init already runs inside a container (the podman backend): it creates no
     /// namespaces and builds no root, but still bridges the gate port and confines the agent.
     #[serde(default)]
     pub container: bool,
 }
 
-/// The second frame: the session may start, and its gate socket on the host is this one.
+/// The second frame: the session may start, with this admission, enforcing these properties
+/// (each one the host has; a property the host lacks was waived, or `run` refused).
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Admission {
-    pub gate_socket: std::path::PathBuf,
+pub(crate) struct Admitted {
+    pub admission: Admission,
+    pub landlock: bool,
+    pub seccomp: bool,
 }
 
-/// The longest frame either side accepts (a request holds the home files).
+/// The longest frame either side accepts (an admission holds the home files).
 const MAX_FRAME: usize = 16 << 20;
 
 /// Writes one frame of `message`.
@@ -86,12 +86,12 @@ pub(crate) enum Report {
     Failed { message: String },
     /// The agent was started under these enforced properties.
     Started { enforced: Vec<String> },
-    /// The agent ended. In a container the init also reports the usage it measured (its own
-    /// and every process it reaped), which the host cannot see through the container runtime.
+    /// The agent ended, and every other process of the sandbox was killed and reaped: the
+    /// usage is the namespace init's own and that of every process it reaped, i.e. the whole
+    /// session but the outer init (which forks and waits, nothing more).
     Exited {
         status: ExitStatus,
-        #[serde(default)]
-        usage: Option<ResourceUsage>,
+        usage: ResourceUsage,
     },
 }
 
@@ -129,57 +129,71 @@ impl Reporter {
 
 /// Reads every report until the init and the namespace close the descriptor.
 pub(crate) fn read_reports(fd: OwnedFd) -> Vec<Report> {
-    let mut text = String::new();
-    if std::fs::File::from(fd).read_to_string(&mut text).is_err() {
-        return Vec::new();
+    read_reports_each(fd, |_| {})
+}
+
+/// [`read_reports`], handing each report to `each` as soon as it arrives.
+pub(crate) fn read_reports_each(fd: OwnedFd, mut each: impl FnMut(&Report)) -> Vec<Report> {
+    let mut reports = Vec::new();
+    for line in io::BufReader::new(std::fs::File::from(fd)).lines() {
+        let Ok(line) = line else { break };
+        if let Ok(report) = serde_json::from_str::<Report>(&line) {
+            each(&report);
+            reports.push(report);
+        }
     }
-    text.lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
+    reports
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn admitted(socket: &str) -> Admitted {
+        Admitted {
+            admission: Admission {
+                gate_socket: socket.into(),
+                ..crate::spec::tests::admission()
+            },
+            landlock: true,
+            seccomp: true,
+        }
+    }
+
     #[test]
     fn frames_are_read_one_at_a_time_and_no_byte_past_them() {
         let mut pipe = Vec::new();
-        let first = Admission {
-            gate_socket: "/run/a.sock".into(),
-        };
-        let second = Admission {
-            gate_socket: "/run/b.sock".into(),
-        };
+        let first = admitted("/run/a.sock");
+        let second = admitted("/run/b.sock");
         write_frame(&mut pipe, &first).unwrap();
         write_frame(&mut pipe, &second).unwrap();
         let mut reader = pipe.as_slice();
-        let read: Admission = read_frame(&mut reader).unwrap().unwrap();
-        assert_eq!(read.gate_socket, first.gate_socket);
-        let read: Admission = read_frame(&mut reader).unwrap().unwrap();
-        assert_eq!(read.gate_socket, second.gate_socket);
-        assert!(read_frame::<Admission>(&mut reader).unwrap().is_none());
+        let read: Admitted = read_frame(&mut reader).unwrap().unwrap();
+        assert_eq!(read.admission.gate_socket, first.admission.gate_socket);
+        let read: Admitted = read_frame(&mut reader).unwrap().unwrap();
+        assert_eq!(read.admission.gate_socket, second.admission.gate_socket);
+        assert!(read_frame::<Admitted>(&mut reader).unwrap().is_none());
     }
 
     #[test]
     fn a_truncated_or_oversized_frame_is_an_error_and_no_frame_is_none() {
         assert!(
-            read_frame::<Admission>(&mut [].as_slice())
+            read_frame::<Admitted>(&mut [].as_slice())
                 .unwrap()
                 .is_none()
         );
         assert!(
-            read_frame::<Admission>(&mut [7u8, 0].as_slice())
+            read_frame::<Admitted>(&mut [7u8, 0].as_slice())
                 .unwrap()
                 .is_none()
         );
         let mut truncated = 100u32.to_le_bytes().to_vec();
-        truncated.extend_from_slice(b"{\"gate");
-        assert!(read_frame::<Admission>(&mut truncated.as_slice()).is_err());
+        truncated.extend_from_slice(b"{\"admission");
+        assert!(read_frame::<Admitted>(&mut truncated.as_slice()).is_err());
         let oversized = u32::MAX.to_le_bytes();
-        assert!(read_frame::<Admission>(&mut oversized.as_slice()).is_err());
+        assert!(read_frame::<Admitted>(&mut oversized.as_slice()).is_err());
         let mut garbage = 3u32.to_le_bytes().to_vec();
         garbage.extend_from_slice(b"{x}");
-        assert!(read_frame::<Admission>(&mut garbage.as_slice()).is_err());
+        assert!(read_frame::<Admitted>(&mut garbage.as_slice()).is_err());
     }
 }

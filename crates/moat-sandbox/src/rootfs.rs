@@ -97,7 +97,6 @@ pub(crate) fn build(spec: &Spec) -> Result<(), String> {
 
     tmpfs(&inside(Path::new("/tmp")), MountFlags::NODEV, c"mode=1777")?;
     tmpfs(&inside(&spec.home), MountFlags::NODEV, c"mode=0700")?;
-    write_home_files(spec)?;
     // Also under /usr: a separate mount there (e.g. /usr/local) is not part of the /usr bind.
     for path in &spec.ro_paths {
         bind_read_only(path, path)?;
@@ -310,8 +309,9 @@ fn write_etc(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
-fn write_home_files(spec: &Spec) -> Result<(), String> {
-    write_files(&inside(&spec.home), &spec.home_files)
+/// Writes the admitted session's home files into the new root's `$HOME` (before [`finish`]).
+pub(crate) fn write_home_files(home: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<(), String> {
+    write_files(&inside(home), files)
 }
 
 /// Writes `files` (paths relative to `home`, already validated to stay inside it), mode 0600.

@@ -6,28 +6,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SandboxError;
 
-/// One agent session to run in the sandbox. It crosses a process boundary (host → init) as
-/// JSON over an inherited pipe, never argv or the environment. Its `Debug` output redacts
-/// environment values and home file contents, which may carry credentials.
+/// One agent session's sandbox: what runs, where, under which limits. It crosses a process
+/// boundary (host → init) as JSON over an inherited pipe, never argv or the environment, and is
+/// sent before the session is admitted: the init builds the sandbox from it meanwhile. How the
+/// agent reaches its gate, which is known only once the gate opens the session, is the
+/// [`Admission`].
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Spec {
-    /// The agent's argv; `command[0]` is looked up in `PATH` from [`Spec::env`].
+    /// The agent's argv; `command[0]` is looked up in `PATH` from [`Admission::env`].
     pub command: Vec<String>,
-    /// The agent's complete environment; nothing is inherited from the host.
-    pub env: Vec<(String, String)>,
     /// Host directory mounted read-write at the same absolute path inside; the agent's cwd.
     pub workspace: PathBuf,
     /// `$HOME` inside the sandbox (a fresh tmpfs), e.g. `/home/agent`.
     pub home: PathBuf,
-    /// Files written into `$HOME` before the agent starts, by path relative to it.
-    pub home_files: Vec<(PathBuf, Vec<u8>)>,
     /// Extra host paths bind-mounted read-only at the same path (toolchains outside `/usr`).
     pub ro_paths: Vec<PathBuf>,
-    /// The host unix socket of the gate; mounted at [`GATE_SOCKET_INSIDE`](crate::GATE_SOCKET_INSIDE)
-    /// and bridged to `127.0.0.1:<gate_port>`.
-    pub gate_socket: PathBuf,
-    /// The loopback TCP port inside that reaches the gate (moat uses 7070).
-    pub gate_port: u16,
     /// Resource limits and the wall-clock timeout.
     pub limits: Limits,
     /// Properties the user explicitly waived (`--dangerously-…`); anything else that cannot
@@ -42,6 +35,48 @@ pub struct Spec {
 
 impl fmt::Debug for Spec {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Spec")
+            .field("command", &self.command)
+            .field("workspace", &self.workspace)
+            .field("home", &self.home)
+            .field("ro_paths", &self.ro_paths)
+            .field("limits", &self.limits)
+            .field("allow_missing", &self.allow_missing)
+            .field(
+                "stdin_prefix",
+                &self
+                    .stdin_prefix
+                    .as_ref()
+                    .map(|bytes| format!("<redacted, {} bytes>", bytes.len())),
+            )
+            .finish()
+    }
+}
+
+/// What admitting a session settles: the gate socket that serves it, and the agent's
+/// environment and home files, which point its clients at that gate. The init receives it
+/// after the sandbox is built and before anything of the agent runs (see [`Admit`]). Its
+/// `Debug` output redacts environment values and home file contents, which may carry
+/// credentials.
+///
+/// [`Admit`]: crate::Admit
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Admission {
+    /// The host unix socket of the gate; mounted at [`GATE_SOCKET_INSIDE`](crate::GATE_SOCKET_INSIDE)
+    /// and bridged to `127.0.0.1:<gate_port>`.
+    pub gate_socket: PathBuf,
+    /// The loopback TCP port inside that reaches the gate (the port of the gate's public URL,
+    /// which the gate writes into the metadata it serves; 7070 for a gate of the session's own).
+    pub gate_port: u16,
+    /// The agent's complete environment; nothing is inherited from the host.
+    pub env: Vec<(String, String)>,
+    /// Files written into `$HOME` before the agent starts, by path relative to it.
+    pub home_files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl fmt::Debug for Admission {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let env: Vec<String> = self
             .env
             .iter()
@@ -53,24 +88,11 @@ impl fmt::Debug for Spec {
             .map(|(path, bytes)| format!("{} (<redacted>, {} bytes)", path.display(), bytes.len()))
             .collect();
         formatter
-            .debug_struct("Spec")
-            .field("command", &self.command)
-            .field("env", &env)
-            .field("workspace", &self.workspace)
-            .field("home", &self.home)
-            .field("home_files", &home_files)
-            .field("ro_paths", &self.ro_paths)
+            .debug_struct("Admission")
             .field("gate_socket", &self.gate_socket)
             .field("gate_port", &self.gate_port)
-            .field("limits", &self.limits)
-            .field("allow_missing", &self.allow_missing)
-            .field(
-                "stdin_prefix",
-                &self
-                    .stdin_prefix
-                    .as_ref()
-                    .map(|bytes| format!("<redacted, {} bytes>", bytes.len())),
-            )
+            .field("env", &env)
+            .field("home_files", &home_files)
             .finish()
     }
 }
@@ -86,6 +108,25 @@ pub struct Limits {
     pub cpus: Option<f64>,
     /// Wall-clock time after which the whole sandbox is killed.
     pub timeout: Option<Duration>,
+}
+
+impl Limits {
+    /// Whether `controller`'s limit is set.
+    pub(crate) fn wants(&self, controller: crate::probe::Controller) -> bool {
+        use crate::probe::Controller;
+        match controller {
+            Controller::Memory => self.memory.is_some(),
+            Controller::Pids => self.pids.is_some(),
+            Controller::Cpu => self.cpus.is_some(),
+        }
+    }
+
+    /// Whether any limit needs a cgroup (the timeout does not).
+    pub(crate) fn wants_cgroups(&self) -> bool {
+        crate::probe::Controller::ALL
+            .into_iter()
+            .any(|controller| self.wants(controller))
+    }
 }
 
 /// An isolation property a host may be unable to give, which a user may waive.
@@ -179,17 +220,13 @@ impl fmt::Display for Property {
 }
 
 impl Spec {
-    /// Checks what the init relies on: absolute paths, a command, home files inside `$HOME`.
+    /// Checks what the init relies on: a command, clean absolute paths.
     pub(crate) fn validate(&self) -> Result<(), SandboxError> {
         let invalid = |message: String| Err(SandboxError::InvalidSpec(message));
         if self.command.is_empty() {
             return invalid("the command is empty".to_owned());
         }
-        for (label, path) in [
-            ("workspace", &self.workspace),
-            ("home", &self.home),
-            ("gate socket", &self.gate_socket),
-        ] {
+        for (label, path) in [("workspace", &self.workspace), ("home", &self.home)] {
             if !is_clean_absolute(path) {
                 return invalid(format!(
                     "the {label} path {} is not a clean absolute path",
@@ -207,6 +244,21 @@ impl Spec {
                     path.display()
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Admission {
+    /// Checks what the init relies on: a clean absolute socket path, home files inside
+    /// `$HOME`, valid environment names.
+    pub(crate) fn validate(&self) -> Result<(), SandboxError> {
+        let invalid = |message: String| Err(SandboxError::InvalidSpec(message));
+        if !is_clean_absolute(&self.gate_socket) {
+            return invalid(format!(
+                "the gate socket path {} is not a clean absolute path",
+                self.gate_socket.display()
+            ));
         }
         for (path, _) in &self.home_files {
             let inside = path
@@ -242,28 +294,43 @@ pub(crate) mod tests {
     pub(crate) fn spec() -> Spec {
         Spec {
             command: vec!["true".to_owned()],
-            env: vec![],
             workspace: "/work/project".into(),
             home: "/home/agent".into(),
-            home_files: vec![(".npmrc".into(), b"registry=x".to_vec())],
             ro_paths: vec![],
-            gate_socket: "/run/gate.sock".into(),
-            gate_port: 7070,
             limits: Limits::default(),
             allow_missing: vec![],
             stdin_prefix: None,
         }
     }
 
+    /// A valid admission for unit tests.
+    pub(crate) fn admission() -> Admission {
+        Admission {
+            gate_socket: "/run/gate.sock".into(),
+            gate_port: 7070,
+            env: vec![],
+            home_files: vec![(".npmrc".into(), b"registry=x".to_vec())],
+        }
+    }
+
     #[test]
     fn a_home_file_cannot_escape_home() {
-        let mut escaping = spec();
+        let mut escaping = admission();
         escaping.home_files = vec![("../../etc/passwd".into(), vec![])];
         assert!(escaping.validate().is_err());
-        let mut absolute = spec();
+        let mut absolute = admission();
         absolute.home_files = vec![("/etc/passwd".into(), vec![])];
         assert!(absolute.validate().is_err());
-        assert!(spec().validate().is_ok());
+        assert!(admission().validate().is_ok());
+    }
+
+    #[test]
+    fn the_gate_socket_must_be_a_clean_absolute_path() {
+        for socket in ["gate.sock", "/run/../gate.sock", ""] {
+            let mut relative = admission();
+            relative.gate_socket = socket.into();
+            assert!(relative.validate().is_err(), "{socket}");
+        }
     }
 
     #[test]
@@ -280,8 +347,8 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn debug_output_redacts_env_values_and_home_files() {
-        let mut secret = spec();
+    fn debug_output_redacts_env_values_home_files_and_stdin() {
+        let mut secret = admission();
         secret.env = vec![("NPM_TOKEN".to_owned(), "npm_s3cr3t".to_owned())];
         secret.home_files = vec![(
             ".npmrc".into(),
@@ -291,14 +358,23 @@ pub(crate) mod tests {
         assert!(!debug.contains("s3cr3t"), "{debug}");
         assert!(debug.contains("NPM_TOKEN=<redacted>"), "{debug}");
         assert!(debug.contains(".npmrc (<redacted>, 33 bytes)"), "{debug}");
+        let mut with_stdin = spec();
+        with_stdin.stdin_prefix = Some(b"npm_s3cr3t".to_vec());
+        let debug = format!("{with_stdin:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
     }
 
     #[test]
-    fn the_spec_round_trips_through_json() {
+    fn the_spec_and_admission_round_trip_through_json() {
         let original = spec();
         let json = serde_json::to_vec(&original).expect("serialize");
         let back: Spec = serde_json::from_slice(&json).expect("deserialize");
-        assert_eq!(back.home_files, original.home_files);
+        assert_eq!(back.command, original.command);
         assert_eq!(back.limits, original.limits);
+        let original = admission();
+        let json = serde_json::to_vec(&original).expect("serialize");
+        let back: Admission = serde_json::from_slice(&json).expect("deserialize");
+        assert_eq!(back.home_files, original.home_files);
+        assert_eq!(back.gate_port, original.gate_port);
     }
 }

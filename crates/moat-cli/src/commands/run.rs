@@ -5,13 +5,14 @@
 //! `<data-dir>/gate.ctl` to serve the session and record its start and end: one audit writer
 //! per data directory), else a gate built here from the sources given.
 //!
-//! Order: find or build the gate → probe the host (refusing when an isolation property is
-//! missing and not waived) → hand the session's request to the sandbox's init (forked at the
-//! start of `main`, or started now) and, meanwhile, open the session (socket, audit
-//! `session-start`) while the init builds the sandbox → admit the session: the init mounts the
-//! gate socket and starts the agent → record `session-end` → exit with the agent's status.
-//! Nothing of the agent runs before its start is recorded; building the sandbox overlaps the
-//! gate's durable append.
+//! Order: hand the sandbox's spec to its init (forked at the start of `main`, or started now),
+//! which builds the sandbox meanwhile → find or build the gate → probe the host (the sandbox
+//! refuses when an isolation property is missing and not waived) → open the session (socket,
+//! audit `session-start`) → admit the session with the gate socket, the port inside and the
+//! environment and home files that point the agent's clients at the gate: the init mounts the
+//! socket and starts the agent → record `session-end` → exit with the agent's status. Nothing
+//! of the agent runs before its start is recorded; building the sandbox overlaps finding the
+//! gate and its durable append.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use moat_audit::{AuditLog, Event, SessionEnd, SessionStart};
 use moat_gate::{ControlClient, Gate, GateConfig, SessionContext};
-use moat_sandbox::{Backend, Limits, Property, Spec};
+use moat_sandbox::{Admission, Backend, Limits, Outcome, Property, SandboxError, Spec};
 
 use crate::cli::{BackendArg, GlobalArgs, RunArgs};
 use crate::config::{AuditStore, Loaded, Sources};
@@ -69,25 +70,6 @@ pub fn run(
             .unwrap_or_else(|| agent_name(&args.command)),
         operator: args.operator.clone().unwrap_or_else(host_user),
     };
-    let audit_store = loaded.audit_store(global, &data_dir);
-    let (runtime, mut gate, gate_port) = session_gate(loaded, &args, &data_dir, &audit_store)?;
-    let public_url = format!("http://127.0.0.1:{gate_port}");
-    let session_dir = data_dir.join("sessions").join(&session.id);
-
-    let spec = Spec {
-        command: args.command.clone(),
-        env: environment(&args.env, &public_url)?,
-        workspace: workspace.clone(),
-        home: PathBuf::from(HOME),
-        home_files: home_files(&public_url),
-        ro_paths: args.ro_paths.clone(),
-        gate_socket: session_dir.join(moat_gate::control::SESSION_SOCKET),
-        gate_port,
-        limits,
-        allow_missing: waived.clone(),
-        stdin_prefix: secrets_frame(&secrets),
-    };
-    let init = std::env::current_exe()?;
     let backend = match args.backend {
         BackendArg::Embedded => Backend::Embedded,
         BackendArg::Podman => Backend::Podman {
@@ -100,119 +82,45 @@ pub fn run(
             .hint("add --backend podman, or drop --image")
             .into());
     }
+    let spec = Spec {
+        command: args.command.clone(),
+        workspace: workspace.clone(),
+        home: PathBuf::from(HOME),
+        ro_paths: args.ro_paths.clone(),
+        limits,
+        allow_missing: waived.clone(),
+        stdin_prefix: secrets_frame(&secrets),
+    };
+    // `moat stop` sends SIGTERM; Ctrl-C sends SIGINT: either ends the sandbox, and the session
+    // is still recorded as ended.
+    let stop = moat_sandbox::Stop::new()?;
 
-    let outcome = runtime.block_on(async move {
-        let report = moat_sandbox::host_report();
-        let enforced = report.enforceable(&spec);
-        let command = spec.command.clone();
-        let start = SessionStart {
-            time: jiff::Timestamp::now(),
-            session: session.id.clone(),
-            operator: session.operator.clone(),
-            agent: session.agent.clone(),
-            command: command.clone(),
-            workspace: workspace.display().to_string(),
-            backend: backend.name().to_owned(),
-            policy: gate.policy(),
-            host: host_name(),
-            enforced: enforced.clone(),
-            waived: waived.iter().map(|p| p.to_string()).collect(),
-        };
-        // The sandbox's init starts now and waits, in its cgroups, until the session start is
-        // recorded: its own start-up overlaps the gate's durable append.
-        let (admit, admitted) = std::sync::mpsc::sync_channel::<Result<PathBuf, String>>(1);
-        let admission: moat_sandbox::Admit<'static> = Box::new(move || {
-            admitted
-                .recv()
-                .unwrap_or_else(|_| Err("moat run ended before the session opened".to_owned()))
-        });
-        // `moat stop` sends SIGTERM; Ctrl-C sends SIGINT: either ends the sandbox, and the
-        // session is still recorded as ended.
-        let stop = moat_sandbox::Stop::new()?;
-        let sandbox_stop = stop.clone();
-        let sandbox = tokio::task::spawn_blocking(move || match (&backend, forked_init) {
-            (Backend::Embedded, Some(forked)) => moat_sandbox::run_admitted(
-                &spec,
-                moat_sandbox::Init::Forked(forked),
-                &sandbox_stop,
-                admission,
-            ),
-            // Podman starts the init itself inside the container; a forked one goes unused.
-            (_, unused) => {
-                drop(unused);
-                moat_sandbox::run_backend_admitted(&backend, &spec, &init, &sandbox_stop, admission)
-            }
-        });
-        let opened = gate.open(&session, &session_dir, start).await.and_then(|socket| {
-            write_session_file(&session_dir, &session, &command)?;
-            Ok(socket)
-        });
-        let socket = match opened {
-            Ok(socket) => socket,
-            Err(error) => {
-                let _ = admit.send(Err(error.to_string()));
-                let _ = sandbox.await;
-                return Err(error);
-            }
-        };
-        eprintln!(
-            "moat: session {} ({} for {}) in {}",
-            session.id,
-            session.agent,
-            session.operator,
-            workspace.display()
-        );
-        let started = Instant::now();
-        let signals = tokio::spawn(stop_on_signal(stop.clone()));
-        let _ = admit.send(Ok(socket));
-        tokio::pin!(sandbox);
-        // A running gate that shuts down ends the session (and records its end): without the
-        // gate the sandbox has no way out, so it stops too.
-        let (result, ended_by_gate) = tokio::select! {
-            result = &mut sandbox => (result?, false),
-            () = gate.ended_by_gate() => {
-                eprintln!(
-                    "moat: the gate closed session {}'s control connection (it stopped); stopping the sandbox",
-                    session.id
-                );
-                stop.stop();
-                (sandbox.await?, true)
-            }
-        };
-        signals.abort();
-        let end = match &result {
-            Ok(outcome) => SessionEnd {
-                time: jiff::Timestamp::now(),
-                session: session.id.clone(),
-                exit_code: outcome.exit_code,
-                signal: outcome.signal,
-                duration_ms: millis(outcome.duration),
-                user_cpu_ms: millis(outcome.usage.user_cpu),
-                system_cpu_ms: millis(outcome.usage.system_cpu),
-                max_rss_kib: outcome.usage.max_rss_kib,
-                reason: outcome.reason.clone(),
-            },
-            Err(err) => SessionEnd {
-                time: jiff::Timestamp::now(),
-                session: session.id.clone(),
-                exit_code: None,
-                signal: None,
-                duration_ms: millis(started.elapsed()),
-                user_cpu_ms: 0,
-                system_cpu_ms: 0,
-                max_rss_kib: 0,
-                reason: Some(format!("sandbox failed: {err}")),
-            },
-        };
-        let closed = if ended_by_gate {
-            Ok(())
-        } else {
-            gate.close(end).await
-        };
-        let _ = std::fs::remove_dir_all(&session_dir);
-        closed?;
-        Ok::<_, anyhow::Error>(result?)
-    })?;
+    // The sandbox starts now, before the gate is even found: its init builds it from the spec
+    // while this thread finds the gate, opens the session and records its start, and runs
+    // nothing of the agent before the admission. Any error here drops `admit`, which ends the
+    // sandbox unadmitted; it is waited for either way.
+    let (admit, admitted) = std::sync::mpsc::sync_channel::<Result<Admission, String>>(1);
+    let sandbox = SandboxThread::start(
+        backend.clone(),
+        spec.clone(),
+        forked_init,
+        stop.clone(),
+        admitted,
+    )?;
+    let session_run = SessionRun {
+        global,
+        loaded,
+        args: &args,
+        data_dir: &data_dir,
+        session,
+        spec: &spec,
+        backend: backend.name(),
+        waived: &waived,
+        stop,
+    };
+    let outcome = session_run.drive(admit, sandbox.finished, sandbox.exited);
+    let _ = sandbox.thread.join();
+    let outcome = outcome?;
     Ok(match (outcome.exit_code, outcome.signal) {
         (Some(code), _) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
         (None, Some(signal)) => {
@@ -220,6 +128,204 @@ pub fn run(
         }
         (None, None) => ExitCode::from(1),
     })
+}
+
+/// The thread that runs the sandbox: it blocks until the sandbox is gone (or the session was
+/// not admitted) and hands the result over; the agent's exit is heard before that.
+struct SandboxThread {
+    thread: std::thread::JoinHandle<()>,
+    /// The sandbox's result, once it is torn down.
+    finished: tokio::sync::oneshot::Receiver<Result<Outcome, SandboxError>>,
+    /// The agent's exit, as soon as nothing of the session is left ([`moat_sandbox::OnExit`]).
+    exited: tokio::sync::oneshot::Receiver<Outcome>,
+}
+
+impl SandboxThread {
+    fn start(
+        backend: Backend,
+        spec: Spec,
+        forked_init: Option<moat_sandbox::InitProcess>,
+        stop: moat_sandbox::Stop,
+        admitted: std::sync::mpsc::Receiver<Result<Admission, String>>,
+    ) -> anyhow::Result<Self> {
+        let init = std::env::current_exe()?;
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let (exit, exited) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("moat-sandbox".to_owned())
+            .spawn(move || {
+                let admission: moat_sandbox::Admit<'static> = Box::new(move || {
+                    admitted.recv().unwrap_or_else(|_| {
+                        Err("moat run ended before the session opened".to_owned())
+                    })
+                });
+                let on_exit: moat_sandbox::OnExit<'static> = Box::new(move |outcome| {
+                    let _ = exit.send(outcome.clone());
+                });
+                let result = match (&backend, forked_init) {
+                    (Backend::Embedded, Some(forked)) => moat_sandbox::run_admitted(
+                        &spec,
+                        moat_sandbox::Init::Forked(forked),
+                        &stop,
+                        admission,
+                        on_exit,
+                    ),
+                    // Podman starts the init itself inside the container; a forked one goes
+                    // unused.
+                    (_, unused) => {
+                        drop(unused);
+                        moat_sandbox::run_backend_admitted(
+                            &backend, &spec, &init, &stop, admission, on_exit,
+                        )
+                    }
+                };
+                let _ = done.send(result);
+            })?;
+        Ok(Self {
+            thread,
+            finished,
+            exited,
+        })
+    }
+}
+
+/// One session from the gate's side: find the gate, open the session and record its start,
+/// admit the sandbox, wait for the agent, record the end.
+struct SessionRun<'a> {
+    global: &'a GlobalArgs,
+    loaded: &'a Loaded,
+    args: &'a RunArgs,
+    data_dir: &'a Path,
+    session: SessionContext,
+    spec: &'a Spec,
+    backend: &'static str,
+    waived: &'a [Property],
+    stop: moat_sandbox::Stop,
+}
+
+impl SessionRun<'_> {
+    /// Returns the sandbox's outcome once the end is recorded. Returning early drops `admit`,
+    /// which ends a sandbox not yet admitted.
+    fn drive(
+        self,
+        admit: std::sync::mpsc::SyncSender<Result<Admission, String>>,
+        sandbox: tokio::sync::oneshot::Receiver<Result<Outcome, SandboxError>>,
+        exited: tokio::sync::oneshot::Receiver<Outcome>,
+    ) -> anyhow::Result<Outcome> {
+        let Self {
+            global,
+            loaded,
+            args,
+            data_dir,
+            session,
+            spec,
+            backend,
+            waived,
+            stop,
+        } = self;
+        let audit_store = loaded.audit_store(global, data_dir);
+        let (runtime, mut gate, gate_port) = session_gate(loaded, args, data_dir, &audit_store)?;
+        let public_url = format!("http://127.0.0.1:{gate_port}");
+        let session_dir = data_dir.join("sessions").join(&session.id);
+        let env = environment(&args.env, &public_url)?;
+        let home_files = home_files(&public_url);
+
+        runtime.block_on(async move {
+            let enforced = moat_sandbox::host_report().enforceable(spec);
+            let start = SessionStart {
+                time: jiff::Timestamp::now(),
+                session: session.id.clone(),
+                operator: session.operator.clone(),
+                agent: session.agent.clone(),
+                command: spec.command.clone(),
+                workspace: spec.workspace.display().to_string(),
+                backend: backend.to_owned(),
+                policy: gate.policy(),
+                host: host_name(),
+                enforced,
+                waived: waived.iter().map(|p| p.to_string()).collect(),
+            };
+            let gate_socket = gate.open(&session, &session_dir, start).await?;
+            write_session_file(&session_dir, &session, &spec.command)?;
+            eprintln!(
+                "moat: session {} ({} for {}) in {}",
+                session.id,
+                session.agent,
+                session.operator,
+                spec.workspace.display()
+            );
+            let started = Instant::now();
+            let signals = tokio::spawn(stop_on_signal(stop.clone()));
+            let _ = admit.send(Ok(Admission {
+                gate_socket,
+                gate_port,
+                env,
+                home_files,
+            }));
+            // The agent's exit is heard before the sandbox's teardown when it exits on its
+            // own (the end is recorded meanwhile), else with the sandbox's result. A running
+            // gate that shuts down ends the session (and records its end): without the gate
+            // the sandbox has no way out, so it stops too.
+            let mut sandbox = sandbox;
+            let mut exited = exited;
+            let heard = tokio::select! {
+                ended = async {
+                    match (&mut exited).await {
+                        Ok(outcome) => (Ok(Ok(outcome)), true),
+                        Err(_) => ((&mut sandbox).await, false),
+                    }
+                } => Some(ended),
+                () = gate.ended_by_gate() => None,
+            };
+            let (result, heard_early, ended_by_gate) = match heard {
+                Some((result, early)) => (result?, early, false),
+                None => {
+                    eprintln!(
+                        "moat: the gate closed session {}'s control connection (it stopped); stopping the sandbox",
+                        session.id
+                    );
+                    stop.stop();
+                    ((&mut sandbox).await?, false, true)
+                }
+            };
+            signals.abort();
+            let end = match &result {
+                Ok(outcome) => SessionEnd {
+                    time: jiff::Timestamp::now(),
+                    session: session.id.clone(),
+                    exit_code: outcome.exit_code,
+                    signal: outcome.signal,
+                    duration_ms: millis(outcome.duration),
+                    user_cpu_ms: millis(outcome.usage.user_cpu),
+                    system_cpu_ms: millis(outcome.usage.system_cpu),
+                    max_rss_kib: outcome.usage.max_rss_kib,
+                    reason: outcome.reason.clone(),
+                },
+                Err(err) => SessionEnd {
+                    time: jiff::Timestamp::now(),
+                    session: session.id.clone(),
+                    exit_code: None,
+                    signal: None,
+                    duration_ms: millis(started.elapsed()),
+                    user_cpu_ms: 0,
+                    system_cpu_ms: 0,
+                    max_rss_kib: 0,
+                    reason: Some(format!("sandbox failed: {err}")),
+                },
+            };
+            let closed = if ended_by_gate {
+                Ok(())
+            } else {
+                gate.close(end).await
+            };
+            // Heard early, the sandbox is still being torn down: wait for that, and for its
+            // result, which is the outcome heard.
+            let result = if heard_early { sandbox.await? } else { result };
+            let _ = std::fs::remove_dir_all(&session_dir);
+            closed?;
+            Ok::<_, anyhow::Error>(result?)
+        })
+    }
 }
 
 /// The gate that serves a session: a running `moat gate` on the same data directory (reached

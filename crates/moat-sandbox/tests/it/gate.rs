@@ -54,10 +54,13 @@ fn the_gate_port_reaches_the_host_unix_socket(backend: Backend) {
 #[test]
 fn a_missing_gate_socket_is_a_setup_error() {
     let session = Session::new();
-    let mut spec = session.spec("true");
-    spec.gate_socket = session.gate_dir.path().join("absent.sock");
+    let admission = moat_sandbox::Admission {
+        gate_socket: session.gate_dir.path().join("absent.sock"),
+        ..session.admission()
+    };
     let error = moat_sandbox::run(
-        &spec,
+        &session.spec("true"),
+        &admission,
         std::path::Path::new(env!("CARGO_BIN_EXE_moat-sandbox-init")),
     )
     .expect_err("a missing socket cannot be mounted");
@@ -77,8 +80,12 @@ fn the_agent_exit_status_is_reported() {
 fn a_missing_init_program_is_a_spawn_error() {
     let session = Session::new();
     let spec = session.spec("true");
-    let error = moat_sandbox::run(&spec, std::path::Path::new("/nonexistent/moat"))
-        .expect_err("no init program");
+    let error = moat_sandbox::run(
+        &spec,
+        &session.admission(),
+        std::path::Path::new("/nonexistent/moat"),
+    )
+    .expect_err("no init program");
     assert!(
         matches!(error, moat_sandbox::SandboxError::Spawn(_)),
         "{error}"
@@ -119,7 +126,7 @@ fn a_setup_failure_before_admission_is_reported_with_its_reason() {
     fs::create_dir(&missing).expect("dir");
     spec.ro_paths = vec![missing.clone()];
     let stop = moat_sandbox::Stop::new().expect("stop");
-    let socket = session.gate_socket();
+    let admission = session.admission();
     // Admitted only once the init has failed and exited: the admission finds nobody to read it.
     let admit: moat_sandbox::Admit<'_> = Box::new(move || {
         let exited = (0..1000).any(|_| {
@@ -138,16 +145,22 @@ fn a_setup_failure_before_admission_is_reported_with_its_reason() {
             zombies
         });
         assert!(exited, "the init did not fail before admission");
-        Ok(socket)
+        Ok(admission)
     });
     fs::remove_dir(&missing).expect("removed");
+    let heard = std::sync::atomic::AtomicBool::new(false);
     let error = moat_sandbox::run_admitted(
         &spec,
         moat_sandbox::Init::Program(std::path::Path::new(INIT)),
         &stop,
         admit,
+        Box::new(|_| heard.store(true, std::sync::atomic::Ordering::SeqCst)),
     )
     .expect_err("the sandbox cannot be built");
+    assert!(
+        !heard.load(std::sync::atomic::Ordering::SeqCst),
+        "an exit was heard though no agent ran"
+    );
     assert!(
         matches!(error, moat_sandbox::SandboxError::Setup(_)),
         "{error:?}"
@@ -182,22 +195,31 @@ fn children_of(pid: u32) -> Vec<u32> {
 
 /// The init is already running and building the sandbox (so its start-up overlaps the caller's
 /// own work: its namespace init exists, in a mount namespace of its own) but the agent is not
-/// when the session is admitted; and the admitted socket is the one the sandbox reaches.
+/// when the session is admitted; and what the admission brings is what the agent gets: the
+/// admitted socket is the way out, on the admitted port, with the admitted environment and
+/// home files (the spec sent before holds none of them).
 #[test]
-fn the_init_waits_for_admission_and_the_admitted_socket_is_the_way_out() {
+fn the_init_waits_for_admission_and_the_admission_is_what_the_agent_gets() {
     let session = Session::new();
     let marker = session.workspace().join("agent-ran");
     let server = session.echo_one_gate_request();
-    let mut spec = session.spec(&format!(
-        "touch {}\n{}",
+    let spec = session.spec(&format!(
+        "touch {}\necho \"admitted env: $ADMITTED\"\ncat $HOME/.admitted\n{}",
         marker.display(),
         python(
-            "import urllib.request\nprint(urllib.request.urlopen(\"http://127.0.0.1:7070/admitted\", timeout=10).read().decode())"
+            "import urllib.request\nprint(urllib.request.urlopen(\"http://127.0.0.1:7171/admitted\", timeout=10).read().decode())"
         )
     ));
-    // A placeholder the admission replaces: the session's real socket is only known then.
-    spec.gate_socket = session.gate_dir.path().join("placeholder.sock");
-    let (socket, unstarted) = (session.gate_socket(), marker.clone());
+    let mut admission = session.admission();
+    admission.gate_port = 7171;
+    admission
+        .env
+        .push(("ADMITTED".to_owned(), "from-the-admission".to_owned()));
+    admission.home_files.push((
+        ".admitted".into(),
+        b"home file from the admission\n".to_vec(),
+    ));
+    let unstarted = marker.clone();
     let stop = moat_sandbox::Stop::new().expect("stop");
     let admit: moat_sandbox::Admit<'_> = Box::new(move || {
         let inits: Vec<u32> = children()
@@ -224,48 +246,70 @@ fn the_init_waits_for_admission_and_the_admitted_socket_is_the_way_out() {
             "the namespace init is not building the sandbox before admission"
         );
         assert!(!unstarted.exists(), "the agent ran before admission");
-        Ok(socket)
+        Ok(admission)
     });
     let outcome = moat_sandbox::run_admitted(
         &spec,
         moat_sandbox::Init::Program(std::path::Path::new(INIT)),
         &stop,
         admit,
+        Box::new(|_| {}),
     )
     .expect("the sandbox runs");
     server.join().expect("server");
     let ran = session.ran(outcome);
-    ran.completed().expect("gate saw GET /admitted HTTP/1.1");
+    ran.completed()
+        .expect("admitted env: from-the-admission")
+        .expect("home file from the admission")
+        .expect("gate saw GET /admitted HTTP/1.1");
     assert!(marker.exists(), "the agent ran once admitted");
 }
 
-/// A session its caller refuses (the gate could not record its start) ends before its agent
-/// exists, and says why.
+/// The caller hears of the agent's exit as soon as it is known (to record the session's end
+/// while the sandbox is torn down), and only once nothing of the session is left: what the
+/// agent left running in the background is killed and reaped by then, and its CPU time is in
+/// the reported usage. The run returns the same outcome.
 #[test]
-fn a_session_not_admitted_never_starts_its_agent() {
+fn the_exit_is_heard_once_nothing_of_the_session_is_left() {
     let session = Session::new();
-    let marker = session.workspace().join("agent-ran");
-    let spec = session.spec(&format!("touch {}", marker.display()));
+    // A background process outliving the agent, named by an argument no other process has,
+    // which burns CPU until it is killed.
+    let marker = "6071.25";
+    let spec = session.spec(&format!(
+        "sh -c 'while :; do :; done' moat-orphan-{marker} &\nsleep 0.3\ntrue"
+    ));
     let stop = moat_sandbox::Stop::new().expect("stop");
-    let error = moat_sandbox::run_admitted(
+    let heard = std::sync::Mutex::new(None);
+    let outcome = moat_sandbox::run_admitted(
         &spec,
         moat_sandbox::Init::Program(std::path::Path::new(INIT)),
         &stop,
-        Box::new(|| Err("the audit log refused the session start".to_owned())),
+        Box::new(|| Ok(session.admission())),
+        Box::new(|outcome| {
+            let left: Vec<String> = fs::read_dir("/proc")
+                .expect("/proc")
+                .flatten()
+                .filter_map(|entry| fs::read(entry.path().join("cmdline")).ok())
+                .map(|cmdline| String::from_utf8_lossy(&cmdline).into_owned())
+                .filter(|cmdline| cmdline.contains(&format!("moat-orphan-{marker}")))
+                .collect();
+            *heard.lock().expect("heard") = Some((outcome.clone(), left));
+        }),
     )
-    .expect_err("a refused session does not run");
+    .expect("the sandbox runs");
+    let (heard_outcome, left) = heard
+        .into_inner()
+        .expect("heard")
+        .expect("the exit was heard");
     assert!(
-        matches!(error, moat_sandbox::SandboxError::NotAdmitted(_)),
-        "{error:?}"
+        left.is_empty(),
+        "still running when the exit was heard: {left:?}"
     );
+    assert_eq!(heard_outcome, outcome);
+    assert!(outcome.status().success(), "{outcome:?}");
     assert!(
-        error.to_string().contains("the audit log refused"),
-        "{error}"
-    );
-    assert!(!marker.exists(), "the agent of a refused session ran");
-    assert!(
-        children().is_empty(),
-        "the init of a refused session is reaped: {:?}",
-        children()
+        outcome.usage.user_cpu + outcome.usage.system_cpu >= std::time::Duration::from_millis(100),
+        "the background process's CPU time is not in the usage: {:?}",
+        outcome.usage
     );
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use moat_sandbox::{ExitStatus, probe};
+use moat_sandbox::{ExitStatus, probe_cgroups};
 
 use crate::support::{Session, python};
 
@@ -10,11 +10,11 @@ const MIB: u64 = 1024 * 1024;
 
 #[test]
 fn a_fork_loop_stops_at_the_pids_limit() {
-    let host = probe();
-    let Some(placement) = host.cgroup.pids else {
+    let cgroups = probe_cgroups();
+    let Some(placement) = cgroups.pids else {
         eprintln!(
             "skipped: this host cannot enforce a pids limit ({})",
-            host.notes.join("; ")
+            cgroups.notes.join("; ")
         );
         return;
     };
@@ -39,11 +39,11 @@ fn a_fork_loop_stops_at_the_pids_limit() {
 
 #[test]
 fn allocating_past_the_memory_limit_fails() {
-    let host = probe();
-    if host.cgroup.memory.is_none() {
+    let cgroups = probe_cgroups();
+    if cgroups.memory.is_none() {
         eprintln!(
             "skipped: this host cannot enforce a memory limit ({})",
-            host.notes.join("; ")
+            cgroups.notes.join("; ")
         );
         return;
     }
@@ -77,11 +77,11 @@ fn the_timeout_kills_the_whole_sandbox() {
 
 #[test]
 fn cpu_limit_is_recorded_as_enforced() {
-    let host = probe();
-    if host.cgroup.cpu.is_none() {
+    let cgroups = probe_cgroups();
+    if cgroups.cpu.is_none() {
         eprintln!(
             "skipped: this host cannot enforce a cpu limit ({})",
-            host.notes.join("; ")
+            cgroups.notes.join("; ")
         );
         return;
     }
@@ -111,6 +111,7 @@ fn stop_kills_the_whole_sandbox() {
     });
     let outcome = moat_sandbox::run_with_stop(
         &spec,
+        &session.admission(),
         std::path::Path::new(env!("CARGO_BIN_EXE_moat-sandbox-init")),
         &stop,
     )

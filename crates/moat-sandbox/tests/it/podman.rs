@@ -49,9 +49,14 @@ fn podman_exit_status_timeout_and_stop_are_honoured() {
         thread::sleep(Duration::from_millis(1500));
         trigger.stop();
     });
-    let outcome =
-        moat_sandbox::run_backend(&backend, &session.spec("sleep 60"), Path::new(INIT), &stop)
-            .expect("the sandbox runs");
+    let outcome = moat_sandbox::run_backend(
+        &backend,
+        &session.spec("sleep 60"),
+        &session.admission(),
+        Path::new(INIT),
+        &stop,
+    )
+    .expect("the sandbox runs");
     stopper.join().expect("stopper");
     assert!(outcome.stopped && !outcome.timed_out, "{outcome:?}");
     assert_eq!(outcome.reason.as_deref(), Some("stopped"));
@@ -75,6 +80,7 @@ fn podman_a_fork_loop_and_memory_hog_stop_at_the_limits() {
     let outcome = moat_sandbox::run_backend(
         &backend,
         &spec,
+        &session.admission(),
         Path::new(INIT),
         &moat_sandbox::Stop::new().expect("stop"),
     );
@@ -236,6 +242,7 @@ fn podman_setup_failures_are_errors_that_say_why() {
     let error = moat_sandbox::run_backend(
         &missing_image,
         &session.spec("true"),
+        &session.admission(),
         Path::new(INIT),
         &stop,
     )
@@ -245,14 +252,17 @@ fn podman_setup_failures_are_errors_that_say_why() {
         "{error}"
     );
 
-    let mut spec = session.spec("true");
-    spec.gate_socket = session.gate_dir.path().join("absent.sock");
+    let admission = moat_sandbox::Admission {
+        gate_socket: session.gate_dir.path().join("absent.sock"),
+        ..session.admission()
+    };
     let error = moat_sandbox::run_backend(
         &Backend::Podman {
             program,
             image: None,
         },
-        &spec,
+        &session.spec("true"),
+        &admission,
         Path::new(INIT),
         &stop,
     )

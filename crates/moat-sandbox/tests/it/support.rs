@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::OnceLock;
 
-use moat_sandbox::{Backend, Limits, Outcome, PodmanReport, Spec};
+use moat_sandbox::{Admission, Backend, Limits, Outcome, PodmanReport, Spec};
 use tempfile::TempDir;
 
 pub const HOME: &str = "/home/agent";
@@ -83,23 +83,29 @@ impl Session {
         );
         Spec {
             command: vec!["sh".to_owned(), "-c".to_owned(), wrapped],
+            workspace,
+            home: HOME.into(),
+            ro_paths: vec![],
+            limits: self.limits.clone(),
+            allow_missing: vec![],
+            stdin_prefix: None,
+        }
+    }
+
+    /// The session's gate socket on port 7070, a plain environment and two home files.
+    pub fn admission(&self) -> Admission {
+        Admission {
+            gate_socket: self.gate_socket(),
+            gate_port: 7070,
             env: vec![
                 ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
                 ("HOME".to_owned(), HOME.to_owned()),
                 ("LANG".to_owned(), "C.UTF-8".to_owned()),
             ],
-            workspace,
-            home: HOME.into(),
             home_files: vec![
                 (".npmrc".into(), NPMRC.to_vec()),
                 (".config/pip/pip.conf".into(), b"[global]\n".to_vec()),
             ],
-            ro_paths: vec![],
-            gate_socket: self.gate_socket(),
-            gate_port: 7070,
-            limits: self.limits.clone(),
-            allow_missing: vec![],
-            stdin_prefix: None,
         }
     }
 
@@ -109,8 +115,12 @@ impl Session {
     }
 
     pub fn run_spec(&self, spec: &Spec) -> Ran {
-        let outcome = moat_sandbox::run(spec, Path::new(env!("CARGO_BIN_EXE_moat-sandbox-init")))
-            .expect("the sandbox runs");
+        let outcome = moat_sandbox::run(
+            spec,
+            &self.admission(),
+            Path::new(env!("CARGO_BIN_EXE_moat-sandbox-init")),
+        )
+        .expect("the sandbox runs");
         self.ran(outcome)
     }
 
@@ -128,8 +138,8 @@ impl Session {
     pub fn run_backend(&self, spec: &Spec, backend: &Backend) -> Ran {
         let stop = moat_sandbox::Stop::new().expect("stop");
         let init = std::env::var_os(INIT_OVERRIDE).map_or_else(|| INIT.into(), PathBuf::from);
-        let outcome =
-            moat_sandbox::run_backend(backend, spec, &init, &stop).expect("the sandbox runs");
+        let outcome = moat_sandbox::run_backend(backend, spec, &self.admission(), &init, &stop)
+            .expect("the sandbox runs");
         self.ran(outcome)
     }
 
