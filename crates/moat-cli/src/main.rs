@@ -2,12 +2,10 @@
 
 use clap::Parser as _;
 
-/// The gate allocates a little on every request from several threads; mimalloc does that
-/// markedly cheaper than glibc malloc (see BENCHMARKS.md). Built without transparent huge pages
-/// (the `no_thp` feature): with them, the first touch of mimalloc's arena zeroes a 2 MiB page,
-/// which every short-lived `moat` process (each `moat run`) paid at start-up.
+/// mimalloc for the gate, the C library's malloc for a session's short-lived processes (`moat
+/// run` and the sandbox init), chosen per process; see [`moat_sandbox::Allocator`].
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: moat_sandbox::Allocator = moat_sandbox::Allocator;
 
 fn main() -> std::process::ExitCode {
     // The sandbox's init: `moat run` starts this binary inside the new namespaces. It must run

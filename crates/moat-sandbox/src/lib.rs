@@ -69,6 +69,7 @@
 //! wiping a forked init's environment and arguments, and the `pre_exec` hooks (including
 //! podman's private mount namespace).
 
+mod alloc;
 mod bridge;
 mod cgroup;
 mod confine;
@@ -82,6 +83,7 @@ mod protocol;
 mod rootfs;
 mod spec;
 
+pub use alloc::{Allocator, SESSION_COMMANDS, is_session_command};
 pub use confine::SECCOMP_DENIED;
 pub use error::SandboxError;
 pub use forked::InitProcess;
