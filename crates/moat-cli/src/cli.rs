@@ -212,9 +212,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub dangerously_no_seccomp: bool,
 
-    /// Which sandbox: `embedded` (namespaces, no daemon; ~8–9 ms from start to exit of `true`
+    /// Which sandbox: `embedded` (namespaces, no daemon; ~6–8 ms from start to exit of `true`
     /// with a running gate, on the 2-core machine of BENCHMARKS.md) or `podman` (the same
-    /// contract in a podman container, ~135 ms there; this host's cgroup and ulimit workarounds
+    /// contract in a podman container, ~130 ms there; this host's cgroup and ulimit workarounds
     /// are applied automatically).
     #[arg(long, value_enum, default_value_t = BackendArg::Embedded)]
     pub backend: BackendArg,

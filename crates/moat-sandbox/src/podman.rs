@@ -69,10 +69,11 @@
 //!
 //! # Known gaps
 //!
-//! - Start-up: one session costs ~110–165 ms of podman and crun (the embedded backend 8–9 ms
+//! - Start-up: one session costs ~110–165 ms of podman and crun (the embedded backend 6–8 ms
 //!   with its audited session start and end; see BENCHMARKS.md).
-//! - [`Outcome::usage`] is measured by the init inside (its own and its reaped children's);
-//!   a session killed by the timeout or [`Stop`] reports zero usage.
+//! - [`Outcome::usage`] is measured by the init inside (its own and that of every process of
+//!   the container, which it kills and reaps once the agent exits); a session killed by the
+//!   timeout or [`Stop`] reports zero usage.
 //! - Rootless podman (`--userns keep-id`) is tested with one session run as an unprivileged
 //!   user (`podman_rootless_runs_the_session_as_the_caller`, set up by `.ci/run`); the escape
 //!   tests run under rootful podman.
