@@ -37,6 +37,7 @@ pub struct Allocator;
 
 impl Allocator {
     /// Whether this process uses the C library's malloc; decides on the first call.
+    #[inline]
     fn system(self) -> bool {
         match CHOSEN.load(Ordering::Relaxed) {
             SYSTEM => true,
@@ -60,6 +61,7 @@ impl Allocator {
 }
 
 /// Reads this process's first argument without allocating.
+#[cold]
 fn choose() -> u8 {
     let Ok(file) = rustix::fs::open(
         c"/proc/self/cmdline",
@@ -90,6 +92,7 @@ pub fn is_session_command(first: &[u8]) -> bool {
 // the same one for the whole life of the process (chosen at the first call and never changed),
 // so a block is always freed or reallocated by the allocator that allocated it.
 unsafe impl GlobalAlloc for Allocator {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if self.system() {
             // SAFETY: forwarded as is (see the impl's comment).
@@ -100,6 +103,7 @@ unsafe impl GlobalAlloc for Allocator {
         }
     }
 
+    #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if self.system() {
             // SAFETY: forwarded as is (see the impl's comment).
@@ -110,6 +114,7 @@ unsafe impl GlobalAlloc for Allocator {
         }
     }
 
+    #[inline]
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
         if self.system() {
             // SAFETY: forwarded as is; the block came from this same allocator.
@@ -120,6 +125,7 @@ unsafe impl GlobalAlloc for Allocator {
         }
     }
 
+    #[inline]
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if self.system() {
             // SAFETY: forwarded as is; the block came from this same allocator.

@@ -321,6 +321,9 @@ impl SessionRun<'_> {
             // Heard early, the sandbox is still being torn down: wait for that, and for its
             // result, which is the outcome heard.
             let result = if heard_early { sandbox.await? } else { result };
+            // A gate of this process leaves its session directory to us; a running gate
+            // removes it after answering the close, and this is the fallback for one that
+            // went away first (both ignore what the other already removed).
             let _ = std::fs::remove_dir_all(&session_dir);
             closed?;
             Ok::<_, anyhow::Error>(result?)
