@@ -110,6 +110,9 @@ pub type Admit<'a> = Box<dyn FnOnce() -> Result<Admission, String> + Send + 'a>;
 /// does not end by the agent's exit (a timeout, a stop, a failure): the run's result says.
 pub type OnExit<'a> = Box<dyn FnOnce(&Outcome) + Send + 'a>;
 
+/// How long an init that was not admitted may take to exit on its own before it is killed.
+const REFUSE_GRACE: Duration = Duration::from_secs(2);
+
 /// An [`Admit`] that lets the session start at once, with `admission`.
 pub(crate) fn admit_now(admission: &Admission) -> Admit<'static> {
     let admission = admission.clone();
@@ -160,8 +163,14 @@ pub fn run_admitted(
     let (spec_write, report_read) = init.take_pipes()?;
     let (pid, pidfd) = (init.pid, &init.pidfd);
     let mut spec_pipe = std::fs::File::from(spec_write);
-    let kill = |error: SandboxError| {
-        let _ = pidfd_send_signal(pidfd, Signal::KILL);
+    // Not admitted: end of file where the admission would be makes the namespace init exit
+    // (no agent) and the outer init after it, so both are reaped here; one that has not exited
+    // within REFUSE_GRACE (a build stuck on a hung mount) is killed.
+    let refuse = |spec_pipe: std::fs::File, error: SandboxError| {
+        drop(spec_pipe);
+        if wait_until_exit(pidfd, stop, Some(REFUSE_GRACE)) != Ending::Exited {
+            let _ = pidfd_send_signal(pidfd, Signal::KILL);
+        }
         let _ = wait_with_usage(pid);
         error
     };
@@ -169,8 +178,14 @@ pub fn run_admitted(
     // it starts no agent before the admission follows, and none when the pipe closes without
     // one. A write fails only when the init is gone: its reports, read below, say why.
     let sent = write_frame(&mut spec_pipe, &request);
-    let decision = decide(spec, host_report()).map_err(kill)?;
-    let admission = admitted(admit).map_err(kill)?;
+    let decision = match decide(spec, host_report()) {
+        Ok(decision) => decision,
+        Err(error) => return Err(refuse(spec_pipe, error)),
+    };
+    let admission = match admitted(admit) {
+        Ok(admission) => admission,
+        Err(error) => return Err(refuse(spec_pipe, error)),
+    };
     // The session's duration counts from its admission, not from the init's spawn.
     let started = Instant::now();
     let admitted = Admitted {

@@ -1107,18 +1107,19 @@ fn scan_writable_memory(pid: u32, needle: &[u8]) -> (usize, Option<String>) {
     (scanned, None)
 }
 
-/// `moat run --help` and usage errors end the sandbox init that `main` forked at its first line
-/// before the process exits: no init is orphaned. Checked in a helper (this test alone, in a
-/// process of its own) that is its descendants' subreaper, so an orphaned init would become
-/// its child.
+/// `moat run --help`, usage errors and errors found once the sandbox is being built end the
+/// sandbox init (forked by `main` at its first line, or started as a program) before the
+/// process exits: no init is orphaned, not even the namespace init of one that was not
+/// admitted. Checked in a helper (this test alone, in a process of its own) that is its
+/// descendants' subreaper, so an orphaned init would become its child.
 #[test]
-fn a_usage_error_leaves_no_forked_init_behind() {
+fn an_early_error_leaves_no_sandbox_init_behind() {
     const HELPER: &str = "MOAT_TEST_SUBREAPER_HELPER";
     if std::env::var_os(HELPER).is_none() {
         let helper = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "run::a_usage_error_leaves_no_forked_init_behind",
+                "run::an_early_error_leaves_no_sandbox_init_behind",
                 "--nocapture",
             ])
             .env(HELPER, "1")
@@ -1134,14 +1135,28 @@ fn a_usage_error_leaves_no_forked_init_behind() {
         return;
     }
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
-    for args in [&["run", "--no-such-flag"][..], &["run", "--help"]] {
-        let status = std::process::Command::new(MOAT)
+    // The third fails once the sandbox is being built (a bad `--env` is found when the gate's
+    // address is known): the unadmitted init and its namespace init end and are reaped too.
+    let (data, osv) = (tempfile::tempdir().unwrap(), advisories());
+    let (data, osv) = (data.path().to_str().unwrap(), osv.path().to_str().unwrap());
+    let bad_env = ["--advisories", osv, "--env", "NOT-A-PAIR", "--", "true"];
+    let after_start = [&["--data-dir", data, "run"][..], &bad_env].concat();
+    let after_forked_start = [&["run", "--data-dir", data][..], &bad_env].concat();
+    for args in [
+        &["run", "--no-such-flag"][..],
+        &["run", "--help"],
+        &after_start,
+        &after_forked_start,
+    ] {
+        let output = std::process::Command::new(MOAT)
             .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
+            .output()
             .unwrap();
-        assert!(status.code().is_some(), "{args:?}: {status}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.code().is_some(), "{args:?}: {stderr}");
+        if args.contains(&"NOT-A-PAIR") {
+            assert!(stderr.contains("--env NOT-A-PAIR"), "{args:?}: {stderr}");
+        }
         // An orphan is this process's child as soon as moat run has exited.
         let orphans = children(std::process::id());
         assert!(orphans.is_empty(), "{args:?} left {orphans:?} behind");
