@@ -11,7 +11,7 @@ fn main() -> std::process::ExitCode {
     // The sandbox's init: `moat run` starts this binary inside the new namespaces. It must run
     // before anything else starts a thread (clap does not; tokio and logging would).
     let first = std::env::args_os().nth(1);
-    if first.as_deref() == Some("__sandbox-init".as_ref()) {
+    if first.as_deref() == Some(moat_sandbox::INIT_SUBCOMMAND.as_ref()) {
         moat_sandbox::init_main();
     }
     // `moat run …`: fork the session's sandbox init now, while this process has one thread and

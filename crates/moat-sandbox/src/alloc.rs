@@ -22,7 +22,7 @@ use rustix::fs::{Mode, OFlags};
 
 /// First arguments of the short-lived processes that use the C library's malloc: `moat run`
 /// and the sandbox init started as a program.
-pub const SESSION_COMMANDS: [&str; 2] = ["run", crate::protocol::INIT_SUBCOMMAND];
+const SESSION_COMMANDS: [&str; 2] = ["run", crate::protocol::INIT_SUBCOMMAND];
 
 const UNDECIDED: u8 = 0;
 const MIMALLOC: u8 = 1;
@@ -30,8 +30,10 @@ const SYSTEM: u8 = 2;
 
 static CHOSEN: AtomicU8 = AtomicU8::new(UNDECIDED);
 
-/// The global allocator of the `moat` binary (see the module docs):
-/// `#[global_allocator] static ALLOCATOR: moat_sandbox::Allocator = moat_sandbox::Allocator;`
+/// The global allocator of the `moat` binary: the C library's malloc in a process whose first
+/// argument is `run` or `__sandbox-init` (a session's short-lived `moat run` and its init),
+/// mimalloc in every other (the gate), chosen at the process's first allocation and never
+/// changed. `#[global_allocator] static ALLOCATOR: moat_sandbox::Allocator = moat_sandbox::Allocator;`
 #[derive(Debug, Clone, Copy)]
 pub struct Allocator;
 
@@ -81,7 +83,7 @@ fn choose() -> u8 {
 }
 
 /// Whether `first`, a process's first argument, names a session ([`SESSION_COMMANDS`]).
-pub fn is_session_command(first: &[u8]) -> bool {
+fn is_session_command(first: &[u8]) -> bool {
     SESSION_COMMANDS
         .iter()
         .any(|command| command.as_bytes() == first)

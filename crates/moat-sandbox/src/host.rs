@@ -68,7 +68,7 @@ pub fn run(
 /// Landlock, seccomp or a requested limit cannot hold and the spec does not waive it in
 /// [`Spec::allow_missing`], and with [`SandboxError::Unsupported`] when the host has no user
 /// namespaces. `init_program` is the binary whose `main` calls [`init_main`](crate::init_main)
-/// when its first argument is [`INIT_SUBCOMMAND`].
+/// when its first argument is [`INIT_SUBCOMMAND`](crate::INIT_SUBCOMMAND).
 pub fn run_with_stop(
     spec: &Spec,
     admission: &Admission,
@@ -201,29 +201,32 @@ pub fn run_admitted(
         // The init reports the agent's exit once every process of the sandbox is gone, before
         // the namespaces are torn down: the outcome is complete then, and `on_exit` hears it.
         let reader = scope.spawn(move || {
-            let mut enforced = Vec::new();
-            let mut early = None;
+            let mut heard = Heard::default();
             let mut on_exit = Some(on_exit);
-            let reports = read_reports_each(report_read, |report| match report {
-                Report::Started { enforced: inside } => enforced.extend(inside.iter().cloned()),
-                Report::Exited { status, usage } if early.is_none() => {
+            read_reports_each(report_read, |report| match report {
+                Report::Failed { message } => {
+                    heard.failed.get_or_insert(message);
+                }
+                Report::Started { enforced } => heard.enforced.extend(enforced),
+                Report::Exited { status, usage } if heard.exited.is_none() => {
+                    let mut enforced = heard.enforced.clone();
                     enforced.extend(cgroup_enforced.iter().cloned());
                     let exited = outcome(
                         spec,
                         Ending::Exited,
-                        *status,
+                        status,
                         started.elapsed(),
-                        *usage,
-                        std::mem::take(&mut enforced),
+                        usage,
+                        enforced,
                     );
                     if let Some(on_exit) = on_exit.take() {
                         on_exit(&exited);
                     }
-                    early = Some(exited);
+                    heard.exited = Some(exited);
                 }
-                Report::Failed { .. } | Report::Exited { .. } => {}
+                Report::Exited { .. } => {}
             });
-            (reports, early)
+            heard
         });
         let ending = wait_until_exit(pidfd, stop, spec.limits.timeout);
         let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
@@ -234,40 +237,40 @@ pub fn run_admitted(
         }
         let (init_status, usage) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
         let duration = started.elapsed();
-        let (reports, early) = reader.join().unwrap_or_default();
+        let heard = reader.join().unwrap_or_default();
         drop(cgroup);
         // Reported: the agent exited and nothing of the session was left (a timeout or stop
         // that fired during the teardown after that only ended the inits).
-        if let Some(exited) = early {
+        if let Some(exited) = heard.exited {
             return Ok(exited);
         }
-
-        let mut enforced = Vec::new();
-        let mut agent_status = None;
-        for report in reports {
-            match report {
-                Report::Failed { message } if !(timed_out || stopped) => {
-                    return Err(SandboxError::Setup(message));
-                }
-                Report::Failed { .. } => {}
-                Report::Started { enforced: inside } => enforced.extend(inside),
-                Report::Exited { status, .. } => agent_status = Some(status),
+        // Not reported: the setup failed, the init died, or the timeout or a stop killed it.
+        if !(timed_out || stopped) {
+            if let Some(message) = heard.failed {
+                return Err(SandboxError::Setup(message));
             }
+            sent.map_err(SandboxError::Spawn)?;
         }
-        if let Err(error) = sent
-            && agent_status.is_none()
-            && !(timed_out || stopped)
-        {
-            return Err(SandboxError::Spawn(error));
-        }
-        enforced.extend(cgroup_enforced.iter().cloned());
-        let status = match (timed_out || stopped, agent_status) {
-            (true, _) => ExitStatus::Signal(libc::SIGKILL),
-            (false, Some(status)) => status,
-            (false, None) => init_status,
+        let status = if timed_out || stopped {
+            ExitStatus::Signal(libc::SIGKILL)
+        } else {
+            init_status
         };
+        let mut enforced = heard.enforced;
+        enforced.extend(cgroup_enforced.iter().cloned());
         Ok(outcome(spec, ending, status, duration, usage, enforced))
     })
+}
+
+/// What the init reported, as the reader heard it.
+#[derive(Default)]
+struct Heard {
+    /// The first setup failure.
+    failed: Option<String>,
+    /// What held inside, reported when the agent started.
+    enforced: Vec<String>,
+    /// The session's outcome, from the agent's exit.
+    exited: Option<Outcome>,
 }
 
 /// Asks `admit` whether the session may start; the admission it answers, checked.

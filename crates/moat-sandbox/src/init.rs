@@ -17,7 +17,7 @@ use crate::bridge;
 use crate::confine::Confinement;
 use crate::protocol::{Admitted, REPORT_FD, Report, Reporter, Request, SPEC_FD, read_frame};
 use crate::rootfs;
-use crate::spec::{ExitStatus, ResourceUsage};
+use crate::spec::{ExitStatus, ResourceUsage, Spec};
 
 /// Exit code of the init when the sandbox could not be built (the report says why).
 const SETUP_FAILED: i32 = 125;
@@ -32,7 +32,7 @@ pub fn init_main() -> ! {
         std::process::exit(SETUP_FAILED)
     };
     let result = if request.container {
-        container_init(request, spec, &reporter)
+        container_init(request.spec, spec, &reporter)
     } else {
         outer(request, spec, &reporter)
     };
@@ -95,9 +95,11 @@ fn adopt_descriptors() -> Option<(Request, std::fs::File, Reporter)> {
     }
 }
 
-/// Waits for the session's admission; `None` when the host refused it (closed the pipe).
-fn admission(spec: &mut std::fs::File) -> Result<Option<Admitted>, String> {
-    read_frame::<Admitted>(spec).map_err(|error| format!("could not read the admission: {error}"))
+/// Waits for the session's admission, the last frame on the pipe, and closes it; `None` when
+/// the host refused the session (closed the pipe).
+fn admission(mut pipe: std::fs::File) -> Result<Option<Admitted>, String> {
+    read_frame::<Admitted>(&mut pipe)
+        .map_err(|error| format!("could not read the admission: {error}"))
 }
 
 fn fail(what: &str) -> impl FnOnce(rustix::io::Errno) -> String + '_ {
@@ -163,7 +165,7 @@ fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i
         if orphaned {
             std::process::exit(SETUP_FAILED);
         }
-        let code = match namespace_init(request, spec, reporter) {
+        let code = match namespace_init(request.spec, spec, reporter) {
             Ok(code) => code,
             Err(message) => {
                 reporter.send(&Report::Failed { message });
@@ -192,19 +194,13 @@ fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i
 /// pid 1: build the root while the session waits for admission; once admitted, write the home
 /// files, mount the gate socket and pivot, bring up the bridge, run the agent, reap, exit with
 /// its status.
-fn namespace_init(
-    request: Request,
-    mut pipe: std::fs::File,
-    reporter: &Reporter,
-) -> Result<i32, String> {
-    let Request { spec, container: _ } = request;
+fn namespace_init(spec: Spec, pipe: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
     rustix::system::sethostname(b"moat").map_err(fail("could not set the hostname"))?;
     rootfs::build(&spec)?;
     bridge::loopback_up().map_err(|error| format!("could not bring up lo: {error}"))?;
-    let Some(admitted) = admission(&mut pipe)? else {
+    let Some(admitted) = admission(pipe)? else {
         return Ok(SETUP_FAILED);
     };
-    drop(pipe);
     rootfs::write_home_files(&spec.home, &admitted.admission.home_files)?;
     rootfs::finish(&admitted.admission.gate_socket)?;
     serve(spec, admitted, false, reporter)
@@ -212,17 +208,11 @@ fn namespace_init(
 
 /// pid 1 of a container (podman backend): the runtime made the namespaces, the read-only root,
 /// `/tmp` and `$HOME` and mounted the gate socket; write the home files, then as above.
-fn container_init(
-    request: Request,
-    mut pipe: std::fs::File,
-    reporter: &Reporter,
-) -> Result<i32, String> {
-    let Request { spec, container: _ } = request;
+fn container_init(spec: Spec, pipe: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
     // Podman is admitted before the container exists: the admission is already in the pipe.
-    let Some(admitted) = admission(&mut pipe)? else {
+    let Some(admitted) = admission(pipe)? else {
         return Ok(SETUP_FAILED);
     };
-    drop(pipe);
     rootfs::write_files(&spec.home, &admitted.admission.home_files)?;
     bridge::loopback_check()?;
     serve(spec, admitted, true, reporter)
@@ -231,7 +221,7 @@ fn container_init(
 /// The common tail of both inits: listen on the gate port, confine and start the agent, relay,
 /// reap, exit with the agent's status.
 fn serve(
-    spec: crate::spec::Spec,
+    spec: Spec,
     admitted: Admitted,
     container: bool,
     reporter: &Reporter,

@@ -83,7 +83,7 @@ mod protocol;
 mod rootfs;
 mod spec;
 
-pub use alloc::{Allocator, SESSION_COMMANDS, is_session_command};
+pub use alloc::Allocator;
 pub use confine::SECCOMP_DENIED;
 pub use error::SandboxError;
 pub use forked::InitProcess;

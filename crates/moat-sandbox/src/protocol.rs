@@ -129,20 +129,20 @@ impl Reporter {
 
 /// Reads every report until the init and the namespace close the descriptor.
 pub(crate) fn read_reports(fd: OwnedFd) -> Vec<Report> {
-    read_reports_each(fd, |_| {})
+    let mut reports = Vec::new();
+    read_reports_each(fd, |report| reports.push(report));
+    reports
 }
 
-/// [`read_reports`], handing each report to `each` as soon as it arrives.
-pub(crate) fn read_reports_each(fd: OwnedFd, mut each: impl FnMut(&Report)) -> Vec<Report> {
-    let mut reports = Vec::new();
+/// Hands each report to `each` as soon as it arrives, until the init and the namespace close
+/// the descriptor.
+pub(crate) fn read_reports_each(fd: OwnedFd, mut each: impl FnMut(Report)) {
     for line in io::BufReader::new(std::fs::File::from(fd)).lines() {
         let Ok(line) = line else { break };
         if let Ok(report) = serde_json::from_str::<Report>(&line) {
-            each(&report);
-            reports.push(report);
+            each(report);
         }
     }
-    reports
 }
 
 #[cfg(test)]

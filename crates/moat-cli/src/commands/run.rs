@@ -88,7 +88,7 @@ pub fn run(
         home: PathBuf::from(HOME),
         ro_paths: args.ro_paths.clone(),
         limits,
-        allow_missing: waived.clone(),
+        allow_missing: waived,
         stdin_prefix: secrets_frame(&secrets),
     };
     // `moat stop` sends SIGTERM; Ctrl-C sends SIGINT: either ends the sandbox, and the session
@@ -115,7 +115,6 @@ pub fn run(
         session,
         spec: &spec,
         backend: backend.name(),
-        waived: &waived,
         stop,
     };
     let outcome = session_run.drive(admit, sandbox.finished, sandbox.exited);
@@ -148,7 +147,6 @@ impl SandboxThread {
         stop: moat_sandbox::Stop,
         admitted: std::sync::mpsc::Receiver<Result<Admission, String>>,
     ) -> anyhow::Result<Self> {
-        let init = std::env::current_exe()?;
         let (done, finished) = tokio::sync::oneshot::channel();
         let (exit, exited) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
@@ -171,12 +169,16 @@ impl SandboxThread {
                         on_exit,
                     ),
                     // Podman starts the init itself inside the container; a forked one goes
-                    // unused.
+                    // unused. Without one, the init is this program, executed.
                     (_, unused) => {
                         drop(unused);
-                        moat_sandbox::run_backend_admitted(
-                            &backend, &spec, &init, &stop, admission, on_exit,
-                        )
+                        std::env::current_exe()
+                            .map_err(SandboxError::Spawn)
+                            .and_then(|init| {
+                                moat_sandbox::run_backend_admitted(
+                                    &backend, &spec, &init, &stop, admission, on_exit,
+                                )
+                            })
                     }
                 };
                 let _ = done.send(result);
@@ -199,7 +201,6 @@ struct SessionRun<'a> {
     session: SessionContext,
     spec: &'a Spec,
     backend: &'static str,
-    waived: &'a [Property],
     stop: moat_sandbox::Stop,
 }
 
@@ -209,8 +210,8 @@ impl SessionRun<'_> {
     fn drive(
         self,
         admit: std::sync::mpsc::SyncSender<Result<Admission, String>>,
-        sandbox: tokio::sync::oneshot::Receiver<Result<Outcome, SandboxError>>,
-        exited: tokio::sync::oneshot::Receiver<Outcome>,
+        mut sandbox: tokio::sync::oneshot::Receiver<Result<Outcome, SandboxError>>,
+        mut exited: tokio::sync::oneshot::Receiver<Outcome>,
     ) -> anyhow::Result<Outcome> {
         let Self {
             global,
@@ -220,7 +221,6 @@ impl SessionRun<'_> {
             session,
             spec,
             backend,
-            waived,
             stop,
         } = self;
         let audit_store = loaded.audit_store(global, data_dir);
@@ -243,7 +243,7 @@ impl SessionRun<'_> {
                 policy: gate.policy(),
                 host: host_name(),
                 enforced,
-                waived: waived.iter().map(|p| p.to_string()).collect(),
+                waived: spec.allow_missing.iter().map(|p| p.to_string()).collect(),
             };
             let gate_socket = gate.open(&session, &session_dir, start).await?;
             write_session_file(&session_dir, &session, &spec.command)?;
@@ -266,8 +266,6 @@ impl SessionRun<'_> {
             // own (the end is recorded meanwhile), else with the sandbox's result. A running
             // gate that shuts down ends the session (and records its end): without the gate
             // the sandbox has no way out, so it stops too.
-            let mut sandbox = sandbox;
-            let mut exited = exited;
             let heard = tokio::select! {
                 ended = async {
                     match (&mut exited).await {
