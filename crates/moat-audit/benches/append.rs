@@ -264,5 +264,6 @@ fn decision(task: usize, i: usize) -> Event {
         advisories: Vec::new(),
         approved: Vec::new(),
         message: None,
+        repeats: None,
     })
 }

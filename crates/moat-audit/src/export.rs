@@ -503,6 +503,13 @@ fn api_activity(seq: u64, decision: &DecisionEvent) -> Value {
     if let Some(message) = &decision.message {
         value["status_detail"] = json!(message);
     }
+    // A tally: OCSF's aggregate attributes, the answers it stands for between two times.
+    if let Some(repeats) = &decision.repeats {
+        value["count"] = json!(repeats.count);
+        value["start_time"] = json!(decision.time.as_millisecond());
+        value["end_time"] = json!(repeats.last.as_millisecond());
+        value["unmapped"]["repeats_of"] = json!(repeats.of);
+    }
     value
 }
 
@@ -639,6 +646,7 @@ mod tests {
             advisories: Vec::new(),
             approved: Vec::new(),
             message: blocked.then(|| format!("moat: blocked {package}@1.0.0")),
+            repeats: None,
         })
     }
 

@@ -19,10 +19,12 @@
 //!
 //! Guarantees: [`AuditLog::append`] answers `Ok(seq)` only after the event's transaction (event,
 //! tree nodes, signed checkpoint) is committed and fsynced; any store or writer failure is an
-//! `Err` (never a silent success, never a hang). Sequence numbers are 1-based, gapless and
-//! ascending; leaf indexes are `seq - 1`. The crate exposes no update or delete, and SQLite
-//! triggers abort any `UPDATE` or `DELETE` made behind its back; the proofs, not the triggers,
-//! are the protection. Opening a store whose tree does not match its last signed checkpoint
+//! `Err` (never a silent success, never a hang). [`AuditLog::record_decision`], the gate's way
+//! in, also answers `Ok` for an answer identical to a committed decision, counted and tallied
+//! a second later ([`tally`]: a crash loses at most those counts, never a decision). Sequence
+//! numbers are 1-based, gapless and ascending; leaf indexes are `seq - 1`. The crate exposes no
+//! update or delete, and SQLite triggers abort any `UPDATE` or `DELETE` made behind its back;
+//! the proofs, not the triggers, are the protection. Opening a store whose tree does not match its last signed checkpoint
 //! fails, so the writer never signs on top of a tampered history.
 //!
 //! Storage (schema version 3, `PRAGMA user_version`): `events(seq, time, kind, ecosystem,
@@ -48,7 +50,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::Connection;
@@ -57,6 +59,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::postgres::{PgReader, PgWriter, off_runtime};
 use crate::schema::NodeKey;
 use crate::store::{Lite, Pg, Read};
+use crate::tally::{Seen, Tally};
 use crate::writer::{Command, Counters, Row, Sink};
 
 pub mod canonical;
@@ -67,6 +70,7 @@ mod postgres;
 pub mod record;
 mod schema;
 mod store;
+pub mod tally;
 mod tree;
 mod verify;
 mod writer;
@@ -115,6 +119,55 @@ pub struct DecisionEvent {
     pub approved: Vec<String>,
     /// The block message, when blocked.
     pub message: Option<String>,
+    /// Set on a tally ([`tally`]): this event stands for `count` answers identical to the
+    /// decision recorded as `of`, given from `time` to `last`, not for one answer of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<Repeats>,
+}
+
+impl DecisionEvent {
+    /// How many answers this event stands for: 1, or a tally's count.
+    pub fn answers(&self) -> u64 {
+        self.repeats.as_ref().map_or(1, |repeats| repeats.count)
+    }
+
+    /// When the last answer it stands for was given.
+    pub fn last_time(&self) -> jiff::Timestamp {
+        self.repeats
+            .as_ref()
+            .map_or(self.time, |repeats| repeats.last)
+    }
+}
+
+/// What a tally event counts: answers identical to an earlier recorded decision.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Repeats {
+    /// The seq of the decision these answers repeat.
+    pub of: u64,
+    /// How many answers, the first at the event's `time`.
+    pub count: u64,
+    /// When the last of them was given.
+    pub last: jiff::Timestamp,
+}
+
+/// How [`AuditLog::record_decision`] records repeated answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepeatMode {
+    /// Count answers identical to a recorded decision and append the counts a second later
+    /// ([`tally`]).
+    #[default]
+    Tally,
+    /// Append every answer in full.
+    Record,
+}
+
+/// What [`AuditLog::record_decision`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Appended in full, as this seq.
+    Appended(u64),
+    /// Counted as a repeat of a committed decision, to be tallied.
+    Counted,
 }
 
 /// An agent session (`moat run`) began: recorded before the agent starts.
@@ -267,6 +320,9 @@ struct Inner {
     verifier: Option<VerifierKey>,
     reader: Reader,
     counters: Arc<Counters>,
+    tally: Tally,
+    /// [`RepeatMode::Tally`] when set.
+    tallying: AtomicBool,
 }
 
 /// The connection reads go through.
@@ -421,6 +477,8 @@ impl AuditLog {
             verifier,
             reader,
             counters,
+            tally: Tally::default(),
+            tallying: AtomicBool::new(true),
         };
         AuditLog {
             inner: Arc::new(inner),
@@ -444,6 +502,97 @@ impl AuditLog {
         answer.await.map_err(|_| AuditError::WriterGone)?
     }
 
+    /// How [`record_decision`](Self::record_decision) records repeated answers from now on
+    /// (default [`RepeatMode::Tally`]).
+    pub fn set_repeat_mode(&self, mode: RepeatMode) {
+        self.inner
+            .tallying
+            .store(mode == RepeatMode::Tally, Ordering::Relaxed);
+    }
+
+    /// Record the decision behind one answer: `Ok` means the answer may be given. The decision
+    /// is appended in full ([`append`](Self::append)), unless an identical one (but for its
+    /// time) is already committed and remembered: then the answer is only counted, and the
+    /// counts are appended a second later as a tally event ([`tally`]). Must be called within
+    /// a Tokio runtime (the tally is written by a task of its own).
+    pub async fn record_decision(&self, event: DecisionEvent) -> Result<Recorded, AuditError> {
+        // A repeat is answered on the strength of its committed record only while the log
+        // still takes appends: once the writer is gone, nothing is answered.
+        if self.writer()?.is_closed() {
+            return Err(AuditError::WriterGone);
+        }
+        if !self.inner.tallying.load(Ordering::Relaxed) {
+            return self
+                .append(Event::Decision(event))
+                .await
+                .map(Recorded::Appended);
+        }
+        let event = match self.inner.tally.see(event) {
+            Seen::Counted { schedule } => {
+                if schedule {
+                    let log = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(tally::INTERVAL).await;
+                        if let Err(err) = log.flush_repeats().await {
+                            tracing::error!(error = %err, "cannot append the tally of repeated answers");
+                        }
+                    });
+                }
+                return Ok(Recorded::Counted);
+            }
+            Seen::New(event) => event,
+        };
+        let appended = self.append(Event::Decision(event.clone())).await;
+        let seq = appended.inspect_err(|_| {
+            // The store is failing: no more answers on the strength of earlier records.
+            self.inner.tally.forget();
+        })?;
+        self.inner.tally.remember(event, seq);
+        Ok(Recorded::Appended(seq))
+    }
+
+    /// Append the tallies of the answers counted so far (see [`tally`]), in one batch. Called
+    /// every second while answers are counted, before a session's end is recorded, and by
+    /// [`shutdown`](Self::shutdown). The counts are gone from memory either way: on `Err`
+    /// they are lost, the error says how many answers, and every remembered decision is
+    /// forgotten, so that the next answers wait for full appends (which fail while the store
+    /// does).
+    pub async fn flush_repeats(&self) -> Result<(), AuditError> {
+        let tallies = self.inner.tally.take(jiff::Timestamp::now());
+        if tallies.is_empty() {
+            return Ok(());
+        }
+        let answers: u64 = tallies.iter().map(DecisionEvent::answers).sum();
+        let events = tallies.into_iter().map(Event::Decision).collect();
+        self.append_all(events).await.map(drop).map_err(|err| {
+            self.inner.tally.forget();
+            AuditError::Store(format!(
+                "{err} (repeated answers whose count is lost: {answers})"
+            ))
+        })
+    }
+
+    /// Append `events` in one batch where the writer can: all are queued before any reply is
+    /// awaited. Their seqs, in order.
+    pub async fn append_all(&self, events: Vec<Event>) -> Result<Vec<u64>, AuditError> {
+        let writer = self.writer()?;
+        let mut answers = Vec::with_capacity(events.len());
+        for event in &events {
+            let (reply, answer) = oneshot::channel();
+            let row = Row::encode(event)?;
+            writer
+                .send(Command::Append { row, reply })
+                .await
+                .map_err(|_| AuditError::WriterGone)?;
+            answers.push(answer);
+        }
+        let mut seqs = Vec::with_capacity(answers.len());
+        for answer in answers {
+            seqs.push(answer.await.map_err(|_| AuditError::WriterGone)??);
+        }
+        Ok(seqs)
+    }
+
     /// [`append`](Self::append) for synchronous callers; blocks the thread until committed.
     ///
     /// # Panics
@@ -462,10 +611,15 @@ impl AuditLog {
     /// Stop the writer after the appends already queued ahead of this call, and close the write
     /// connection. Later appends, from any clone, fail with [`AuditError::WriterGone`].
     /// Does nothing when the writer is already gone or the store is read-only.
+    /// Answers are no longer counted from here on, and those counted are appended first.
     pub async fn shutdown(&self) {
         let Some(writer) = &self.inner.writer else {
             return;
         };
+        self.inner.tally.close();
+        if let Err(err) = self.flush_repeats().await {
+            tracing::error!(error = %err, "cannot append the tally of repeated answers");
+        }
         let (done, finished) = oneshot::channel();
         if writer.send(Command::Shutdown { done }).await.is_ok() {
             let _ = finished.await;
@@ -616,6 +770,7 @@ mod tests {
             advisories: vec!["GHSA-mh6f-8j2x-4483".to_owned()],
             approved: vec!["3.3.5".to_owned()],
             message: Some("event-stream 3.3.6 is malicious".to_owned()),
+            repeats: None,
         })
     }
 

@@ -21,8 +21,12 @@
 //!   on the npm, PyPI and crates.io routes, one row per package version and requester. Metadata
 //!   requests are not consumption and are not counted.
 //! - `blocked`: every refused request, registry or egress, with rules, advisories, the approved
-//!   versions offered and the message the client saw.
+//!   versions offered and the message the client saw; identical refusals tallied as repeats
+//!   of one (see [`crate::tally`]) are one row, with the number of requests and the last one's
+//!   time.
 //! - `egress`: hosts asked for through the gate's proxy, per requester and verdict.
+//!
+//! A tally event counts as the answers it stands for ([`DecisionEvent::answers`]).
 //!
 //! A requester is the decision's identity; `session:<id>` ties it to a session, hence to an
 //! agent and an operator.
@@ -41,7 +45,7 @@ pub const RECORD_FILE: &str = "record.db";
 
 /// The schema this module writes, in `PRAGMA user_version`. A record of another version is
 /// rebuilt, never migrated: it holds nothing the log does not.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Events folded per transaction.
 const PAGE: usize = 2048;
@@ -120,7 +124,9 @@ CREATE TABLE blocked (
     rules      TEXT NOT NULL,
     advisories TEXT NOT NULL,
     approved   TEXT NOT NULL,
-    message    TEXT
+    message    TEXT,
+    requests   INTEGER NOT NULL,
+    last_us    INTEGER NOT NULL
 );
 CREATE TABLE egress (
     host       TEXT NOT NULL,
@@ -132,7 +138,7 @@ CREATE TABLE egress (
     last_us    INTEGER NOT NULL,
     PRIMARY KEY (host, identity, action)
 );
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 ";
 
 /// What a [`Record::sync`] did.
@@ -227,6 +233,9 @@ pub struct BlockedRow {
     pub advisories: Vec<String>,
     pub approved: Vec<String>,
     pub message: Option<String>,
+    /// How many identical requests were refused, the first at `time`.
+    pub requests: u64,
+    pub last: Timestamp,
 }
 
 /// A host asked for through the egress proxy, per requester and verdict.
@@ -537,33 +546,51 @@ fn fold_decision(
     decision: &DecisionEvent,
 ) -> rusqlite::Result<()> {
     let time = micros(decision.time);
+    let last = micros(decision.last_time());
+    let answers = to_i64(decision.answers());
     let session = session_of(&decision.identity);
     if decision.action == "block" {
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO blocked (seq, time_us, identity, session, ecosystem, name,
-                 version, request, rules, advisories, approved, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?
-        .execute(params![
-            to_i64(seq),
-            time,
-            decision.identity,
-            session,
-            decision.ecosystem,
-            decision.package,
-            decision.version,
-            decision.request,
-            json_list(&decision.rules),
-            json_list(&decision.advisories),
-            json_list(&decision.approved),
-            decision.message,
-        ])?;
+        // A tally adds to the row of the refusal it repeats.
+        let repeated = match &decision.repeats {
+            Some(repeats) => tx
+                .prepare_cached(
+                    "UPDATE blocked SET requests = requests + ?2, last_us = MAX(last_us, ?3)
+                     WHERE seq = ?1",
+                )?
+                .execute(params![to_i64(repeats.of), answers, last])?,
+            None => 0,
+        };
+        if repeated == 0 {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO blocked (seq, time_us, identity, session, ecosystem,
+                     name, version, request, rules, advisories, approved, message, requests,
+                     last_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                to_i64(seq),
+                time,
+                decision.identity,
+                session,
+                decision.ecosystem,
+                decision.package,
+                decision.version,
+                decision.request,
+                json_list(&decision.rules),
+                json_list(&decision.advisories),
+                json_list(&decision.approved),
+                decision.message,
+                answers,
+                last,
+            ])?;
+        }
     }
     if decision.ecosystem == "egress" {
         tx.prepare_cached(
             "INSERT INTO egress (host, identity, session, action, requests, first_us, last_us)
-             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)
-             ON CONFLICT (host, identity, action) DO UPDATE SET requests = requests + 1,
+             VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?7)
+             ON CONFLICT (host, identity, action) DO UPDATE SET
+                 requests = requests + excluded.requests,
                  first_us = MIN(first_us, excluded.first_us),
                  last_us = MAX(last_us, excluded.last_us)",
         )?
@@ -572,7 +599,9 @@ fn fold_decision(
             decision.identity,
             session,
             decision.action,
-            time
+            time,
+            answers,
+            last,
         ])?;
         return Ok(());
     }
@@ -585,9 +614,9 @@ fn fold_decision(
     tx.prepare_cached(
         "INSERT INTO packages (ecosystem, name, version, identity, session, action, downloads,
              first_seq, first_us, last_us)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?9, ?7, ?8, ?10)
          ON CONFLICT (ecosystem, name, version, identity) DO UPDATE SET
-             downloads = downloads + 1, action = excluded.action,
+             downloads = downloads + excluded.downloads, action = excluded.action,
              last_us = MAX(last_us, excluded.last_us)",
     )?
     .execute(params![
@@ -599,6 +628,8 @@ fn fold_decision(
         decision.action,
         to_i64(seq),
         time,
+        answers,
+        last,
     ])?;
     Ok(())
 }
@@ -820,10 +851,10 @@ impl Record {
     fn blocked(&self, filter: &Filter) -> rusqlite::Result<Vec<BlockedRow>> {
         let (mut sql, mut params) = self.joined(
             "t.seq, t.time_us, t.identity, t.session, t.ecosystem, t.name, t.version, t.request,
-             t.rules, t.advisories, t.approved, t.message",
+             t.rules, t.advisories, t.approved, t.message, t.requests, t.last_us",
             "blocked",
             filter,
-            "t.time_us",
+            "t.last_us",
         );
         filter.package(&mut sql, &mut params, "t");
         sql.push_str(" ORDER BY t.seq");
@@ -841,8 +872,10 @@ impl Record {
                 advisories: list(&row.get::<_, String>(9)?),
                 approved: list(&row.get::<_, String>(10)?),
                 message: row.get(11)?,
-                agent: row.get(12)?,
-                operator: row.get(13)?,
+                requests: count(row.get(12)?),
+                last: timestamp(row.get(13)?)?,
+                agent: row.get(14)?,
+                operator: row.get(15)?,
             })
         })
     }

@@ -311,6 +311,7 @@ mod tests {
             advisories: Vec::new(),
             approved: Vec::new(),
             message: None,
+            repeats: None,
         });
         let row = Row::encode(&event).unwrap();
         assert_eq!(row.time, "2026-01-02T03:04:05Z");

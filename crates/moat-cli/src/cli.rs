@@ -50,9 +50,36 @@ pub struct GlobalArgs {
     )]
     pub audit_store: Option<String>,
 
+    /// How the gate records an answer identical to a decision already on record (same
+    /// requester, package, version and verdict): `tally` counts it and appends the counts a
+    /// second later, one event per decision; `record` appends every answer in full. Either
+    /// way no answer is given before its decision is durably recorded [default: tally].
+    #[arg(long, global = true, env = "MOAT_AUDIT_REPEATS", value_name = "MODE")]
+    pub audit_repeats: Option<AuditRepeats>,
+
     /// More log output (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// `--audit-repeats` and `[audit] repeats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditRepeats {
+    /// Count repeated answers; append the counts a second later (a crash loses at most that
+    /// second's counts, never a decision).
+    Tally,
+    /// Append every answer in full.
+    Record,
+}
+
+impl From<AuditRepeats> for moat_audit::RepeatMode {
+    fn from(repeats: AuditRepeats) -> moat_audit::RepeatMode {
+        match repeats {
+            AuditRepeats::Tally => moat_audit::RepeatMode::Tally,
+            AuditRepeats::Record => moat_audit::RepeatMode::Record,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

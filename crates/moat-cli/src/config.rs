@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use moat_advisories::{AdvisoryDb, Ecosystem, PopularNames};
-use moat_audit::{AuditError, AuditLog, StoreLocation};
+use moat_audit::{AuditError, AuditLog, RepeatMode, StoreLocation};
 use moat_policy::Policy;
 
 use crate::cli::{GlobalArgs, SourceArgs};
@@ -48,6 +48,8 @@ pub struct AuditSection {
     /// A `postgres://` URL (several gates sharing one log) or a SQLite file (relative to this
     /// file's directory) [default: DATA_DIR/audit.db].
     pub store: Option<String>,
+    /// `tally` or `record` (see `moat --help`, `--audit-repeats`).
+    pub repeats: Option<crate::cli::AuditRepeats>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -157,7 +159,11 @@ impl Loaded {
     /// Where the audit log lives: `--audit-store` / `MOAT_AUDIT_STORE`, `[audit] store`, else
     /// `DATA_DIR/audit.db`.
     pub fn audit_store(&self, global: &GlobalArgs, data_dir: &Path) -> AuditStore {
-        AuditStore::resolve(self.configured_audit_store(global), data_dir)
+        let repeats = global
+            .audit_repeats
+            .or(self.file.audit.repeats)
+            .map_or(RepeatMode::default(), RepeatMode::from);
+        AuditStore::resolve(self.configured_audit_store(global), data_dir, repeats)
     }
 
     fn configured_audit_store(&self, global: &GlobalArgs) -> Option<StoreLocation> {
@@ -188,21 +194,30 @@ impl Loaded {
 pub struct AuditStore {
     pub location: StoreLocation,
     pub key_path: PathBuf,
+    /// How a writer records repeated answers.
+    pub repeats: RepeatMode,
 }
 
 impl AuditStore {
-    fn resolve(configured: Option<StoreLocation>, data_dir: &Path) -> AuditStore {
+    fn resolve(
+        configured: Option<StoreLocation>,
+        data_dir: &Path,
+        repeats: RepeatMode,
+    ) -> AuditStore {
         let location =
             configured.unwrap_or_else(|| StoreLocation::Sqlite(data_dir.join("audit.db")));
         AuditStore {
             key_path: location.key_path(data_dir),
             location,
+            repeats,
         }
     }
 
     /// Open for writing (the gate, `moat run`, `moat why`).
     pub fn open(&self) -> Result<AuditLog, AuditError> {
-        AuditLog::open_location(&self.location, &self.key_path)
+        let log = AuditLog::open_location(&self.location, &self.key_path)?;
+        log.set_repeat_mode(self.repeats);
+        Ok(log)
     }
 
     /// Open for reading (`moat audit`).
@@ -388,6 +403,7 @@ mod tests {
             config: None,
             data_dir: None,
             audit_store: audit_store.map(str::to_owned),
+            audit_repeats: None,
             verbose: 0,
         }
     }
@@ -430,5 +446,25 @@ mod tests {
             StoreLocation::Sqlite(PathBuf::from("/etc/moat/logs/audit.db"))
         );
         assert_eq!(store.key_path, PathBuf::from("/etc/moat/logs/audit.key"));
+    }
+
+    #[test]
+    fn repeated_answers_are_tallied_unless_the_file_or_the_flag_says_record() {
+        let default = loaded("").audit_store(&global(None), Path::new("/data"));
+        assert_eq!(default.repeats, RepeatMode::Tally);
+        let file = loaded("[audit]\nrepeats = \"record\"\n");
+        assert_eq!(
+            file.audit_store(&global(None), Path::new("/data")).repeats,
+            RepeatMode::Record
+        );
+        let flag = GlobalArgs {
+            audit_repeats: Some(crate::cli::AuditRepeats::Tally),
+            ..global(None)
+        };
+        assert_eq!(
+            file.audit_store(&flag, Path::new("/data")).repeats,
+            RepeatMode::Tally
+        );
+        assert!(toml::from_str::<FileConfig>("[audit]\nrepeats = \"sometimes\"\n").is_err());
     }
 }

@@ -153,6 +153,7 @@ mod tests {
             advisories: Vec::new(),
             approved: Vec::new(),
             message: None,
+            repeats: None,
         })
     }
 

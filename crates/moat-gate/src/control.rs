@@ -416,7 +416,11 @@ impl Connection {
             Ending::Protocol(problem) => (reason(format!("control protocol: {problem}")), false),
         };
         let ending = end.reason.clone().unwrap_or_else(|| "closed".to_owned());
-        let recorded = self.gate.audit.append(Event::SessionEnd(end)).await;
+        // The session's counted repeats go on record before its end (they are this session's).
+        let recorded = match self.gate.audit.flush_repeats().await {
+            Ok(()) => self.gate.audit.append(Event::SessionEnd(end)).await,
+            Err(err) => Err(err),
+        };
         if answer {
             let reply = match &recorded {
                 Ok(_) => Reply {

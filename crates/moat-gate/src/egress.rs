@@ -227,6 +227,7 @@ fn event(identity: &str, target: &Target, kind: &str, message: Option<&str>) -> 
         advisories: Vec::new(),
         approved: Vec::new(),
         message: message.map(str::to_owned),
+        repeats: None,
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use moat_advisories::{AdvisoryDb, Ecosystem, PopularNames};
-use moat_audit::{AuditLog, DecisionEvent, Event};
+use moat_audit::{AuditLog, DecisionEvent};
 use moat_policy::{Context, PackageEvaluation, Policy, Verdict, VersionInfo};
 use moat_registry::npm::{Packument, RewritePlan};
 use moat_registry::{ArtifactStore, Integrity, MetaResponse, PackumentResponse, Upstream};
@@ -214,11 +214,11 @@ impl Gate {
             })
     }
 
-    /// Append one event built by the proxy or pass-through routes; `Err` means the gate must
-    /// not act.
+    /// Record the decision behind one answer (a repeat of a recorded one is counted, see
+    /// [`moat_audit::tally`]); `Err` means the gate must not answer.
     pub(crate) async fn record_event(&self, event: DecisionEvent) -> Result<(), GateError> {
         self.audit
-            .append(Event::Decision(event))
+            .record_decision(event)
             .await
             .map(drop)
             .map_err(GateError::Audit)
@@ -492,12 +492,9 @@ impl Gate {
             advisories: verdict.advisory_ids(),
             approved: verdict.approved.clone(),
             message: decision.message.map(str::to_owned),
+            repeats: None,
         };
-        self.audit
-            .append(Event::Decision(event))
-            .await
-            .map(drop)
-            .map_err(GateError::Audit)
+        self.record_event(event).await
     }
 }
 

@@ -278,6 +278,7 @@ fn event(
         advisories: Vec::new(),
         approved: Vec::new(),
         message: message.map(str::to_owned),
+        repeats: None,
     }
 }
 

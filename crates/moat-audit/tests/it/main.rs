@@ -10,6 +10,7 @@ mod failure;
 mod list;
 mod postgres;
 mod record;
+mod repeats;
 mod schema;
 mod tamper;
 mod vectors;
@@ -32,6 +33,7 @@ pub fn decision(ecosystem: &str, package: &str, action: &str) -> Event {
         advisories: Vec::new(),
         approved: Vec::new(),
         message: None,
+        repeats: None,
     })
 }
 

@@ -73,6 +73,7 @@ fn decided(
             Vec::new()
         },
         message: blocked.then(|| format!("{name} {} is vulnerable", version.unwrap_or("?"))),
+        repeats: None,
     })
 }
 
@@ -422,4 +423,102 @@ async fn a_long_log_is_folded_in_pages() {
     let packages = record.report(&ReportQuery::default()).unwrap().packages;
     assert_eq!(packages.len(), 7);
     assert_eq!(packages.iter().map(|p| p.downloads).sum::<u64>(), downloads);
+}
+
+/// `event`, a decision, as the tally of `count` answers repeating seq `of`, the last at `last`.
+fn tally(event: Event, of: u64, count: u64, last: &str) -> Event {
+    let Event::Decision(decision) = event else {
+        unreachable!("a decision");
+    };
+    Event::Decision(DecisionEvent {
+        repeats: Some(moat_audit::Repeats {
+            of,
+            count,
+            last: at(last),
+        }),
+        ..decision
+    })
+}
+
+#[tokio::test]
+async fn a_tally_counts_as_the_answers_it_stands_for() {
+    let (dir, _path, log) = store();
+    let me = "session:t1";
+    let artifact = |time| {
+        decided(
+            me,
+            ("npm", "lodash", Some("4.17.21")),
+            "artifact",
+            "allow",
+            time,
+        )
+    };
+    let refused = |time| {
+        decided(
+            me,
+            ("npm", "lodash", Some("4.17.20")),
+            "artifact",
+            "block",
+            time,
+        )
+    };
+    let egress = |time| {
+        decided(
+            me,
+            ("egress", "example.com:443", None),
+            "connect",
+            "block",
+            time,
+        )
+    };
+    append_all(
+        &log,
+        vec![
+            start("t1", "claude", "alice", "2026-04-01T10:00:00Z"),
+            artifact("2026-04-01T10:00:01Z"),
+            refused("2026-04-01T10:00:02Z"),
+            egress("2026-04-01T10:00:03Z"),
+            tally(
+                artifact("2026-04-01T10:00:04Z"),
+                2,
+                5,
+                "2026-04-01T10:00:05Z",
+            ),
+            tally(
+                refused("2026-04-01T10:00:04Z"),
+                3,
+                3,
+                "2026-04-01T10:00:06Z",
+            ),
+            tally(egress("2026-04-01T10:00:04Z"), 4, 2, "2026-04-01T10:00:07Z"),
+            end("t1", "2026-04-01T10:01:00Z"),
+        ],
+    )
+    .await;
+    let mut record = Record::open(&dir.path().join("record.db")).unwrap();
+    record.sync(&log).unwrap();
+    let report = record.report(&ReportQuery::default()).unwrap();
+
+    let package = &report.packages[0];
+    assert_eq!(
+        (package.version.as_str(), package.downloads),
+        ("4.17.21", 6)
+    );
+    assert_eq!(
+        (package.first, package.last),
+        (at("2026-04-01T10:00:01Z"), at("2026-04-01T10:00:05Z"))
+    );
+    // One refusal, refused four times: one row.
+    assert_eq!(report.blocked.len(), 2, "{:#?}", report.blocked);
+    let lodash = &report.blocked[0];
+    assert_eq!((lodash.seq, lodash.requests), (3, 4));
+    assert_eq!(lodash.last, at("2026-04-01T10:00:06Z"));
+    let host = &report.egress[0];
+    assert_eq!((host.host.as_str(), host.requests), ("example.com:443", 3));
+    assert_eq!(host.last, at("2026-04-01T10:00:07Z"));
+
+    // A rebuild folds the same counts.
+    let mut fresh = Record::open(&dir.path().join("rebuilt.db")).unwrap();
+    fresh.rebuild(&log).unwrap();
+    assert_eq!(fresh.dump().unwrap(), record.dump().unwrap());
 }

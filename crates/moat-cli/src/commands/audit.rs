@@ -228,8 +228,20 @@ fn list(
                 } else {
                     format!(" [{}]", d.rules.join(", "))
                 };
+                let repeats = d
+                    .repeats
+                    .as_ref()
+                    .map(|r| {
+                        format!(
+                            "  ×{} as #{} until {}",
+                            r.count,
+                            r.of,
+                            r.last.strftime("%H:%M:%S")
+                        )
+                    })
+                    .unwrap_or_default();
                 println!(
-                    "{:>6}  {}  {:<5}  {} {} {}{rules}  ({})",
+                    "{:>6}  {}  {:<5}  {} {} {}{rules}  ({}){repeats}",
                     stored.seq,
                     d.time.strftime("%Y-%m-%d %H:%M:%S"),
                     d.action,

@@ -151,6 +151,13 @@ fn print_report(report: &Report) {
         if !blocked.approved.is_empty() {
             why.push_str(&format!("; approved: {}", blocked.approved.join(", ")));
         }
+        if blocked.requests > 1 {
+            why.push_str(&format!(
+                "; refused {} (last {})",
+                plural(blocked.requests, "time", "times"),
+                when(blocked.last)
+            ));
+        }
         println!(
             "  #{} {}  {}  {} {}{version} ({})  {why}",
             blocked.seq,

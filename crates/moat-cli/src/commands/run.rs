@@ -520,7 +520,11 @@ impl SessionGate {
                 }
             },
             SessionGate::InProcess { audit, server, .. } => {
-                let recorded = audit.append(Event::SessionEnd(end)).await;
+                // The session's counted repeats go on record before its end.
+                let recorded = match audit.flush_repeats().await {
+                    Ok(()) => audit.append(Event::SessionEnd(end)).await,
+                    Err(err) => Err(err),
+                };
                 if let Some((stop, served)) = server {
                     let _ = stop.send(());
                     let _ = served.await;

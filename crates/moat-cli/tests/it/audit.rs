@@ -27,6 +27,7 @@ fn decision(package: &str) -> Event {
         advisories: Vec::new(),
         approved: Vec::new(),
         message: None,
+        repeats: None,
     })
 }
 

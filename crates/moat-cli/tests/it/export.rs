@@ -39,6 +39,7 @@ fn decision(package: &str, time: &str, action: &str) -> Event {
         advisories: Vec::new(),
         approved: Vec::new(),
         message: blocked.then(|| format!("moat: blocked {package}@1.0.0 (moat.denied)")),
+        repeats: None,
     })
 }
 

@@ -181,6 +181,43 @@ async fn open_serves_the_session_and_close_records_its_end() {
     assert_eq!(ended.reason, None);
 }
 
+/// A session's repeated answers are counted (one full record, then a tally), and the tally is
+/// on record before the session's end: nothing of a session comes after its end.
+#[tokio::test]
+async fn a_session_s_repeated_answers_are_tallied_before_its_end() {
+    let gate = ControlGate::start().await;
+    let mut client = gate.client().await;
+    let s = session("s-ctl-repeats");
+    let opened = client.open(&s, start(&s)).await.unwrap();
+    for _ in 0..3 {
+        let blocked = raw_unix(&opened.socket, "GET", "/npm/demo/-/demo-1.1.0.tgz", &[]).await;
+        assert_eq!(blocked.status, 403, "{}", blocked.text());
+    }
+    client.close(end(&s, 0)).await.unwrap();
+
+    let stored = gate.audit.list(&ListQuery::default()).unwrap();
+    let kinds: Vec<&str> = stored.iter().map(|e| e.event.kind()).collect();
+    assert_eq!(
+        kinds,
+        ["session-start", "decision", "decision", "session-end"],
+        "{stored:?}"
+    );
+    let (Event::Decision(first), Event::Decision(tally)) = (&stored[1].event, &stored[2].event)
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (first.action.as_str(), first.repeats.as_ref()),
+        ("block", None)
+    );
+    let repeats = tally.repeats.as_ref().expect("the second is a tally");
+    assert_eq!((repeats.of, repeats.count), (stored[1].seq, 2));
+    assert_eq!(
+        (tally.identity.as_str(), tally.version.as_deref()),
+        ("session:s-ctl-repeats", Some("1.1.0"))
+    );
+}
+
 #[tokio::test]
 async fn a_dropped_connection_ends_the_session() {
     let gate = ControlGate::start().await;
