@@ -45,4 +45,4 @@ pub use config::{GateConfig, Limits, LlmKeys, LlmUpstream, Secret};
 pub use control::{CONTROL_SOCKET, ControlClient, ControlError, bind_control, serve_control};
 pub use error::GateError;
 pub use gate::Gate;
-pub use serve::{router, serve, serve_unix};
+pub use serve::{router, serve, serve_loops, serve_unix};

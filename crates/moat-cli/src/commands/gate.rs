@@ -124,7 +124,10 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Resu
             shutdown_signal().await;
             let _ = stop.send(true);
         });
-        let served = moat_gate::serve(listener, gate, until_stopped(stopped)).await;
+        // One serving loop per core (`serve_loops`); the control socket and the sessions'
+        // sockets are served by this runtime.
+        let loops = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let served = moat_gate::serve_loops(listener, gate, loops, until_stopped(stopped)).await;
         if let Some(control) = control {
             if let Ok(Err(err)) = control.await {
                 tracing::warn!(error = %err, "control socket");

@@ -149,3 +149,36 @@ async fn why_text_and_json() {
             .any(|r| matches!(&r.event, moat_audit::Event::Decision(d) if d.request == "why"))
     );
 }
+
+/// `serve_loops`: every connection is served, whichever loop it lands on, and a shutdown
+/// drains them and returns once every loop has stopped; the listener is closed by then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_loops_answer_every_connection_and_stop_on_shutdown() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    let (_upstream, base) = support::start_upstream().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let audit = moat_audit::AuditLog::open(&data_dir.path().join("audit.db")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = moat_gate::GateConfig::new(format!("http://{addr}"), data_dir.path());
+    config.upstream.npm = base;
+    let policy = moat_policy::Policy::from_toml(support::POLICY).unwrap();
+    let gate =
+        moat_gate::Gate::new(config, policy, support::advisories(), HashMap::new(), audit).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(moat_gate::serve_loops(listener, Arc::new(gate), 3, async {
+        let _ = stopped.await;
+    }));
+
+    let requests: Vec<_> = (0..24)
+        .map(|_| tokio::spawn(async move { get(addr, "/npm/demo/-/demo-1.0.1.tgz").await }))
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap().status, 200);
+    }
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

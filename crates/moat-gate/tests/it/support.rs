@@ -269,9 +269,11 @@ pub async fn start_with(
         PopularNames::from_names(Ecosystem::Npm, ["lodash", "express"]),
     )]);
     let gate = Gate::new(config, policy, advisories(), popular, audit.clone()).unwrap();
-    tokio::spawn(moat_gate::serve(
+    // Two serving loops, as `moat gate` runs on a two-core machine.
+    tokio::spawn(moat_gate::serve_loops(
         listener,
         Arc::new(gate),
+        2,
         std::future::pending(),
     ));
     TestGate {
