@@ -260,7 +260,7 @@ def report_pypi_crates(r, fx, m):
     if any(r.get(f"threads_{route}_moat") for route, _ in routes):
         p()
         p("Where moat's CPU went during each run (its threads by name, % of one core; "
-          "`moat-audit-writ` is the audit writer thread, which appends the record of every request; the kernel cuts thread names to 15 characters):")
+          "`moat-audit-writ` is the audit writer thread, which appends each new decision and, once a second, the tallies of repeated ones; `moat-loop-N` are the serving loops; the kernel cuts thread names to 15 characters):")
         p()
         p("| route | moat req/s | moat threads, % of one core |")
         p("|---|---:|---|")
