@@ -100,12 +100,12 @@ impl Cached for PackageEntry {
 }
 
 impl Rendered {
-    /// `body` with the ETag `"moat-<tag>-<identity>"`.
+    /// `body` with the ETag `"moat-<tag>-<identity>"`; a large body in sealed memory.
     pub(crate) fn new(body: Vec<u8>, tag: &str, identity: &str) -> Rendered {
         let etag = HeaderValue::from_str(&format!("\"moat-{tag}-{identity}\""))
             .unwrap_or_else(|_| HeaderValue::from_static("\"moat\""));
         Rendered {
-            body: Bytes::from(body),
+            body: crate::sealed::seal(&body).unwrap_or_else(|| Bytes::from(body)),
             etag,
         }
     }

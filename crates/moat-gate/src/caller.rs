@@ -24,7 +24,7 @@ impl SessionContext {
     }
 }
 
-/// The other end of a connection, put in each request's extensions by the accept loop.
+/// The other end of a connection, as the accept loop knows it.
 #[derive(Debug, Clone)]
 pub(crate) enum Caller {
     /// An anonymous TCP client.

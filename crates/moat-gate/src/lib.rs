@@ -37,6 +37,7 @@ mod llm;
 mod npm;
 mod pypi;
 mod respond;
+mod sealed;
 mod serve;
 pub mod why;
 
@@ -45,4 +46,4 @@ pub use config::{GateConfig, Limits, LlmKeys, LlmUpstream, Secret};
 pub use control::{CONTROL_SOCKET, ControlClient, ControlError, bind_control, serve_control};
 pub use error::GateError;
 pub use gate::Gate;
-pub use serve::{router, serve, serve_loops, serve_unix};
+pub use serve::{serve, serve_loops, serve_unix};

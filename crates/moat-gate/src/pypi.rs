@@ -7,6 +7,7 @@
 //! synthetic candidate when the upstream has none) and every file and `.metadata` is refused, so
 //! pip and uv print the reason. Every decision is recorded before it is answered.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use http::StatusCode;
 use http::header::{ACCEPT, HeaderValue, VARY};
 use moat_advisories::Ecosystem;
 use moat_policy::{Action, PackageEvaluation};
-use moat_registry::pypi::{Format, PagePlan, ProjectPage, PypiRequest};
+use moat_registry::pypi::{DistFile, Format, PagePlan, ProjectPage, PypiRequest};
 use moat_registry::{Algorithm, Integrity, MetaResponse, PathError};
 use sha2::{Digest, Sha256};
 
@@ -41,6 +42,9 @@ pub(crate) struct PypiEntry {
     fetched_at: Instant,
     upstream_etag: Option<String>,
     page: Arc<ProjectPage>,
+    /// Where each file name is in `page.files` (the first, if the upstream lists one twice):
+    /// a file request finds its entry without reading through the page.
+    files: HashMap<String, usize>,
     body_digest: Arc<str>,
     pub(crate) evaluation: PackageEvaluation,
     plan: PagePlan,
@@ -56,6 +60,11 @@ impl Cached for PypiEntry {
 }
 
 impl PypiEntry {
+    /// The listed file named `filename`.
+    fn file(&self, filename: &str) -> Option<&DistFile> {
+        self.files.get(filename).map(|&at| &self.page.files[at])
+    }
+
     fn rendered(&self, format: Format) -> &Rendered {
         match format {
             Format::Json => self.json.get_or_init(|| {
@@ -74,9 +83,9 @@ impl Gate {
     /// the upstream has none or cannot be reached — so clients fetch a file and see the reason.
     pub(crate) async fn pypi_project(&self, name: &str) -> Result<Package<PypiEntry>, GateError> {
         let key = PYPI.normalize_name(name);
-        let url = self.upstream.pypi_page_url(&key);
         let loaded = self
             .cached(&self.pypi_pages, &key, async |stale| {
+                let url = self.upstream.pypi_page_url(&key);
                 let name_blocked = self.evaluate_name(PYPI, &key).action == Action::Block;
                 let etag = stale.as_ref().and_then(|e| e.upstream_etag.clone());
                 let answer = self
@@ -175,11 +184,16 @@ impl Gate {
             &body_digest,
             plan.blocked.iter().map(|(v, m)| (v.as_str(), m.as_str())),
         );
+        let mut files = HashMap::with_capacity(page.files.len());
+        for (at, file) in page.files.iter().enumerate() {
+            files.entry(file.filename.clone()).or_insert(at);
+        }
         PypiEntry {
             name: name.to_owned(),
             fetched_at: Instant::now(),
             upstream_etag,
             page,
+            files,
             body_digest,
             evaluation,
             plan,
@@ -290,7 +304,7 @@ impl Call<'_> {
             Package::NotFound | Package::NameBlocked(_) => return Ok(not_found(PYPI)),
         };
         let name = entry.name.as_str();
-        let file = entry.page.file(filename);
+        let file = entry.file(filename);
         let version = file
             .and_then(|f| f.version.clone())
             .or_else(|| moat_registry::pypi::version_from_filename(name, filename));

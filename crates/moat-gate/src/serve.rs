@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
 use http::header::{ACCEPT, ALLOW, CONTENT_LENGTH, HeaderValue};
@@ -16,37 +15,26 @@ use moat_advisories::Ecosystem;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
-use tower::ServiceExt as _;
 
 use crate::Gate;
 use crate::call::Call;
 use crate::caller::{Caller, SessionContext};
 use crate::respond::{self, JSON};
+use crate::sealed::ZeroCopy;
 
-/// The gate's routes: `/npm/…`, `/pypi/…`, `/crates/…`,
+/// Answer one request on the gate's routes: `/npm/…`, `/pypi/…`, `/crates/…`,
 /// `/-/why/<npm|pypi|crates>/<name>[/<version>]`, `/-/audit/…` (checkpoint and proofs),
-/// `/llm/<anthropic|openai>/…` (session sockets
-/// only), and the egress forward proxy (absolute-form requests and `CONNECT`).
-pub fn router(gate: Arc<Gate>) -> Router {
-    Router::new().fallback(handle).with_state(gate)
-}
-
-async fn handle(State(gate): State<Arc<Gate>>, request: Request) -> Response {
-    let caller = request.extensions().get::<Caller>().cloned().or_else(|| {
-        let info = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
-        Some(Caller::Peer(info.0))
-    });
-    let identity = caller
-        .as_ref()
-        .map_or_else(|| "anonymous@unknown".to_owned(), Caller::identity);
+/// `/llm/<anthropic|openai>/…` (session sockets only), and the egress forward proxy
+/// (absolute-form requests and `CONNECT`). Every path is canonicalised before routing.
+/// `identity` is the caller's, worked out once per connection.
+async fn handle(gate: &Arc<Gate>, caller: &Caller, identity: &str, request: Request) -> Response {
     if request.method() == Method::CONNECT
         || (request.uri().scheme().is_some() && !gate.is_own_authority(request.uri()))
     {
-        return crate::egress::proxy(&gate, &identity, request).await;
+        return crate::egress::proxy(gate, identity, request).await;
     }
     if request.uri().path().starts_with("/llm/") {
-        let session = caller.as_ref().and_then(Caller::session);
-        return crate::llm::pass_through(&gate, session, &identity, request).await;
+        return crate::llm::pass_through(gate, caller.session(), identity, request).await;
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let reason = "moat: method not allowed: the gate only answers GET and HEAD";
@@ -77,9 +65,9 @@ async fn handle(State(gate): State<Arc<Gate>>, request: Request) -> Response {
     };
     let headers = request.headers();
     let call = Call {
-        gate: &gate,
+        gate,
         headers,
-        identity: &identity,
+        identity,
     };
     match segments.first().map(String::as_str) {
         Some("npm") => call.npm(&segments[1..]).await,
@@ -264,7 +252,7 @@ pub async fn serve_unix(
     serve_on(Listener::Unix(listener, Arc::new(session)), gate, shutdown).await
 }
 
-/// A connection's byte stream, whatever the listener.
+/// A connection's byte stream, whatever the listener (always a [`ZeroCopy`] socket).
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
@@ -296,7 +284,7 @@ impl Listener {
             Listener::Tcp(listener) => Some(listener.accept().await.map(|(stream, peer)| {
                 let _ = stream.set_nodelay(true);
                 (
-                    Box::new(stream) as Box<dyn Io>,
+                    Box::new(ZeroCopy(stream)) as Box<dyn Io>,
                     Caller::Peer(peer),
                     Open(None),
                 )
@@ -304,16 +292,20 @@ impl Listener {
             Listener::Unix(listener, session) => {
                 Some(listener.accept().await.map(|(stream, _)| {
                     let caller = Caller::Session(Arc::clone(session));
-                    (Box::new(stream) as Box<dyn Io>, caller, Open(None))
+                    (
+                        Box::new(ZeroCopy(stream)) as Box<dyn Io>,
+                        caller,
+                        Open(None),
+                    )
                 }))
             }
             Listener::Handed(handed, open) => {
                 let (stream, peer) = handed.recv().await?;
                 let open = Open(Some(Arc::clone(open)));
-                Some(
-                    tokio::net::TcpStream::from_std(stream)
-                        .map(|stream| (Box::new(stream) as Box<dyn Io>, Caller::Peer(peer), open)),
-                )
+                Some(tokio::net::TcpStream::from_std(stream).map(|stream| {
+                    let stream = Box::new(ZeroCopy(stream)) as Box<dyn Io>;
+                    (stream, Caller::Peer(peer), open)
+                }))
             }
         }
     }
@@ -351,7 +343,6 @@ async fn serve_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = gate.config.limits.clone();
-    let app = router(gate);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (background, mut tasks) = mpsc::channel(BACKGROUND_CAPACITY);
     let background = Background(background);
@@ -380,22 +371,30 @@ async fn serve_on(
                 }
             },
         };
-        let app = app.clone();
+        let gate = Arc::clone(&gate);
         let mut stopped = stopped.clone();
         let limits = limits.clone();
         let background = background.clone();
         connections.spawn(async move {
             let _open = open;
-            let service_caller = caller.clone();
+            let identity: Arc<str> = caller.identity().into();
+            let caller = Arc::new(caller);
+            let service_caller = Arc::clone(&caller);
+            let service_identity = Arc::clone(&identity);
             let service =
                 hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-                    let extensions = request.extensions_mut();
-                    if let Caller::Peer(peer) = &service_caller {
-                        extensions.insert(ConnectInfo(*peer));
+                    // A tunnel outlives its request: it runs under this loop (see `Background`).
+                    if request.method() == Method::CONNECT {
+                        request.extensions_mut().insert(background.clone());
                     }
-                    extensions.insert(service_caller.clone());
-                    extensions.insert(background.clone());
-                    app.clone().oneshot(request.map(axum::body::Body::new))
+                    let gate = Arc::clone(&gate);
+                    let caller = Arc::clone(&service_caller);
+                    let identity = Arc::clone(&service_identity);
+                    async move {
+                        let request = request.map(axum::body::Body::new);
+                        let response = handle(&gate, &caller, &identity, request).await;
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -407,7 +406,7 @@ async fn serve_on(
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(err) = result {
-                        let caller = caller.identity();
+                        let caller = &*identity;
                         tracing::debug!(error = %err, %caller, "connection ended with an error");
                     }
                 }

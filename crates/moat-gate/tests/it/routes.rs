@@ -182,3 +182,44 @@ async fn serving_loops_answer_every_connection_and_stop_on_shutdown() {
     served.await.unwrap().unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// Large answers (a 1 MiB tarball, a packument of about 100 KB) are kept in sealed memory and
+/// sent with sendfile(2): they arrive whole and unchanged, from the upstream fetch and from
+/// memory after it, over TCP and over a session's unix socket; HEAD gives the same length.
+#[tokio::test]
+async fn large_answers_arrive_unchanged_from_sealed_memory() {
+    let gate = support::start().await;
+    let tarball = support::tarball_bytes(support::BIG, "1.0.0");
+    let tarball_path = format!("/npm/{0}/-/{0}-1.0.0.tgz", support::BIG);
+    let packument_path = format!("/npm/{}", support::BIG);
+    let mut packuments = Vec::new();
+    for _ in 0..3 {
+        let reply = get(gate.addr, &tarball_path).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(reply.body == tarball, "the tarball arrived changed");
+        let reply = get(gate.addr, &packument_path).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        packuments.push(reply.body);
+    }
+    assert!(packuments.windows(2).all(|pair| pair[0] == pair[1]));
+    let doc: serde_json::Value = serde_json::from_slice(&packuments[0]).unwrap();
+    assert_eq!(doc["versions"].as_object().unwrap().len(), 400);
+    assert!(packuments[0].len() > 64 * 1024);
+    let head = support::raw(gate.addr, "HEAD", &tarball_path, &[]).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(tarball.len().to_string().as_str())
+    );
+    assert!(head.body.is_empty());
+
+    let session = support::start_session(support::POLICY, |_| {}).await;
+    for _ in 0..2 {
+        let reply = support::raw_unix(&session.socket, "GET", &tarball_path, &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(
+            reply.body == tarball,
+            "the tarball arrived changed on the unix socket"
+        );
+    }
+}

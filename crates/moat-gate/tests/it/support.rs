@@ -98,9 +98,25 @@ impl Upstream {
     }
 }
 
+/// The fixture's tarball bytes: a line of text, except [`BIG`]'s first version, 1 MiB of
+/// noise (large answers are served from sealed memory).
 pub fn tarball_bytes(name: &str, version: &str) -> Vec<u8> {
+    if (name, version) == (BIG, "1.0.0") {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        return (0..1024 * 1024)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+    }
     format!("tarball of {name}@{version}").into_bytes()
 }
+
+/// A package with 400 versions (a packument of about 100 KB) and a 1 MiB tarball.
+pub const BIG: &str = "bigpkg";
 
 /// Add a package: `(version, published)`; tarballs hash correctly unless `corrupt` names one.
 pub fn publish(
@@ -219,6 +235,16 @@ pub async fn start_upstream() -> (Arc<Upstream>, String) {
         &["1.0.0"],
         &[("latest", "1.0.0")],
         Some("1.0.0"),
+    );
+    let big_versions: Vec<String> = (0..400).map(|patch| format!("1.0.{patch}")).collect();
+    let big_versions: Vec<&str> = big_versions.iter().map(String::as_str).collect();
+    publish(
+        &upstream,
+        &base,
+        BIG,
+        &big_versions,
+        &[("latest", "1.0.0")],
+        None,
     );
     upstream
         .packuments
