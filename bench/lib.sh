@@ -222,6 +222,14 @@ EOF
   grep -E "Requests/sec|  99%|Non-2xx|Socket errors" "$f" >&2 || true
 }
 
+# median_rounds ROUTE SERVER: record SERVER's figures on ROUTE under the keys of a single run,
+# from the rounds run_wrk recorded as ROUTE.rN: the median of each figure over the rounds (the
+# CPU split and errors of the round with the median req/s; upstream requests and non-2xx
+# answers summed), and every round's req/s and p99 as rounds_ROUTE_SERVER.
+median_rounds() {
+  python3 "$BENCH_DIR/median_rounds.py" "$RESULTS" "$1" "$2" >>"$RESULTS"
+}
+
 # machine_info: the lines every machine.txt starts with
 machine_info() {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"

@@ -221,6 +221,24 @@ def report_pypi_crates(r, fx, m):
             up = r.get(f"upstream_{route}_{s}", "")
             p(f"| {label} | {sname} | {fmt_rps(rps)} | {fmt_ms(p50)} | {fmt_ms(p99)} | {non2xx} | "
               f"{ratio(base_rps, rps)} | {ratio(p99, base_p99)} | {cpu} | {per} | {up} |")
+    if any(r.get(f"rounds_{route}_{s}") for route, _ in routes for s, _ in servers):
+        p()
+        n = max(len(r.get(f"rounds_{route}_{s}", "").split(";")) for route, _ in routes for s, _ in servers)
+        p(f"Each figure above is the median of {n} rounds; in each round every server ran once, in "
+          "turn (devpi-server in the first round only). Every round, req/s and p99:")
+        p()
+        p("| route | server | " + " | ".join(f"round {i + 1}" for i in range(n)) + " |")
+        p("|---|---|" + "---:|" * n)
+        for route, _ in routes:
+            for s, sname in servers:
+                rounds = r.get(f"rounds_{route}_{s}")
+                if not rounds:
+                    continue
+                cells = []
+                for cell in rounds.split(";"):
+                    rps, _, p99 = cell.partition("/")
+                    cells.append(f"{fmt_rps(num({'x': rps}, 'x'))} / {fmt_ms(num({'x': p99}, 'x'))}")
+                p(f"| {short[route]} | {sname} | " + " | ".join(cells) + " |")
     p()
     p("Answers checked before the runs (the second request through each server, after one that "
       "filled its cache):")
