@@ -183,7 +183,7 @@ async fn serving_loops_answer_every_connection_and_stop_on_shutdown() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
-/// Large answers (a 1 MiB tarball, a packument of about 100 KB) are kept in sealed memory and
+/// Large answers (a 200 KiB tarball, a packument of about 100 KB) are kept in sealed memory and
 /// sent with sendfile(2): they arrive whole and unchanged, from the upstream fetch and from
 /// memory after it, over TCP and over a session's unix socket; HEAD gives the same length.
 #[tokio::test]

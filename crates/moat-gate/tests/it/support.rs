@@ -98,12 +98,12 @@ impl Upstream {
     }
 }
 
-/// The fixture's tarball bytes: a line of text, except [`BIG`]'s first version, 1 MiB of
+/// The fixture's tarball bytes: a line of text, except [`BIG`]'s first version, 200 KiB of
 /// noise (large answers are served from sealed memory).
 pub fn tarball_bytes(name: &str, version: &str) -> Vec<u8> {
     if (name, version) == (BIG, "1.0.0") {
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        return (0..1024 * 1024)
+        return (0..200 * 1024)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 7;
@@ -115,7 +115,7 @@ pub fn tarball_bytes(name: &str, version: &str) -> Vec<u8> {
     format!("tarball of {name}@{version}").into_bytes()
 }
 
-/// A package with 400 versions (a packument of about 100 KB) and a 1 MiB tarball.
+/// A package with 400 versions (a packument of about 100 KB) and a 200 KiB tarball.
 pub const BIG: &str = "bigpkg";
 
 /// Add a package: `(version, published)`; tarballs hash correctly unless `corrupt` names one.
