@@ -6,8 +6,8 @@
 //! read-only and hands it out as ordinary [`Bytes`]. [`ZeroCopy`], the byte stream of every
 //! client connection, recognises a write whose bytes lie inside such a mapping and has the
 //! kernel send them straight from the memfd with `sendfile(2)`, the way nginx serves a file:
-//! the same bytes (the mapping *is* those pages), one copy fewer. Any other write, and any
-//! body in a response that never reaches a client socket (tests, `oneshot`), is ordinary memory.
+//! the same bytes (the mapping *is* those pages), one copy fewer. Any other write is an
+//! ordinary one, and a sealed body read in memory (a test reading a response) is ordinary bytes.
 //!
 //! This module and its three `unsafe` blocks are the gate's only `unsafe` code; each says why
 //! it holds.
@@ -38,11 +38,10 @@ pub(crate) const MIN_SEALED: usize = 16 * 1024;
 /// 750 KB packument 30% slower.
 pub(crate) const MAX_SEALED: usize = 256 * 1024;
 
-/// `body` in sealed memory, or `None` when its size is outside [`MIN_SEALED`] to
-/// [`MAX_SEALED`], when as many
-/// bodies are sealed as this process may hold descriptors for (a quarter of its `nofile`
-/// limit, so that sealing never starves accepting connections), or when the kernel refuses
-/// (the caller then serves `body` itself, as before).
+/// `body` in sealed memory, or `None` (the caller then serves `body` itself, as before): when
+/// its size is outside [`MIN_SEALED`]..=[`MAX_SEALED`], when as many bodies are sealed as this
+/// process may hold descriptors for (a quarter of its `nofile` limit, so that sealing never
+/// starves accepting connections), or when the kernel refuses.
 pub(crate) fn seal(body: &[u8]) -> Option<Bytes> {
     if !(MIN_SEALED..=MAX_SEALED).contains(&body.len()) || !reserve() {
         return None;
