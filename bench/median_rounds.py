@@ -5,7 +5,8 @@
 
 run_wrk (lib.sh) records round N of ROUTE as `<metric>_<ROUTE>.rN_<SERVER>`. This prints
 `<metric>_<ROUTE>_<SERVER>` for report.py: the median over the rounds of each figure; the
-thread split, socket errors and repeat note of the round with the median req/s; upstream
+request count and server CPU seconds (so CPU per request comes from one round, not from two
+medians), thread split, socket errors and repeat note of the round with the median req/s; upstream
 requests and non-2xx answers summed; and `rounds_<ROUTE>_<SERVER>`, every round's
 `req/s/p99 ms` in order, so the report can show the spread.
 """
@@ -14,10 +15,10 @@ import re
 import statistics
 import sys
 
-MEDIAN = ("rps", "p99ms", "p50ms", "requests", "servercpu", "servercpus", "wrkcpu", "othercpu")
+MEDIAN = ("rps", "p99ms", "p50ms", "servercpu", "wrkcpu", "othercpu")
 SUMMED = ("non2xx", "upstream")
-FROM_MEDIAN_ROUND = ("threads", "sockerr", "repeated")
-WHOLE = ("requests", "servercpu", "wrkcpu", "othercpu")
+FROM_MEDIAN_ROUND = ("requests", "servercpus", "threads", "sockerr", "repeated")
+WHOLE = ("servercpu", "wrkcpu", "othercpu")
 
 
 def number(value):

@@ -177,11 +177,15 @@ impl ArtifactMemory {
         Some(bytes.clone())
     }
 
-    pub(crate) fn insert(&self, key: String, bytes: Bytes, capacity: u64, item_max: u64) {
+    /// Keep `bytes` under `key`, least recently used items evicted to make room, unless it is
+    /// larger than `item_max` or `capacity`. Returns the bytes to serve: the kept copy (in
+    /// sealed memory when its size suits `sendfile`, see [`crate::sealed`]), or `bytes`.
+    pub(crate) fn insert(&self, key: String, bytes: Bytes, capacity: u64, item_max: u64) -> Bytes {
         let size = bytes.len() as u64;
         if size > item_max || size > capacity {
-            return;
+            return bytes;
         }
+        let bytes = crate::sealed::seal(&bytes).unwrap_or(bytes);
         let mut inner = lock(&self.inner);
         while inner.total + size > capacity {
             let Some(oldest) = inner
@@ -198,10 +202,11 @@ impl ArtifactMemory {
         }
         inner.tick += 1;
         let tick = inner.tick;
-        if let Some((previous, _)) = inner.items.insert(key, (bytes, tick)) {
+        if let Some((previous, _)) = inner.items.insert(key, (bytes.clone(), tick)) {
             inner.total -= previous.len() as u64;
         }
         inner.total += size;
+        bytes
     }
 }
 

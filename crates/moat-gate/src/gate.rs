@@ -449,19 +449,12 @@ impl Gate {
                 bytes
             }
         };
-        // Kept in memory sealed when it is large: served with sendfile(2) from then on.
-        let bytes = if bytes.len() as u64 <= limits.memory_cache_item_bytes {
-            crate::sealed::seal(&bytes).unwrap_or(bytes)
-        } else {
-            bytes
-        };
-        self.artifacts.insert(
+        Ok(self.artifacts.insert(
             key,
-            bytes.clone(),
+            bytes,
             limits.memory_cache_bytes,
             limits.memory_cache_item_bytes,
-        );
-        Ok(bytes)
+        ))
     }
 
     /// Fetch upstream metadata for `ecosystem` at `url`, revalidating with `etag`.

@@ -377,10 +377,9 @@ async fn serve_on(
         let background = background.clone();
         connections.spawn(async move {
             let _open = open;
-            let identity: Arc<str> = caller.identity().into();
-            let caller = Arc::new(caller);
-            let service_caller = Arc::clone(&caller);
-            let service_identity = Arc::clone(&identity);
+            // The caller and its audit identity, worked out once for all its requests.
+            let peer = Arc::new((caller.identity(), caller));
+            let service_peer = Arc::clone(&peer);
             let service =
                 hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
                     // A tunnel outlives its request: it runs under this loop (see `Background`).
@@ -388,11 +387,11 @@ async fn serve_on(
                         request.extensions_mut().insert(background.clone());
                     }
                     let gate = Arc::clone(&gate);
-                    let caller = Arc::clone(&service_caller);
-                    let identity = Arc::clone(&service_identity);
+                    let peer = Arc::clone(&service_peer);
                     async move {
+                        let (identity, caller) = &*peer;
                         let request = request.map(axum::body::Body::new);
-                        let response = handle(&gate, &caller, &identity, request).await;
+                        let response = handle(&gate, caller, identity, request).await;
                         Ok::<_, std::convert::Infallible>(response)
                     }
                 });
@@ -406,7 +405,7 @@ async fn serve_on(
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(err) = result {
-                        let caller = &*identity;
+                        let caller = &peer.0;
                         tracing::debug!(error = %err, %caller, "connection ended with an error");
                     }
                 }

@@ -202,6 +202,13 @@ async fn large_answers_arrive_unchanged_from_sealed_memory() {
         packuments.push(reply.body);
     }
     assert!(packuments.windows(2).all(|pair| pair[0] == pair[1]));
+    // The gate runs in this process: the tarball and the packument are held in sealed memfds.
+    let sealed = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("/memfd:moat-sealed"))
+        .count();
+    assert!(sealed >= 2, "{sealed} sealed memfds open");
     let doc: serde_json::Value = serde_json::from_slice(&packuments[0]).unwrap();
     assert_eq!(doc["versions"].as_object().unwrap().len(), 400);
     assert!(packuments[0].len() > 64 * 1024);
