@@ -6,7 +6,9 @@
 //! refused). One connection per session, newline-delimited JSON:
 //!
 //! 1. gate → client, on connect: [`Hello`] (`{"moat":"gate","pid":…,"public_url":…,"policy":…}`);
-//! 2. client → gate: `{"op":"open","session":{"id","agent","operator"},"start":<SessionStart>}`.
+//! 2. client → gate: `{"op":"open","session":{"id","agent","operator"},"start":<SessionStart>}`,
+//!    which a client may send before it has read the hello (`moat run` does: one round trip
+//!    less before its agent starts).
 //!    The gate binds `<data-dir>/sessions/<id>/gate.sock`, appends the `session-start` event
 //!    (with its own policy revision: the one it decides with), serves the socket with the
 //!    session's identity, and answers [`Reply`] `{"ok":true,"socket":…,"policy":…}` or
@@ -494,7 +496,11 @@ async fn read_message<T: serde::de::DeserializeOwned>(
 /// The `moat run` side of a control connection.
 #[derive(Debug)]
 pub struct ControlClient {
-    hello: Hello,
+    /// Where the gate was reached, for messages.
+    path: PathBuf,
+    /// The gate's hello, once read: with the answer to the first request, which is sent
+    /// without waiting for it (one round trip less per session).
+    hello: Option<Hello>,
     write: OwnedWriteHalf,
     /// Lines from the gate, read by a task of their own so that waiting for one can be
     /// abandoned (in a `select!`) without losing data.
@@ -511,10 +517,12 @@ pub struct Opened {
 }
 
 impl ControlClient {
-    /// Connect to the gate serving `path` (`<data-dir>/gate.ctl`) and read its hello.
-    /// `Ok(None)` when no gate answers there (no socket, or a stale one): start a gate of your
-    /// own. Any other failure is an error: a gate is there but cannot be used, and a second
-    /// gate on the same data directory would be a second audit writer.
+    /// Connect to the gate serving `path` (`<data-dir>/gate.ctl`). `Ok(None)` when no gate
+    /// answers there (no socket, or a stale one): start a gate of your own. Any other failure
+    /// is an error: a gate is there but cannot be used, and a second gate on the same data
+    /// directory would be a second audit writer. The gate's hello is not waited for here:
+    /// [`open`](Self::open) sends its request at once and reads the hello with the answer, or
+    /// ask for it with [`hello`](Self::hello).
     pub async fn connect(path: &Path) -> Result<Option<ControlClient>, ControlError> {
         let stream = match UnixStream::connect(path).await {
             Ok(stream) => stream,
@@ -558,33 +566,37 @@ impl ControlClient {
                 }
             }
         });
-        let mut client = ControlClient {
-            hello: Hello {
-                moat: String::new(),
-                pid: 0,
-                public_url: String::new(),
-                policy: String::new(),
-            },
+        Ok(Some(ControlClient {
+            path: path.to_owned(),
+            hello: None,
             write,
             lines,
+        }))
+    }
+
+    /// What the gate says first on every connection: its pid, public URL and policy revision.
+    /// Read on the first call (or by [`open`](Self::open)); an error when the socket's peer is
+    /// not a moat gate.
+    pub async fn hello(&mut self) -> Result<&Hello, ControlError> {
+        let hello = match self.hello.take() {
+            Some(hello) => hello,
+            None => {
+                let hello: Hello = self.receive().await?;
+                if hello.moat != "gate" {
+                    return Err(ControlError::Protocol(format!(
+                        "{} is not a moat gate's control socket",
+                        self.path.display()
+                    )));
+                }
+                hello
+            }
         };
-        let hello: Hello = client.receive().await?;
-        if hello.moat != "gate" {
-            return Err(ControlError::Protocol(format!(
-                "{} is not a moat gate's control socket",
-                path.display()
-            )));
-        }
-        client.hello = hello;
-        Ok(Some(client))
+        Ok(self.hello.insert(hello))
     }
 
-    /// What the gate said on connect: its pid, public URL and policy revision.
-    pub fn hello(&self) -> &Hello {
-        &self.hello
-    }
-
-    /// Ask the gate to record `start` and serve `session`.
+    /// Ask the gate to record `start` and serve `session`. The request leaves at once, before
+    /// the gate's hello is read (the gate reads it after sending its hello); the gate records
+    /// its own policy revision in `start`.
     pub async fn open(
         &mut self,
         session: &SessionContext,
@@ -595,6 +607,7 @@ impl ControlClient {
             start: Box::new(start),
         };
         send(&mut self.write, &request).await?;
+        let hello_policy = self.hello().await?.policy.clone();
         let reply: Reply = self.receive().await?;
         match reply {
             Reply {
@@ -604,7 +617,7 @@ impl ControlClient {
                 ..
             } => Ok(Opened {
                 socket,
-                policy: policy.unwrap_or_else(|| self.hello.policy.clone()),
+                policy: policy.unwrap_or(hello_policy),
             }),
             Reply { error, .. } => {
                 Err(ControlError::Refused(error.unwrap_or_else(|| {

@@ -7,8 +7,10 @@
 //! start-up on every session (about 1.3 ms of CPU here), on the path between the session's
 //! admission and its agent. A fork of a process that has only just started costs a fraction of
 //! that, and the child is ready long before the session is admitted. It is the same init: it
-//! places the two pipes at [`SPEC_FD`] and [`REPORT_FD`] and calls [`init_main`], which reads
-//! the request and proceeds exactly as when it is executed.
+//! places the two pipes at [`SPEC_FD`] and [`REPORT_FD`] and proceeds as when it is executed,
+//! except that it enters the session's namespaces (all but the cgroup namespace) while it waits
+//! for its request, since they are the same for every embedded session
+//! ([`forked_init_main`]).
 //!
 //! What the child must not carry into the sandbox is whatever its parent had in memory, so the
 //! fork happens before the parent has read anything but its argv (no configuration, no
@@ -25,7 +27,7 @@ use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open};
 
 use crate::error::SandboxError;
 use crate::host::wait_with_usage;
-use crate::init::init_main;
+use crate::init::forked_init_main;
 use crate::protocol::{INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};
 
 /// A sandbox init, blocked on its request until [`run_admitted`] sends one. Dropped unused, it
@@ -218,7 +220,7 @@ fn become_init(spec_read: OwnedFd, report_write: OwnedFd) -> ! {
         }
     }
     drop((spec_staged, report_staged));
-    init_main()
+    forked_init_main()
 }
 
 /// Zeroes this process's copy of the environment strings and of every argument after the

@@ -28,13 +28,49 @@ const SETUP_FAILED: i32 = 125;
 /// which a multi-threaded process cannot do. It reads its request and then its admission from
 /// [`SPEC_FD`] and reports on [`REPORT_FD`]; started any other way it exits with code 125.
 pub fn init_main() -> ! {
-    let Some((request, spec, reporter)) = adopt_descriptors() else {
+    let Some((spec, reporter)) = adopt_descriptors() else {
         std::process::exit(SETUP_FAILED)
     };
-    let result = if request.container {
-        container_init(request.spec, spec, &reporter)
-    } else {
-        outer(request, spec, &reporter)
+    proceed(spec, &reporter, None)
+}
+
+/// The init forked at the start of `moat run` ([`InitProcess::fork`]): the same as
+/// [`init_main`], except that it enters the session's namespaces while it waits for its
+/// request. What it enters does not depend on the request (every embedded session gets the
+/// same namespaces), and creating them, the network namespace above all, is the longest step
+/// of building the sandbox: done now, it overlaps the host reading its configuration. The
+/// cgroup namespace waits for the request, which comes once the host has moved this process
+/// into the session's cgroups: its root is the group this process is in when it is created.
+///
+/// [`InitProcess::fork`]: crate::InitProcess::fork
+pub(crate) fn forked_init_main() -> ! {
+    let Some((spec, reporter)) = adopt_descriptors() else {
+        std::process::exit(SETUP_FAILED)
+    };
+    let entered = enter_namespaces();
+    proceed(spec, &reporter, Some(entered))
+}
+
+/// Reads the request and runs the init it asks for; `entered` is the outcome of entering the
+/// namespaces early, when this init did.
+fn proceed(mut spec: std::fs::File, reporter: &Reporter, entered: Option<Result<(), String>>) -> ! {
+    let request = match read_frame::<Request>(&mut spec) {
+        Ok(Some(request)) => request,
+        // The host went away (or `moat run` ended) before it described a session.
+        Ok(None) => std::process::exit(SETUP_FAILED),
+        Err(error) => {
+            reporter.send(&Report::Failed {
+                message: format!("could not read the sandbox spec: {error}"),
+            });
+            std::process::exit(SETUP_FAILED)
+        }
+    };
+    let result = match (request.container, entered) {
+        (true, None) => container_init(request.spec, spec, reporter),
+        (true, Some(_)) => Err("a forked init cannot serve a container".to_owned()),
+        (false, entered) => entered
+            .unwrap_or_else(enter_namespaces)
+            .and_then(|()| outer(request, spec, reporter)),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -45,9 +81,9 @@ pub fn init_main() -> ! {
     }
 }
 
-/// Takes ownership of the two descriptors `run` placed, and reads the request; the spec
-/// descriptor stays open for the admission.
-fn adopt_descriptors() -> Option<(Request, std::fs::File, Reporter)> {
+/// Takes ownership of the two descriptors `run` placed: the request and admission come down
+/// the first, reports go up the second.
+fn adopt_descriptors() -> Option<(std::fs::File, Reporter)> {
     for fd in [SPEC_FD, REPORT_FD] {
         #[allow(unsafe_code)]
         // SAFETY: the descriptor number is only borrowed for this fcntl, which fails cleanly
@@ -80,19 +116,7 @@ fn adopt_descriptors() -> Option<(Request, std::fs::File, Reporter)> {
             libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
         );
     }
-    let reporter = Reporter::new(report_fd);
-    let mut spec = std::fs::File::from(spec_fd);
-    match read_frame::<Request>(&mut spec) {
-        Ok(Some(request)) => Some((request, spec, reporter)),
-        // The host went away (or `moat run` ended) before it described a session.
-        Ok(None) => None,
-        Err(error) => {
-            reporter.send(&Report::Failed {
-                message: format!("could not read the sandbox spec: {error}"),
-            });
-            None
-        }
-    }
+    Some((std::fs::File::from(spec_fd), Reporter::new(report_fd)))
 }
 
 /// Waits for the session's admission, the last frame on the pipe, and closes it; `None` when
@@ -106,8 +130,11 @@ fn fail(what: &str) -> impl FnOnce(rustix::io::Errno) -> String + '_ {
     move |error| format!("{what}: {error}")
 }
 
-/// The outer init: enter the namespaces, fork pid 1, wait for it, exit with its code.
-fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
+/// Enters a new user namespace (this user as root in it, no supplementary groups), then new
+/// mount, network, IPC, UTS and pid namespaces: everything of the sandbox's isolation but the
+/// cgroup namespace, which [`outer`] enters once the host has placed this process in the
+/// session's cgroups.
+fn enter_namespaces() -> Result<(), String> {
     let (uid, gid) = (
         rustix::process::getuid().as_raw(),
         rustix::process::getgid().as_raw(),
@@ -128,13 +155,21 @@ fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i
         | UnshareFlags::NEWNET
         | UnshareFlags::NEWIPC
         | UnshareFlags::NEWUTS
-        | UnshareFlags::NEWCGROUP
         | UnshareFlags::NEWPID;
     #[allow(unsafe_code)]
     // SAFETY: single-threaded, as above; NEWPID only affects children forked from here on.
     unsafe { rustix::thread::unshare_unsafe(namespaces) }.map_err(fail(
-        "could not create mount, net, ipc, uts, cgroup and pid namespaces",
-    ))?;
+        "could not create mount, net, ipc, uts and pid namespaces",
+    ))
+}
+
+/// The outer init, in the namespaces ([`enter_namespaces`]) and the session's cgroups: enter
+/// the cgroup namespace, fork pid 1, wait for it, exit with its code.
+fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
+    #[allow(unsafe_code)]
+    // SAFETY: single-threaded, as in enter_namespaces.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWCGROUP) }
+        .map_err(fail("could not create a cgroup namespace"))?;
     // A pipe whose write end only the outer init holds: end of file means it died before the
     // child armed PR_SET_PDEATHSIG (getppid is 0 across the pid namespace boundary).
     let (alive_read, alive_write) = rustix::pipe::pipe_with(

@@ -8,7 +8,8 @@
 //! Order: hand the sandbox's spec to its init (forked at the start of `main`, or started now),
 //! which builds the sandbox meanwhile → find or build the gate → probe the host (the sandbox
 //! refuses when an isolation property is missing and not waived) → open the session (socket,
-//! audit `session-start`) → admit the session with the gate socket, the port inside and the
+//! audit `session-start`; a running gate gets the request as soon as it is connected to, and
+//! its hello is read with its answer) → admit the session with the gate socket, the port inside and the
 //! environment and home files that point the agent's clients at the gate: the init mounts the
 //! socket and starts the agent → record `session-end` → exit with the agent's status. Nothing
 //! of the agent runs before its start is recorded; building the sandbox overlaps finding the
@@ -224,11 +225,8 @@ impl SessionRun<'_> {
             stop,
         } = self;
         let audit_store = loaded.audit_store(global, data_dir);
-        let (runtime, mut gate, gate_port) = session_gate(loaded, args, data_dir, &audit_store)?;
-        let public_url = format!("http://127.0.0.1:{gate_port}");
-        let session_dir = data_dir.join("sessions").join(&session.id);
-        let env = environment(&args.env, &public_url)?;
-        let home_files = home_files(&public_url);
+        let (runtime, mut gate) = session_gate(loaded, args, data_dir, &audit_store)?;
+        let session_dir = session_dir(data_dir, &session.id);
 
         runtime.block_on(async move {
             let enforced = moat_sandbox::host_report().enforceable(spec);
@@ -240,13 +238,16 @@ impl SessionRun<'_> {
                 command: spec.command.clone(),
                 workspace: spec.workspace.display().to_string(),
                 backend: backend.to_owned(),
-                policy: gate.policy(),
+                // Filled in by the gate: the revision of the policy it decides with.
+                policy: String::new(),
                 host: host_name(),
                 enforced,
                 waived: spec.allow_missing.iter().map(|p| p.to_string()).collect(),
             };
-            let gate_socket = gate.open(&session, &session_dir, start).await?;
-            write_session_file(&session_dir, &session, &spec.command)?;
+            let (gate_socket, gate_port) = gate.open(&session, data_dir, start, args).await?;
+            let public_url = format!("http://127.0.0.1:{gate_port}");
+            let env = environment(&args.env, &public_url)?;
+            let home_files = home_files(&public_url);
             eprintln!(
                 "moat: session {} ({} for {}) in {}",
                 session.id,
@@ -262,6 +263,8 @@ impl SessionRun<'_> {
                 env,
                 home_files,
             }));
+            // For `moat ps` and `moat stop`, once the agent is on its way.
+            write_session_file(&session_dir, &session, &spec.command)?;
             // The agent's exit is heard before the sandbox's teardown when it exits on its
             // own (the end is recorded meanwhile), else with the sandbox's result. A running
             // gate that shuts down ends the session (and records its end): without the gate
@@ -360,7 +363,7 @@ fn session_gate(
     args: &RunArgs,
     data_dir: &Path,
     audit_store: &AuditStore,
-) -> anyhow::Result<(tokio::runtime::Runtime, SessionGate, u16)> {
+) -> anyhow::Result<(tokio::runtime::Runtime, SessionGate)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -378,38 +381,7 @@ fn session_gate(
             )
         })?;
     if let Some(client) = running {
-        let hello = client.hello();
-        eprintln!(
-            "moat: using the running gate (pid {}, {}) that serves {}",
-            hello.pid,
-            hello.public_url,
-            data_dir.display()
-        );
-        let ignored = ignored_flags(args);
-        if !ignored.is_empty() {
-            eprintln!(
-                "moat: warning: {} ignored: the running gate's policy, advisories and upstreams apply",
-                ignored.join(", ")
-            );
-        }
-        if ["ANTHROPIC_API_KEY", "OPENAI_API_KEY"]
-            .iter()
-            .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
-        {
-            eprintln!(
-                "moat: note: the LLM pass-through uses the API keys of the running gate's environment, not this one's"
-            );
-        }
-        let port = sandbox_port(&hello.public_url).unwrap_or_else(|| {
-            eprintln!(
-                "moat: warning: the running gate's public URL {} is not http://127.0.0.1:PORT; \
-                 the sandbox reaches the gate at 127.0.0.1:{GATE_PORT}, and URLs the gate \
-                 rewrites (tarballs, why links) may not resolve inside",
-                hello.public_url
-            );
-            GATE_PORT
-        });
-        return Ok((runtime, SessionGate::Running(client), port));
+        return Ok((runtime, SessionGate::Running(client)));
     }
     drop(runtime);
     let runtime = super::runtime()?;
@@ -441,39 +413,77 @@ fn session_gate(
         policy,
         server: None,
     };
-    Ok((runtime, gate, GATE_PORT))
+    Ok((runtime, gate))
+}
+
+/// Says which running gate serves the session, and what of this command line it ignores;
+/// returns the port the sandbox reaches the gate at.
+fn announce_running_gate(
+    hello: &moat_gate::control::Hello,
+    args: &RunArgs,
+    data_dir: &Path,
+) -> u16 {
+    eprintln!(
+        "moat: using the running gate (pid {}, {}) that serves {}",
+        hello.pid,
+        hello.public_url,
+        data_dir.display()
+    );
+    let ignored = ignored_flags(args);
+    if !ignored.is_empty() {
+        eprintln!(
+            "moat: warning: {} ignored: the running gate's policy, advisories and upstreams apply",
+            ignored.join(", ")
+        );
+    }
+    if ["ANTHROPIC_API_KEY", "OPENAI_API_KEY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+    {
+        eprintln!(
+            "moat: note: the LLM pass-through uses the API keys of the running gate's environment, not this one's"
+        );
+    }
+    sandbox_port(&hello.public_url).unwrap_or_else(|| {
+        eprintln!(
+            "moat: warning: the running gate's public URL {} is not http://127.0.0.1:PORT; \
+             the sandbox reaches the gate at 127.0.0.1:{GATE_PORT}, and URLs the gate \
+             rewrites (tarballs, why links) may not resolve inside",
+            hello.public_url
+        );
+        GATE_PORT
+    })
 }
 
 impl SessionGate {
-    /// The revision of the policy the gate decides with.
-    fn policy(&self) -> String {
-        match self {
-            SessionGate::Running(client) => client.hello().policy.clone(),
-            SessionGate::InProcess { policy, .. } => policy.clone(),
-        }
-    }
-
-    /// Serve the session and record its start; returns the session's socket.
+    /// Serve the session and record its start, with the revision of the policy the gate
+    /// decides with; returns the session's socket and the port the sandbox reaches the gate at.
     async fn open(
         &mut self,
         session: &SessionContext,
-        session_dir: &Path,
+        data_dir: &Path,
         start: SessionStart,
-    ) -> anyhow::Result<PathBuf> {
+        args: &RunArgs,
+    ) -> anyhow::Result<(PathBuf, u16)> {
         match self {
             SessionGate::Running(client) => {
                 let opened = client.open(session, start).await.map_err(|e| {
                     UserError::new(format!("the running gate did not open the session: {e}"))
                 })?;
-                Ok(opened.socket)
+                let hello = client.hello().await?;
+                let port = announce_running_gate(hello, args, data_dir);
+                Ok((opened.socket, port))
             }
             SessionGate::InProcess {
                 gate,
                 audit,
+                policy,
                 server,
-                ..
             } => {
-                std::fs::create_dir_all(session_dir)?;
+                let mut start = start;
+                start.policy = policy.clone();
+                let session_dir = session_dir(data_dir, &session.id);
+                std::fs::create_dir_all(&session_dir)?;
                 let socket = session_dir.join(moat_gate::control::SESSION_SOCKET);
                 let listener = tokio::net::UnixListener::bind(&socket).map_err(|e| {
                     UserError::new(format!("cannot listen on {}: {e}", socket.display()))
@@ -489,7 +499,7 @@ impl SessionGate {
                 ));
                 *server = Some((stop, served));
                 audit.append(Event::SessionStart(start)).await?;
-                Ok(socket)
+                Ok((socket, GATE_PORT))
             }
         }
     }
@@ -780,6 +790,11 @@ fn host_name() -> String {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `DATA_DIR/sessions/ID`: the session's socket and `session.json`.
+fn session_dir(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("sessions").join(id)
 }
 
 /// `sessions/<id>/session.json`: what `moat ps` and `moat stop` read while the session runs.

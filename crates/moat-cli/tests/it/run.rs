@@ -581,6 +581,47 @@ fn session_records_the_agent_exit_status() {
     assert_eq!(assert_recorded_under_sessions(&events, 0).len(), 1);
 }
 
+/// `moat run` forks its sandbox's init at its first line, and that init enters the user,
+/// mount, pid, net, ipc and uts namespaces before its spec arrives. The agent must still get
+/// namespaces of its own, and a cgroup namespace rooted at the session's group, entered only
+/// once the host has moved the init there: entered earlier, it would be rooted at `moat run`'s
+/// group, and the agent would see the path to its session's group.
+#[test]
+fn the_agent_gets_namespaces_of_its_own_and_a_cgroup_root_at_its_session_group() {
+    const NAMESPACES: [&str; 7] = ["user", "mnt", "pid", "net", "ipc", "uts", "cgroup"];
+    let env = RunEnv::start(POLICY);
+    let script = format!(
+        "for n in {}; do echo \"ns $n $(readlink /proc/self/ns/$n)\"; done; cat /proc/self/cgroup",
+        NAMESPACES.join(" ")
+    );
+    // A limit, so that the session has a cgroup of its own to be rooted at.
+    let output = env.run(&["--pids", "64"], &["sh", "-c", &script]);
+    assert!(output.status.success(), "{}", text(&output));
+    for name in NAMESPACES {
+        let host = std::fs::read_link(format!("/proc/self/ns/{name}")).unwrap();
+        let inside = output
+            .stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("ns {name} ")))
+            .unwrap_or_else(|| panic!("no {name} namespace line: {}", text(&output)));
+        assert!(inside.starts_with(&format!("{name}:[")), "{inside}");
+        assert_ne!(
+            Path::new(inside),
+            host,
+            "the agent shares the host's {name} namespace"
+        );
+    }
+    let groups: Vec<&str> = output
+        .stdout
+        .lines()
+        .filter(|line| !line.starts_with("ns "))
+        .collect();
+    assert!(!groups.is_empty(), "{}", text(&output));
+    for line in groups {
+        assert!(line.ends_with(":/"), "the agent sees a cgroup path: {line}");
+    }
+}
+
 /// `--data-dir` relative to the working directory: the session's gate socket, bound into the
 /// sandbox by its path, still resolves (it used to be refused as "not a clean absolute path").
 #[test]

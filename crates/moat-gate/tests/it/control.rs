@@ -140,7 +140,7 @@ async fn open_serves_the_session_and_close_records_its_end() {
     );
     let mut client = gate.client().await;
     assert_eq!(
-        client.hello(),
+        client.hello().await.unwrap(),
         &Hello {
             moat: "gate".to_owned(),
             pid: std::process::id(),
