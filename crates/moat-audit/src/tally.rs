@@ -17,7 +17,7 @@
 //! most [`MAX_DECISIONS`] decisions at once; past that, the next identical answer is recorded
 //! in full again. `moat gate --audit-repeats record` records every answer in full instead.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, hash_map};
 use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -160,9 +160,20 @@ impl Tally {
     }
 
     /// Remember `event`, committed as `seq`, so that the same decision is counted from now on.
-    /// A decision already remembered keeps its record and counts.
+    /// A decision already remembered keeps its record and counts, unless it had expired (with
+    /// nothing counted since its last tally): then `seq` is the record its repeats count
+    /// against. Kept, an expired entry would hand every repeat back to be appended in full
+    /// until a tally of some other decision pruned it, which never comes when this decision
+    /// is all the traffic.
     pub(crate) fn remember(&self, event: DecisionEvent, seq: u64) {
         let time = event.time;
+        let fresh = Entry {
+            of: seq,
+            count: 0,
+            first: time,
+            last: time,
+            seen: time,
+        };
         let mut state = self.state();
         if state.decisions.len() >= MAX_DECISIONS {
             state
@@ -172,13 +183,17 @@ impl Tally {
                 return;
             }
         }
-        state.decisions.entry(Answer(event)).or_insert(Entry {
-            of: seq,
-            count: 0,
-            first: time,
-            last: time,
-            seen: time,
-        });
+        match state.decisions.entry(Answer(event)) {
+            hash_map::Entry::Occupied(mut slot) => {
+                let entry = slot.get_mut();
+                if entry.count == 0 && expired(entry.seen, time) {
+                    *entry = fresh;
+                }
+            }
+            hash_map::Entry::Vacant(slot) => {
+                slot.insert(fresh);
+            }
+        }
     }
 
     /// Forget every decision: the next answers are appended in full.
@@ -338,6 +353,31 @@ mod tests {
         assert!(is_new(tally.see(decision(at(3 * expiry - 2), "1.0.0"))));
         assert!(tally.take(at(3 * expiry)).is_empty());
         assert!(tally.state().decisions.is_empty());
+    }
+
+    /// After a quiet EXPIRY the decision is recorded again in full, and from then on its
+    /// repeats are counted against that new record. They used to be appended in full one by
+    /// one for as long as nothing else was counted: the expired entry stayed, and remembering
+    /// the new record kept it.
+    #[test]
+    fn a_decision_recorded_again_after_its_expiry_is_counted_against_the_new_record() {
+        let tally = Tally::default();
+        tally.remember(decision(at(0), "1.0.0"), 1);
+        let later = i64::try_from(EXPIRY.as_secs()).unwrap() + 5;
+        let Seen::New(again) = tally.see(decision(at(later), "1.0.0")) else {
+            panic!("counted against a record older than EXPIRY");
+        };
+        tally.remember(again, 2);
+        assert!(matches!(
+            tally.see(decision(at(later + 1), "1.0.0")),
+            Seen::Counted { schedule: true }
+        ));
+        let tallies = tally.take(at(later + 2));
+        assert_eq!(tallies.len(), 1);
+        assert_eq!(
+            tallies[0].repeats.as_ref().map(|r| (r.of, r.count)),
+            Some((2, 1))
+        );
     }
 
     #[test]
