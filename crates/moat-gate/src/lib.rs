@@ -8,10 +8,11 @@
 //! HTTP reason phrase and JSON body carry the one-line block message.
 //!
 //! - [`Gate`]: shared state (policy, advisories, audit log, upstream client, caches).
-//! - [`router`]: the axum router (`/npm/…`, `/pypi/…`, `/crates/…`, `/-/why/…`, `/llm/…`, and
-//!   the egress forward proxy); [`serve`]: the HTTP/1.1 accept loop on TCP (anonymous clients);
-//!   [`serve_unix`]: the same on a `moat run` session's unix socket, every request attributed
-//!   to the [`SessionContext`].
+//! - [`serve`] and [`serve_loops`]: the HTTP/1.1 server on TCP (anonymous clients), on one
+//!   runtime or one event loop per core; [`serve_unix`]: the same on a `moat run` session's
+//!   unix socket, every request attributed to the [`SessionContext`]. Each request goes
+//!   straight to one handler with the gate's own canonical routing (`/npm/…`, `/pypi/…`,
+//!   `/crates/…`, `/-/why/…`, `/-/audit/…`, `/llm/…`, and the egress forward proxy).
 //! - The egress proxy (absolute-form requests and `CONNECT`) admits only the hosts of the
 //!   policy's `[egress] allow` list; everything else is a 403 by rule `moat.egress`. The LLM
 //!   pass-through routes add the real API key ([`LlmKeys`]) on the host side.
