@@ -9,11 +9,11 @@
 //! which builds the sandbox meanwhile → find or build the gate → probe the host (the sandbox
 //! refuses when an isolation property is missing and not waived) → open the session (socket,
 //! audit `session-start`; a running gate gets the request as soon as it is connected to, and
-//! its hello is read with its answer) → admit the session with the gate socket, the port inside and the
-//! environment and home files that point the agent's clients at the gate: the init mounts the
-//! socket and starts the agent → record `session-end` → exit with the agent's status. Nothing
-//! of the agent runs before its start is recorded; building the sandbox overlaps finding the
-//! gate and its durable append.
+//! its hello is read with its answer) → admit the session with the gate socket, the port
+//! inside and the environment and home files that point the agent's clients at the gate: the
+//! init mounts the socket and starts the agent → record `session-end` → exit with the agent's
+//! status. Nothing of the agent runs before its start is recorded; building the sandbox
+//! overlaps finding the gate and its durable append.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -351,8 +351,9 @@ enum SessionGate {
 }
 
 /// Use the gate that serves `data_dir` when one runs; otherwise load the sources and build a
-/// gate for this session. Returns the runtime to drive the session on, the gate, and the port
-/// the sandbox reaches it at.
+/// gate for this session. Returns the runtime to drive the session on and the gate; the port
+/// the sandbox reaches it at comes with the session's open ([`SessionGate::open`]), since a
+/// running gate's public URL is in the hello it sends with its answer.
 ///
 /// With a running gate this process only talks on the control connection and waits for the
 /// sandbox: one thread does that (a multi-threaded runtime's start-up and cross-thread wake-ups
