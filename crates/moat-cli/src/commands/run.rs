@@ -226,7 +226,7 @@ impl SessionRun<'_> {
         } = self;
         let audit_store = loaded.audit_store(global, data_dir);
         let (runtime, mut gate) = session_gate(loaded, args, data_dir, &audit_store)?;
-        let session_dir = session_dir(data_dir, &session.id);
+        let session_dir = data_dir.join("sessions").join(&session.id);
 
         runtime.block_on(async move {
             let enforced = moat_sandbox::host_report().enforceable(spec);
@@ -244,7 +244,10 @@ impl SessionRun<'_> {
                 enforced,
                 waived: spec.allow_missing.iter().map(|p| p.to_string()).collect(),
             };
-            let (gate_socket, gate_port) = gate.open(&session, data_dir, start, args).await?;
+            let (gate_socket, running) = gate.open(&session, &session_dir, start).await?;
+            let gate_port = running.map_or(GATE_PORT, |hello| {
+                announce_running_gate(&hello, args, data_dir)
+            });
             let public_url = format!("http://127.0.0.1:{gate_port}");
             let env = environment(&args.env, &public_url)?;
             let home_files = home_files(&public_url);
@@ -352,8 +355,7 @@ enum SessionGate {
 
 /// Use the gate that serves `data_dir` when one runs; otherwise load the sources and build a
 /// gate for this session. Returns the runtime to drive the session on and the gate; the port
-/// the sandbox reaches it at comes with the session's open ([`SessionGate::open`]), since a
-/// running gate's public URL is in the hello it sends with its answer.
+/// the sandbox reaches it at comes with the session's open ([`SessionGate::open`]).
 ///
 /// With a running gate this process only talks on the control connection and waits for the
 /// sandbox: one thread does that (a multi-threaded runtime's start-up and cross-thread wake-ups
@@ -458,22 +460,21 @@ fn announce_running_gate(
 
 impl SessionGate {
     /// Serve the session and record its start, with the revision of the policy the gate
-    /// decides with; returns the session's socket and the port the sandbox reaches the gate at.
+    /// decides with; returns the session's socket, and a running gate's hello (its public URL
+    /// gives the port the sandbox reaches it at; a gate of this process is at [`GATE_PORT`]).
     async fn open(
         &mut self,
         session: &SessionContext,
-        data_dir: &Path,
+        session_dir: &Path,
         start: SessionStart,
-        args: &RunArgs,
-    ) -> anyhow::Result<(PathBuf, u16)> {
+    ) -> anyhow::Result<(PathBuf, Option<moat_gate::control::Hello>)> {
         match self {
             SessionGate::Running(client) => {
                 let opened = client.open(session, start).await.map_err(|e| {
                     UserError::new(format!("the running gate did not open the session: {e}"))
                 })?;
-                let hello = client.hello().await?;
-                let port = announce_running_gate(hello, args, data_dir);
-                Ok((opened.socket, port))
+                let hello = client.hello().await?.clone();
+                Ok((opened.socket, Some(hello)))
             }
             SessionGate::InProcess {
                 gate,
@@ -483,8 +484,7 @@ impl SessionGate {
             } => {
                 let mut start = start;
                 start.policy = policy.clone();
-                let session_dir = session_dir(data_dir, &session.id);
-                std::fs::create_dir_all(&session_dir)?;
+                std::fs::create_dir_all(session_dir)?;
                 let socket = session_dir.join(moat_gate::control::SESSION_SOCKET);
                 let listener = tokio::net::UnixListener::bind(&socket).map_err(|e| {
                     UserError::new(format!("cannot listen on {}: {e}", socket.display()))
@@ -500,7 +500,7 @@ impl SessionGate {
                 ));
                 *server = Some((stop, served));
                 audit.append(Event::SessionStart(start)).await?;
-                Ok((socket, GATE_PORT))
+                Ok((socket, None))
             }
         }
     }
@@ -791,11 +791,6 @@ fn host_name() -> String {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// `DATA_DIR/sessions/ID`: the session's socket and `session.json`.
-fn session_dir(data_dir: &Path, id: &str) -> PathBuf {
-    data_dir.join("sessions").join(id)
 }
 
 /// `sessions/<id>/session.json`: what `moat ps` and `moat stop` read while the session runs.
