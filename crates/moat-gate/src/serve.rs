@@ -145,8 +145,8 @@ pub async fn serve(
 
 /// Serve `gate` on a TCP `listener` like [`serve`], from `loops` threads each running an event
 /// loop of its own (a single-threaded runtime), the way nginx runs one process per core: this
-/// task accepts, and hands each connection to the loop with the fewest open, which serves it
-/// to its end. No request waits for another thread to pick its task up, and no thread steals
+/// task accepts, and hands each connection to one loop ([`pick_loop`]), which serves it to its
+/// end. No request waits for another thread to pick its task up, and no thread steals
 /// another's: on two cores shared with the clients, the tarball route served 118k-129k
 /// requests/s this way against 97k on one work-stealing runtime (BENCHMARKS.md). Returns once
 /// every loop has drained (see [`serve`]), with the error of a loop that failed.
@@ -198,10 +198,16 @@ pub async fn serve_loops(
                 continue;
             }
         };
-        // To the loop with the fewest open connections; a loop that has stopped (it could not
-        // start its runtime) is left out from then on.
-        while let Some(index) = (0..hands.len()).min_by_key(|&i| hands[i].1.load(Ordering::Relaxed))
-        {
+        // A loop that has stopped (it could not start its runtime) is left out from then on.
+        let incoming_cpu = rustix::net::sockopt::socket_incoming_cpu(&connection.0).ok();
+        loop {
+            let counts: Vec<usize> = hands
+                .iter()
+                .map(|(_, open)| open.load(Ordering::Relaxed))
+                .collect();
+            let Some(index) = pick_loop(&counts, incoming_cpu) else {
+                break;
+            };
             let (hand, open) = &hands[index];
             // Counted here, uncounted by the loop when the connection ends.
             open.fetch_add(1, Ordering::Relaxed);
@@ -239,6 +245,36 @@ pub async fn serve_loops(
 
 /// Connections accepted but not yet taken up by their loop.
 const HANDED_CAPACITY: usize = 1024;
+
+/// How many more open connections the loop of a connection's CPU may have than the least
+/// loaded loop before the connection goes to the least loaded one instead.
+const BALANCE_SLACK: usize = 16;
+
+/// The loop for a new connection, given each loop's `open` connections and the CPU the
+/// connection came in on (`SO_INCOMING_CPU`; on loopback, the CPU its client was running on
+/// when it connected): loop `cpu % loops`, unless that loop has more than [`BALANCE_SLACK`]
+/// connections over the least loaded one, which then gets it. `None` when no loop is left.
+///
+/// Why by CPU: a client thread's connections then share one loop, so that client thread and
+/// that loop only feed each other and take turns, each running as soon as the other has
+/// answered. Dealt out one by one instead (to the loop with the fewest open), every client
+/// thread talks to every loop; on two cores shared with two `wrk` threads, a loop and a client
+/// thread on one core were then both kept busy from the other core and took turns by whole
+/// scheduler ticks (4 ms at `CONFIG_HZ=250`): the wheel's and the `.crate`'s p99 were
+/// 6.1-7.9 ms through the gate against 2.0-6.3 ms through nginx, and 3.0-4.6 ms by CPU
+/// (BENCHMARKS.md, PyPI and crates.io runs of 2026-12-01 08:48 and 09:10).
+fn pick_loop(open: &[usize], incoming_cpu: Option<u32>) -> Option<usize> {
+    let least = (0..open.len()).min_by_key(|&i| open[i])?;
+    let Some(cpu) = incoming_cpu.and_then(|cpu| usize::try_from(cpu).ok()) else {
+        return Some(least);
+    };
+    let local = cpu % open.len();
+    Some(if open[local] <= open[least] + BALANCE_SLACK {
+        local
+    } else {
+        least
+    })
+}
 
 /// Serve `gate` on a session's unix socket, like [`serve`]: every request on it is
 /// attributed to `session` (audit identity `session:<id>`), and the LLM pass-through routes,
@@ -429,4 +465,32 @@ async fn serve_on(
         connections.abort_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BALANCE_SLACK, pick_loop};
+
+    #[test]
+    fn a_connection_goes_to_the_loop_of_the_cpu_it_came_in_on() {
+        assert_eq!(pick_loop(&[0, 0], Some(0)), Some(0));
+        assert_eq!(pick_loop(&[0, 0], Some(1)), Some(1));
+        assert_eq!(pick_loop(&[0, 0, 0], Some(7)), Some(1));
+        // Ahead of the least loaded loop, but within the slack: still its own loop.
+        assert_eq!(pick_loop(&[BALANCE_SLACK, 0], Some(0)), Some(0));
+        assert_eq!(pick_loop(&[5, 9], Some(1)), Some(1));
+    }
+
+    #[test]
+    fn a_loop_too_far_ahead_gives_the_connection_to_the_least_loaded() {
+        assert_eq!(pick_loop(&[BALANCE_SLACK + 1, 0], Some(0)), Some(1));
+        assert_eq!(pick_loop(&[30, 2, 40], Some(2)), Some(1));
+    }
+
+    #[test]
+    fn without_a_cpu_the_least_loaded_loop_gets_the_connection() {
+        assert_eq!(pick_loop(&[3, 1, 2], None), Some(1));
+        assert_eq!(pick_loop(&[], Some(0)), None);
+        assert_eq!(pick_loop(&[], None), None);
+    }
 }
