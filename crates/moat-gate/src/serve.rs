@@ -145,11 +145,12 @@ pub async fn serve(
 
 /// Serve `gate` on a TCP `listener` like [`serve`], from `loops` threads each running an event
 /// loop of its own (a single-threaded runtime), the way nginx runs one process per core: this
-/// task accepts, and hands each connection to one loop ([`pick_loop`]), which serves it to its
-/// end. No request waits for another thread to pick its task up, and no thread steals
-/// another's: on two cores shared with the clients, the tarball route served 118k-129k
-/// requests/s this way against 97k on one work-stealing runtime (BENCHMARKS.md). Returns once
-/// every loop has drained (see [`serve`]), with the error of a loop that failed.
+/// task accepts, and hands each connection to one loop (by the CPU it came in on, so that a
+/// client thread's connections share a loop; see `pick_loop`), which serves it to its end. No
+/// request waits for another thread to pick its task up, and no thread steals another's: on
+/// two cores shared with the clients, the tarball route served 118k-129k requests/s this way
+/// against 97k on one work-stealing runtime (BENCHMARKS.md). Returns once every loop has
+/// drained (see [`serve`]), with the error of a loop that failed.
 pub async fn serve_loops(
     listener: TcpListener,
     gate: Arc<Gate>,

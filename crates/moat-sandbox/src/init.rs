@@ -31,7 +31,7 @@ pub fn init_main() -> ! {
     let Some((spec, reporter)) = adopt_descriptors() else {
         std::process::exit(SETUP_FAILED)
     };
-    proceed(spec, &reporter, None)
+    proceed(spec, &reporter, None, None)
 }
 
 /// The init forked at the start of `moat run` ([`InitProcess::fork`]): the same as
@@ -43,18 +43,31 @@ pub fn init_main() -> ! {
 /// into the session's cgroups: its root is the group this process is in when it is created.
 ///
 /// [`InitProcess::fork`]: crate::InitProcess::fork
-pub(crate) fn forked_init_main() -> ! {
+pub(crate) fn forked_init_main(inherited_cpus: Option<rustix::thread::CpuSet>) -> ! {
     let Some((spec, reporter)) = adopt_descriptors() else {
         std::process::exit(SETUP_FAILED)
     };
     let entered = enter_namespaces();
-    proceed(spec, &reporter, Some(entered))
+    proceed(spec, &reporter, Some(entered), inherited_cpus)
 }
 
 /// Reads the request and runs the init it asks for; `entered` is the outcome of entering the
-/// namespaces early, when this init did.
-fn proceed(mut spec: std::fs::File, reporter: &Reporter, entered: Option<Result<(), String>>) -> ! {
-    let request = match read_frame::<Request>(&mut spec) {
+/// namespaces early, when this init did, and `inherited_cpus` the CPUs of the process that
+/// forked it, which it takes back once the request has arrived (see `forked::start_elsewhere`).
+fn proceed(
+    mut spec: std::fs::File,
+    reporter: &Reporter,
+    entered: Option<Result<(), String>>,
+    inherited_cpus: Option<rustix::thread::CpuSet>,
+) -> ! {
+    let request = read_frame::<Request>(&mut spec);
+    if let Some(cpus) = inherited_cpus {
+        // Before anything the agent inherits is made. This fails only if the CPUs this
+        // process may use changed since the fork; the agent then gets those left to the init,
+        // which is no reason to refuse the session.
+        let _ = rustix::thread::sched_setaffinity(None, &cpus);
+    }
+    let request = match request {
         Ok(Some(request)) => request,
         // The host went away (or `moat run` ended) before it described a session.
         Ok(None) => std::process::exit(SETUP_FAILED),

@@ -622,6 +622,22 @@ fn the_agent_gets_namespaces_of_its_own_and_a_cgroup_root_at_its_session_group()
     }
 }
 
+/// The forked init starts on another CPU than `moat run` (a placement hint) and takes back
+/// every CPU it inherited when its request arrives: the agent may run on all the CPUs `moat
+/// run` could, never on fewer.
+#[test]
+fn the_agent_may_run_on_every_cpu_moat_run_may() {
+    let env = RunEnv::start(POLICY);
+    let output = env.run(&[], &["grep", "Cpus_allowed_list", "/proc/self/status"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let host = std::fs::read_to_string("/proc/self/status").unwrap();
+    let host = host
+        .lines()
+        .find(|line| line.starts_with("Cpus_allowed_list"))
+        .unwrap();
+    assert_eq!(output.stdout.trim(), host, "{}", text(&output));
+}
+
 /// `--data-dir` relative to the working directory: the session's gate socket, bound into the
 /// sandbox by its path, still resolves (it used to be refused as "not a clean absolute path").
 #[test]
