@@ -210,7 +210,6 @@ impl SessionPipes {
     }
 }
 
-/// The child: wipe what it holds of the parent, place the pipes, and run as the init.
 /// Moves the just forked init `pid` to the CPUs of `inherited` other than the one this
 /// process runs on, when there are any; the init takes them all back when its request arrives
 /// (the request is only sent after this, so it cannot be undone early).
@@ -231,6 +230,8 @@ fn start_elsewhere(pid: Pid, inherited: CpuSet) {
     }
 }
 
+/// The child: wipe what it holds of the parent, place the pipes, and run as the init
+/// (`inherited_cpus`: the CPUs the parent had, taken back once the request arrives).
 fn become_init(spec_read: OwnedFd, report_write: OwnedFd, inherited_cpus: Option<CpuSet>) -> ! {
     scrub_environment_and_arguments();
     // Staged above every low descriptor first, so that placing one at 3 or 4 cannot close the
