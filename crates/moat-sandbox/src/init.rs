@@ -28,10 +28,11 @@ const SETUP_FAILED: i32 = 125;
 /// which a multi-threaded process cannot do. It reads its request and then its admission from
 /// [`SPEC_FD`] and reports on [`REPORT_FD`]; started any other way it exits with code 125.
 pub fn init_main() -> ! {
-    let Some((spec, reporter)) = adopt_descriptors() else {
+    let Some((mut spec, reporter)) = adopt_descriptors() else {
         std::process::exit(SETUP_FAILED)
     };
-    proceed(spec, &reporter, None, None)
+    let request = read_request(&mut spec, &reporter);
+    proceed(request, spec, &reporter, None)
 }
 
 /// The init forked at the start of `moat run` ([`InitProcess::fork`]): the same as
@@ -44,30 +45,25 @@ pub fn init_main() -> ! {
 ///
 /// [`InitProcess::fork`]: crate::InitProcess::fork
 pub(crate) fn forked_init_main(inherited_cpus: Option<rustix::thread::CpuSet>) -> ! {
-    let Some((spec, reporter)) = adopt_descriptors() else {
+    let Some((mut spec, reporter)) = adopt_descriptors() else {
         std::process::exit(SETUP_FAILED)
     };
     let entered = enter_namespaces();
-    proceed(spec, &reporter, Some(entered), inherited_cpus)
-}
-
-/// Reads the request and runs the init it asks for; `entered` is the outcome of entering the
-/// namespaces early, when this init did, and `inherited_cpus` the CPUs of the process that
-/// forked it, which it takes back once the request has arrived (see `forked::start_elsewhere`).
-fn proceed(
-    mut spec: std::fs::File,
-    reporter: &Reporter,
-    entered: Option<Result<(), String>>,
-    inherited_cpus: Option<rustix::thread::CpuSet>,
-) -> ! {
-    let request = read_frame::<Request>(&mut spec);
+    let request = read_request(&mut spec, &reporter);
+    // `inherited_cpus`: those of the process that forked this one, which placed it elsewhere
+    // until now (see `forked::start_elsewhere`). Taken back before anything the agent
+    // inherits is made. This fails only if the CPUs this process may use changed since the
+    // fork; the agent then gets those left to the init, which is no reason to refuse the
+    // session.
     if let Some(cpus) = inherited_cpus {
-        // Before anything the agent inherits is made. This fails only if the CPUs this
-        // process may use changed since the fork; the agent then gets those left to the init,
-        // which is no reason to refuse the session.
         let _ = rustix::thread::sched_setaffinity(None, &cpus);
     }
-    let request = match request {
+    proceed(request, spec, &reporter, Some(entered))
+}
+
+/// Reads the request from `spec`; exits when there is none.
+fn read_request(spec: &mut std::fs::File, reporter: &Reporter) -> Request {
+    match read_frame::<Request>(spec) {
         Ok(Some(request)) => request,
         // The host went away (or `moat run` ended) before it described a session.
         Ok(None) => std::process::exit(SETUP_FAILED),
@@ -77,7 +73,17 @@ fn proceed(
             });
             std::process::exit(SETUP_FAILED)
         }
-    };
+    }
+}
+
+/// Runs the init `request` asks for; `entered` is the outcome of entering the namespaces
+/// early, when this init did.
+fn proceed(
+    request: Request,
+    spec: std::fs::File,
+    reporter: &Reporter,
+    entered: Option<Result<(), String>>,
+) -> ! {
     let result = match (request.container, entered) {
         (true, None) => container_init(request.spec, spec, reporter),
         (true, Some(_)) => Err("a forked init cannot serve a container".to_owned()),
