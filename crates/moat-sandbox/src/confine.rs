@@ -1,21 +1,16 @@
 //! The agent's confinement: prepared in pid 1, applied in the forked agent just before exec.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::protocol::GATE_SOCKET_INSIDE;
+use crate::seccomp::{ArgTest, Rule};
+use crate::spec::Spec;
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
     PathFd, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 use rustix::process::{Resource, Rlimit};
 use rustix::thread::{CapabilitiesSecureBits, CapabilitySet, CapabilitySets};
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
-
-use crate::protocol::GATE_SOCKET_INSIDE;
-use crate::spec::Spec;
 
 /// System calls the agent's seccomp filter refuses with `EPERM` (`clone3` with `ENOSYS`, so
 /// libc falls back to `clone`, whose namespace flags the filter can inspect). Also refused:
@@ -125,7 +120,8 @@ fn syscall_number(name: &str) -> Option<i64> {
 /// Everything the agent child applies to itself, built before the fork.
 pub(crate) struct Confinement {
     landlock: Option<(RulesetCreated, i32)>,
-    seccomp: Vec<BpfProgram>,
+    /// The seccomp program, when seccomp is enforced.
+    seccomp: Option<Vec<libc::sock_filter>>,
     last_capability: u32,
     /// Inside a podman container: no `CAP_SETPCAP` to lock secure bits or shrink the bounding
     /// set, which `--cap-drop ALL` already emptied (checked instead).
@@ -152,10 +148,11 @@ impl Confinement {
             (true, None) => return Err("landlock is not available inside the sandbox".to_owned()),
         };
         let seccomp = if seccomp {
-            seccomp_filters()
-                .map_err(|error| format!("could not build the seccomp filter: {error}"))?
+            let program = crate::seccomp::program(&seccomp_rules())
+                .map_err(|error| format!("could not build the seccomp filter: {error}"))?;
+            Some(program)
         } else {
-            Vec::new()
+            None
         };
         let last_capability = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
@@ -173,7 +170,7 @@ impl Confinement {
     pub(crate) fn enforced(&self) -> Vec<String> {
         let mut enforced = enforced_properties(
             self.landlock.as_ref().map(|(_, abi)| *abi),
-            !self.seccomp.is_empty(),
+            self.seccomp.is_some(),
         );
         if self.container {
             // The namespaces and the root are the runtime's; the podman backend records them.
@@ -223,8 +220,8 @@ impl Confinement {
             },
         )
         .map_err(|error| format!("could not drop capabilities: {error}"))?;
-        for filter in &self.seccomp {
-            seccompiler::apply_filter(filter)
+        if let Some(program) = &self.seccomp {
+            crate::seccomp::install(program)
                 .map_err(|error| format!("could not apply seccomp: {error}"))?;
         }
         Ok(())
@@ -379,132 +376,66 @@ fn mode_arguments() -> Vec<(i64, u8)> {
     calls
 }
 
-fn seccomp_filters() -> Result<Vec<BpfProgram>, seccompiler::Error> {
-    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(seccompiler::Error::Backend)?;
-    let condition = |index: u8, length: SeccompCmpArgLen, operator: SeccompCmpOp, value: u64| {
-        SeccompCondition::new(index, length, operator, value).map_err(seccompiler::Error::Backend)
+/// The agent's seccomp rules, by system call number (see [`SECCOMP_DENIED`]).
+fn seccomp_rules() -> Vec<(i64, Rule)> {
+    let eperm = Rule::Refuse {
+        errno: libc::EPERM as u32,
     };
-    let rule = |conditions: Vec<SeccompCondition>| {
-        SeccompRule::new(conditions).map_err(seccompiler::Error::Backend)
+    // Arguments behind a pointer cannot be inspected: ENOSYS makes libc fall back to clone and
+    // openat, whose flags and mode the rules below see.
+    let enosys = Rule::Refuse {
+        errno: libc::ENOSYS as u32,
     };
-
-    let mut denied: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for name in SECCOMP_DENIED {
-        if let Some(number) = syscall_number(name) {
-            denied.insert(number, Vec::new());
-        }
-    }
-    let mut namespace_rules = Vec::new();
-    for flag in NAMESPACE_FLAGS {
-        let flag = flag as u64;
-        namespace_rules.push(rule(vec![condition(
-            0,
-            SeccompCmpArgLen::Qword,
-            SeccompCmpOp::MaskedEq(flag),
-            flag,
-        )?])?);
-    }
-    denied.insert(libc::SYS_clone, namespace_rules);
-    denied.insert(
+    let mut rules = vec![
+        (libc::SYS_clone3, enosys.clone()),
+        (libc::SYS_openat2, enosys),
+    ];
+    rules.extend(
+        SECCOMP_DENIED
+            .iter()
+            .filter_map(|name| syscall_number(name))
+            .map(|number| (number, eperm.clone())),
+    );
+    let namespaces = NAMESPACE_FLAGS
+        .iter()
+        .fold(0, |mask, &flag| mask | flag as u32);
+    rules.push((
+        libc::SYS_clone,
+        Rule::RefuseIf(vec![ArgTest::AnyBit {
+            arg: 0,
+            mask: namespaces,
+        }]),
+    ));
+    let equals = |arg: u8, value: u32| ArgTest::Equals { arg, value };
+    rules.push((
         libc::SYS_socket,
-        vec![
-            rule(vec![condition(
-                0,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::Eq,
-                libc::AF_PACKET as u64,
-            )?])?,
-            rule(vec![condition(
-                1,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::MaskedEq(0xf),
-                libc::SOCK_RAW as u64,
-            )?])?,
-        ],
-    );
-    denied.insert(
+        Rule::RefuseIf(vec![
+            equals(0, libc::AF_PACKET as u32),
+            // The type's low bits; SOCK_CLOEXEC and SOCK_NONBLOCK sit above them.
+            ArgTest::MaskedEquals {
+                arg: 1,
+                mask: 0xf,
+                value: libc::SOCK_RAW as u32,
+            },
+        ]),
+    ));
+    rules.push((
         libc::SYS_ioctl,
-        vec![
-            rule(vec![condition(
-                1,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::Eq,
-                libc::TIOCSTI,
-            )?])?,
-            rule(vec![condition(
-                1,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::Eq,
-                libc::TIOCLINUX,
-            )?])?,
-        ],
-    );
+        Rule::RefuseIf(vec![
+            equals(1, libc::TIOCSTI as u32),
+            equals(1, libc::TIOCLINUX as u32),
+        ]),
+    ));
     // Setuid and setgid bits: a file the agent marks setuid in the workspace would run as the
     // host user who owns it, outside the sandbox (the mounts inside are nosuid already).
-    for (number, mode_index) in mode_arguments() {
-        let mut rules = Vec::new();
-        for bit in [libc::S_ISUID, libc::S_ISGID] {
-            let bit = u64::from(bit);
-            rules.push(rule(vec![condition(
-                mode_index,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::MaskedEq(bit),
-                bit,
-            )?])?);
-        }
-        denied.insert(number, rules);
-    }
-    let eperm = SeccompFilter::new(
-        denied,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch,
-    )?;
-    // Arguments behind a pointer cannot be inspected: ENOSYS makes libc fall back to clone and
-    // openat, whose flags and mode the filter above sees.
-    let mut clone3 = BTreeMap::new();
-    clone3.insert(libc::SYS_clone3, Vec::new());
-    clone3.insert(libc::SYS_openat2, Vec::new());
-    let enosys = SeccompFilter::new(
-        clone3,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch,
-    )?;
-    let mut filters = vec![eperm.try_into()?, enosys.try_into()?];
-    #[cfg(target_arch = "x86_64")]
-    filters.push(x32_refused());
-    Ok(filters)
-}
-
-/// x32 shares the x86_64 audit arch but numbers its system calls with bit 30 set, so the
-/// filters above, written for x86_64 numbers, would not see its `mount` or `ptrace`: every x32
-/// call is refused instead (`EPERM`; nothing ordinary uses the ABI, and most kernels lack it).
-#[cfg(target_arch = "x86_64")]
-fn x32_refused() -> BpfProgram {
-    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-    let statement = |code: u32, k: u32| seccompiler::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    vec![
-        // A = seccomp_data.nr
-        statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
-        // A >= X32_SYSCALL_BIT ? refuse : allow
-        seccompiler::sock_filter {
-            code: (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 1,
-            k: X32_SYSCALL_BIT,
-        },
-        statement(
-            libc::BPF_RET | libc::BPF_K,
-            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
-        ),
-        statement(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
-    ]
+    let set_id = libc::S_ISUID | libc::S_ISGID;
+    rules.extend(mode_arguments().into_iter().map(|(number, arg)| {
+        (
+            number,
+            Rule::RefuseIf(vec![ArgTest::AnyBit { arg, mask: set_id }]),
+        )
+    }));
+    rules
 }
 
 #[cfg(test)]
@@ -518,12 +449,200 @@ mod tests {
         }
     }
 
+    use crate::seccomp::{Action, Call, action, run};
+
+    const EPERM: Action = Action::Errno(libc::EPERM as u32);
+    const ENOSYS: Action = Action::Errno(libc::ENOSYS as u32);
+
+    fn program() -> Vec<libc::sock_filter> {
+        crate::seccomp::program(&seccomp_rules()).expect("the program assembles")
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = crate::seccomp::AUDIT_ARCH_X86_64;
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = crate::seccomp::AUDIT_ARCH_AARCH64;
+
+    fn answer(program: &[libc::sock_filter], nr: i64, args: [u64; 6]) -> Action {
+        let call = Call {
+            arch: ARCH,
+            nr: u32::try_from(nr).expect("nr"),
+            args,
+        };
+        action(run(program, &call)).expect("allow or errno")
+    }
+
+    fn with(index: usize, value: u64) -> [u64; 6] {
+        let mut args = [0; 6];
+        args[index] = value;
+        args
+    }
+
     #[test]
-    fn the_seccomp_filters_compile() {
-        let filters = seccomp_filters().expect("compile");
+    fn the_seccomp_program_is_one_short_program() {
+        let program = program();
+        assert!(program.len() < 128, "{} instructions", program.len());
+    }
+
+    #[test]
+    fn every_denied_call_is_refused_with_eperm() {
+        let program = program();
+        for name in SECCOMP_DENIED {
+            let number = syscall_number(name).expect("number");
+            assert_eq!(answer(&program, number, [0; 6]), EPERM, "{name}");
+            assert_eq!(answer(&program, number, [u64::MAX; 6]), EPERM, "{name}");
+        }
+    }
+
+    #[test]
+    fn clone3_and_openat2_answer_enosys() {
+        let program = program();
+        assert_eq!(answer(&program, libc::SYS_clone3, [0; 6]), ENOSYS);
+        assert_eq!(answer(&program, libc::SYS_openat2, [0; 6]), ENOSYS);
+    }
+
+    #[test]
+    fn ordinary_calls_are_allowed() {
+        let program = program();
+        for number in [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_getpid,
+            libc::SYS_execve,
+            libc::SYS_mmap,
+            libc::SYS_connect,
+            libc::SYS_wait4,
+            libc::SYS_landlock_restrict_self,
+        ] {
+            assert_eq!(
+                answer(&program, number, [u64::MAX; 6]),
+                Action::Allow,
+                "{number}"
+            );
+        }
+    }
+
+    #[test]
+    fn clone_with_a_namespace_flag_is_refused_and_fork_or_thread_is_not() {
+        let program = program();
+        let signal = libc::SIGCHLD as u64;
+        for flag in NAMESPACE_FLAGS {
+            let flag = flag as u64;
+            assert_eq!(
+                answer(&program, libc::SYS_clone, with(0, flag | signal)),
+                EPERM
+            );
+            assert_eq!(
+                answer(
+                    &program,
+                    libc::SYS_clone,
+                    with(0, flag | 0xffff_ffff_0000_0000)
+                ),
+                EPERM
+            );
+        }
+        let fork = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as u64 | signal;
+        let thread = (libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM
+            | libc::CLONE_SETTLS
+            | libc::CLONE_PARENT_SETTID
+            | libc::CLONE_CHILD_CLEARTID) as u64;
         assert_eq!(
-            filters.len(),
-            if cfg!(target_arch = "x86_64") { 3 } else { 2 }
+            answer(&program, libc::SYS_clone, with(0, fork)),
+            Action::Allow
         );
+        assert_eq!(
+            answer(&program, libc::SYS_clone, with(0, thread)),
+            Action::Allow
+        );
+    }
+
+    #[test]
+    fn packet_and_raw_sockets_are_refused() {
+        let program = program();
+        let socket = |domain: i32, kind: i32| {
+            let mut args = [0; 6];
+            args[0] = domain as u64;
+            args[1] = kind as u64;
+            answer(&program, libc::SYS_socket, args)
+        };
+        assert_eq!(socket(libc::AF_PACKET, libc::SOCK_DGRAM), EPERM);
+        assert_eq!(socket(libc::AF_INET, libc::SOCK_RAW), EPERM);
+        assert_eq!(
+            socket(libc::AF_INET6, libc::SOCK_RAW | libc::SOCK_CLOEXEC),
+            EPERM
+        );
+        assert_eq!(
+            socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK),
+            Action::Allow
+        );
+        assert_eq!(
+            socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC),
+            Action::Allow
+        );
+    }
+
+    #[test]
+    fn typing_into_the_terminal_is_refused_and_other_ioctls_are_not() {
+        let program = program();
+        for request in [libc::TIOCSTI, libc::TIOCLINUX] {
+            assert_eq!(answer(&program, libc::SYS_ioctl, with(1, request)), EPERM);
+            // The kernel reads the request as 32 bits: high bits cannot hide it.
+            assert_eq!(
+                answer(&program, libc::SYS_ioctl, with(1, request | 1 << 40)),
+                EPERM
+            );
+        }
+        for request in [libc::TCGETS, libc::FIONREAD, libc::TIOCGWINSZ] {
+            assert_eq!(
+                answer(&program, libc::SYS_ioctl, with(1, request)),
+                Action::Allow
+            );
+        }
+    }
+
+    #[test]
+    fn setuid_and_setgid_modes_are_refused() {
+        let program = program();
+        for (number, index) in mode_arguments() {
+            let index = usize::from(index);
+            for mode in [0o4755, 0o2755, 0o6000] {
+                assert_eq!(
+                    answer(&program, number, with(index, mode)),
+                    EPERM,
+                    "{number}"
+                );
+            }
+            for mode in [0o755, 0o1777, 0o644] {
+                assert_eq!(
+                    answer(&program, number, with(index, mode)),
+                    Action::Allow,
+                    "{number}"
+                );
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn x32_calls_are_refused() {
+        let program = program();
+        for number in [39, 165, 521] {
+            assert_eq!(answer(&program, 0x4000_0000 + number, [0; 6]), EPERM);
+        }
+    }
+
+    #[test]
+    fn another_architecture_kills_the_process() {
+        let call = Call {
+            arch: crate::seccomp::AUDIT_ARCH_I386,
+            nr: 39,
+            args: [0; 6],
+        };
+        assert_eq!(run(&program(), &call), libc::SECCOMP_RET_KILL_PROCESS);
     }
 }

@@ -81,6 +81,7 @@ pub mod podman;
 mod probe;
 mod protocol;
 mod rootfs;
+mod seccomp;
 mod spec;
 
 pub use alloc::Allocator;
