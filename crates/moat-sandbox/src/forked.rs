@@ -237,7 +237,7 @@ fn become_init(spec_read: OwnedFd, report_write: OwnedFd, inherited_cpus: Option
     // Staged above every low descriptor first, so that placing one at 3 or 4 cannot close the
     // other (either may be 3 or 4 already).
     let (Ok(spec_staged), Ok(report_staged)) = (stage(&spec_read), stage(&report_write)) else {
-        std::process::exit(125)
+        crate::init::exit_now(125)
     };
     drop((spec_read, report_write));
     for (source, target) in [(&spec_staged, SPEC_FD), (&report_staged, REPORT_FD)] {
@@ -245,7 +245,7 @@ fn become_init(spec_read: OwnedFd, report_write: OwnedFd, inherited_cpus: Option
         // SAFETY: dup2 onto a fixed descriptor number: whatever was there is replaced, as the
         // exec'd init's pre_exec hook does; no owner in this process holds 3 or 4 any more.
         if unsafe { libc::dup2(source.as_raw_fd(), target) } < 0 {
-            std::process::exit(125);
+            crate::init::exit_now(125);
         }
     }
     drop((spec_staged, report_staged));

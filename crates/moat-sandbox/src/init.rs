@@ -29,7 +29,7 @@ const SETUP_FAILED: i32 = 125;
 /// [`SPEC_FD`] and reports on [`REPORT_FD`]; started any other way it exits with code 125.
 pub fn init_main() -> ! {
     let Some((mut spec, reporter)) = adopt_descriptors() else {
-        std::process::exit(SETUP_FAILED)
+        exit_now(SETUP_FAILED)
     };
     let request = read_request(&mut spec, &reporter);
     proceed(request, spec, &reporter, None)
@@ -46,7 +46,7 @@ pub fn init_main() -> ! {
 /// [`InitProcess::fork`]: crate::InitProcess::fork
 pub(crate) fn forked_init_main(inherited_cpus: Option<rustix::thread::CpuSet>) -> ! {
     let Some((mut spec, reporter)) = adopt_descriptors() else {
-        std::process::exit(SETUP_FAILED)
+        exit_now(SETUP_FAILED)
     };
     let entered = enter_namespaces();
     let request = read_request(&mut spec, &reporter);
@@ -61,17 +61,30 @@ pub(crate) fn forked_init_main(inherited_cpus: Option<rustix::thread::CpuSet>) -
     proceed(request, spec, &reporter, Some(entered))
 }
 
+/// Ends this init process with `code`, at once, without the C library's exit handlers: an
+/// init has nothing buffered to flush (its reports are written as they happen); a forked one
+/// would run the handlers of the program it was forked from, and in pid 1 they would race with
+/// the bridge threads, still running at its end.
+pub(crate) fn exit_now(code: i32) -> ! {
+    #[allow(unsafe_code)]
+    // SAFETY: `_exit` takes no pointer and does not return; it ends every thread of the
+    // process, and the kernel releases what the process held.
+    unsafe {
+        libc::_exit(code)
+    }
+}
+
 /// Reads the request from `spec`; exits when there is none.
 fn read_request(spec: &mut std::fs::File, reporter: &Reporter) -> Request {
     match read_frame::<Request>(spec) {
         Ok(Some(request)) => request,
         // The host went away (or `moat run` ended) before it described a session.
-        Ok(None) => std::process::exit(SETUP_FAILED),
+        Ok(None) => exit_now(SETUP_FAILED),
         Err(error) => {
             reporter.send(&Report::Failed {
                 message: format!("could not read the sandbox spec: {error}"),
             });
-            std::process::exit(SETUP_FAILED)
+            exit_now(SETUP_FAILED)
         }
     }
 }
@@ -92,10 +105,10 @@ fn proceed(
             .and_then(|()| outer(request, spec, reporter)),
     };
     match result {
-        Ok(code) => std::process::exit(code),
+        Ok(code) => exit_now(code),
         Err(message) => {
             reporter.send(&Report::Failed { message });
-            std::process::exit(SETUP_FAILED)
+            exit_now(SETUP_FAILED)
         }
     }
 }
@@ -217,7 +230,7 @@ fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i
         drop(alive_read);
         let orphaned = !armed || !parent_alive;
         if orphaned {
-            std::process::exit(SETUP_FAILED);
+            exit_now(SETUP_FAILED);
         }
         let code = match namespace_init(request.spec, spec, reporter) {
             Ok(code) => code,
@@ -226,7 +239,7 @@ fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i
                 SETUP_FAILED
             }
         };
-        std::process::exit(code);
+        exit_now(code);
     }
     drop((request, spec, alive_read));
     let child = Pid::from_raw(child).ok_or("fork returned an invalid pid")?;
