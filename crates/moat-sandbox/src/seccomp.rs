@@ -219,28 +219,25 @@ impl Assembler {
     /// Appends the shared returns, resolves every jump (all forward, each within the 255
     /// instructions a classic BPF jump reaches) and checks the program's length.
     fn finish(mut self) -> Result<Vec<sock_filter>, String> {
-        let mut returns: Vec<Label> = self
+        let mut returns: Vec<(Label, u32)> = self
             .jumps
             .iter()
             .flat_map(|&(_, t, f)| [t, f])
             .flatten()
-            .filter(|label| matches!(label, Label::Kill | Label::Errno(_)))
+            .filter_map(|label| match label {
+                Label::Kill => Some((label, libc::SECCOMP_RET_KILL_PROCESS)),
+                Label::Errno(errno) => Some((
+                    label,
+                    libc::SECCOMP_RET_ERRNO | (errno & libc::SECCOMP_RET_DATA),
+                )),
+                Label::Checks(_) => None,
+            })
             .collect();
-        returns.sort_by_key(|label| match label {
-            Label::Kill => 0,
-            Label::Errno(errno) => u64::from(*errno) + 1,
-            Label::Checks(_) => u64::MAX,
-        });
+        returns.sort_by_key(|&(_, value)| value);
         returns.dedup();
-        for label in returns {
+        for (label, value) in returns {
             self.place(label);
-            match label {
-                Label::Kill => self.ret(libc::SECCOMP_RET_KILL_PROCESS),
-                Label::Errno(errno) => {
-                    self.ret(libc::SECCOMP_RET_ERRNO | (errno & libc::SECCOMP_RET_DATA));
-                }
-                Label::Checks(_) => unreachable!("only returns are collected"),
-            }
+            self.ret(value);
         }
         let offset = |at: usize, label: Option<Label>| -> Result<u8, String> {
             let Some(label) = label else { return Ok(0) };
