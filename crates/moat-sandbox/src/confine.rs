@@ -2,15 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::protocol::GATE_SOCKET_INSIDE;
-use crate::seccomp::{ArgTest, Rule};
-use crate::spec::Spec;
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
     PathFd, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 use rustix::process::{Resource, Rlimit};
 use rustix::thread::{CapabilitiesSecureBits, CapabilitySet, CapabilitySets};
+
+use crate::protocol::GATE_SOCKET_INSIDE;
+use crate::seccomp::{ArgTest, Rule};
+use crate::spec::Spec;
 
 /// System calls the agent's seccomp filter refuses with `EPERM` (`clone3` with `ENOSYS`, so
 /// libc falls back to `clone`, whose namespace flags the filter can inspect). Also refused:
