@@ -179,6 +179,8 @@ pub async fn serve_loops(
         threads.push(thread);
     }
     tokio::pin!(shutdown);
+    // Each loop's open connections, read afresh for every connection (one buffer for all).
+    let mut counts: Vec<usize> = Vec::with_capacity(hands.len());
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
@@ -202,10 +204,8 @@ pub async fn serve_loops(
         // A loop that has stopped (it could not start its runtime) is left out from then on.
         let incoming_cpu = rustix::net::sockopt::socket_incoming_cpu(&connection.0).ok();
         loop {
-            let counts: Vec<usize> = hands
-                .iter()
-                .map(|(_, open)| open.load(Ordering::Relaxed))
-                .collect();
+            counts.clear();
+            counts.extend(hands.iter().map(|(_, open)| open.load(Ordering::Relaxed)));
             let Some(index) = pick_loop(&counts, incoming_cpu) else {
                 break;
             };
