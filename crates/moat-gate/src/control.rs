@@ -9,13 +9,13 @@
 //! 2. client → gate: `{"op":"open","session":{"id","agent","operator"},"start":<SessionStart>}`,
 //!    which a client may send before it has read the hello (`moat run` does: one round trip
 //!    less before its agent starts).
-//!    The gate binds `<data-dir>/sessions/<id>/gate.sock`, appends the `session-start` event
-//!    (with its own policy revision: the one it decides with), serves the socket with the
+//!    The gate binds `<data-dir>/sessions/<id>/sandbox/gate.sock`, appends the `session-start`
+//!    event (with its own policy revision: the one it decides with), serves the socket with the
 //!    session's identity, and answers [`Reply`] `{"ok":true,"socket":…,"policy":…}` or
 //!    `{"ok":false,"error":…}` (then closes the connection);
 //! 3. client → gate: `{"op":"close","end":<SessionEnd>}`. The gate stops the session's
-//!    listener (open connections drain), appends the `session-end` event, removes
-//!    `sessions/<id>/`, and answers `{"ok":true}`.
+//!    listener (open connections drain), appends the `session-end` event, answers
+//!    `{"ok":true}`, then removes `sessions/<id>/` (the client leaves that to the gate).
 //!
 //! When the connection drops without a close (`moat run` crashed or was killed), the gate ends
 //! the session itself with the reason `moat run disconnected`; when the gate shuts down with
@@ -41,8 +41,22 @@ use crate::{Gate, SessionContext};
 
 /// The control socket's file name in the data directory.
 pub const CONTROL_SOCKET: &str = "gate.ctl";
-/// A session's socket file name in `<data-dir>/sessions/<id>/`.
+/// A session's socket file name, in the session's [`session_socket_dir`].
 pub const SESSION_SOCKET: &str = "gate.sock";
+
+/// A session's directory, `<data-dir>/sessions/<id>/`: the gate removes it when the session
+/// ends.
+pub fn session_dir(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("sessions").join(id)
+}
+
+/// The directory the gate binds a session's socket ([`SESSION_SOCKET`]) in:
+/// `<data-dir>/sessions/<id>/sandbox/`. It holds nothing else, because the session's sandbox
+/// mounts it: `moat run` creates it before the session opens, and its embedded sandbox shows
+/// it to the agent (read-only, at `/run/moat`) before the gate has bound the socket.
+pub fn session_socket_dir(data_dir: &Path, id: &str) -> PathBuf {
+    session_dir(data_dir, id).join("sandbox")
+}
 /// The longest message line either side accepts.
 const MAX_MESSAGE: u64 = 64 * 1024;
 /// How long a client may take to send its `open` (and to answer the hello).
@@ -282,7 +296,10 @@ impl Connection {
         };
         let opened = Reply {
             ok: true,
-            socket: Some(served.dir.join(SESSION_SOCKET)),
+            socket: Some(
+                session_socket_dir(&self.gate.config.data_dir, &served.session.id)
+                    .join(SESSION_SOCKET),
+            ),
             policy: Some(self.gate.policy().revision().to_owned()),
             error: None,
         };
@@ -357,10 +374,11 @@ impl Connection {
         session: &SessionContext,
         start: &mut SessionStart,
     ) -> Result<(PathBuf, UnixListener), String> {
-        let dir = self.gate.config.data_dir.join("sessions").join(&session.id);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let socket = dir.join(SESSION_SOCKET);
+        let dir = session_dir(&self.gate.config.data_dir, &session.id);
+        let socket_dir = session_socket_dir(&self.gate.config.data_dir, &session.id);
+        std::fs::create_dir_all(&socket_dir)
+            .map_err(|e| format!("cannot create {}: {e}", socket_dir.display()))?;
+        let socket = socket_dir.join(SESSION_SOCKET);
         if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
             return Err(format!("session {} is served elsewhere", session.id));
         }

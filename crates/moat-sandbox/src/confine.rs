@@ -1,4 +1,5 @@
-//! The agent's confinement: prepared in pid 1, applied in the forked agent just before exec.
+//! The agent's confinement: begun in pid 1 while the session waits for its admission (what the
+//! agent inherits), completed in the forked agent just before exec.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use landlock::{
 use rustix::process::{Resource, Rlimit};
 use rustix::thread::{CapabilitiesSecureBits, CapabilitySet, CapabilitySets};
 
-use crate::protocol::GATE_SOCKET_INSIDE;
+use crate::protocol::GATE_DIR_INSIDE;
 use crate::seccomp::{ArgTest, Rule};
 use crate::spec::Spec;
 
@@ -118,60 +119,93 @@ fn syscall_number(name: &str) -> Option<i64> {
     Some(number)
 }
 
-/// Everything the agent child applies to itself, built before the fork.
+/// The agent's confinement, in three steps. [`Confinement::begin`] runs in the init before the
+/// session is admitted: it confines the init itself as far as the agent will be (seccomp, the
+/// capability bounding set and secure bits, all inherited by the agent at fork) and prepares
+/// the Landlock ruleset's file-system rules. [`Confinement::admit`] settles what the admission
+/// decides: the gate port (the one TCP port the agent may connect to) and whether Landlock and
+/// seccomp must hold. [`Confinement::apply`] runs in the forked agent just before exec.
+///
+/// What `begin` does costs the session nothing: the init waits for the admission meanwhile
+/// (installing the seccomp filter alone took 0.2 ms of each session's start when the agent
+/// did it).
 pub(crate) struct Confinement {
-    landlock: Option<(RulesetCreated, i32)>,
-    /// The seccomp program, when seccomp is enforced.
-    seccomp: Option<Vec<libc::sock_filter>>,
-    last_capability: u32,
+    /// The ruleset with its file-system rules, and the ABI; `None` without Landlock here.
+    landlock: Option<(Result<RulesetCreated, String>, i32)>,
+    /// Whether this process installed the seccomp filter (the agent inherits it), or why not.
+    seccomp: Result<(), String>,
     /// Inside a podman container: no `CAP_SETPCAP` to lock secure bits or shrink the bounding
     /// set, which `--cap-drop ALL` already emptied (checked instead).
     container: bool,
 }
 
 impl Confinement {
-    /// Builds the rules; `gate_port` is the one TCP port the agent may connect to, `landlock`
-    /// and `seccomp` say whether to enforce each (the host has it).
-    pub(crate) fn prepare(
-        spec: &Spec,
-        gate_port: u16,
-        landlock: bool,
-        seccomp: bool,
-        container: bool,
-    ) -> Result<Self, String> {
-        let landlock = match (landlock, crate::probe::landlock_abi()) {
-            (false, _) => None,
-            (true, Some(abi)) => Some((
-                landlock_ruleset(spec, gate_port, abi)
-                    .map_err(|error| format!("could not build the landlock rules: {error}"))?,
-                abi,
-            )),
-            (true, None) => return Err("landlock is not available inside the sandbox".to_owned()),
-        };
-        let seccomp = if seccomp {
-            let program = crate::seccomp::program(&seccomp_rules())
-                .map_err(|error| format!("could not build the seccomp filter: {error}"))?;
-            Some(program)
-        } else {
-            None
-        };
+    /// Confines this process (the init, which runs nothing but the agent from here on) with
+    /// what the agent inherits, and builds the file-system part of the Landlock rules.
+    pub(crate) fn begin(spec: &Spec, container: bool) -> Result<Self, String> {
         let last_capability = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(63);
+        if container {
+            check_bounding_set_empty(last_capability)?;
+        } else {
+            lock_secure_bits_and_bounding_set(last_capability)?;
+        }
+        let landlock = crate::probe::landlock_abi().map(|abi| {
+            let ruleset = landlock_ruleset(spec, abi)
+                .map_err(|error| format!("could not build the landlock rules: {error}"));
+            (ruleset, abi)
+        });
+        // Last: it refuses nothing the init does from here on (no mount, no namespace, threads
+        // through clone), and the filter's errors are the host's to judge at the admission.
+        let seccomp = crate::seccomp::program(&seccomp_rules())
+            .map_err(|error| format!("could not build the seccomp filter: {error}"))
+            .and_then(|program| {
+                crate::seccomp::install(&program)
+                    .map_err(|error| format!("could not apply seccomp: {error}"))
+            });
         Ok(Self {
             landlock,
             seccomp,
-            last_capability,
             container,
         })
+    }
+
+    /// Adds the gate port to the Landlock rules; `landlock` and `seccomp` say whether each must
+    /// hold (the host has it). A filter already installed stays, asked for or not.
+    pub(crate) fn admit(
+        mut self,
+        gate_port: u16,
+        landlock: bool,
+        seccomp: bool,
+    ) -> Result<Self, String> {
+        self.landlock = match (landlock, self.landlock) {
+            (false, _) => None,
+            (true, None) => {
+                return Err("landlock is not available inside the sandbox".to_owned());
+            }
+            (true, Some((ruleset, abi))) => {
+                let mut ruleset = ruleset?;
+                if abi >= 4 {
+                    ruleset = ruleset
+                        .add_rule(NetPort::new(gate_port, AccessNet::ConnectTcp))
+                        .map_err(|error| format!("could not build the landlock rules: {error}"))?;
+                }
+                Some((Ok(ruleset), abi))
+            }
+        };
+        if seccomp && let Err(error) = &self.seccomp {
+            return Err(error.clone());
+        }
+        Ok(self)
     }
 
     /// The properties this confinement enforces, for the session record.
     pub(crate) fn enforced(&self) -> Vec<String> {
         let mut enforced = enforced_properties(
             self.landlock.as_ref().map(|(_, abi)| *abi),
-            self.seccomp.is_some(),
+            self.seccomp.is_ok(),
         );
         if self.container {
             // The namespaces and the root are the runtime's; the podman backend records them.
@@ -181,8 +215,8 @@ impl Confinement {
         enforced
     }
 
-    /// Applied in the forked agent: rlimits, secure bits, capability sets, `no_new_privs`,
-    /// Landlock, seccomp — in that order, seccomp last because it forbids nothing used here.
+    /// Applied in the forked agent, after what it inherited from [`Confinement::begin`]:
+    /// `RLIMIT_CORE=0`, no ambient capabilities, `no_new_privs`, Landlock, no capabilities.
     pub(crate) fn apply(self) -> Result<(), String> {
         let zero = Rlimit {
             current: Some(0),
@@ -190,16 +224,11 @@ impl Confinement {
         };
         rustix::process::setrlimit(Resource::Core, zero)
             .map_err(|error| format!("could not set RLIMIT_CORE: {error}"))?;
-        if self.container {
-            self.check_bounding_set_empty()?;
-        } else {
-            self.lock_secure_bits_and_bounding_set()?;
-        }
         rustix::thread::clear_ambient_capability_set()
             .map_err(|error| format!("could not clear ambient capabilities: {error}"))?;
         rustix::thread::set_no_new_privs(true)
             .map_err(|error| format!("could not set no_new_privs: {error}"))?;
-        if let Some((ruleset, _)) = self.landlock {
+        if let Some((Ok(ruleset), _)) = self.landlock {
             let status = ruleset
                 .restrict_self()
                 .map_err(|error| format!("could not apply landlock: {error}"))?;
@@ -220,53 +249,49 @@ impl Confinement {
                 inheritable: empty,
             },
         )
-        .map_err(|error| format!("could not drop capabilities: {error}"))?;
-        if let Some(program) = &self.seccomp {
-            crate::seccomp::install(program)
-                .map_err(|error| format!("could not apply seccomp: {error}"))?;
-        }
-        Ok(())
+        .map_err(|error| format!("could not drop capabilities: {error}"))
     }
+}
 
-    /// Secure bits locked (no root privileges, no setuid fixups, no ambient raise), every
-    /// capability dropped from the bounding set. Needs `CAP_SETPCAP` (the user namespace's).
-    fn lock_secure_bits_and_bounding_set(&self) -> Result<(), String> {
-        rustix::thread::set_capabilities_secure_bits(
-            CapabilitiesSecureBits::NO_ROOT
-                | CapabilitiesSecureBits::NO_ROOT_LOCKED
-                | CapabilitiesSecureBits::NO_SETUID_FIXUP
-                | CapabilitiesSecureBits::NO_SETUID_FIXUP_LOCKED
-                | CapabilitiesSecureBits::KEEP_CAPS_LOCKED
-                | CapabilitiesSecureBits::NO_CAP_AMBIENT_RAISE
-                | CapabilitiesSecureBits::NO_CAP_AMBIENT_RAISE_LOCKED,
-        )
-        .map_err(|error| format!("could not lock the capability secure bits: {error}"))?;
-        for capability in 0..=self.last_capability.min(63) {
-            rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(
-                1 << capability,
-            ))
-            .map_err(|error| {
-                format!("could not drop capability {capability} from the bounding set: {error}")
-            })?;
-        }
-        Ok(())
+/// Secure bits locked (no root privileges, no setuid fixups, no ambient raise), every
+/// capability up to `last_capability` dropped from the bounding set. Needs `CAP_SETPCAP` (the
+/// user namespace's). Both only matter at `execve`, so the init keeps the capabilities it has.
+fn lock_secure_bits_and_bounding_set(last_capability: u32) -> Result<(), String> {
+    rustix::thread::set_capabilities_secure_bits(
+        CapabilitiesSecureBits::NO_ROOT
+            | CapabilitiesSecureBits::NO_ROOT_LOCKED
+            | CapabilitiesSecureBits::NO_SETUID_FIXUP
+            | CapabilitiesSecureBits::NO_SETUID_FIXUP_LOCKED
+            | CapabilitiesSecureBits::KEEP_CAPS_LOCKED
+            | CapabilitiesSecureBits::NO_CAP_AMBIENT_RAISE
+            | CapabilitiesSecureBits::NO_CAP_AMBIENT_RAISE_LOCKED,
+    )
+    .map_err(|error| format!("could not lock the capability secure bits: {error}"))?;
+    for capability in 0..=last_capability.min(63) {
+        rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(
+            1 << capability,
+        ))
+        .map_err(|error| {
+            format!("could not drop capability {capability} from the bounding set: {error}")
+        })?;
     }
+    Ok(())
+}
 
-    /// In a container nothing may remain in the bounding set (`--cap-drop ALL`).
-    fn check_bounding_set_empty(&self) -> Result<(), String> {
-        for capability in 0..=self.last_capability.min(63) {
-            let held = rustix::thread::capability_is_in_bounding_set(
-                CapabilitySet::from_bits_retain(1 << capability),
-            )
-            .unwrap_or(false);
-            if held {
-                return Err(format!(
-                    "capability {capability} is still in the container's bounding set"
-                ));
-            }
+/// In a container nothing may remain in the bounding set (`--cap-drop ALL`).
+fn check_bounding_set_empty(last_capability: u32) -> Result<(), String> {
+    for capability in 0..=last_capability.min(63) {
+        let held = rustix::thread::capability_is_in_bounding_set(CapabilitySet::from_bits_retain(
+            1 << capability,
+        ))
+        .unwrap_or(false);
+        if held {
+            return Err(format!(
+                "capability {capability} is still in the container's bounding set"
+            ));
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// The confinement properties that hold with this Landlock ABI and seccomp, as recorded.
@@ -292,11 +317,8 @@ pub(crate) fn enforced_properties(landlock_abi: Option<i32>, seccomp: bool) -> V
     enforced
 }
 
-fn landlock_ruleset(
-    spec: &Spec,
-    gate_port: u16,
-    abi: i32,
-) -> Result<RulesetCreated, landlock::RulesetError> {
+/// The ruleset and its file-system rules; [`Confinement::admit`] adds the gate port.
+fn landlock_ruleset(spec: &Spec, abi: i32) -> Result<RulesetCreated, landlock::RulesetError> {
     let version = ABI::from(abi);
     let all = AccessFs::from_all(version);
     let mut ruleset = Ruleset::default()
@@ -319,8 +341,9 @@ fn landlock_ruleset(
             "/dev".into(),
             AccessFs::ReadFile | AccessFs::ReadDir | AccessFs::WriteFile | AccessFs::IoctlDev,
         ),
+        // The gate's socket, once the gate binds it: the directory holds nothing else.
         (
-            GATE_SOCKET_INSIDE.into(),
+            GATE_DIR_INSIDE.into(),
             AccessFs::ReadFile | AccessFs::ResolveUnix,
         ),
         ("/dev/shm".into(), all),
@@ -351,9 +374,6 @@ fn landlock_ruleset(
         }
         let Ok(fd) = PathFd::new(&path) else { continue };
         created = created.add_rule(PathBeneath::new(fd, access))?;
-    }
-    if abi >= 4 {
-        created = created.add_rule(NetPort::new(gate_port, AccessNet::ConnectTcp))?;
     }
     Ok(created)
 }

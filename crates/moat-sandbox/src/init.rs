@@ -5,7 +5,9 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt as _;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
@@ -15,7 +17,9 @@ use rustix::thread::UnshareFlags;
 
 use crate::bridge;
 use crate::confine::Confinement;
-use crate::protocol::{Admitted, REPORT_FD, Report, Reporter, Request, SPEC_FD, read_frame};
+use crate::protocol::{
+    Admitted, GATE_SOCKET_INSIDE, REPORT_FD, Report, Reporter, Request, SPEC_FD, read_frame,
+};
 use crate::rootfs;
 use crate::spec::{ExitStatus, ResourceUsage, Spec};
 
@@ -258,19 +262,44 @@ fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i
     }
 }
 
-/// pid 1: build the root while the session waits for admission; once admitted, write the home
-/// files, mount the gate socket and pivot, bring up the bridge, run the agent, reap, exit with
-/// its status.
+/// pid 1: build the root and begin the agent's confinement while the session waits for
+/// admission; once admitted, check that the gate's socket is where the root shows it, write the
+/// home files, bring up the bridge, run the agent, reap, exit with its status.
 fn namespace_init(spec: Spec, pipe: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
     rustix::system::sethostname(b"moat").map_err(fail("could not set the hostname"))?;
     rootfs::build(&spec)?;
     bridge::loopback_up().map_err(|error| format!("could not bring up lo: {error}"))?;
+    let confinement = Confinement::begin(&spec, false)?;
     let Some(admitted) = admission(pipe)? else {
         return Ok(SETUP_FAILED);
     };
-    rootfs::write_home_files(&spec.home, &admitted.admission.home_files)?;
-    rootfs::finish(&admitted.admission.gate_socket)?;
-    serve(spec, admitted, false, reporter)
+    gate_socket_mounted(&spec, &admitted.admission.gate_socket)?;
+    rootfs::write_files(&spec.home, &admitted.admission.home_files)?;
+    serve(spec, admitted, confinement, reporter)
+}
+
+/// The admitted session's gate socket is in the session's gate directory, which the new root
+/// shows at [`GATE_DIR_INSIDE`](crate::protocol::GATE_DIR_INSIDE), and is a socket there.
+fn gate_socket_mounted(spec: &Spec, gate_socket: &Path) -> Result<(), String> {
+    let inside = Path::new(GATE_SOCKET_INSIDE);
+    if gate_socket.parent() != Some(spec.gate_dir.as_path())
+        || gate_socket.file_name() != inside.file_name()
+    {
+        return Err(format!(
+            "could not mount the gate socket {}: the sandbox shows {} at {}, and the gate did \
+             not bind the session there (is the running gate an older moat? restart it)",
+            gate_socket.display(),
+            spec.gate_dir.display(),
+            GATE_SOCKET_INSIDE,
+        ));
+    }
+    match std::fs::symlink_metadata(inside) {
+        Ok(metadata) if metadata.file_type().is_socket() => Ok(()),
+        _ => Err(format!(
+            "could not mount the gate socket {}: not a unix socket",
+            gate_socket.display()
+        )),
+    }
 }
 
 /// pid 1 of a container (podman backend): the runtime made the namespaces, the read-only root,
@@ -282,7 +311,8 @@ fn container_init(spec: Spec, pipe: std::fs::File, reporter: &Reporter) -> Resul
     };
     rootfs::write_files(&spec.home, &admitted.admission.home_files)?;
     bridge::loopback_check()?;
-    serve(spec, admitted, true, reporter)
+    let confinement = Confinement::begin(&spec, true)?;
+    serve(spec, admitted, confinement, reporter)
 }
 
 /// The common tail of both inits: listen on the gate port, confine and start the agent, relay,
@@ -290,7 +320,7 @@ fn container_init(spec: Spec, pipe: std::fs::File, reporter: &Reporter) -> Resul
 fn serve(
     spec: Spec,
     admitted: Admitted,
-    container: bool,
+    confinement: Confinement,
     reporter: &Reporter,
 ) -> Result<i32, String> {
     let Admitted {
@@ -301,7 +331,7 @@ fn serve(
     let port = admission.gate_port;
     let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
         .map_err(|error| format!("could not listen on 127.0.0.1:{port}: {error}"))?;
-    let confinement = Confinement::prepare(&spec, port, landlock, seccomp, container)?;
+    let confinement = confinement.admit(port, landlock, seccomp)?;
     let enforced = confinement.enforced();
     // The admission may hold credentials in home files; nothing inside may read this process.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);

@@ -29,20 +29,25 @@
 //!   1. the *outer init* unshares a user namespace (the host uid/gid mapped to 0 inside,
 //!      `setgroups` denied), then mount, net, ipc, uts, cgroup and pid namespaces, and forks;
 //!   2. the *namespace init* (pid 1, dies with the outer init through `PR_SET_PDEATHSIG`) builds,
-//!      before the session is admitted, a new root on a tmpfs: `/usr` and the merged-usr links, a minimal `/etc` (generated
-//!      passwd, group, hosts, nsswitch.conf; read-only CA roots, Debian alternatives links, the
-//!      linker cache; no resolv.conf, no shadow, no `/etc/ssl/private`), the workspace read-write at its host path, `ro_paths`, tmpfs `/tmp` and `$HOME`,
-//!      a minimal `/dev`, a fresh `/proc`, and brings `lo` up. Admitted (end of file instead:
-//!      it exits, no agent), it writes the admission's home files and mounts its gate socket at
-//!      [`GATE_SOCKET_INSIDE`]; every mount nosuid, the root and every bind but the writable
-//!      ones read-only, everything but device nodes nodev; then `pivot_root` and detach the old
-//!      root. It binds `127.0.0.1:<gate_port>`, spawns the agent, starts the
+//!      before the session is admitted, a new root on a tmpfs: `/usr` and the merged-usr links,
+//!      a minimal `/etc` (generated passwd, group, hosts, nsswitch.conf; read-only CA roots,
+//!      Debian alternatives links, the linker cache; no resolv.conf, no shadow, no
+//!      `/etc/ssl/private`), the workspace read-write at its host path, `ro_paths`, tmpfs
+//!      `/tmp` and `$HOME`, a minimal `/dev`, a fresh `/proc`, the session's gate directory
+//!      ([`Spec::gate_dir`]) read-only at `/run/moat`; every mount nosuid, the root and every
+//!      bind but the writable ones read-only, everything but device nodes nodev; then
+//!      `pivot_root` and detach the old root, and brings `lo` up. It then confines itself with
+//!      what the agent inherits: secure bits locked, an empty capability bounding set, seccomp
+//!      (see [`SECCOMP_DENIED`]). Admitted (end of file instead: it exits, no agent), it
+//!      checks that the gate bound the session's socket in that directory
+//!      ([`GATE_SOCKET_INSIDE`]) and writes the admission's home files. It
+//!      binds `127.0.0.1:<gate_port>`, spawns the agent, starts the
 //!      bridge threads (TCP ↔ the gate socket), reaps orphans and exits with the agent's status,
 //!      which tears the whole pid namespace down;
-//!   3. the *agent*: clean environment, workspace as cwd, `RLIMIT_CORE=0`, secure bits locked,
-//!      empty capability bounding and ambient sets, `no_new_privs`, Landlock (filesystem
-//!      allow-list; TCP connect only to the gate port, no TCP bind; abstract unix sockets and
-//!      signals scoped), all capabilities dropped, seccomp (see [`SECCOMP_DENIED`]), exec.
+//!   3. the *agent*: clean environment, workspace as cwd, `RLIMIT_CORE=0`, empty ambient
+//!      set, `no_new_privs`, Landlock (filesystem allow-list; TCP connect only to the gate
+//!      port, no TCP bind; abstract unix sockets and signals scoped), all capabilities
+//!      dropped, exec; with the init's seccomp filter, secure bits and empty bounding set.
 //!
 //! Limits: memory (`memory.max` + `memory.swap.max=0`, or v1 `memory.limit_in_bytes` +
 //! `memory.memsw.limit_in_bytes`), pids (`pids.max`, the two init processes added) and cpu

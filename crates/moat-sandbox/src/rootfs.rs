@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::StatVfsMountFlags;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 
-use crate::protocol::GATE_SOCKET_INSIDE;
+use crate::protocol::GATE_DIR_INSIDE;
 use crate::spec::Spec;
 
 /// Under the staging root: where the new root is built and where the host root is kept.
@@ -55,8 +55,10 @@ fn host(path: &Path) -> PathBuf {
     Path::new(OLD_ROOT).join(path.strip_prefix("/").unwrap_or(path))
 }
 
-/// Builds the new root, all but the gate socket, with the host root still reachable. Runs in
-/// pid 1 of the new namespaces while the session waits for its admission; [`finish`] follows.
+/// Builds the new root and pivots into it, detaching the host root. Runs in pid 1 of the new
+/// namespaces while the session waits for its admission: everything the agent sees is in
+/// place but its home files and the gate's socket, which appears in the mounted gate
+/// directory when the gate admits the session.
 pub(crate) fn build(spec: &Spec) -> Result<(), String> {
     rustix::mount::mount_change(
         "/",
@@ -151,29 +153,12 @@ pub(crate) fn build(spec: &Spec) -> Result<(), String> {
     )
     .map_err(err("could not mount a fresh /proc".to_owned()))?;
 
-    let socket = inside(Path::new(GATE_SOCKET_INSIDE));
-    if let Some(parent) = socket.parent() {
-        fs::create_dir_all(parent).map_err(io_err("could not create /run/moat".to_owned()))?;
-    }
-    fs::write(&socket, b"").map_err(io_err(
-        "could not create the gate socket mount point".to_owned(),
-    ))
-}
-
-/// Mounts the admitted session's gate socket (it exists once the gate serves the session),
-/// makes the root read-only and pivots into it, detaching the host root.
-pub(crate) fn finish(gate_socket: &Path) -> Result<(), String> {
-    let socket = inside(Path::new(GATE_SOCKET_INSIDE));
-    let source = host(gate_socket);
-    rustix::mount::mount_bind(&source, &socket).map_err(err(format!(
-        "could not mount the gate socket {}",
-        gate_socket.display()
-    )))?;
-    // Read-only: connecting still works, chmod and chown of the host's socket do not.
-    remount(
-        &socket,
-        &source,
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::RDONLY,
+    // The gate binds the session's socket in this directory when it admits the session; the
+    // read-only mount still lets the bridge connect to it.
+    bind(
+        &spec.gate_dir,
+        Path::new(GATE_DIR_INSIDE),
+        MountFlags::RDONLY | MountFlags::NOEXEC,
     )?;
 
     rustix::mount::mount_remount(
@@ -307,11 +292,6 @@ fn write_etc(spec: &Spec) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Writes the admitted session's home files into the new root's `$HOME` (before [`finish`]).
-pub(crate) fn write_home_files(home: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<(), String> {
-    write_files(&inside(home), files)
 }
 
 /// Writes `files` (paths relative to `home`, already validated to stay inside it), mode 0600.

@@ -17,6 +17,13 @@ pub struct Spec {
     pub command: Vec<String>,
     /// Host directory mounted read-write at the same absolute path inside; the agent's cwd.
     pub workspace: PathBuf,
+    /// Host directory in which the gate binds the session's socket, named as in
+    /// [`GATE_SOCKET_INSIDE`](crate::GATE_SOCKET_INSIDE), when it admits the session. It must
+    /// exist when the sandbox starts and hold nothing else: the embedded backend mounts it
+    /// read-only at `/run/moat` before the admission, so that the new root is complete (and the
+    /// host root detached) while the gate still opens the session. The podman backend mounts
+    /// [`Admission::gate_socket`] itself.
+    pub gate_dir: PathBuf,
     /// `$HOME` inside the sandbox (a fresh tmpfs), e.g. `/home/agent`.
     pub home: PathBuf,
     /// Extra host paths bind-mounted read-only at the same path (toolchains outside `/usr`).
@@ -39,6 +46,7 @@ impl fmt::Debug for Spec {
             .debug_struct("Spec")
             .field("command", &self.command)
             .field("workspace", &self.workspace)
+            .field("gate_dir", &self.gate_dir)
             .field("home", &self.home)
             .field("ro_paths", &self.ro_paths)
             .field("limits", &self.limits)
@@ -226,7 +234,11 @@ impl Spec {
         if self.command.is_empty() {
             return invalid("the command is empty".to_owned());
         }
-        for (label, path) in [("workspace", &self.workspace), ("home", &self.home)] {
+        for (label, path) in [
+            ("workspace", &self.workspace),
+            ("home", &self.home),
+            ("gate directory", &self.gate_dir),
+        ] {
             if !is_clean_absolute(path) {
                 return invalid(format!(
                     "the {label} path {} is not a clean absolute path",
@@ -234,8 +246,12 @@ impl Spec {
                 ));
             }
         }
-        if self.workspace == Path::new("/") || self.home == Path::new("/") {
-            return invalid("the workspace and home cannot be /".to_owned());
+        let root = Path::new("/");
+        if [&self.workspace, &self.home, &self.gate_dir]
+            .iter()
+            .any(|path| path.as_path() == root)
+        {
+            return invalid("the workspace, home and gate directory cannot be /".to_owned());
         }
         for path in &self.ro_paths {
             if !is_clean_absolute(path) || path == Path::new("/") {
@@ -295,6 +311,7 @@ pub(crate) mod tests {
         Spec {
             command: vec!["true".to_owned()],
             workspace: "/work/project".into(),
+            gate_dir: "/var/lib/moat/sessions/1/sandbox".into(),
             home: "/home/agent".into(),
             ro_paths: vec![],
             limits: Limits::default(),
@@ -306,7 +323,7 @@ pub(crate) mod tests {
     /// A valid admission for unit tests.
     pub(crate) fn admission() -> Admission {
         Admission {
-            gate_socket: "/run/gate.sock".into(),
+            gate_socket: "/var/lib/moat/sessions/1/sandbox/gate.sock".into(),
             gate_port: 7070,
             env: vec![],
             home_files: vec![(".npmrc".into(), b"registry=x".to_vec())],

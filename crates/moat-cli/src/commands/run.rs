@@ -16,6 +16,7 @@
 //! overlaps finding the gate and its durable append.
 
 use std::io::Write as _;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -83,9 +84,14 @@ pub fn run(
             .hint("add --backend podman, or drop --image")
             .into());
     }
+    // The sandbox mounts the directory the gate will bind the session's socket in before the
+    // session opens: it exists from now on.
+    let mut session_dir = SessionDir::create(&data_dir, &session.id)?;
+    let gate_dir = moat_gate::control::session_socket_dir(&data_dir, &session.id);
     let spec = Spec {
         command: args.command.clone(),
         workspace: workspace.clone(),
+        gate_dir,
         home: PathBuf::from(HOME),
         ro_paths: args.ro_paths.clone(),
         limits,
@@ -113,6 +119,7 @@ pub fn run(
         loaded,
         args: &args,
         data_dir: &data_dir,
+        session_dir: &mut session_dir,
         session,
         spec: &spec,
         backend: backend.name(),
@@ -120,6 +127,7 @@ pub fn run(
     };
     let outcome = session_run.drive(admit, sandbox.finished, sandbox.exited);
     let _ = sandbox.thread.join();
+    drop(session_dir);
     let outcome = outcome?;
     Ok(match (outcome.exit_code, outcome.signal) {
         (Some(code), _) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
@@ -128,6 +136,46 @@ pub fn run(
         }
         (None, None) => ExitCode::from(1),
     })
+}
+
+/// The session's directory, `<data-dir>/sessions/<id>/`, removed when dropped unless
+/// [`SessionDir::left_to_gate`]. A gate of this process leaves it to `moat run`, and so does a
+/// running gate that went away before it answered the close, or a session that never opened.
+/// A running gate that answered the close removes it itself, right after its answer: removing
+/// it here as well would race with that removal (measured: 0.4 to 0.8 ms more per session).
+struct SessionDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl SessionDir {
+    /// Creates the directory with the one the gate binds the session's socket in (mode 0700).
+    fn create(data_dir: &Path, id: &str) -> anyhow::Result<SessionDir> {
+        let socket_dir = moat_gate::control::session_socket_dir(data_dir, id);
+        let dir = SessionDir {
+            path: moat_gate::control::session_dir(data_dir, id),
+            remove: true,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&socket_dir)
+            .map_err(|e| UserError::new(format!("cannot create {}: {e}", socket_dir.display())))?;
+        Ok(dir)
+    }
+
+    /// The running gate that served the session answered its close: it removes the directory.
+    fn left_to_gate(&mut self) {
+        self.remove = false;
+    }
+}
+
+impl Drop for SessionDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 /// The thread that runs the sandbox: it blocks until the sandbox is gone (or the session was
@@ -199,6 +247,7 @@ struct SessionRun<'a> {
     loaded: &'a Loaded,
     args: &'a RunArgs,
     data_dir: &'a Path,
+    session_dir: &'a mut SessionDir,
     session: SessionContext,
     spec: &'a Spec,
     backend: &'static str,
@@ -219,6 +268,7 @@ impl SessionRun<'_> {
             loaded,
             args,
             data_dir,
+            session_dir,
             session,
             spec,
             backend,
@@ -226,7 +276,6 @@ impl SessionRun<'_> {
         } = self;
         let audit_store = loaded.audit_store(global, data_dir);
         let (runtime, mut gate) = session_gate(loaded, args, data_dir, &audit_store)?;
-        let session_dir = data_dir.join("sessions").join(&session.id);
 
         runtime.block_on(async move {
             let enforced = moat_sandbox::host_report().enforceable(spec);
@@ -244,7 +293,7 @@ impl SessionRun<'_> {
                 enforced,
                 waived: spec.allow_missing.iter().map(|p| p.to_string()).collect(),
             };
-            let (gate_socket, running) = gate.open(&session, &session_dir, start).await?;
+            let (gate_socket, running) = gate.open(&session, &spec.gate_dir, start).await?;
             let gate_port = running.map_or(GATE_PORT, |hello| {
                 announce_running_gate(&hello, args, data_dir)
             });
@@ -267,7 +316,7 @@ impl SessionRun<'_> {
                 home_files,
             }));
             // For `moat ps` and `moat stop`, once the agent is on its way.
-            write_session_file(&session_dir, &session, &spec.command)?;
+            write_session_file(&session_dir.path, &session, &spec.command)?;
             // The agent's exit is heard before the sandbox's teardown when it exits on its
             // own (the end is recorded meanwhile), else with the sandbox's result. A running
             // gate that shuts down ends the session (and records its end): without the gate
@@ -318,18 +367,16 @@ impl SessionRun<'_> {
                 },
             };
             let closed = if ended_by_gate {
-                Ok(())
+                Ok(Closed::ByUs)
             } else {
                 gate.close(end).await
             };
             // Heard early, the sandbox is still being torn down: wait for that, and for its
             // result, which is the outcome heard.
             let result = if heard_early { sandbox.await? } else { result };
-            // A gate of this process leaves its session directory to us; a running gate
-            // removes it after answering the close, and this is the fallback for one that
-            // went away first (both ignore what the other already removed).
-            let _ = std::fs::remove_dir_all(&session_dir);
-            closed?;
+            if closed? == Closed::ByRunningGate {
+                session_dir.left_to_gate();
+            }
             Ok::<_, anyhow::Error>(result?)
         })
     }
@@ -462,10 +509,12 @@ impl SessionGate {
     /// Serve the session and record its start, with the revision of the policy the gate
     /// decides with; returns the session's socket, and a running gate's hello (its public URL
     /// gives the port the sandbox reaches it at; a gate of this process is at [`GATE_PORT`]).
+    /// A gate of this process binds the socket in `socket_dir`; a running gate binds it in the
+    /// same directory, which it finds itself.
     async fn open(
         &mut self,
         session: &SessionContext,
-        session_dir: &Path,
+        socket_dir: &Path,
         start: SessionStart,
     ) -> anyhow::Result<(PathBuf, Option<moat_gate::control::Hello>)> {
         match self {
@@ -484,8 +533,7 @@ impl SessionGate {
             } => {
                 let mut start = start;
                 start.policy = policy.clone();
-                std::fs::create_dir_all(session_dir)?;
-                let socket = session_dir.join(moat_gate::control::SESSION_SOCKET);
+                let socket = socket_dir.join(moat_gate::control::SESSION_SOCKET);
                 let listener = tokio::net::UnixListener::bind(&socket).map_err(|e| {
                     UserError::new(format!("cannot listen on {}: {e}", socket.display()))
                 })?;
@@ -515,10 +563,10 @@ impl SessionGate {
     }
 
     /// Record the session's end and stop serving it.
-    async fn close(self, end: SessionEnd) -> anyhow::Result<()> {
+    async fn close(self, end: SessionEnd) -> anyhow::Result<Closed> {
         match self {
             SessionGate::Running(client) => match client.close(end).await {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(Closed::ByRunningGate),
                 Err(e @ moat_gate::ControlError::Refused(_)) => Err(UserError::new(format!(
                     "the running gate did not record the session end: {e}"
                 ))
@@ -527,7 +575,7 @@ impl SessionGate {
                     eprintln!(
                         "moat: warning: the running gate went away before the session end was recorded ({e}); it records the end itself when it can"
                     );
-                    Ok(())
+                    Ok(Closed::ByUs)
                 }
             },
             SessionGate::InProcess { audit, server, .. } => {
@@ -542,10 +590,19 @@ impl SessionGate {
                 }
                 audit.shutdown().await;
                 recorded?;
-                Ok(())
+                Ok(Closed::ByUs)
             }
         }
     }
+}
+
+/// Who removes the session's directory once the session is closed ([`SessionDir`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Closed {
+    /// The running gate answered the close, and removes the directory right after.
+    ByRunningGate,
+    /// `moat run` removes it: the gate is this process's, or the running gate went away.
+    ByUs,
 }
 
 /// The flags a running gate does not take from `moat run`.

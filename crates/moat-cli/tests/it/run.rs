@@ -889,6 +889,7 @@ fn ps_and_stop_work_for_a_session_served_by_a_running_gate() {
         .path()
         .join("sessions")
         .join(&session)
+        .join("sandbox")
         .join("gate.sock");
     assert!(socket.exists(), "{}", socket.display());
     let data = env.data.path().to_string_lossy().into_owned();

@@ -152,7 +152,9 @@ async fn open_serves_the_session_and_close_records_its_end() {
     let opened = client.open(&s, start(&s)).await.unwrap();
     assert_eq!(
         opened.socket,
-        gate.session_dir("s-ctl-1").join(SESSION_SOCKET)
+        gate.session_dir("s-ctl-1")
+            .join("sandbox")
+            .join(SESSION_SOCKET)
     );
     assert_eq!(opened.policy, gate.policy);
 

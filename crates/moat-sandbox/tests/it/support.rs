@@ -84,6 +84,7 @@ impl Session {
         Spec {
             command: vec!["sh".to_owned(), "-c".to_owned(), wrapped],
             workspace,
+            gate_dir: self.gate_dir.path().to_path_buf(),
             home: HOME.into(),
             ro_paths: vec![],
             limits: self.limits.clone(),
