@@ -40,19 +40,20 @@ pub fn init_main() -> ! {
 }
 
 /// The init forked at the start of `moat run` ([`InitProcess::fork`]): the same as
-/// [`init_main`], except that it enters the session's namespaces while it waits for its
-/// request. What it enters does not depend on the request (every embedded session gets the
-/// same namespaces), and creating them, the network namespace above all, is the longest step
-/// of building the sandbox: done now, it overlaps the host reading its configuration. The
-/// cgroup namespace waits for the request, which comes once the host has moved this process
-/// into the session's cgroups: its root is the group this process is in when it is created.
+/// [`init_main`], except that it enters the session's namespaces and prepares the new root
+/// while it waits for its request ([`enter_sandbox`]). Neither depends on the request (every
+/// embedded session gets the same namespaces and the same `/usr`, `/etc`, `/tmp` and `/dev`),
+/// and they are the longest steps of building the sandbox: done now, they overlap the host
+/// reading its configuration. The cgroup namespace waits for the request, which comes once the
+/// host has moved this process into the session's cgroups: its root is the group this process
+/// is in when it is created.
 ///
 /// [`InitProcess::fork`]: crate::InitProcess::fork
 pub(crate) fn forked_init_main(inherited_cpus: Option<rustix::thread::CpuSet>) -> ! {
     let Some((mut spec, reporter)) = adopt_descriptors() else {
         exit_now(SETUP_FAILED)
     };
-    let entered = enter_namespaces();
+    let entered = enter_sandbox();
     let request = read_request(&mut spec, &reporter);
     // `inherited_cpus`: those of the process that forked this one, which placed it elsewhere
     // until now (see `forked::start_elsewhere`). Taken back before anything the agent
@@ -93,7 +94,7 @@ fn read_request(spec: &mut std::fs::File, reporter: &Reporter) -> Request {
     }
 }
 
-/// Runs the init `request` asks for; `entered` is the outcome of entering the namespaces
+/// Runs the init `request` asks for; `entered` is the outcome of [`enter_sandbox`], run
 /// early, when this init did.
 fn proceed(
     request: Request,
@@ -105,7 +106,7 @@ fn proceed(
         (true, None) => container_init(request.spec, spec, reporter),
         (true, Some(_)) => Err("a forked init cannot serve a container".to_owned()),
         (false, entered) => entered
-            .unwrap_or_else(enter_namespaces)
+            .unwrap_or_else(enter_sandbox)
             .and_then(|()| outer(request, spec, reporter)),
     };
     match result {
@@ -164,6 +165,14 @@ fn admission(mut pipe: std::fs::File) -> Result<Option<Admitted>, String> {
 
 fn fail(what: &str) -> impl FnOnce(rustix::io::Errno) -> String + '_ {
     move |error| format!("{what}: {error}")
+}
+
+/// What an embedded sandbox needs before its request: the namespaces ([`enter_namespaces`])
+/// and the part of the new root every session has ([`rootfs::prepare`]; the namespace init,
+/// forked later, shares this mount namespace).
+fn enter_sandbox() -> Result<(), String> {
+    enter_namespaces()?;
+    rootfs::prepare()
 }
 
 /// Enters a new user namespace (this user as root in it, no supplementary groups), then new

@@ -27,13 +27,16 @@
 //!   process and cached; the cgroups ([`probe_cgroups`]) only when a session asks for a limit.
 //! - [`init_main`] is the **sandbox side**, three processes deep:
 //!   1. the *outer init* unshares a user namespace (the host uid/gid mapped to 0 inside,
-//!      `setgroups` denied), then mount, net, ipc, uts, cgroup and pid namespaces, and forks;
-//!   2. the *namespace init* (pid 1, dies with the outer init through `PR_SET_PDEATHSIG`) builds,
-//!      before the session is admitted, a new root on a tmpfs: `/usr` and the merged-usr links,
-//!      a minimal `/etc` (generated passwd, group, hosts, nsswitch.conf; read-only CA roots,
-//!      Debian alternatives links, the linker cache; no resolv.conf, no shadow, no
+//!      `setgroups` denied), then mount, net, ipc, uts and pid namespaces, and begins the new
+//!      root on a tmpfs with what every session's has (`/usr` and the merged-usr links, the
+//!      read-only `/etc` entries, tmpfs `/tmp`, a minimal `/dev`), all before its request
+//!      when it was forked early; then the cgroup namespace, and it forks;
+//!   2. the *namespace init* (pid 1, dies with the outer init through `PR_SET_PDEATHSIG`)
+//!      completes the root before the session is admitted: a minimal `/etc` (generated
+//!      passwd, group, hosts, nsswitch.conf beside the read-only CA roots, Debian
+//!      alternatives links and linker cache; no resolv.conf, no shadow, no
 //!      `/etc/ssl/private`), the workspace read-write at its host path, `ro_paths`, tmpfs
-//!      `/tmp` and `$HOME`, a minimal `/dev`, a fresh `/proc`, the session's gate directory
+//!      `$HOME`, a fresh `/proc`, the session's gate directory
 //!      ([`Spec::gate_dir`]) read-only at `/run/moat`; every mount nosuid, the root and every
 //!      bind but the writable ones read-only, everything but device nodes nodev; then
 //!      `pivot_root` and detach the old root, and brings `lo` up. It then confines itself with

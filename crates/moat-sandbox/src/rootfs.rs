@@ -55,32 +55,17 @@ fn host(path: &Path) -> PathBuf {
     Path::new(OLD_ROOT).join(path.strip_prefix("/").unwrap_or(path))
 }
 
-/// Builds the new root and pivots into it, detaching the host root. Runs in pid 1 of the new
-/// namespaces while the session waits for its admission: everything the agent sees is in
-/// place but its home files and the gate's socket, which appears in the mounted gate
-/// directory when the gate admits the session.
-pub(crate) fn build(spec: &Spec) -> Result<(), String> {
+/// Builds what every session's root has, with the host root still reachable: the staging
+/// root, `/usr` and the merged-usr links, the read-only `/etc` entries, `/tmp` and `/dev`.
+/// Runs in the outer init as soon as it has entered the namespaces (the namespace init shares
+/// its mount namespace), while the host has not yet described the session; [`build`] follows.
+pub(crate) fn prepare() -> Result<(), String> {
     rustix::mount::mount_change(
         "/",
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
     )
     .map_err(err("could not make mounts private".to_owned()))?;
     stage()?;
-    let tmpfs = |target: &Path, flags: MountFlags, mode: &CStr| -> Result<(), String> {
-        fs::create_dir_all(target)
-            .map_err(io_err(format!("could not create {}", target.display())))?;
-        rustix::mount::mount(
-            "tmpfs",
-            target,
-            "tmpfs",
-            flags | MountFlags::NOSUID,
-            Some(mode),
-        )
-        .map_err(err(format!(
-            "could not mount a tmpfs on {}",
-            target.display()
-        )))
-    };
     tmpfs(Path::new(NEW_ROOT), MountFlags::NODEV, c"mode=0755")?;
 
     bind_read_only(Path::new("/usr"), Path::new("/usr"))?;
@@ -95,15 +80,13 @@ pub(crate) fn build(spec: &Spec) -> Result<(), String> {
             Err(_) => {}
         }
     }
-    write_etc(spec)?;
-
-    tmpfs(&inside(Path::new("/tmp")), MountFlags::NODEV, c"mode=1777")?;
-    tmpfs(&inside(&spec.home), MountFlags::NODEV, c"mode=0700")?;
-    // Also under /usr: a separate mount there (e.g. /usr/local) is not part of the /usr bind.
-    for path in &spec.ro_paths {
-        bind_read_only(path, path)?;
+    for name in ETC_BINDS {
+        let path = Path::new("/etc").join(name);
+        if host(&path).exists() {
+            bind_read_only(&path, &path)?;
+        }
     }
-    bind(&spec.workspace, &spec.workspace, MountFlags::empty())?;
+    tmpfs(&inside(Path::new("/tmp")), MountFlags::NODEV, c"mode=1777")?;
 
     let dev = inside(Path::new("/dev"));
     tmpfs(&dev, MountFlags::NOEXEC, c"mode=0755")?;
@@ -140,7 +123,25 @@ pub(crate) fn build(spec: &Spec) -> Result<(), String> {
         MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NOEXEC,
         "mode=0755",
     )
-    .map_err(err("could not make /dev read-only".to_owned()))?;
+    .map_err(err("could not make /dev read-only".to_owned()))
+}
+
+/// Completes the root [`prepare`] began with what the session's spec names and pivots into it,
+/// detaching the host root. Runs in pid 1 of the new namespaces (a fresh `/proc` shows the
+/// namespace of the process that mounts it) while the session waits for its admission:
+/// everything the agent sees is in place but its home files and the gate's socket, which
+/// appears in the mounted gate directory when the gate admits the session.
+pub(crate) fn build(spec: &Spec) -> Result<(), String> {
+    let etc = inside(Path::new("/etc"));
+    for (name, text) in etc_files(&spec.home, None) {
+        fs::write(etc.join(name), text).map_err(io_err(format!("could not write /etc/{name}")))?;
+    }
+    tmpfs(&inside(&spec.home), MountFlags::NODEV, c"mode=0700")?;
+    // Also under /usr: a separate mount there (e.g. /usr/local) is not part of the /usr bind.
+    for path in &spec.ro_paths {
+        bind_read_only(path, path)?;
+    }
+    bind(&spec.workspace, &spec.workspace, MountFlags::empty())?;
 
     let proc = inside(Path::new("/proc"));
     fs::create_dir_all(&proc).map_err(io_err("could not create /proc".to_owned()))?;
@@ -168,6 +169,22 @@ pub(crate) fn build(spec: &Spec) -> Result<(), String> {
     )
     .map_err(err("could not make the root read-only".to_owned()))?;
     pivot()
+}
+
+/// Mounts a tmpfs at `target` (created first), nosuid and `flags`, with `mode`.
+fn tmpfs(target: &Path, flags: MountFlags, mode: &CStr) -> Result<(), String> {
+    fs::create_dir_all(target).map_err(io_err(format!("could not create {}", target.display())))?;
+    rustix::mount::mount(
+        "tmpfs",
+        target,
+        "tmpfs",
+        flags | MountFlags::NOSUID,
+        Some(mode),
+    )
+    .map_err(err(format!(
+        "could not mount a tmpfs on {}",
+        target.display()
+    )))
 }
 
 /// Mounts the staging tmpfs and pivots into it, keeping the host root at [`OLD_ROOT`].
@@ -277,21 +294,6 @@ pub(crate) fn etc_files(home: &Path, agent: Option<(u32, u32)>) -> [(&'static st
         ("nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files\nservices: files\nprotocols: files\n".to_owned()),
         ("hostname", "moat\n".to_owned()),
     ]
-}
-
-fn write_etc(spec: &Spec) -> Result<(), String> {
-    let etc = inside(Path::new("/etc"));
-    fs::create_dir_all(&etc).map_err(io_err("could not create /etc".to_owned()))?;
-    for (name, text) in etc_files(&spec.home, None) {
-        fs::write(etc.join(name), text).map_err(io_err(format!("could not write /etc/{name}")))?;
-    }
-    for name in ETC_BINDS {
-        let path = Path::new("/etc").join(name);
-        if host(&path).exists() {
-            bind_read_only(&path, &path)?;
-        }
-    }
-    Ok(())
 }
 
 /// Writes `files` (paths relative to `home`, already validated to stay inside it), mode 0600.
