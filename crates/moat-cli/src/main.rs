@@ -23,7 +23,12 @@ fn main() -> std::process::ExitCode {
     } else {
         None
     };
-    let cli = match moat_cli::Cli::try_parse() {
+    let parsed = if first.as_deref() == Some("run".as_ref()) {
+        moat_cli::Cli::try_parse_run()
+    } else {
+        moat_cli::Cli::try_parse()
+    };
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(usage) => {
             // `--help`, `--version` or a usage error: the init ends (and is reaped) first.
