@@ -216,12 +216,17 @@ pub(crate) fn landlock_abi() -> Option<i32> {
     (version > 0).then(|| i32::try_from(version).unwrap_or(i32::MAX))
 }
 
+/// Seccomp filters that can answer `EPERM`: the kernel has seccomp (`PR_GET_SECCOMP` answers
+/// instead of failing with `EINVAL`: one system call where `/proc/self/status` was read and
+/// searched for its `Seccomp:` line) and lists the `errno` action.
 fn probe_seccomp() -> bool {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let has_field = status.lines().any(|line| line.starts_with("Seccomp:"));
+    #[allow(unsafe_code)]
+    // SAFETY: PR_GET_SECCOMP takes no pointer; it returns this thread's seccomp mode (0, or 2
+    // under a filter) or fails with EINVAL when the kernel has no seccomp.
+    let mode = unsafe { libc::prctl(libc::PR_GET_SECCOMP) };
     let errno = read_trimmed("/proc/sys/kernel/seccomp/actions_avail")
         .is_some_and(|actions| actions.split_whitespace().any(|action| action == "errno"));
-    has_field && errno
+    mode >= 0 && errno
 }
 
 struct CgroupMount {
