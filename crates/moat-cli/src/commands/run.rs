@@ -156,10 +156,13 @@ impl SessionDir {
             path: moat_gate::control::session_dir(data_dir, id),
             remove: true,
         };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&socket_dir)
+        // The session's directory first (`sessions/` is there but for the first session), then
+        // the socket's in it: two `mkdir`s, where creating the inner one first takes three.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        builder
+            .create(&dir.path)
+            .and_then(|()| builder.create(&socket_dir))
             .map_err(|e| UserError::new(format!("cannot create {}: {e}", socket_dir.display())))?;
         Ok(dir)
     }
