@@ -26,6 +26,7 @@
 //! [`ControlClient`] is the `moat run` side.
 
 use std::collections::HashSet;
+use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -56,6 +57,53 @@ pub fn session_dir(data_dir: &Path, id: &str) -> PathBuf {
 /// it to the agent (read-only, at `/run/moat`) before the gate has bound the socket.
 pub fn session_socket_dir(data_dir: &Path, id: &str) -> PathBuf {
     session_dir(data_dir, id).join("sandbox")
+}
+
+/// The longest path a unix socket address holds (`sun_path` is 108 bytes with its NUL).
+const SOCKET_ADDRESS_MAX: usize = 107;
+
+/// Runs `act` (a bind or a connect) with an address for the unix socket at `path`: `path`
+/// itself when it fits a socket address, else `/proc/self/fd/N/NAME`, `N` a descriptor of the
+/// socket's directory, open while `act` runs. The same socket either way; a data directory deep
+/// in the file system makes a session's socket path longer than an address holds
+/// (`path must be shorter than SUN_LEN`).
+pub fn at_socket_address<T>(
+    path: &Path,
+    act: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return act(path);
+    };
+    if path.as_os_str().len() <= SOCKET_ADDRESS_MAX {
+        return act(path);
+    }
+    let dir = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
+    act(&short)
+}
+
+/// A listening unix socket for a tokio runtime, bound at `path` ([`at_socket_address`]). Call
+/// within a tokio runtime.
+pub fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+    let listener = at_socket_address(path, |address| {
+        std::os::unix::net::UnixListener::bind(address)
+    })?;
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
+}
+
+/// Whether a socket at `path` accepts connections ([`at_socket_address`]); the error says why
+/// not.
+fn connect_unix(path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
+    at_socket_address(path, |address| {
+        std::os::unix::net::UnixStream::connect(address)
+    })
 }
 /// The longest message line either side accepts.
 const MAX_MESSAGE: u64 = 64 * 1024;
@@ -139,8 +187,8 @@ pub enum ControlError {
 /// Bind the control socket at `path` (`<data-dir>/gate.ctl`), mode 0600. A file left there by
 /// a gate that no longer runs (nothing answers on it) is removed first; a live gate's is left
 /// alone ([`ControlError::InUse`]). Call within a tokio runtime.
-pub fn bind_control(path: &Path) -> Result<UnixListener, ControlError> {
-    match std::os::unix::net::UnixStream::connect(path) {
+pub fn bind_control(path: &Path) -> Result<ControlSocket, ControlError> {
+    match connect_unix(path) {
         Ok(_) => return Err(ControlError::InUse(path.to_owned())),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -153,27 +201,35 @@ pub fn bind_control(path: &Path) -> Result<UnixListener, ControlError> {
             )));
         }
     }
-    let listener = UnixListener::bind(path).map_err(|err| {
+    let listener = bind_unix(path).map_err(|err| {
         std::io::Error::new(err.kind(), format!("cannot bind {}: {err}", path.display()))
     })?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    Ok(ControlSocket {
+        listener,
+        path: path.to_owned(),
+    })
+}
+
+/// The bound control socket ([`bind_control`]), for [`serve_control`].
+#[derive(Debug)]
+pub struct ControlSocket {
+    listener: UnixListener,
+    /// Where it is (its address may be a shorter `/proc/self/fd/…` one).
+    path: PathBuf,
 }
 
 /// Serve the control socket until `shutdown` completes: each connection may open one session
 /// on `gate` (see the module documentation). On shutdown, sessions still open are ended
 /// (`gate stopped`) and their listeners stopped; then the socket file is removed.
 pub async fn serve_control(
-    listener: UnixListener,
+    control: ControlSocket,
     gate: Arc<Gate>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let path = listener.local_addr()?.as_pathname().map(Path::to_path_buf);
+    let ControlSocket { listener, path } = control;
     // Only the user the gate runs as may open sessions (the socket's mode says so too).
-    let owner = match &path {
-        Some(path) => Some(std::fs::metadata(path)?.uid()),
-        None => None,
-    };
+    let owner = std::fs::metadata(&path)?.uid();
     let active: Active = Arc::default();
     let (stop, stopped) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
@@ -191,17 +247,15 @@ pub async fn serve_control(
                 }
             },
         };
-        if let Some(owner) = owner {
-            match stream.peer_cred() {
-                Ok(cred) if cred.uid() == owner => {}
-                Ok(cred) => {
-                    tracing::warn!(uid = cred.uid(), "control socket: refused another user");
-                    continue;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "control socket: no peer credentials");
-                    continue;
-                }
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == owner => {}
+            Ok(cred) => {
+                tracing::warn!(uid = cred.uid(), "control socket: refused another user");
+                continue;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "control socket: no peer credentials");
+                continue;
             }
         }
         let connection = Connection {
@@ -224,9 +278,7 @@ pub async fn serve_control(
         tracing::warn!("control socket: sessions did not end in time");
         connections.abort_all();
     }
-    if let Some(path) = path {
-        let _ = std::fs::remove_file(path);
-    }
+    let _ = std::fs::remove_file(&path);
     Ok(())
 }
 
@@ -379,11 +431,11 @@ impl Connection {
         std::fs::create_dir_all(&socket_dir)
             .map_err(|e| format!("cannot create {}: {e}", socket_dir.display()))?;
         let socket = socket_dir.join(SESSION_SOCKET);
-        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        if connect_unix(&socket).is_ok() {
             return Err(format!("session {} is served elsewhere", session.id));
         }
         let _ = std::fs::remove_file(&socket);
-        let listener = UnixListener::bind(&socket)
+        let listener = bind_unix(&socket)
             .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
         // The record says what this gate does: its policy, this session's id.
         start.session = session.id.clone();
@@ -542,7 +594,11 @@ impl ControlClient {
     /// [`open`](Self::open) sends its request at once and reads the hello with the answer, or
     /// ask for it with [`hello`](Self::hello).
     pub async fn connect(path: &Path) -> Result<Option<ControlClient>, ControlError> {
-        let stream = match UnixStream::connect(path).await {
+        let connected = connect_unix(path).and_then(|stream| {
+            stream.set_nonblocking(true)?;
+            UnixStream::from_std(stream)
+        });
+        let stream = match connected {
             Ok(stream) => stream,
             Err(err)
                 // No socket, a stale one, or a path no socket can have (too long).

@@ -537,7 +537,7 @@ impl SessionGate {
                 let mut start = start;
                 start.policy = policy.clone();
                 let socket = socket_dir.join(moat_gate::control::SESSION_SOCKET);
-                let listener = tokio::net::UnixListener::bind(&socket).map_err(|e| {
+                let listener = moat_gate::control::bind_unix(&socket).map_err(|e| {
                     UserError::new(format!("cannot listen on {}: {e}", socket.display()))
                 })?;
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -86,6 +86,18 @@ impl RunEnv {
         self.run_args_as(("e2e-agent", "alice"), extra, command)
     }
 
+    /// [`run_args`](Self::run_args) with `--data-dir DATA_DIR` instead of this world's.
+    fn run_args_on(&self, data_dir: &Path, command: &[&str]) -> Vec<String> {
+        let mut args = self.run_args(&[], command);
+        let value = args
+            .iter()
+            .position(|a| a == "--data-dir")
+            .expect("--data-dir")
+            + 1;
+        args[value] = data_dir.to_string_lossy().into_owned();
+        args
+    }
+
     /// [`run_args`](Self::run_args) for another agent and operator.
     fn run_args_as(
         &self,
@@ -644,13 +656,7 @@ fn the_agent_may_run_on_every_cpu_moat_run_may() {
 fn a_session_runs_with_a_relative_data_dir() {
     let env = RunEnv::start(POLICY);
     let (parent, name) = env.data_dir_relative();
-    let mut args = env.run_args(&[], &["sh", "-c", "echo inside"]);
-    let value = args
-        .iter()
-        .position(|a| a == "--data-dir")
-        .expect("--data-dir")
-        + 1;
-    args[value] = name.to_string_lossy().into_owned();
+    let args = env.run_args_on(name, &["sh", "-c", "echo inside"]);
     let output = std::process::Command::new(MOAT)
         .args(&args)
         .current_dir(parent)
@@ -682,6 +688,52 @@ fn a_running_gate_on_a_relative_data_dir_serves_sessions() {
     assert!(all.contains("moat: using the running gate (pid"), "{all}");
     assert!(output.stdout.contains("inside"), "{all}");
     assert_eq!(assert_recorded_under_sessions(&env.events(), 0).len(), 1);
+}
+
+/// A data directory deep enough that its control socket and its sessions' sockets have paths
+/// longer than a unix socket address holds (107 bytes): the gate binds both, `moat run`
+/// reaches it and the sandbox its session socket (they used to fail with "path must be
+/// shorter than SUN_LEN"), with a running gate and with a gate of `moat run`'s own.
+#[test]
+fn sessions_run_with_a_data_dir_too_deep_for_a_socket_address() {
+    let env = RunEnv::start(POLICY);
+    let deep = env
+        .data
+        .path()
+        .join("a-directory-name-long-enough-to-matter")
+        .join("and-another-one-to-push-the-socket-paths-past-the-limit");
+    std::fs::create_dir_all(&deep).expect("deep data dir");
+    assert!(
+        deep.join("gate.ctl").as_os_str().len() > 107,
+        "{}",
+        deep.display()
+    );
+    // Runs `sh -c "echo inside"` on the deep data dir; its stderr, once it succeeded.
+    let run_deep = || {
+        let output = std::process::Command::new(MOAT)
+            .args(env.run_args_on(&deep, &["sh", "-c", "echo inside"]))
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run moat");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("inside"), "{stdout}\n{stderr}");
+        stderr
+    };
+
+    let own = run_deep();
+    assert!(!own.contains("running gate"), "{own}");
+
+    let gate = MoatGate::start(Path::new(MOAT), env.gate_args(POLICY).data_dir(&deep));
+    let served = run_deep();
+    assert!(
+        served.contains("moat: using the running gate (pid"),
+        "{served}"
+    );
+    let log = gate.output();
+    assert!(log.contains("session opened"), "{log}");
+    assert!(log.contains("session ended"), "{log}");
 }
 
 /// `moat ps` lists a running session; `moat stop` ends it, and the end is recorded.
