@@ -18,7 +18,8 @@ use rustix::thread::UnshareFlags;
 use crate::bridge;
 use crate::confine::Confinement;
 use crate::protocol::{
-    Admitted, GATE_SOCKET_INSIDE, REPORT_FD, Report, Reporter, Request, SPEC_FD, read_frame,
+    Admitted, GATE_DIR_INSIDE, GATE_SOCKET_INSIDE, REPORT_FD, Report, Reporter, Request, SPEC_FD,
+    read_frame,
 };
 use crate::rootfs;
 use crate::spec::{ExitStatus, ResourceUsage, Spec};
@@ -288,18 +289,19 @@ fn namespace_init(spec: Spec, pipe: std::fs::File, reporter: &Reporter) -> Resul
 }
 
 /// The admitted session's gate socket is in the session's gate directory, which the new root
-/// shows at [`GATE_DIR_INSIDE`](crate::protocol::GATE_DIR_INSIDE), and is a socket there.
+/// shows at [`GATE_DIR_INSIDE`], and is a socket there.
 fn gate_socket_mounted(spec: &Spec, gate_socket: &Path) -> Result<(), String> {
     let inside = Path::new(GATE_SOCKET_INSIDE);
     if gate_socket.parent() != Some(spec.gate_dir.as_path())
         || gate_socket.file_name() != inside.file_name()
     {
         return Err(format!(
-            "could not mount the gate socket {}: the sandbox shows {} at {}, and the gate did \
-             not bind the session there (is the running gate an older moat? restart it)",
+            "could not mount the gate socket {}: the sandbox shows {} at {GATE_DIR_INSIDE}, \
+             and the gate did not bind the session's socket there as {} (is the running gate \
+             an older moat? restart it)",
             gate_socket.display(),
             spec.gate_dir.display(),
-            GATE_SOCKET_INSIDE,
+            inside.file_name().unwrap_or_default().to_string_lossy(),
         ));
     }
     match std::fs::symlink_metadata(inside) {
