@@ -71,12 +71,12 @@ pub fn at_socket_address<T>(
     path: &Path,
     act: impl FnOnce(&Path) -> std::io::Result<T>,
 ) -> std::io::Result<T> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return act(path);
-    };
     if path.as_os_str().len() <= SOCKET_ADDRESS_MAX {
         return act(path);
     }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return act(path);
+    };
     let dir = rustix::fs::open(
         dir,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
@@ -105,6 +105,7 @@ fn connect_unix(path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> 
         std::os::unix::net::UnixStream::connect(address)
     })
 }
+
 /// The longest message line either side accepts.
 const MAX_MESSAGE: u64 = 64 * 1024;
 /// How long a client may take to send its `open` (and to answer the hello).
