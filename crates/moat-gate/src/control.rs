@@ -98,9 +98,9 @@ pub fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
     UnixListener::from_std(listener)
 }
 
-/// Whether a socket at `path` accepts connections ([`at_socket_address`]); the error says why
-/// not.
-fn connect_unix(path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
+/// A connection to the unix socket at `path` ([`at_socket_address`]); its error says why none
+/// was made (no socket, a stale one, …).
+pub fn connect_unix(path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
     at_socket_address(path, |address| {
         std::os::unix::net::UnixStream::connect(address)
     })

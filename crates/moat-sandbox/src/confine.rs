@@ -124,7 +124,8 @@ fn syscall_number(name: &str) -> Option<i64> {
 /// capability bounding set and secure bits, all inherited by the agent at fork) and prepares
 /// the Landlock ruleset's file-system rules. [`Confinement::admit`] settles what the admission
 /// decides: the gate port (the one TCP port the agent may connect to) and whether Landlock and
-/// seccomp must hold. [`Confinement::apply`] runs in the forked agent just before exec.
+/// seccomp must hold, and gives the [`AgentConfinement`], which the forked agent applies just
+/// before exec.
 ///
 /// Done before the admission, `begin` overlaps the gate's durable record of the session's
 /// start instead of delaying the agent (installing the seccomp filter alone took 0.2 ms
@@ -175,12 +176,12 @@ impl Confinement {
     /// Adds the gate port to the Landlock rules; `landlock` and `seccomp` say whether each must
     /// hold (the host has it). A filter already installed stays, asked for or not.
     pub(crate) fn admit(
-        mut self,
+        self,
         gate_port: u16,
         landlock: bool,
         seccomp: bool,
-    ) -> Result<Self, String> {
-        self.landlock = match (landlock, self.landlock) {
+    ) -> Result<AgentConfinement, String> {
+        let landlock = match (landlock, self.landlock) {
             (false, _) => None,
             (true, None) => {
                 return Err("landlock is not available inside the sandbox".to_owned());
@@ -192,21 +193,34 @@ impl Confinement {
                         .add_rule(NetPort::new(gate_port, AccessNet::ConnectTcp))
                         .map_err(|error| format!("could not build the landlock rules: {error}"))?;
                 }
-                Some((Ok(ruleset), abi))
+                Some((ruleset, abi))
             }
         };
-        if seccomp && let Err(error) = &self.seccomp {
+        if seccomp && let Err(error) = self.seccomp.as_ref() {
             return Err(error.clone());
         }
-        Ok(self)
+        Ok(AgentConfinement {
+            landlock,
+            seccomp: self.seccomp.is_ok(),
+            container: self.container,
+        })
     }
+}
 
+/// What the admitted session's agent is confined by ([`Confinement::admit`]).
+pub(crate) struct AgentConfinement {
+    /// The complete ruleset and its ABI, when Landlock holds.
+    landlock: Option<(RulesetCreated, i32)>,
+    /// Whether the init installed the seccomp filter the agent inherits.
+    seccomp: bool,
+    container: bool,
+}
+
+impl AgentConfinement {
     /// The properties this confinement enforces, for the session record.
     pub(crate) fn enforced(&self) -> Vec<String> {
-        let mut enforced = enforced_properties(
-            self.landlock.as_ref().map(|(_, abi)| *abi),
-            self.seccomp.is_ok(),
-        );
+        let mut enforced =
+            enforced_properties(self.landlock.as_ref().map(|(_, abi)| *abi), self.seccomp);
         if self.container {
             // The namespaces and the root are the runtime's; the podman backend records them.
             enforced
@@ -228,7 +242,7 @@ impl Confinement {
             .map_err(|error| format!("could not clear ambient capabilities: {error}"))?;
         rustix::thread::set_no_new_privs(true)
             .map_err(|error| format!("could not set no_new_privs: {error}"))?;
-        if let Some((Ok(ruleset), _)) = self.landlock {
+        if let Some((ruleset, _)) = self.landlock {
             let status = ruleset
                 .restrict_self()
                 .map_err(|error| format!("could not apply landlock: {error}"))?;
@@ -586,8 +600,7 @@ mod tests {
     fn packet_and_raw_sockets_are_refused() {
         let program = program();
         let socket = |domain: i32, kind: i32| {
-            let mut args = [0; 6];
-            args[0] = domain as u64;
+            let mut args = with(0, domain as u64);
             args[1] = kind as u64;
             answer(&program, libc::SYS_socket, args)
         };

@@ -22,10 +22,7 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Resu
     // Before loading anything: one gate per data directory (the control socket is bound, and
     // this checked again, once the data is loaded).
     let control_path = data_dir.join(moat_gate::CONTROL_SOCKET);
-    let answers = moat_gate::control::at_socket_address(&control_path, |address| {
-        std::os::unix::net::UnixStream::connect(address)
-    });
-    if answers.is_ok() {
+    if moat_gate::control::connect_unix(&control_path).is_ok() {
         return Err(another_gate(&moat_gate::ControlError::InUse(control_path)).into());
     }
     let started = Instant::now();

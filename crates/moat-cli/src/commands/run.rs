@@ -88,11 +88,10 @@ pub fn run(
     // The sandbox mounts the directory the gate will bind the session's socket in before the
     // session opens: it exists from now on.
     let mut session_dir = SessionDir::create(&data_dir, &session.id)?;
-    let gate_dir = moat_gate::control::session_socket_dir(&data_dir, &session.id);
     let spec = Spec {
         command: args.command.clone(),
         workspace: workspace.clone(),
-        gate_dir,
+        gate_dir: session_dir.socket_dir.clone(),
         home: PathBuf::from(HOME),
         ro_paths: args.ro_paths.clone(),
         limits,
@@ -147,15 +146,17 @@ pub fn run(
 /// `moat run` in a system-call trace).
 struct SessionDir {
     path: PathBuf,
+    /// The directory in it the gate binds the session's socket in, which the sandbox mounts.
+    socket_dir: PathBuf,
     remove: bool,
 }
 
 impl SessionDir {
     /// Creates the directory with the one the gate binds the session's socket in (mode 0700).
     fn create(data_dir: &Path, id: &str) -> anyhow::Result<SessionDir> {
-        let socket_dir = moat_gate::control::session_socket_dir(data_dir, id);
         let dir = SessionDir {
             path: moat_gate::control::session_dir(data_dir, id),
+            socket_dir: moat_gate::control::session_socket_dir(data_dir, id),
             remove: true,
         };
         // The session's directory first (`sessions/` is there but for the first session), then
@@ -164,8 +165,10 @@ impl SessionDir {
         builder.recursive(true).mode(0o700);
         builder
             .create(&dir.path)
-            .and_then(|()| builder.create(&socket_dir))
-            .map_err(|e| UserError::new(format!("cannot create {}: {e}", socket_dir.display())))?;
+            .and_then(|()| builder.create(&dir.socket_dir))
+            .map_err(|e| {
+                UserError::new(format!("cannot create {}: {e}", dir.socket_dir.display()))
+            })?;
         Ok(dir)
     }
 
