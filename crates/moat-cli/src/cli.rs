@@ -231,7 +231,8 @@ pub struct RunArgs {
     pub agent: Option<String>,
 
     /// Host paths to show read-only at the same place inside (toolchains outside /usr, e.g.
-    /// `--ro /usr/local --ro ~/.cargo`); repeatable.
+    /// `--ro /usr/local --ro ~/.cargo`); a symlink is followed, and its target shows at the
+    /// target's own path; repeatable.
     #[arg(long = "ro", value_name = "PATH")]
     pub ro_paths: Vec<PathBuf>,
 

@@ -45,18 +45,27 @@ pub const CONTROL_SOCKET: &str = "gate.ctl";
 /// A session's socket file name, in the session's [`session_socket_dir`].
 pub const SESSION_SOCKET: &str = "gate.sock";
 
-/// A session's directory, `<data-dir>/sessions/<id>/`: the gate removes it when the session
-/// ends.
-pub fn session_dir(data_dir: &Path, id: &str) -> PathBuf {
-    data_dir.join("sessions").join(id)
+/// The directory of the sessions' directories, `<data-dir>/sessions/`, resolved when it is a
+/// symlink: the sandbox mounts a session's socket directory by its path, and its init, which
+/// sees the host's root under another root by then, cannot follow an absolute symlink in it.
+pub fn sessions_dir(data_dir: &Path) -> PathBuf {
+    let dir = data_dir.join("sessions");
+    dir.canonicalize().unwrap_or(dir)
 }
 
-/// The directory the gate binds a session's socket ([`SESSION_SOCKET`]) in:
-/// `<data-dir>/sessions/<id>/sandbox/`. It holds nothing else, because the session's sandbox
-/// mounts it: `moat run` creates it before the session opens, and its embedded sandbox shows
-/// it to the agent (read-only, at `/run/moat`) before the gate has bound the socket.
-pub fn session_socket_dir(data_dir: &Path, id: &str) -> PathBuf {
-    session_dir(data_dir, id).join("sandbox")
+/// A session's directory, `<data-dir>/sessions/<id>/` (see [`sessions_dir`]): the gate removes
+/// it when the session ends.
+pub fn session_dir(data_dir: &Path, id: &str) -> PathBuf {
+    sessions_dir(data_dir).join(id)
+}
+
+/// The directory in a session's directory that the gate binds the session's socket
+/// ([`SESSION_SOCKET`]) in: `<session-dir>/sandbox/`. It holds nothing else, because the
+/// session's sandbox mounts it: `moat run` creates it before the session opens, and its
+/// embedded sandbox shows it to the agent (read-only, at `/run/moat`) before the gate has bound
+/// the socket.
+pub fn session_socket_dir(session_dir: &Path) -> PathBuf {
+    session_dir.join("sandbox")
 }
 
 /// The longest path a unix socket address holds (`sun_path` is 108 bytes with its NUL).
@@ -349,10 +358,7 @@ impl Connection {
         };
         let opened = Reply {
             ok: true,
-            socket: Some(
-                session_socket_dir(&self.gate.config.data_dir, &served.session.id)
-                    .join(SESSION_SOCKET),
-            ),
+            socket: Some(session_socket_dir(&served.dir).join(SESSION_SOCKET)),
             policy: Some(self.gate.policy().revision().to_owned()),
             error: None,
         };
@@ -428,7 +434,7 @@ impl Connection {
         start: &mut SessionStart,
     ) -> Result<(PathBuf, UnixListener), String> {
         let dir = session_dir(&self.gate.config.data_dir, &session.id);
-        let socket_dir = session_socket_dir(&self.gate.config.data_dir, &session.id);
+        let socket_dir = session_socket_dir(&dir);
         std::fs::create_dir_all(&socket_dir)
             .map_err(|e| format!("cannot create {}: {e}", socket_dir.display()))?;
         let socket = socket_dir.join(SESSION_SOCKET);

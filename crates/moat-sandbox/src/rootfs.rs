@@ -224,12 +224,14 @@ fn bind_read_only(source: &Path, target: &Path) -> Result<(), String> {
     bind(source, target, MountFlags::RDONLY)
 }
 
-/// Binds a host path at a path inside (creating the mount point), nosuid and nodev.
+/// Binds a host path at a path inside (creating the mount point), nosuid and nodev; errors name
+/// the host path as the spec gave it.
 fn bind(source: &Path, target: &Path, extra: MountFlags) -> Result<(), String> {
+    let named = source;
     let source = host(source);
     let target = inside(target);
     let metadata =
-        fs::metadata(&source).map_err(io_err(format!("cannot mount {}", source.display())))?;
+        fs::metadata(&source).map_err(io_err(format!("cannot mount {}", named.display())))?;
     if metadata.is_dir() {
         fs::create_dir_all(&target)
             .map_err(io_err(format!("could not create {}", target.display())))?;
@@ -242,7 +244,7 @@ fn bind(source: &Path, target: &Path, extra: MountFlags) -> Result<(), String> {
             .map_err(io_err(format!("could not create {}", target.display())))?;
     }
     rustix::mount::mount_bind(&source, &target)
-        .map_err(err(format!("could not bind {}", source.display())))?;
+        .map_err(err(format!("could not bind {}", named.display())))?;
     remount(
         &target,
         &source,

@@ -46,6 +46,7 @@ pub fn run(
     forked_init: Option<moat_sandbox::InitProcess>,
 ) -> anyhow::Result<ExitCode> {
     let workspace = workspace(args.workspace.as_deref())?;
+    let ro_paths = read_only_paths(&args.ro_paths)?;
     let data_dir = loaded.data_dir(global)?;
     std::fs::create_dir_all(&data_dir)?;
     let limits = Limits {
@@ -93,7 +94,7 @@ pub fn run(
         workspace: workspace.clone(),
         gate_dir: session_dir.socket_dir.clone(),
         home: PathBuf::from(HOME),
-        ro_paths: args.ro_paths.clone(),
+        ro_paths,
         limits,
         allow_missing: waived,
         stdin_prefix: secrets_frame(&secrets),
@@ -154,9 +155,10 @@ struct SessionDir {
 impl SessionDir {
     /// Creates the directory with the one the gate binds the session's socket in (mode 0700).
     fn create(data_dir: &Path, id: &str) -> anyhow::Result<SessionDir> {
+        let path = moat_gate::control::session_dir(data_dir, id);
         let dir = SessionDir {
-            path: moat_gate::control::session_dir(data_dir, id),
-            socket_dir: moat_gate::control::session_socket_dir(data_dir, id),
+            socket_dir: moat_gate::control::session_socket_dir(&path),
+            path,
             remove: true,
         };
         // The session's directory first (`sessions/` is there but for the first session), then
@@ -673,6 +675,22 @@ fn workspace(given: Option<&Path>) -> anyhow::Result<PathBuf> {
             .hint("pass an existing directory with --workspace DIR")
             .into()
     })
+}
+
+/// The `--ro` paths as the sandbox binds them: resolved as the host sees them (absolute,
+/// symlinks followed). The sandbox's init mounts them by path once the host's root is under
+/// another root, where an absolute symlink would lead elsewhere.
+fn read_only_paths(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    given
+        .iter()
+        .map(|path| {
+            path.canonicalize().map_err(|e| {
+                UserError::new(format!("--ro {}: {e}", path.display()))
+                    .hint("pass an existing file or directory of this host")
+                    .into()
+            })
+        })
+        .collect()
 }
 
 /// The agent's whole environment: nothing is inherited from the host but the terminal type.

@@ -20,7 +20,7 @@ struct SessionFile {
 }
 
 pub fn ps(global: &GlobalArgs, loaded: &Loaded, json: bool) -> anyhow::Result<ExitCode> {
-    let sessions = running(&loaded.data_dir(global)?.join("sessions"))?;
+    let sessions = running(&moat_gate::control::sessions_dir(&loaded.data_dir(global)?))?;
     if json {
         super::print_json(&sessions)?;
         return Ok(ExitCode::SUCCESS);
@@ -43,7 +43,7 @@ pub fn ps(global: &GlobalArgs, loaded: &Loaded, json: bool) -> anyhow::Result<Ex
 }
 
 pub fn stop(global: &GlobalArgs, loaded: &Loaded, id: &str) -> anyhow::Result<ExitCode> {
-    let dir = loaded.data_dir(global)?.join("sessions");
+    let dir = moat_gate::control::sessions_dir(&loaded.data_dir(global)?);
     let Some(session) = running(&dir)?.into_iter().find(|s| s.session == id) else {
         return Err(UserError::new(format!("no running session {id}"))
             .hint("`moat ps` lists the running sessions")

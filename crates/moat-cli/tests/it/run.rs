@@ -87,8 +87,8 @@ impl RunEnv {
     }
 
     /// [`run_args`](Self::run_args) with `--data-dir DATA_DIR` instead of this world's.
-    fn run_args_on(&self, data_dir: &Path, command: &[&str]) -> Vec<String> {
-        let mut args = self.run_args(&[], command);
+    fn run_args_on(&self, data_dir: &Path, extra: &[&str], command: &[&str]) -> Vec<String> {
+        let mut args = self.run_args(extra, command);
         let value = args
             .iter()
             .position(|a| a == "--data-dir")
@@ -96,6 +96,20 @@ impl RunEnv {
             + 1;
         args[value] = data_dir.to_string_lossy().into_owned();
         args
+    }
+
+    /// Runs `moat run` on `data_dir` with `extra` flags and `command`, which must succeed;
+    /// its stdout and stderr.
+    fn run_ok_on(&self, data_dir: &Path, extra: &[&str], command: &[&str]) -> (String, String) {
+        let output = std::process::Command::new(MOAT)
+            .args(self.run_args_on(data_dir, extra, command))
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run moat");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        (stdout, stderr)
     }
 
     /// [`run_args`](Self::run_args) for another agent and operator.
@@ -656,7 +670,7 @@ fn the_agent_may_run_on_every_cpu_moat_run_may() {
 fn a_session_runs_with_a_relative_data_dir() {
     let env = RunEnv::start(POLICY);
     let (parent, name) = env.data_dir_relative();
-    let args = env.run_args_on(name, &["sh", "-c", "echo inside"]);
+    let args = env.run_args_on(name, &[], &["sh", "-c", "echo inside"]);
     let output = std::process::Command::new(MOAT)
         .args(&args)
         .current_dir(parent)
@@ -708,16 +722,9 @@ fn sessions_run_with_a_data_dir_too_deep_for_a_socket_address() {
         "{}",
         deep.display()
     );
-    // Runs `sh -c "echo inside"` on the deep data dir; its stderr, once it succeeded.
+    // Runs `sh -c "echo inside"` on the deep data dir; its stderr.
     let run_deep = || {
-        let output = std::process::Command::new(MOAT)
-            .args(env.run_args_on(&deep, &["sh", "-c", "echo inside"]))
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run moat");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "{stdout}\n{stderr}");
+        let (stdout, stderr) = env.run_ok_on(&deep, &[], &["sh", "-c", "echo inside"]);
         assert!(stdout.contains("inside"), "{stdout}\n{stderr}");
         stderr
     };
@@ -734,6 +741,49 @@ fn sessions_run_with_a_data_dir_too_deep_for_a_socket_address() {
     let log = gate.output();
     assert!(log.contains("session opened"), "{log}");
     assert!(log.contains("session ended"), "{log}");
+}
+
+/// The sandbox mounts host paths by name once the host's root is under another root, where an
+/// absolute symlink leads elsewhere: a data directory whose `sessions` is such a symlink (a
+/// session's socket directory is in it) and a `--ro` path that is one both work, with a running
+/// gate and with a gate of `moat run`'s own. They failed with "cannot mount /oldroot/…".
+#[test]
+fn sessions_run_when_the_sessions_directory_and_a_read_only_path_are_symlinks() {
+    let env = RunEnv::start(POLICY);
+    let base = env.data.path().join("linked");
+    let data_dir = base.join("data");
+    let sessions = base.join("sessions-elsewhere");
+    let tools = base.join("tools-1.0");
+    for dir in [&data_dir, &sessions, &tools] {
+        std::fs::create_dir_all(dir).expect("create dir");
+    }
+    std::os::unix::fs::symlink(&sessions, data_dir.join("sessions")).expect("sessions link");
+    std::fs::write(tools.join("version"), "tools 1.0\n").expect("tools file");
+    let tools_link = base.join("tools");
+    std::os::unix::fs::symlink(&tools, &tools_link).expect("tools link");
+    let show = format!("cat {}/version", tools.display());
+    // Runs `sh -c "cat <tools>/version"` with `--ro <tools link>`; its stderr.
+    let run = || {
+        let ro = ["--ro", &tools_link.to_string_lossy()];
+        let (stdout, stderr) = env.run_ok_on(&data_dir, &ro, &["sh", "-c", &show]);
+        assert!(stdout.contains("tools 1.0"), "{stdout}\n{stderr}");
+        stderr
+    };
+
+    let own = run();
+    assert!(!own.contains("running gate"), "{own}");
+
+    let gate = MoatGate::start(Path::new(MOAT), env.gate_args(POLICY).data_dir(&data_dir));
+    let served = run();
+    assert!(
+        served.contains("moat: using the running gate (pid"),
+        "{served}"
+    );
+    let log = gate.output();
+    assert!(log.contains("session ended"), "{log}");
+    // Each session's directory was made, and removed, through the link.
+    let left: Vec<_> = std::fs::read_dir(&sessions).expect("sessions").collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// `moat ps` lists a running session; `moat stop` ends it, and the end is recorded.
