@@ -275,7 +275,10 @@ fn write_sqlite(
                 Ok::<_, rusqlite::Error>(())
             })?;
         }
-        let previous: Option<String> = tx.query_row(LAST_NOTE, [], |row| row.get(0)).optional()?;
+        let previous: Option<String> = tx
+            .prepare_cached(LAST_NOTE)?
+            .query_row([], |row| row.get(0))
+            .optional()?;
         let checkpoint = Checkpoint {
             origin: key.name().to_owned(),
             size: frontier.size(),
