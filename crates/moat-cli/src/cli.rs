@@ -215,6 +215,9 @@ pub enum BackendArg {
 /// advisories, upstreams and LLM keys apply, and it records the session. Otherwise a gate
 /// is started for the session with the options given here.
 ///
+/// Exits with the agent's status (128+N when signal N ended it); 127 or 126, as a shell, when
+/// the command is not found or cannot be executed in the sandbox; 1 when moat itself fails.
+///
 /// Example: `moat run --agent claude -- claude -p "add a CSV export"`
 #[derive(Debug, Args)]
 pub struct RunArgs {

@@ -17,7 +17,9 @@ pub use cli::Cli;
 use error::UserError;
 
 /// Run a parsed command line and turn the outcome into an exit code: 0 success, 1 failure
-/// (with `error:` and `hint:` lines on stderr). Usage errors exit 2 from clap itself.
+/// (with `error:` and `hint:` lines on stderr) or the code the error names (`moat run` exits 127
+/// when its command is not found in the sandbox, as a shell would). Usage errors exit 2 from
+/// clap itself.
 ///
 /// `init` is a sandbox init forked at the start of `main` for `moat run` (see
 /// [`moat_sandbox::InitProcess::fork`]); `moat run` starts one itself without it, and every
@@ -28,7 +30,11 @@ pub fn run(cli: Cli, init: Option<moat_sandbox::InitProcess>) -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             report(&error);
-            ExitCode::from(1)
+            let code = error
+                .chain()
+                .find_map(|e| e.downcast_ref::<UserError>())
+                .and_then(|e| e.exit_code);
+            ExitCode::from(code.unwrap_or(1))
         }
     }
 }

@@ -47,4 +47,16 @@ pub enum SandboxError {
     /// The init reported a failure while building the sandbox; nothing of the agent ran.
     #[error("sandbox setup failed: {0}")]
     Setup(String),
+    /// The agent's command could not be executed in the sandbox: no such file on the sandbox's
+    /// `PATH`, or one that cannot be executed there. The sandbox was built; nothing of the agent
+    /// ran. `code` is what a shell exits with for it: 127 (not found) or 126 (not executable).
+    #[error("could not start {program:?} in the sandbox: {error}")]
+    CommandNotStarted {
+        /// The command's first word, as given.
+        program: String,
+        /// Why `execve` failed.
+        error: String,
+        /// 127 or 126.
+        code: i32,
+    },
 }

@@ -207,6 +207,19 @@ pub fn run_admitted(
                 Report::Failed { message } => {
                     heard.failed.get_or_insert(message);
                 }
+                Report::NotStarted {
+                    program,
+                    error,
+                    code,
+                } => {
+                    heard
+                        .not_started
+                        .get_or_insert(SandboxError::CommandNotStarted {
+                            program,
+                            error,
+                            code,
+                        });
+                }
                 Report::Started { enforced } => heard.enforced.extend(enforced),
                 Report::Exited { status, usage } if heard.exited.is_none() => {
                     let mut enforced = heard.enforced.clone();
@@ -249,6 +262,9 @@ pub fn run_admitted(
             if let Some(message) = heard.failed {
                 return Err(SandboxError::Setup(message));
             }
+            if let Some(not_started) = heard.not_started {
+                return Err(not_started);
+            }
             sent.map_err(SandboxError::Spawn)?;
         }
         let status = if timed_out || stopped {
@@ -267,6 +283,8 @@ pub fn run_admitted(
 struct Heard {
     /// The first setup failure.
     failed: Option<String>,
+    /// The agent's command could not be executed ([`SandboxError::CommandNotStarted`]).
+    not_started: Option<SandboxError>,
     /// What held inside, reported when the agent started.
     enforced: Vec<String>,
     /// The session's outcome, from the agent's exit.

@@ -389,9 +389,20 @@ fn serve(
             })
         });
     }
-    let agent = command
-        .spawn()
-        .map_err(|error| format!("could not start {:?}: {error}", spec.command[0]))?;
+    let agent = match command.spawn() {
+        Ok(agent) => agent,
+        Err(error) => match not_started_code(&error) {
+            Some(code) => {
+                reporter.send(&Report::NotStarted {
+                    program: spec.command[0].clone(),
+                    error: error.to_string(),
+                    code,
+                });
+                return Ok(code);
+            }
+            None => return Err(format!("could not start {:?}: {error}", spec.command[0])),
+        },
+    };
     drop(command);
     if let Some((write, prefix)) = stdin_feed {
         std::thread::spawn(move || feed_stdin(write, &prefix));
@@ -421,6 +432,18 @@ fn serve(
             Ok(_) | Err(rustix::io::Errno::INTR) => continue,
             Err(error) => return Err(format!("could not wait for the agent: {error}")),
         }
+    }
+}
+
+/// What a shell exits with when `error` kept it from executing a command: 127 when there is no
+/// such file (or the interpreter its first line names is missing), 126 when there is one that
+/// cannot be executed (its mode, its format, or Landlock); `None` for any other failure, such as
+/// the confinement failing in the child (which the child reports itself).
+fn not_started_code(error: &std::io::Error) -> Option<i32> {
+    match error.raw_os_error()? {
+        libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG => Some(127),
+        libc::EACCES | libc::ENOEXEC | libc::ETXTBSY => Some(126),
+        _ => None,
     }
 }
 

@@ -1000,6 +1000,18 @@ fn run_podman(
                 return Err(SandboxError::Setup(message));
             }
             Report::Failed { .. } => {}
+            Report::NotStarted {
+                program,
+                error,
+                code,
+            } if !(timed_out || stopped) => {
+                return Err(SandboxError::CommandNotStarted {
+                    program,
+                    error,
+                    code,
+                });
+            }
+            Report::NotStarted { .. } => {}
             Report::Started { enforced: inside } => {
                 started = true;
                 enforced.extend(inside);

@@ -87,6 +87,13 @@ pub(crate) fn read_frame<T: serde::de::DeserializeOwned>(
 pub(crate) enum Report {
     /// Setup failed before the agent ran.
     Failed { message: String },
+    /// The agent's command could not be executed (no such file on the `PATH`, or a file that
+    /// cannot be executed): nothing of it ran. `code` is what a shell exits with for it.
+    NotStarted {
+        program: String,
+        error: String,
+        code: i32,
+    },
     /// The agent was started under these enforced properties.
     Started { enforced: Vec<String> },
     /// The agent ended, and every other process of the sandbox was killed and reaped: the

@@ -364,17 +364,27 @@ impl SessionRun<'_> {
                     max_rss_kib: outcome.usage.max_rss_kib,
                     reason: outcome.reason.clone(),
                 },
-                Err(err) => SessionEnd {
-                    time: jiff::Timestamp::now(),
-                    session: session.id.clone(),
-                    exit_code: None,
-                    signal: None,
-                    duration_ms: millis(started.elapsed()),
-                    user_cpu_ms: 0,
-                    system_cpu_ms: 0,
-                    max_rss_kib: 0,
-                    reason: Some(format!("sandbox failed: {err}")),
-                },
+                Err(err) => {
+                    // A command that could not be started ends the session with the code the
+                    // caller gets (127 or 126).
+                    let (exit_code, reason) =
+                        if let SandboxError::CommandNotStarted { code, .. } = err {
+                            (Some(*code), err.to_string())
+                        } else {
+                            (None, format!("sandbox failed: {err}"))
+                        };
+                    SessionEnd {
+                        time: jiff::Timestamp::now(),
+                        session: session.id.clone(),
+                        exit_code,
+                        signal: None,
+                        duration_ms: millis(started.elapsed()),
+                        user_cpu_ms: 0,
+                        system_cpu_ms: 0,
+                        max_rss_kib: 0,
+                        reason: Some(reason),
+                    }
+                }
             };
             let closed = if ended_by_gate {
                 Ok(Closed::ByUs)
@@ -387,8 +397,38 @@ impl SessionRun<'_> {
             if closed? == Closed::ByRunningGate {
                 session_dir.left_to_gate();
             }
-            Ok::<_, anyhow::Error>(result?)
+            session_result(result)
         })
+    }
+}
+
+/// The session's result as `moat run` reports it. A command that could not be started in the
+/// sandbox is the user's to fix: it says where the sandbox looks, and `moat run` exits as a shell
+/// would (127 not found, 126 not executable).
+fn session_result(result: Result<Outcome, SandboxError>) -> anyhow::Result<Outcome> {
+    match result {
+        Err(SandboxError::CommandNotStarted {
+            program,
+            error,
+            code,
+        }) => {
+            let hint = if code == 127 {
+                "the command is looked up on the sandbox's PATH (/usr/local/bin:/usr/bin:/bin \
+                 unless --env sets it), and the sandbox shows only /usr, the workspace and the \
+                 --ro paths: for a command installed elsewhere (e.g. ~/.local/bin), add \
+                 `--ro DIR` and run it by its full path"
+            } else {
+                "the file is there but cannot be executed in the sandbox: check its mode and its \
+                 `#!` line, and that it lies under /usr, the workspace or a --ro path"
+            };
+            Err(
+                UserError::new(format!("could not start {program} in the sandbox: {error}"))
+                    .hint(hint)
+                    .exit_code(u8::try_from(code).unwrap_or(1))
+                    .into(),
+            )
+        }
+        other => Ok(other?),
     }
 }
 

@@ -607,6 +607,65 @@ fn session_records_the_agent_exit_status() {
     assert_eq!(assert_recorded_under_sessions(&events, 0).len(), 1);
 }
 
+/// A command the sandbox cannot execute is not the sandbox failing: `moat run` says where the
+/// sandbox looks for it and exits as a shell would, 127 for no such command and 126 for a file
+/// that cannot be executed; the session's end records that code and why.
+#[test]
+fn a_command_the_sandbox_cannot_execute_exits_as_a_shell_would() {
+    let env = RunEnv::start(POLICY);
+    let missing = env.run(&[], &["moat-no-such-command"]);
+    assert_eq!(missing.status.code(), Some(127), "{}", text(&missing));
+    assert!(
+        missing.stderr.contains(
+            "error: could not start moat-no-such-command in the sandbox: No such file or directory"
+        ) && missing
+            .stderr
+            .contains("hint: the command is looked up on the sandbox's PATH"),
+        "{}",
+        text(&missing)
+    );
+    assert!(
+        !missing.stderr.contains("setup failed"),
+        "{}",
+        text(&missing)
+    );
+
+    let script = env.workspace.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\necho ran\n").expect("script");
+    let not_executable = env.run(&[], &[&script.to_string_lossy()]);
+    assert_eq!(
+        not_executable.status.code(),
+        Some(126),
+        "{}",
+        text(&not_executable)
+    );
+    assert!(
+        not_executable.stderr.contains("Permission denied")
+            && not_executable
+                .stderr
+                .contains("hint: the file is there but cannot be executed"),
+        "{}",
+        text(&not_executable)
+    );
+    assert!(!not_executable.stdout.contains("ran"));
+
+    let events = env.events();
+    let ends: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "session-end")
+        .collect();
+    assert_eq!(ends.len(), 2, "{events:?}");
+    assert_eq!(ends[0]["exit_code"], 127, "{:?}", ends[0]);
+    assert!(
+        ends[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("could not start \"moat-no-such-command\"")),
+        "{:?}",
+        ends[0]
+    );
+    assert_eq!(ends[1]["exit_code"], 126, "{:?}", ends[1]);
+}
+
 /// `moat run` forks its sandbox's init at its first line, and that init enters the user,
 /// mount, pid, net, ipc and uts namespaces before its spec arrives. The agent must still get
 /// namespaces of its own, and a cgroup namespace rooted at the session's group, entered only

@@ -2,13 +2,14 @@
 
 use std::fs;
 
-use moat_sandbox::Backend;
+use moat_sandbox::{Backend, SandboxError};
 
 use crate::support::{INIT, NPMRC, Session, on_every_backend, python};
 
 on_every_backend!(
     the_workspace_is_writable_and_home_has_its_files,
     the_gate_port_reaches_the_host_unix_socket,
+    a_command_that_cannot_be_executed_is_not_started,
 );
 
 fn the_workspace_is_writable_and_home_has_its_files(backend: Backend) {
@@ -49,6 +50,35 @@ fn the_gate_port_reaches_the_host_unix_socket(backend: Backend) {
         .expect("gate saw GET /npm/left-pad HTTP/1.1");
     assert!(ran.outcome.status().success(), "{:?}", ran.outcome);
     ran.held("landlock-fs");
+}
+
+/// A command that is not on the sandbox's `PATH`, or a file there that cannot be executed, is
+/// its own error (not a setup failure), with the code a shell exits with for it.
+fn a_command_that_cannot_be_executed_is_not_started(backend: Backend) {
+    let session = Session::new();
+    let not_executable = session.workspace().join("script.sh");
+    fs::write(&not_executable, "#!/bin/sh\necho ran > ran\n").expect("script");
+    for (program, expected) in [
+        ("moat-no-such-command".to_owned(), 127),
+        (not_executable.to_string_lossy().into_owned(), 126),
+    ] {
+        let spec = moat_sandbox::Spec {
+            command: vec![program.clone()],
+            ..session.spec("true")
+        };
+        match session.try_run_backend(&spec, &backend) {
+            Err(SandboxError::CommandNotStarted {
+                program: named,
+                code,
+                ..
+            }) => {
+                assert_eq!(named, program);
+                assert_eq!(code, expected, "{program}");
+            }
+            other => panic!("{program}: {other:?}"),
+        }
+    }
+    assert!(!session.workspace().join("ran").exists());
 }
 
 #[test]

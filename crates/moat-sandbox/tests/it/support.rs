@@ -137,11 +137,21 @@ impl Session {
 
     /// Runs `spec` with `backend`.
     pub fn run_backend(&self, spec: &Spec, backend: &Backend) -> Ran {
-        let stop = moat_sandbox::Stop::new().expect("stop");
-        let init = std::env::var_os(INIT_OVERRIDE).map_or_else(|| INIT.into(), PathBuf::from);
-        let outcome = moat_sandbox::run_backend(backend, spec, &self.admission(), &init, &stop)
+        let outcome = self
+            .try_run_backend(spec, backend)
             .expect("the sandbox runs");
         self.ran(outcome)
+    }
+
+    /// Runs `spec` with `backend`; its outcome or error.
+    pub fn try_run_backend(
+        &self,
+        spec: &Spec,
+        backend: &Backend,
+    ) -> Result<Outcome, moat_sandbox::SandboxError> {
+        let stop = moat_sandbox::Stop::new().expect("stop");
+        let init = std::env::var_os(INIT_OVERRIDE).map_or_else(|| INIT.into(), PathBuf::from);
+        moat_sandbox::run_backend(backend, spec, &self.admission(), &init, &stop)
     }
 
     pub fn ran(&self, outcome: Outcome) -> Ran {
