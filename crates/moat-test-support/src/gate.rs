@@ -187,6 +187,20 @@ impl MoatGate {
         self.output.lock().unwrap().clone()
     }
 
+    /// Everything the gate printed, once it has printed `needle` (what it logs after it
+    /// answered, such as a session's end, comes after the client has gone); gives up, and
+    /// returns what there is, after a minute.
+    pub fn output_once(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let output = self.output();
+            if output.contains(needle) || std::time::Instant::now() >= deadline {
+                return output;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The `--data-dir --advisories --popular --policy --upstream-npm` flags this gate runs
     /// with (and `--upstream-pypi`, `--upstream-crates` when it was given them), for subcommands that must see the same state (`moat why`, `moat audit list`).
     pub fn data_flags(&self) -> Vec<String> {

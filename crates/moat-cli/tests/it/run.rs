@@ -797,7 +797,7 @@ fn sessions_run_with_a_data_dir_too_deep_for_a_socket_address() {
         served.contains("moat: using the running gate (pid"),
         "{served}"
     );
-    let log = gate.output();
+    let log = gate.output_once("session ended");
     assert!(log.contains("session opened"), "{log}");
     assert!(log.contains("session ended"), "{log}");
 }
@@ -838,7 +838,9 @@ fn sessions_run_when_the_sessions_directory_and_a_read_only_path_are_symlinks() 
         served.contains("moat: using the running gate (pid"),
         "{served}"
     );
-    let log = gate.output();
+    // The gate logs a session's end after it answered the close, and after it removed the
+    // session's directory.
+    let log = gate.output_once("session ended");
     assert!(log.contains("session ended"), "{log}");
     // Both gates removed their sessions' directories through the link.
     let left: Vec<_> = std::fs::read_dir(&sessions).expect("sessions").collect();
@@ -1014,8 +1016,10 @@ fn a_running_gate_serves_the_session_and_records_it() {
             && e["identity"] == format!("session:{}", sessions[0]).as_str()),
         "{events:?}"
     );
-    // The gate opened and ended both sessions.
-    let log = gate.output();
+    // The gate opened and ended both sessions (it logs an end, after it removed the session's
+    // directory, once it has answered the close).
+    let last = sessions.last().expect("a session");
+    let log = gate.output_once(&format!("session ended session={last}"));
     for session in &sessions {
         assert!(
             log.lines()
