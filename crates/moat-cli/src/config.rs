@@ -71,7 +71,7 @@ pub struct Loaded {
 /// `path` made absolute with no `.` or `..` left: its longest existing prefix resolved by the
 /// kernel (symlinks followed, as `canonicalize` does), the components that do not exist yet
 /// appended (none of them can be a symlink).
-fn resolved_dir(path: &Path) -> std::io::Result<PathBuf> {
+pub(crate) fn resolved_dir(path: &Path) -> std::io::Result<PathBuf> {
     use std::path::Component;
     let absolute = std::path::absolute(path)?;
     let components: Vec<Component<'_>> = absolute.components().collect();
@@ -211,6 +211,18 @@ impl AuditStore {
             location,
             repeats,
         }
+    }
+
+    /// What of this log must never be visible inside a sandbox: the SQLite file (its `-wal` and
+    /// `-shm` are beside it) and the signing key, resolved as the host sees them.
+    pub fn protected_files(&self) -> Vec<(&'static str, PathBuf)> {
+        let resolved = |path: &Path| resolved_dir(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut files = Vec::new();
+        if let StoreLocation::Sqlite(path) = &self.location {
+            files.push(("audit log", resolved(path)));
+        }
+        files.push(("audit signing key", resolved(&self.key_path)));
+        files
     }
 
     /// Open for writing (the gate, `moat run`, `moat why`).

@@ -48,6 +48,12 @@ pub fn run(
     let workspace = workspace(args.workspace.as_deref())?;
     let ro_paths = read_only_paths(&args.ro_paths)?;
     let data_dir = loaded.data_dir(global)?;
+    keep_moat_state_out(
+        &workspace,
+        &ro_paths,
+        &data_dir,
+        &loaded.audit_store(global, &data_dir),
+    )?;
     std::fs::create_dir_all(&data_dir)?;
     let limits = Limits {
         memory: args.memory.as_deref().map(parse_size).transpose()?,
@@ -731,6 +737,45 @@ fn read_only_paths(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             })
         })
         .collect()
+}
+
+/// Refuses a session that would show the agent moat's own state: the data directory (the
+/// artifact cache, the sessions' sockets and, by default, the audit log and its key), and the
+/// audit log and its signing key wherever they are. Under the workspace, which the agent may
+/// write, it could rewrite the log and sign with the key; under a `--ro` path it could still
+/// read the key, and sign checkpoints of a log it forged.
+fn keep_moat_state_out(
+    workspace: &Path,
+    ro_paths: &[PathBuf],
+    data_dir: &Path,
+    audit: &crate::config::AuditStore,
+) -> anyhow::Result<()> {
+    let mut protected = vec![("data directory", data_dir.to_path_buf())];
+    protected.extend(audit.protected_files());
+    let shown = std::iter::once(("--workspace", workspace))
+        .chain(ro_paths.iter().map(|path| ("--ro", path.as_path())));
+    for (flag, shown) in shown {
+        for (what, path) in &protected {
+            let relation = if path.starts_with(shown) {
+                "would show the agent"
+            } else if shown.starts_with(path) {
+                "lies inside"
+            } else {
+                continue;
+            };
+            return Err(UserError::new(format!(
+                "{flag} {} {relation} moat's {what} ({})",
+                shown.display(),
+                path.display()
+            ))
+            .hint(
+                "give the agent a directory of its own (--workspace DIR, a project directory), \
+                 or keep moat's data, audit log and key elsewhere (--data-dir, --audit-store)",
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The agent's whole environment: nothing is inherited from the host but the terminal type.

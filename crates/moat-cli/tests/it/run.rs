@@ -607,6 +607,71 @@ fn session_records_the_agent_exit_status() {
     assert_eq!(assert_recorded_under_sessions(&events, 0).len(), 1);
 }
 
+/// Security invariant: the agent never sees moat's own state. A workspace or `--ro` path that
+/// holds moat's data directory, audit log or signing key, or lies inside the data directory, is
+/// refused before anything starts: inside, the agent could rewrite the log and sign with the
+/// key, or read the key and sign a log it forged.
+#[test]
+fn the_agent_is_never_shown_moats_own_state() {
+    let env = RunEnv::start(POLICY);
+    let parent = env.data.path().join("home");
+    let data_dir = parent.join(".local/share/moat");
+    let project = parent.join("project");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    std::fs::create_dir_all(&project).expect("project");
+    let data = data_dir.to_string_lossy().into_owned();
+    let refused = |flags: &[&str], expected: &str| {
+        let mut args: Vec<String> = vec!["run".into(), "--data-dir".into(), data.clone()];
+        args.extend(env.flags().into_iter().skip_while(|f| f != "--advisories"));
+        args.extend(flags.iter().map(|&f| f.to_owned()));
+        args.extend(["--".into(), "sh".into(), "-c".into(), "echo RAN".into()]);
+        let output = output_of(args, &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{flags:?}: {}",
+            text(&output)
+        );
+        assert!(
+            output.stderr.contains(expected),
+            "{flags:?}: {}",
+            text(&output)
+        );
+        assert!(
+            output
+                .stderr
+                .contains("hint: give the agent a directory of its own"),
+            "{}",
+            text(&output)
+        );
+        assert!(!output.stdout.contains("RAN"), "{}", text(&output));
+    };
+    let parent_text = parent.to_string_lossy().into_owned();
+    let project_text = project.to_string_lossy().into_owned();
+    let sessions = data_dir.join("sessions").to_string_lossy().into_owned();
+    refused(
+        &["--workspace", &parent_text],
+        "would show the agent moat's data directory",
+    );
+    refused(
+        &["--workspace", &project_text, "--ro", &parent_text],
+        "would show the agent moat's data directory",
+    );
+    std::fs::create_dir_all(&sessions).expect("sessions");
+    refused(
+        &["--workspace", &sessions],
+        "lies inside moat's data directory",
+    );
+    let store = project.join("audit.db").to_string_lossy().into_owned();
+    refused(
+        &["--workspace", &project_text, "--audit-store", &store],
+        "would show the agent moat's audit log",
+    );
+    // Nothing started: no session was recorded in the refused data directory.
+    assert!(!data_dir.join("audit.db").exists());
+    assert!(!project.join("audit.db").exists());
+}
+
 /// A command the sandbox cannot execute is not the sandbox failing: `moat run` says where the
 /// sandbox looks for it and exits as a shell would, 127 for no such command and 126 for a file
 /// that cannot be executed; the session's end records that code and why.
