@@ -694,6 +694,11 @@ impl AuditLog {
         &self.inner.location
     }
 
+    /// The signing key's file.
+    pub fn key_path(&self) -> &Path {
+        &self.inner.key_path
+    }
+
     /// Run `read` on this handle's reader connection.
     fn read<T: Send + 'static>(
         &self,

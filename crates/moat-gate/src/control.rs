@@ -397,6 +397,9 @@ impl Connection {
                 session.id
             ));
         }
+        if let Some(refusal) = self.shows_gate_state(Path::new(&start.workspace)) {
+            return Err(refusal);
+        }
         if !self
             .active
             .lock()
@@ -425,6 +428,30 @@ impl Connection {
             opened: Instant::now(),
             stop,
             server,
+        })
+    }
+
+    /// Why a session working in `workspace` may not open here: the agent would see this gate's
+    /// data directory, audit log or signing key (`moat run` checks the ones it is configured
+    /// with; this gate's may differ). Inside, the agent could rewrite the log and sign with the
+    /// key.
+    fn shows_gate_state(&self, workspace: &Path) -> Option<String> {
+        let audit = &self.gate.audit;
+        let protected = [
+            ("data directory", self.gate.config.data_dir.as_path()),
+            ("audit log", audit.path()),
+            ("audit signing key", audit.key_path()),
+        ];
+        protected.into_iter().find_map(|(what, path)| {
+            let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+            (path.starts_with(workspace) || workspace.starts_with(&path)).then(|| {
+                format!(
+                    "the workspace {} would show the agent this gate's {what} ({}): give the \
+                     agent a directory of its own",
+                    workspace.display(),
+                    path.display()
+                )
+            })
         })
     }
 

@@ -279,6 +279,27 @@ async fn bad_opens_are_refused_and_record_nothing() {
         "{error}"
     );
 
+    // A workspace that would show the agent the gate's own state (its data directory, audit log
+    // or key), whatever `moat run` was configured with.
+    let data_dir = gate.data_dir.path().canonicalize().unwrap();
+    for workspace in [
+        data_dir.parent().unwrap().to_path_buf(),
+        data_dir.join("sessions"),
+    ] {
+        let s = session("s-ctl-state");
+        let mut exposing = gate.client().await;
+        let refused = SessionStart {
+            workspace: workspace.to_string_lossy().into_owned(),
+            ..start(&s)
+        };
+        let error = exposing.open(&s, refused).await.unwrap_err();
+        assert!(
+            matches!(&error, ControlError::Refused(m) if m.contains("would show the agent this gate's data directory")),
+            "{}: {error}",
+            workspace.display()
+        );
+    }
+
     let s = session("s-ctl-dup");
     let mut first = gate.client().await;
     first.open(&s, start(&s)).await.unwrap();
