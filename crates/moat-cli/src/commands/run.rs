@@ -752,9 +752,9 @@ fn keep_moat_state_out(
 ) -> anyhow::Result<()> {
     let mut protected = vec![("data directory", data_dir.to_path_buf())];
     protected.extend(audit.protected_files());
-    let shown = std::iter::once(("--workspace", workspace))
+    let shown = std::iter::once(("the workspace", workspace))
         .chain(ro_paths.iter().map(|path| ("--ro", path.as_path())));
-    for (flag, shown) in shown {
+    for (label, shown) in shown {
         for (what, path) in &protected {
             let relation = if path.starts_with(shown) {
                 "would show the agent"
@@ -764,7 +764,7 @@ fn keep_moat_state_out(
                 continue;
             };
             return Err(UserError::new(format!(
-                "{flag} {} {relation} moat's {what} ({})",
+                "{label} {} {relation} moat's {what} ({})",
                 shown.display(),
                 path.display()
             ))
