@@ -29,26 +29,20 @@ pub fn run(cli: Cli, init: Option<moat_sandbox::InitProcess>) -> ExitCode {
     match commands::dispatch(cli, init) {
         Ok(code) => code,
         Err(error) => {
-            report(&error);
-            let code = error
-                .chain()
-                .find_map(|e| e.downcast_ref::<UserError>())
-                .and_then(|e| e.exit_code);
-            ExitCode::from(code.unwrap_or(1))
+            let user = error.chain().find_map(|e| e.downcast_ref::<UserError>());
+            report(&error, user);
+            ExitCode::from(user.and_then(|e| e.exit_code).unwrap_or(1))
         }
     }
 }
 
-fn report(error: &anyhow::Error) {
+/// Prints `error` and its causes, and the hint of the [`UserError`] among them (`user`).
+fn report(error: &anyhow::Error, user: Option<&UserError>) {
     eprintln!("error: {error}");
     for cause in error.chain().skip(1) {
         eprintln!("  caused by: {cause}");
     }
-    if let Some(hint) = error
-        .chain()
-        .find_map(|e| e.downcast_ref::<UserError>())
-        .and_then(|e| e.hint.as_deref())
-    {
+    if let Some(hint) = user.and_then(|e| e.hint.as_deref()) {
         eprintln!("hint: {hint}");
     }
 }

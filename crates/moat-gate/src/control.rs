@@ -241,6 +241,7 @@ pub async fn serve_control(
     // Only the user the gate runs as may open sessions (the socket's mode says so too).
     let owner = std::fs::metadata(&path)?.uid();
     let active: Active = Arc::default();
+    let protected = protected_state(&gate);
     let (stop, stopped) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -271,6 +272,7 @@ pub async fn serve_control(
         let connection = Connection {
             gate: Arc::clone(&gate),
             active: Arc::clone(&active),
+            protected: Arc::clone(&protected),
             stopped: stopped.clone(),
         };
         connections.spawn(connection.serve(stream));
@@ -299,7 +301,26 @@ type Active = Arc<Mutex<HashSet<String>>>;
 struct Connection {
     gate: Arc<Gate>,
     active: Active,
+    /// What no session's workspace may show ([`protected_state`]).
+    protected: Arc<[(&'static str, PathBuf)]>,
     stopped: watch::Receiver<bool>,
+}
+
+/// This gate's own state, which no session's workspace may show the agent: its data directory,
+/// audit log and signing key, resolved once (they do not move while the gate runs).
+fn protected_state(gate: &Gate) -> Arc<[(&'static str, PathBuf)]> {
+    let audit = &gate.audit;
+    [
+        ("data directory", gate.config.data_dir.as_path()),
+        ("audit log", audit.path()),
+        ("audit signing key", audit.key_path()),
+    ]
+    .into_iter()
+    .map(|(what, path)| {
+        let resolved = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        (what, resolved)
+    })
+    .collect()
 }
 
 /// A session this gate serves.
@@ -436,15 +457,8 @@ impl Connection {
     /// with; this gate's may differ). Inside, the agent could rewrite the log and sign with the
     /// key.
     fn shows_gate_state(&self, workspace: &Path) -> Option<String> {
-        let audit = &self.gate.audit;
-        let protected = [
-            ("data directory", self.gate.config.data_dir.as_path()),
-            ("audit log", audit.path()),
-            ("audit signing key", audit.key_path()),
-        ];
-        protected.into_iter().find_map(|(what, path)| {
-            let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-            (path.starts_with(workspace) || workspace.starts_with(&path)).then(|| {
+        self.protected.iter().find_map(|(what, path)| {
+            (path.starts_with(workspace) || workspace.starts_with(path)).then(|| {
                 format!(
                     "the workspace {} would show the agent this gate's {what} ({}): give the \
                      agent a directory of its own",

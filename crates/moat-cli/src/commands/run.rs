@@ -48,12 +48,8 @@ pub fn run(
     let workspace = workspace(args.workspace.as_deref())?;
     let ro_paths = read_only_paths(&args.ro_paths)?;
     let data_dir = loaded.data_dir(global)?;
-    keep_moat_state_out(
-        &workspace,
-        &ro_paths,
-        &data_dir,
-        &loaded.audit_store(global, &data_dir),
-    )?;
+    let audit_store = loaded.audit_store(global, &data_dir);
+    keep_moat_state_out(&workspace, &ro_paths, &data_dir, &audit_store)?;
     std::fs::create_dir_all(&data_dir)?;
     let limits = Limits {
         memory: args.memory.as_deref().map(parse_size).transpose()?,
@@ -122,8 +118,8 @@ pub fn run(
         admitted,
     )?;
     let session_run = SessionRun {
-        global,
         loaded,
+        audit_store: &audit_store,
         args: &args,
         data_dir: &data_dir,
         session_dir: &mut session_dir,
@@ -259,8 +255,8 @@ impl SandboxThread {
 /// One session from the gate's side: find the gate, open the session and record its start,
 /// admit the sandbox, wait for the agent, record the end.
 struct SessionRun<'a> {
-    global: &'a GlobalArgs,
     loaded: &'a Loaded,
+    audit_store: &'a AuditStore,
     args: &'a RunArgs,
     data_dir: &'a Path,
     session_dir: &'a mut SessionDir,
@@ -280,8 +276,8 @@ impl SessionRun<'_> {
         mut exited: tokio::sync::oneshot::Receiver<Outcome>,
     ) -> anyhow::Result<Outcome> {
         let Self {
-            global,
             loaded,
+            audit_store,
             args,
             data_dir,
             session_dir,
@@ -290,8 +286,7 @@ impl SessionRun<'_> {
             backend,
             stop,
         } = self;
-        let audit_store = loaded.audit_store(global, data_dir);
-        let (runtime, mut gate) = session_gate(loaded, args, data_dir, &audit_store)?;
+        let (runtime, mut gate) = session_gate(loaded, args, data_dir, audit_store)?;
 
         runtime.block_on(async move {
             let enforced = moat_sandbox::host_report().enforceable(spec);
@@ -419,13 +414,16 @@ fn session_result(result: Result<Outcome, SandboxError>) -> anyhow::Result<Outco
             code,
         }) => {
             let hint = if code == 127 {
-                "the command is looked up on the sandbox's PATH (/usr/local/bin:/usr/bin:/bin \
-                 unless --env sets it), and the sandbox shows only /usr, the workspace and the \
-                 --ro paths: for a command installed elsewhere (e.g. ~/.local/bin), add \
-                 `--ro DIR` and run it by its full path"
+                format!(
+                    "the command is looked up on the sandbox's PATH ({AGENT_PATH} unless --env \
+                     sets it), and the sandbox shows only /usr, the workspace and the --ro \
+                     paths: for a command installed elsewhere (e.g. ~/.local/bin), add `--ro \
+                     DIR` and run it by its full path"
+                )
             } else {
                 "the file is there but cannot be executed in the sandbox: check its mode and its \
                  `#!` line, and that it lies under /usr, the workspace or a --ro path"
+                    .to_owned()
             };
             Err(
                 UserError::new(format!("could not start {program} in the sandbox: {error}"))
@@ -748,7 +746,7 @@ fn keep_moat_state_out(
     workspace: &Path,
     ro_paths: &[PathBuf],
     data_dir: &Path,
-    audit: &crate::config::AuditStore,
+    audit: &AuditStore,
 ) -> anyhow::Result<()> {
     let mut protected = vec![("data directory", data_dir.to_path_buf())];
     protected.extend(audit.protected_files());
@@ -778,10 +776,13 @@ fn keep_moat_state_out(
     Ok(())
 }
 
+/// The agent's `PATH`, unless `--env` sets another.
+const AGENT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 /// The agent's whole environment: nothing is inherited from the host but the terminal type.
 fn environment(extra: &[String], gate: &str) -> anyhow::Result<Vec<(String, String)>> {
     let mut env: Vec<(String, String)> = [
-        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("PATH", AGENT_PATH),
         ("HOME", HOME),
         ("USER", "agent"),
         ("LANG", "C.UTF-8"),

@@ -98,6 +98,22 @@ impl RunEnv {
         args
     }
 
+    /// Runs `run` (a `moat run` on `data_dir` that must succeed; it answers its stderr) with a
+    /// gate of `moat run`'s own, then with a `moat gate` running on `data_dir`; what that gate
+    /// printed, once it has logged the session's end (after it answered the close and removed
+    /// the session's directory).
+    fn with_own_and_running_gate(&self, data_dir: &Path, run: impl Fn() -> String) -> String {
+        let own = run();
+        assert!(!own.contains("running gate"), "{own}");
+        let gate = MoatGate::start(Path::new(MOAT), self.gate_args(POLICY).data_dir(data_dir));
+        let served = run();
+        assert!(
+            served.contains("moat: using the running gate (pid"),
+            "{served}"
+        );
+        gate.output_once("session ended")
+    }
+
     /// Runs `moat run` on `data_dir` with `extra` flags and `command`, which must succeed;
     /// its stdout and stderr.
     fn run_ok_on(&self, data_dir: &Path, extra: &[&str], command: &[&str]) -> (String, String) {
@@ -853,16 +869,7 @@ fn sessions_run_with_a_data_dir_too_deep_for_a_socket_address() {
         stderr
     };
 
-    let own = run_deep();
-    assert!(!own.contains("running gate"), "{own}");
-
-    let gate = MoatGate::start(Path::new(MOAT), env.gate_args(POLICY).data_dir(&deep));
-    let served = run_deep();
-    assert!(
-        served.contains("moat: using the running gate (pid"),
-        "{served}"
-    );
-    let log = gate.output_once("session ended");
+    let log = env.with_own_and_running_gate(&deep, run_deep);
     assert!(log.contains("session opened"), "{log}");
     assert!(log.contains("session ended"), "{log}");
 }
@@ -894,18 +901,7 @@ fn sessions_run_when_the_sessions_directory_and_a_read_only_path_are_symlinks() 
         stderr
     };
 
-    let own = run();
-    assert!(!own.contains("running gate"), "{own}");
-
-    let gate = MoatGate::start(Path::new(MOAT), env.gate_args(POLICY).data_dir(&data_dir));
-    let served = run();
-    assert!(
-        served.contains("moat: using the running gate (pid"),
-        "{served}"
-    );
-    // The gate logs a session's end after it answered the close, and after it removed the
-    // session's directory.
-    let log = gate.output_once("session ended");
+    let log = env.with_own_and_running_gate(&data_dir, run);
     assert!(log.contains("session ended"), "{log}");
     // Both gates removed their sessions' directories through the link.
     let left: Vec<_> = std::fs::read_dir(&sessions).expect("sessions").collect();
