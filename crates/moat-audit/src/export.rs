@@ -555,6 +555,7 @@ fn process_launch(seq: u64, start: &SessionStart) -> Value {
             "session": start.session,
             "command": start.command,
             "workspace": start.workspace,
+            "read_only": start.read_only,
             "backend": start.backend,
             "policy": start.policy,
             "enforced": start.enforced,
@@ -874,6 +875,7 @@ mod tests {
             agent: "claude".to_owned(),
             command: vec!["claude".to_owned(), "-p".to_owned(), "hi".to_owned()],
             workspace: "/work".to_owned(),
+            read_only: vec!["/srv/docs".to_owned()],
             backend: "embedded".to_owned(),
             policy: "abc".to_owned(),
             host: "build-1".to_owned(),
@@ -908,6 +910,8 @@ mod tests {
         assert_eq!(launch["device"]["hostname"], "build-1");
         assert_eq!(launch["time"], 1_767_322_800_000_i64);
         assert_eq!(launch["metadata"]["uid"], "1");
+        assert_eq!(launch["unmapped"]["workspace"], "/work");
+        assert_eq!(launch["unmapped"]["read_only"], json!(["/srv/docs"]));
         assert_eq!(allowed["type_uid"], 600302);
         assert_eq!(allowed["status_id"], 1);
         assert_eq!(allowed["severity_id"], 1);

@@ -183,8 +183,12 @@ pub struct SessionStart {
     pub agent: String,
     /// The agent's command line.
     pub command: Vec<String>,
-    /// The workspace directory (host path).
+    /// The workspace directory (host path), which the agent may write.
     pub workspace: String,
+    /// Host paths the agent may read (`--ro`), as the sandbox binds them. Absent from records
+    /// without any (and from every record written before it was kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only: Vec<String>,
     /// `embedded`, `podman`, `docker`.
     pub backend: String,
     /// The policy revision the gate decides with.
@@ -813,6 +817,36 @@ mod tests {
         assert_eq!(stored.seq, 7);
         assert_eq!(stored.event, blocked());
         assert_eq!(stored.event.kind(), "decision");
+    }
+
+    fn start(read_only: &[&str]) -> Event {
+        Event::SessionStart(SessionStart {
+            time: "2026-01-02T03:04:05Z".parse().unwrap(),
+            session: "s1".to_owned(),
+            operator: "alice".to_owned(),
+            agent: "claude".to_owned(),
+            command: vec!["claude".to_owned()],
+            workspace: "/work/app".to_owned(),
+            read_only: read_only.iter().map(|path| (*path).to_owned()).collect(),
+            backend: "embedded".to_owned(),
+            policy: "e654dbd9f62733c2".to_owned(),
+            host: "build-1".to_owned(),
+            enforced: vec!["landlock".to_owned()],
+            waived: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_start_without_read_only_paths_is_stored_as_before_they_were_kept() {
+        // The body is the Merkle leaf: a start without `--ro` paths must encode exactly as
+        // every start written before the field existed, and such a body must still decode.
+        let before = r#"{"agent":"claude","backend":"embedded","command":["claude"],"enforced":["landlock"],"host":"build-1","operator":"alice","policy":"e654dbd9f62733c2","session":"s1","time":"2026-01-02T03:04:05Z","type":"session-start","waived":[],"workspace":"/work/app"}"#;
+        assert_eq!(canonical::to_canonical(&start(&[])).unwrap(), before);
+        assert_eq!(decode(1, before).unwrap().event, start(&[]));
+
+        let with = canonical::to_canonical(&start(&["/srv/docs"])).unwrap();
+        assert!(with.contains(r#""read_only":["/srv/docs"]"#), "{with}");
+        assert_eq!(decode(2, &with).unwrap().event, start(&["/srv/docs"]));
     }
 
     #[test]

@@ -28,7 +28,7 @@
 use std::collections::HashSet;
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -301,13 +301,23 @@ type Active = Arc<Mutex<HashSet<String>>>;
 struct Connection {
     gate: Arc<Gate>,
     active: Active,
-    /// What no session's workspace may show ([`protected_state`]).
+    /// What no session may show its agent ([`protected_state`]).
     protected: Arc<[(&'static str, PathBuf)]>,
     stopped: watch::Receiver<bool>,
 }
 
-/// This gate's own state, which no session's workspace may show the agent: its data directory,
-/// audit log and signing key, resolved once (they do not move while the gate runs).
+/// Whether `path` is absolute and names no `.` or `..` component, so that comparing it by
+/// components compares what it names.
+fn is_plain_absolute(path: &Path) -> bool {
+    path.is_absolute()
+        && path
+            .components()
+            .all(|part| matches!(part, Component::RootDir | Component::Normal(_)))
+}
+
+/// This gate's own state, which no session may show its agent (by its workspace or a read-only
+/// path): its data directory, audit log and signing key, resolved once (they do not move while
+/// the gate runs).
 fn protected_state(gate: &Gate) -> Arc<[(&'static str, PathBuf)]> {
     let audit = &gate.audit;
     [
@@ -418,8 +428,16 @@ impl Connection {
                 session.id
             ));
         }
-        if let Some(refusal) = self.shows_gate_state(Path::new(&start.workspace)) {
-            return Err(refusal);
+        let shown = std::iter::once(("the workspace", &start.workspace)).chain(
+            start
+                .read_only
+                .iter()
+                .map(|path| ("the read-only path", path)),
+        );
+        for (label, path) in shown {
+            if let Some(refusal) = self.shows_gate_state(label, Path::new(path)) {
+                return Err(refusal);
+            }
         }
         if !self
             .active
@@ -452,18 +470,33 @@ impl Connection {
         })
     }
 
-    /// Why a session working in `workspace` may not open here: the agent would see this gate's
-    /// data directory, audit log or signing key (`moat run` checks the ones it is configured
-    /// with; this gate's may differ). Inside, the agent could rewrite the log and sign with the
-    /// key.
-    fn shows_gate_state(&self, workspace: &Path) -> Option<String> {
-        self.protected.iter().find_map(|(what, path)| {
-            (path.starts_with(workspace) || workspace.starts_with(path)).then(|| {
-                format!(
-                    "the workspace {} would show the agent this gate's {what} ({}): give the \
-                     agent a directory of its own",
-                    workspace.display(),
+    /// Why a session that shows the agent `path` (its workspace, which it may write, or a path
+    /// it may read) may not open here: the agent would see this gate's data directory, audit
+    /// log or signing key (`moat run` checks the ones it is configured with; this gate's may
+    /// differ). Inside, the agent could rewrite the log and sign with the key.
+    ///
+    /// `path` is resolved as this gate sees it, symlinks followed. A path the gate cannot
+    /// resolve (a gate that sees another file system, e.g. a service with a private `/tmp`)
+    /// is compared as given, which must then be absolute and plain (no `.` or `..`): `moat
+    /// run` sends every path resolved.
+    fn shows_gate_state(&self, label: &str, path: &Path) -> Option<String> {
+        let resolved = match path.canonicalize() {
+            Ok(resolved) => resolved,
+            Err(_) if is_plain_absolute(path) => path.to_path_buf(),
+            Err(e) => {
+                return Some(format!(
+                    "{label} {} cannot be checked ({e}): send it absolute, without '.' or '..'",
                     path.display()
+                ));
+            }
+        };
+        self.protected.iter().find_map(|(what, protected)| {
+            (protected.starts_with(&resolved) || resolved.starts_with(protected)).then(|| {
+                format!(
+                    "{label} {} would show the agent this gate's {what} ({}): give the agent \
+                     a directory of its own",
+                    path.display(),
+                    protected.display()
                 )
             })
         })

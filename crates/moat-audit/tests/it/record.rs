@@ -18,6 +18,7 @@ fn start(session: &str, agent: &str, operator: &str, time: &str) -> Event {
         agent: agent.to_owned(),
         command: vec!["npm".to_owned(), "install".to_owned()],
         workspace: "/work/app".to_owned(),
+        read_only: Vec::new(),
         backend: "embedded".to_owned(),
         policy: "default".to_owned(),
         host: "build-1".to_owned(),

@@ -297,6 +297,11 @@ impl SessionRun<'_> {
                 agent: session.agent.clone(),
                 command: spec.command.clone(),
                 workspace: spec.workspace.display().to_string(),
+                read_only: spec
+                    .ro_paths
+                    .iter()
+                    .map(|path| path.display().to_string())
+                    .collect(),
                 backend: backend.to_owned(),
                 // Filled in by the gate: the revision of the policy it decides with.
                 policy: String::new(),

@@ -980,6 +980,18 @@ fn cargo_in_a_session_is_steered_and_a_locked_blocked_version_is_refused() {
     ];
     let fetched = env.run(&flags, &["cargo", "fetch"]);
     assert!(fetched.status.success(), "{}", text(&fetched));
+    // The record says what the agent could read, as the sandbox bound it.
+    let events = env.events();
+    let start = events
+        .iter()
+        .find(|e| e["type"] == "session-start")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    let resolved = |dir: &Path| dir.canonicalize().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        start["read_only"],
+        serde_json::json!([resolved(&cargo_home), resolved(&rustup_home)]),
+        "{start}"
+    );
     let lock = std::fs::read_to_string(ws.join("Cargo.lock")).unwrap();
     assert!(
         lock.contains("name = \"tinycrate\"\nversion = \"1.1.0\""),

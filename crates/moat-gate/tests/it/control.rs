@@ -107,6 +107,7 @@ fn start(session: &SessionContext) -> SessionStart {
         agent: session.agent.clone(),
         command: vec!["npm".to_owned(), "install".to_owned()],
         workspace: "/work/ws".to_owned(),
+        read_only: Vec::new(),
         backend: "embedded".to_owned(),
         // The client's guess; the gate records its own revision.
         policy: "unknown".to_owned(),
@@ -149,7 +150,11 @@ async fn open_serves_the_session_and_close_records_its_end() {
         }
     );
     let s = session("s-ctl-1");
-    let opened = client.open(&s, start(&s)).await.unwrap();
+    let with_read_only = SessionStart {
+        read_only: vec!["/srv/docs".to_owned()],
+        ..start(&s)
+    };
+    let opened = client.open(&s, with_read_only).await.unwrap();
     assert_eq!(
         opened.socket,
         gate.session_dir("s-ctl-1")
@@ -174,6 +179,7 @@ async fn open_serves_the_session_and_close_records_its_end() {
     assert_eq!(recorded.policy, gate.policy);
     assert_eq!(recorded.agent, "claude");
     assert_eq!(recorded.command, ["npm", "install"]);
+    assert_eq!(recorded.read_only, ["/srv/docs"]);
     assert!(events.iter().any(|event| matches!(event,
         Event::Decision(d) if d.identity == "session:s-ctl-1" && d.action == "block")));
     let Some(Event::SessionEnd(ended)) = events.last() else {
@@ -279,26 +285,58 @@ async fn bad_opens_are_refused_and_record_nothing() {
         "{error}"
     );
 
-    // A workspace that would show the agent the gate's own state (its data directory, audit log
-    // or key), whatever `moat run` was configured with.
+    // A workspace or read-only path that would show the agent the gate's own state (its data
+    // directory, audit log or key), whatever `moat run` was configured with, however spelled.
     let data_dir = gate.data_dir.path().canonicalize().unwrap();
-    for workspace in [
+    let elsewhere = tempfile::tempdir().unwrap();
+    let link = elsewhere.path().join("link-to-parent");
+    std::os::unix::fs::symlink(data_dir.parent().unwrap(), &link).unwrap();
+    let exposing_paths = [
         data_dir.parent().unwrap().to_path_buf(),
         data_dir.join("sessions"),
-    ] {
+        data_dir.join(".."),
+        link,
+    ];
+    let plain = elsewhere.path().to_string_lossy().into_owned();
+    for shown in &exposing_paths {
+        let shown = shown.to_string_lossy().into_owned();
         let s = session("s-ctl-state");
-        let mut exposing = gate.client().await;
-        let refused = SessionStart {
-            workspace: workspace.to_string_lossy().into_owned(),
+        let as_workspace = SessionStart {
+            workspace: shown.clone(),
             ..start(&s)
         };
-        let error = exposing.open(&s, refused).await.unwrap_err();
-        assert!(
-            matches!(&error, ControlError::Refused(m) if m.contains("would show the agent this gate's data directory")),
-            "{}: {error}",
-            workspace.display()
-        );
+        let as_read_only = SessionStart {
+            workspace: plain.clone(),
+            read_only: vec![plain.clone(), shown.clone()],
+            ..start(&s)
+        };
+        for (refused, label) in [
+            (as_workspace, "the workspace"),
+            (as_read_only, "the read-only path"),
+        ] {
+            let mut exposing = gate.client().await;
+            let error = exposing.open(&s, refused).await.unwrap_err();
+            let expected =
+                format!("{label} {shown} would show the agent this gate's data directory");
+            assert!(
+                matches!(&error, ControlError::Refused(m) if m.contains(&expected)),
+                "{shown}: {error}"
+            );
+        }
     }
+    // A spelling the gate cannot resolve is refused unless plain: compared as given, `..` could
+    // hide where it leads.
+    let s = session("s-ctl-unplain");
+    let mut unplain = gate.client().await;
+    let refused = SessionStart {
+        read_only: vec!["/nonexistent/../etc".to_owned()],
+        ..start(&s)
+    };
+    let error = unplain.open(&s, refused).await.unwrap_err();
+    assert!(
+        matches!(&error, ControlError::Refused(m) if m.contains("cannot be checked")),
+        "{error}"
+    );
 
     let s = session("s-ctl-dup");
     let mut first = gate.client().await;
