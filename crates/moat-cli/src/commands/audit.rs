@@ -251,16 +251,24 @@ fn list(
                     d.identity
                 );
             }
-            Event::SessionStart(start) => println!(
-                "{:>6}  {}  start  session {} agent {} operator {} ({}): {}",
-                stored.seq,
-                start.time.strftime("%Y-%m-%d %H:%M:%S"),
-                start.session,
-                start.agent,
-                start.operator,
-                start.backend,
-                start.command.join(" ")
-            ),
+            Event::SessionStart(start) => {
+                let read_only = if start.read_only.is_empty() {
+                    String::new()
+                } else {
+                    format!(" read-only {}", start.read_only.join(", "))
+                };
+                println!(
+                    "{:>6}  {}  start  session {} agent {} operator {} ({}) in {}{read_only}: {}",
+                    stored.seq,
+                    start.time.strftime("%Y-%m-%d %H:%M:%S"),
+                    start.session,
+                    start.agent,
+                    start.operator,
+                    start.backend,
+                    start.workspace,
+                    start.command.join(" ")
+                );
+            }
             Event::SessionEnd(end) => {
                 let status = match (end.exit_code, end.signal) {
                     (Some(code), _) => format!("exit {code}"),

@@ -992,6 +992,18 @@ fn cargo_in_a_session_is_steered_and_a_locked_blocked_version_is_refused() {
         serde_json::json!([resolved(&cargo_home), resolved(&rustup_home)]),
         "{start}"
     );
+    let data = env.data.path().to_string_lossy().into_owned();
+    let listed = run_moat(Path::new(MOAT), &["audit", "list", "--data-dir", &data]);
+    let expected = format!(
+        "in {} read-only {}, {}: cargo fetch",
+        resolved(ws),
+        resolved(&cargo_home),
+        resolved(&rustup_home)
+    );
+    assert!(
+        listed.assert_success().stdout.contains(&expected),
+        "{expected}\n{listed}"
+    );
     let lock = std::fs::read_to_string(ws.join("Cargo.lock")).unwrap();
     assert!(
         lock.contains("name = \"tinycrate\"\nversion = \"1.1.0\""),
