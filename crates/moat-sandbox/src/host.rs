@@ -36,6 +36,11 @@ impl Stop {
     pub fn stop(&self) {
         let _ = rustix::io::write(self.event.as_fd(), &1u64.to_ne_bytes());
     }
+
+    /// The eventfd that [`Stop::stop`] writes to.
+    pub(crate) fn event(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.event.as_fd()
+    }
 }
 
 /// What this host can enforce, probed once per process (the facts do not change while it runs).

@@ -212,6 +212,7 @@ fn enter_namespaces() -> Result<(), String> {
 /// The outer init, in the namespaces ([`enter_namespaces`]) and the session's cgroups: enter
 /// the cgroup namespace, fork pid 1, wait for it, exit with its code.
 fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
+    terminal_signals(true);
     #[allow(unsafe_code)]
     // SAFETY: single-threaded, as in enter_namespaces.
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWCGROUP) }
@@ -236,6 +237,7 @@ fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i
     if child == 0 {
         // pid 1 of the new namespace: dies with the outer init, and the namespace with it.
         drop(alive_write);
+        terminal_signals(false);
         let armed = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_ok();
         let parent_alive = matches!(
             rustix::io::read(&alive_read, &mut [0u8; 1]),
@@ -269,6 +271,30 @@ fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i
             Ok(None) | Err(rustix::io::Errno::INTR) => continue,
             Err(error) => return Err(format!("could not wait for the namespace init: {error}")),
         }
+    }
+}
+
+/// The terminal's Ctrl-C and Ctrl-\ (`SIGINT`, `SIGQUIT`) are the agent's to handle (see
+/// `signals`), but the outer init is in the terminal's foreground process group with it and
+/// would die of them, ending the session: it blocks them (`block`), and pid 1, forked from it,
+/// unblocks them again (as the namespace's init it gets no signal it has no handler for), so
+/// that the agent starts with neither blocked. Blocked rather than ignored: an ignored
+/// disposition would be inherited by pid 1 and survive into the agent's `exec`.
+fn terminal_signals(block: bool) {
+    let how = if block {
+        libc::SIG_BLOCK
+    } else {
+        libc::SIG_UNBLOCK
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `set` is a live sigset_t, initialized by sigemptyset before it is read; the
+    // calls take pointers to it only for their duration.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGQUIT);
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
     }
 }
 

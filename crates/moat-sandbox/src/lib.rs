@@ -90,6 +90,7 @@ mod probe;
 mod protocol;
 mod rootfs;
 mod seccomp;
+mod signals;
 mod spec;
 
 pub use alloc::Allocator;
@@ -103,4 +104,5 @@ pub use init::init_main;
 pub use podman::{Backend, PodmanReport, probe_podman, run_backend, run_backend_admitted};
 pub use probe::{CgroupSupport, CgroupVersion, HostReport, Placement, probe, probe_cgroups};
 pub use protocol::{GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};
+pub use signals::stop_on_signals;
 pub use spec::{Admission, ExitStatus, Limits, Outcome, Property, ResourceUsage, Spec};

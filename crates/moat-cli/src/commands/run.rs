@@ -101,8 +101,8 @@ pub fn run(
         allow_missing: waived,
         stdin_prefix: secrets_frame(&secrets),
     };
-    // `moat stop` sends SIGTERM; Ctrl-C sends SIGINT: either ends the sandbox, and the session
-    // is still recorded as ended.
+    // `moat stop` sends SIGTERM, a closed terminal SIGHUP: either ends the sandbox, and the
+    // session is still recorded as ended. Ctrl-C is the agent's (`stop_on_signals`).
     let stop = moat_sandbox::Stop::new()?;
 
     // The sandbox starts now, before the gate is even found: its init builds it from the spec
@@ -126,6 +126,7 @@ pub fn run(
         session,
         spec: &spec,
         backend: backend.name(),
+        agent_hears_the_terminal: backend == Backend::Embedded,
         stop,
     };
     let outcome = session_run.drive(admit, sandbox.finished, sandbox.exited);
@@ -263,6 +264,9 @@ struct SessionRun<'a> {
     session: SessionContext,
     spec: &'a Spec,
     backend: &'static str,
+    /// The agent is in this process's group, so a terminal's Ctrl-C reaches it directly
+    /// (the embedded backend; a container's agent is not).
+    agent_hears_the_terminal: bool,
     stop: moat_sandbox::Stop,
 }
 
@@ -284,6 +288,7 @@ impl SessionRun<'_> {
             session,
             spec,
             backend,
+            agent_hears_the_terminal,
             stop,
         } = self;
         let (runtime, mut gate) = session_gate(loaded, args, data_dir, audit_store)?;
@@ -324,7 +329,7 @@ impl SessionRun<'_> {
                 spec.workspace.display()
             );
             let started = Instant::now();
-            let signals = tokio::spawn(stop_on_signal(stop.clone()));
+            moat_sandbox::stop_on_signals(&stop, agent_hears_the_terminal)?;
             let _ = admit.send(Ok(Admission {
                 gate_socket,
                 gate_port,
@@ -357,7 +362,6 @@ impl SessionRun<'_> {
                     ((&mut sandbox).await?, false, true)
                 }
             };
-            signals.abort();
             let end = match &result {
                 Ok(outcome) => SessionEnd {
                     time: jiff::Timestamp::now(),
@@ -695,22 +699,6 @@ fn sandbox_port(public_url: &str) -> Option<u16> {
     (url.scheme() == "http" && loopback)
         .then(|| url.port_or_known_default())
         .flatten()
-}
-
-/// Stop the sandbox on SIGTERM or SIGINT.
-async fn stop_on_signal(stop: moat_sandbox::Stop) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    stop.stop();
 }
 
 /// The workspace: the given directory or the current one, which must exist.

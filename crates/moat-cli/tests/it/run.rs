@@ -940,6 +940,103 @@ fn ps_lists_a_running_session_and_stop_ends_it() {
     assert_eq!(after, serde_json::json!([]));
 }
 
+/// Ctrl-C in a terminal is the agent's. The agent is in the terminal's foreground process group
+/// with `moat run` and hears it itself; an interactive agent takes it to interrupt what it is
+/// doing, so the session goes on until the agent exits, with the agent's status. `moat run`
+/// ended the session (SIGKILL, 137) on it. A SIGINT sent by a process still ends the session.
+#[test]
+fn ctrl_c_in_a_terminal_is_the_agents_and_a_sent_sigint_ends_the_session() {
+    let env = RunEnv::start(POLICY);
+    // The inits block Ctrl-C for themselves; the agent starts with no signal blocked (a shell
+    // would clear its mask before it runs a command: the agent reads its own).
+    let mask = env.run(&[], &["grep", "SigBlk", "/proc/self/status"]);
+    assert!(
+        mask.assert_success()
+            .stdout
+            .contains("SigBlk:\t0000000000000000"),
+        "{mask}"
+    );
+    let agent = "trap 'echo interrupted; exit 7' INT; echo READY; sleep 60 & wait";
+    let quote = |arg: &str| format!("'{}'", arg.replace('\'', r"'\''"));
+    let command_line = std::iter::once(MOAT.to_owned())
+        .chain(env.run_args(&[], &["sh", "-c", agent]))
+        .map(|arg| quote(&arg))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // `script` runs `moat run` on a terminal of its own and copies its stdin to that terminal,
+    // where the byte 0x03 is Ctrl-C: the terminal sends SIGINT to its foreground process group.
+    let mut terminal = std::process::Command::new("script")
+        .args([
+            "--quiet",
+            "--return",
+            "--command",
+            &command_line,
+            "/dev/null",
+        ])
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut stdout = terminal.stdout.take().expect("stdout");
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(read @ 1..) = stdout.read(&mut buffer) {
+            let _ = lines.send(String::from_utf8_lossy(&buffer[..read]).into_owned());
+        }
+    });
+    let mut output = String::new();
+    while !output.contains("READY") {
+        // A bound on a hang, not a timing assertion.
+        match seen.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(chunk) => output.push_str(&chunk),
+            Err(_) => panic!("the agent never printed READY: {output}"),
+        }
+    }
+    let mut stdin = terminal.stdin.take().expect("stdin");
+    stdin.write_all(b"\x03").expect("Ctrl-C");
+    let status = terminal.wait().expect("script");
+    drop(stdin);
+    while let Ok(chunk) = seen.recv_timeout(std::time::Duration::from_secs(5)) {
+        output.push_str(&chunk);
+    }
+    assert_eq!(status.code(), Some(7), "{output}");
+    assert!(output.contains("interrupted"), "{output}");
+    let events = env.events();
+    let end = events
+        .iter()
+        .rfind(|e| e["type"] == "session-end")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(end["exit_code"], 7, "{end}");
+    assert!(end.get("reason").is_none_or(Value::is_null), "{end}");
+
+    // The same signal sent by a process reaches `moat run` alone: the session ends.
+    let mut child = std::process::Command::new(MOAT)
+        .args(env.run_args(&[], &["sleep", "60"]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let session = env.wait_for_session()[0]["session"]
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(interrupted.success());
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    let events = env.events();
+    let end = events
+        .iter()
+        .find(|e| e["type"] == "session-end" && e["session"] == session.as_str())
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(end["reason"], "stopped", "{end}");
+}
+
 /// The host's Rust toolchain, shown read-only inside: `(CARGO_HOME, RUSTUP_HOME)`.
 fn toolchain_dirs() -> (PathBuf, PathBuf) {
     let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
