@@ -285,6 +285,29 @@ impl RunEnv {
         panic!("no session showed up in `moat ps`");
     }
 
+    /// Starts `moat run -- sleep 60` and waits until `moat ps` lists it: the process, and the
+    /// listing's entry for it.
+    fn sleeping_session(&self) -> (std::process::Child, Value) {
+        let child = std::process::Command::new(MOAT)
+            .args(self.run_args(&[], &["sleep", "60"]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moat run");
+        let listed = self.wait_for_session();
+        (child, listed[0].clone())
+    }
+
+    /// The recorded end of `session`.
+    fn end_of(&self, session: &str) -> Value {
+        let events = self.events();
+        events
+            .iter()
+            .find(|e| e["type"] == "session-end" && e["session"] == session)
+            .unwrap_or_else(|| panic!("no end of {session} in {events:?}"))
+            .clone()
+    }
+
     fn events(&self) -> Vec<Value> {
         let data = self.data.path().to_string_lossy().into_owned();
         let listed = run_moat(
@@ -912,27 +935,14 @@ fn sessions_run_when_the_sessions_directory_and_a_read_only_path_are_symlinks() 
 #[test]
 fn ps_lists_a_running_session_and_stop_ends_it() {
     let env = RunEnv::start(POLICY);
-    let mut child = std::process::Command::new(MOAT)
-        .args(env.run_args(&[], &["sleep", "60"]))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, listed) = env.sleeping_session();
     let data = env.data.path().to_string_lossy().into_owned();
-    let listed = env.wait_for_session();
-    let session = listed[0]["session"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{listed}"))
-        .to_owned();
-    assert_eq!(listed[0]["agent"], "e2e-agent");
-    run_moat(Path::new(MOAT), &["stop", &session, "--data-dir", &data]).assert_success();
+    let session = listed["session"].as_str().expect("session id");
+    assert_eq!(listed["agent"], "e2e-agent");
+    run_moat(Path::new(MOAT), &["stop", session, "--data-dir", &data]).assert_success();
     let status = child.wait().unwrap();
     assert!(!status.success());
-    let events = env.events();
-    let end = events
-        .iter()
-        .find(|e| e["type"] == "session-end" && e["session"] == session.as_str())
-        .unwrap_or_else(|| panic!("{events:?}"));
+    let end = env.end_of(session);
     assert_eq!(end["reason"], "stopped", "{end}");
     let after = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
         .assert_success()
@@ -1013,27 +1023,14 @@ fn ctrl_c_in_a_terminal_is_the_agents_and_a_sent_sigint_ends_the_session() {
     assert!(end.get("reason").is_none_or(Value::is_null), "{end}");
 
     // The same signal sent by a process reaches `moat run` alone: the session ends.
-    let mut child = std::process::Command::new(MOAT)
-        .args(env.run_args(&[], &["sleep", "60"]))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let session = env.wait_for_session()[0]["session"]
-        .as_str()
-        .expect("session id")
-        .to_owned();
+    let (mut child, listed) = env.sleeping_session();
     let interrupted = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(interrupted.success());
     assert_eq!(child.wait().unwrap().code(), Some(137));
-    let events = env.events();
-    let end = events
-        .iter()
-        .find(|e| e["type"] == "session-end" && e["session"] == session.as_str())
-        .unwrap_or_else(|| panic!("{events:?}"));
+    let end = env.end_of(listed["session"].as_str().expect("session id"));
     assert_eq!(end["reason"], "stopped", "{end}");
 }
 
