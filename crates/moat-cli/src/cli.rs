@@ -166,7 +166,8 @@ pub enum Command {
         json: bool,
     },
 
-    /// End a running agent session.
+    /// End a running agent session: the agent gets SIGTERM, and the session's --stop-timeout
+    /// (10s by default) to exit before its sandbox is killed. Run it again to kill at once.
     Stop {
         /// The session id (from `moat ps`).
         session: String,
@@ -262,9 +263,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "CORES")]
     pub cpus: Option<f64>,
 
-    /// End the session after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<u64>,
+    /// End the session after this long: seconds, or a duration like 90s, 30m or 2h. The agent
+    /// gets SIGTERM, then --stop-timeout to exit before the sandbox is killed.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// How long the agent has to exit on SIGTERM when the session is ended (by --timeout,
+    /// `moat stop`, SIGTERM or SIGHUP to moat run) before the whole sandbox is killed; a second
+    /// stop kills at once. The podman backend kills at once.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
+    pub stop_timeout: std::time::Duration,
 
     /// Run even when a requested limit cannot be enforced on this host (the audit record
     /// names what did not hold).
@@ -559,6 +567,23 @@ pub enum ExportFormat {
     Ocsf,
 }
 
+/// A duration as people write it: seconds (`90`, `1.5`), or a number with `s`, `m` or `h`.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, scale) = match text.char_indices().last() {
+        Some((at, 's')) => (&text[..at], 1.0),
+        Some((at, 'm')) => (&text[..at], 60.0),
+        Some((at, 'h')) => (&text[..at], 3600.0),
+        _ => (text, 1.0),
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|value| value.is_finite() && *value >= 0.0)
+        .and_then(|value| std::time::Duration::try_from_secs_f64(value * scale).ok())
+        .ok_or_else(|| format!("{text:?} is not a duration: write seconds, or e.g. 90s, 30m, 2h"))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory as _, Parser as _};
@@ -640,6 +665,25 @@ mod tests {
                 .expect_err("refused")
                 .to_string();
             assert_eq!(full, run_only, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn durations_are_seconds_or_a_number_with_a_unit() {
+        let secs = std::time::Duration::from_secs_f64;
+        for (text, expected) in [
+            ("90", secs(90.0)),
+            ("1.5", secs(1.5)),
+            ("90s", secs(90.0)),
+            ("30m", secs(1800.0)),
+            ("2h", secs(7200.0)),
+            ("0", secs(0.0)),
+        ] {
+            assert_eq!(duration(text), Ok(expected), "{text}");
+        }
+        for text in ["", "s", "-1", "1d", "ten", "inf", "NaN"] {
+            let error = duration(text).expect_err(text);
+            assert!(error.contains("not a duration"), "{error}");
         }
     }
 }

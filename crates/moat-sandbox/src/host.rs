@@ -2,6 +2,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,10 +15,15 @@ use crate::error::SandboxError;
 use crate::forked::InitProcess;
 use crate::probe::{CgroupSupport, HostReport, probe, probe_cgroups};
 use crate::protocol::{Admitted, Report, Request, read_reports_each, write_frame};
-use crate::spec::{Admission, ExitStatus, Outcome, Property, ResourceUsage, Spec};
+use crate::spec::{
+    Admission, DEFAULT_STOP_GRACE, ExitStatus, Outcome, Property, ResourceUsage, Spec,
+};
 
-/// Ends a running session from another thread (`moat stop`, Ctrl-C): the whole sandbox is
-/// killed as on a timeout and [`Outcome::stopped`] is set. Cloning shares the signal.
+/// Ends a running session from another thread (`moat stop`, a signal): as a timeout does, the
+/// agent is asked to end (`SIGTERM`) and given [`Limits::stop_grace`] before the whole sandbox
+/// is killed, and [`Outcome::stopped`] is set. Cloning shares the signal.
+///
+/// [`Limits::stop_grace`]: crate::Limits::stop_grace
 #[derive(Debug, Clone)]
 pub struct Stop {
     event: Arc<OwnedFd>,
@@ -32,9 +38,15 @@ impl Stop {
         })
     }
 
-    /// Fires the signal; every session waiting on it is killed. Idempotent.
+    /// Fires the signal; every session waiting on it is ended. Idempotent until the session
+    /// acts on it; once it has (asked the agent to end), firing again kills the sandbox at once.
     pub fn stop(&self) {
         let _ = rustix::io::write(self.event.as_fd(), &1u64.to_ne_bytes());
+    }
+
+    /// Clears a fired signal, so that the next [`stop`](Self::stop) is heard anew.
+    pub(crate) fn rearm(&self) {
+        let _ = rustix::io::read(self.event.as_fd(), &mut [0u8; 8]);
     }
 
     /// The eventfd that [`Stop::stop`] writes to.
@@ -202,7 +214,11 @@ pub fn run_admitted(
     drop(spec_pipe);
 
     let cgroup_enforced = &cgroup.enforced.clone();
+    // What the reader has heard, and what the host asked, for each other's use.
+    let agent_started = AtomicBool::new(false);
+    let ending_asked = AskedEnding::default();
     thread::scope(|scope| {
+        let (agent_started, ending_asked) = (&agent_started, &ending_asked);
         // The init reports the agent's exit once every process of the sandbox is gone, before
         // the namespaces are torn down: the outcome is complete then, and `on_exit` hears it.
         let reader = scope.spawn(move || {
@@ -225,13 +241,17 @@ pub fn run_admitted(
                             code,
                         });
                 }
-                Report::Started { enforced } => heard.enforced.extend(enforced),
+                Report::Started { enforced } => {
+                    heard.enforced.extend(enforced);
+                    agent_started.store(true, Ordering::Release);
+                }
                 Report::Exited { status, usage } if heard.exited.is_none() => {
                     let mut enforced = heard.enforced.clone();
                     enforced.extend(cgroup_enforced.iter().cloned());
+                    // An exit after a timeout or stop asked the agent to end is theirs.
                     let exited = outcome(
                         spec,
-                        Ending::Exited,
+                        ending_asked.get(),
                         status,
                         started.elapsed(),
                         usage,
@@ -249,9 +269,13 @@ pub fn run_admitted(
         let ending = wait_until_exit(pidfd, stop, spec.limits.timeout);
         let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
         if timed_out || stopped {
-            // The namespace init dies with the outer init (PR_SET_PDEATHSIG), and with it every
-            // process of the pid namespace.
-            let _ = pidfd_send_signal(pidfd, Signal::KILL);
+            ending_asked.set(ending);
+            let grace = spec.limits.stop_grace.unwrap_or(DEFAULT_STOP_GRACE);
+            if !agent_started.load(Ordering::Acquire) || !terminated(pidfd, stop, grace) {
+                // The namespace init dies with the outer init (PR_SET_PDEATHSIG), and with it
+                // every process of the pid namespace.
+                let _ = pidfd_send_signal(pidfd, Signal::KILL);
+            }
         }
         let (init_status, usage) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
         let duration = started.elapsed();
@@ -281,6 +305,39 @@ pub fn run_admitted(
         enforced.extend(cgroup_enforced.iter().cloned());
         Ok(outcome(spec, ending, status, duration, usage, enforced))
     })
+}
+
+/// Asks the agent to end: `SIGTERM` to the outer init, which relays it to pid 1, which relays
+/// it to the agent. True if the sandbox then exited within `grace`; false if it did not, or if
+/// `stop` fired again meanwhile (a second Ctrl-C or `moat stop` does not wait).
+fn terminated(pidfd: &OwnedFd, stop: &Stop, grace: Duration) -> bool {
+    stop.rearm();
+    let _ = pidfd_send_signal(pidfd, Signal::TERM);
+    wait_until_exit(pidfd, stop, Some(grace)) == Ending::Exited
+}
+
+/// The [`Ending`] the host asked for (a timeout or stop), shared with the reader of reports:
+/// the agent's exit, heard after it, is labelled with it. [`Ending::Exited`] until then.
+#[derive(Default)]
+struct AskedEnding(AtomicU8);
+
+impl AskedEnding {
+    fn set(&self, ending: Ending) {
+        let code = match ending {
+            Ending::Exited => 0,
+            Ending::TimedOut => 1,
+            Ending::Stopped => 2,
+        };
+        self.0.store(code, Ordering::Release);
+    }
+
+    fn get(&self) -> Ending {
+        match self.0.load(Ordering::Acquire) {
+            1 => Ending::TimedOut,
+            2 => Ending::Stopped,
+            _ => Ending::Exited,
+        }
+    }
 }
 
 /// What the init reported, as the reader heard it.

@@ -10,6 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::io::FdFlags;
 use rustix::process::{Pid, Signal, WaitOptions};
@@ -259,6 +260,7 @@ fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i
     }
     drop((request, spec, alive_read));
     let child = Pid::from_raw(child).ok_or("fork returned an invalid pid")?;
+    relay_terminate_to(child);
     loop {
         match rustix::process::waitpid(Some(child), WaitOptions::empty()) {
             Ok(Some((_, status))) => {
@@ -295,6 +297,45 @@ fn terminal_signals(block: bool) {
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGQUIT);
         libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// Where [`relay_terminate`] sends `SIGTERM`: pid 1 in the outer init, the agent in pid 1;
+/// 0 until known (pid 1, forked from the outer init, starts with its own copy, 0).
+static TERMINATE_RELAY: AtomicI32 = AtomicI32::new(0);
+
+/// From now on this process relays `SIGTERM` to `target` instead of dying of it: the host ends
+/// a session by asking the agent to end ([`crate::Stop`], a timeout) through the outer init,
+/// which relays to pid 1, which relays to the agent. pid 1 gets no signal it has no handler for.
+fn relay_terminate_to(target: Pid) {
+    TERMINATE_RELAY.store(target.as_raw_nonzero().get(), Ordering::Release);
+    #[allow(unsafe_code)]
+    // SAFETY: an all-zero sigaction is a valid value of this plain C struct; the handler set
+    // is an `extern "C"` function of the one-argument form, as a handler without SA_SIGINFO.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = relay_terminate as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    }
+}
+
+/// The handler of [`relay_terminate_to`]: an atomic load and `kill(2)`, async-signal-safe. A
+/// forked child runs it until its `exec` with its copy of the target, 0 before it was set (the
+/// agent's child side): never `kill(0)`, which would signal the whole process group.
+extern "C" fn relay_terminate(_: libc::c_int) {
+    let target = TERMINATE_RELAY.load(Ordering::Acquire);
+    if target > 0 {
+        #[allow(unsafe_code)]
+        // SAFETY: a plain system call with no memory arguments, to one positive pid: the
+        // outer init's child or pid 1's agent; errno is saved and restored around it.
+        unsafe {
+            let errno = libc::__errno_location();
+            let saved = *errno;
+            libc::kill(target, libc::SIGTERM);
+            *errno = saved;
+        }
     }
 }
 
@@ -432,6 +473,11 @@ fn serve(
     drop(command);
     if let Some((write, prefix)) = stdin_feed {
         std::thread::spawn(move || feed_stdin(write, &prefix));
+    }
+    // A timeout or stop asks the agent to end: the host's SIGTERM, relayed by the outer init,
+    // goes on to the agent. Set before the host hears that the agent started.
+    if let Some(agent) = Pid::from_raw(agent.id() as i32) {
+        relay_terminate_to(agent);
     }
     reporter.send(&Report::Started { enforced });
     bridge::spawn(listener);

@@ -22,7 +22,9 @@
 //!   the host's checks pass and the caller admits the session ([`run_admitted`], [`Admit`]:
 //!   `moat run` opens the session at the gate and records its start meanwhile, and the init
 //!   builds the sandbox meanwhile), enforces the wall-clock timeout and [`Stop`] by polling a
-//!   pidfd and an eventfd and sending `SIGKILL`, reaps with `wait4` for resource usage, and
+//!   pidfd and an eventfd, then sending `SIGTERM` (relayed by both inits to the agent) and,
+//!   after the grace period ([`Limits::stop_grace`]) or a second stop, `SIGKILL`; it reaps with
+//!   `wait4` for resource usage, and
 //!   removes the groups (killing any straggler). Host facts ([`probe`]) are probed once per
 //!   process and cached; the cgroups ([`probe_cgroups`]) only when a session asks for a limit.
 //! - [`init_main`] is the **sandbox side**, three processes deep:
@@ -73,7 +75,8 @@
 //! detected and applied automatically; see [`podman`] and [`probe_podman`].
 //!
 //! Unsafe code is denied crate-wide and allowed per block, each with a `// SAFETY:` comment: the
-//! forks, `wait4`, `getrusage`, the `lo` ioctl, adopting and placing the inherited descriptors,
+//! forks, `wait4`, `getrusage`, the `lo` ioctl, the signal handlers and masks (`signals`, and
+//! the inits' `SIGTERM` relay), adopting and placing the inherited descriptors,
 //! wiping a forked init's environment and arguments, and the `pre_exec` hooks (including
 //! podman's private mount namespace).
 
@@ -105,4 +108,6 @@ pub use podman::{Backend, PodmanReport, probe_podman, run_backend, run_backend_a
 pub use probe::{CgroupSupport, CgroupVersion, HostReport, Placement, probe, probe_cgroups};
 pub use protocol::{GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};
 pub use signals::stop_on_signals;
-pub use spec::{Admission, ExitStatus, Limits, Outcome, Property, ResourceUsage, Spec};
+pub use spec::{
+    Admission, DEFAULT_STOP_GRACE, ExitStatus, Limits, Outcome, Property, ResourceUsage, Spec,
+};

@@ -1205,7 +1205,7 @@ mod tests {
                 memory: Some(64 << 20),
                 pids: Some(16),
                 cpus: Some(0.5),
-                timeout: None,
+                ..Limits::default()
             },
             ..crate::spec::tests::spec()
         }

@@ -114,9 +114,16 @@ pub struct Limits {
     pub pids: Option<u64>,
     /// CPU bandwidth in cores, e.g. `1.5`.
     pub cpus: Option<f64>,
-    /// Wall-clock time after which the whole sandbox is killed.
+    /// Wall-clock time after which the session is ended as a stop ends it.
     pub timeout: Option<Duration>,
+    /// How long a timeout or stop waits for the agent to exit on `SIGTERM` before the whole
+    /// sandbox is killed; `None`: [`DEFAULT_STOP_GRACE`].
+    pub stop_grace: Option<Duration>,
 }
+
+/// How long the agent has to exit on `SIGTERM` when a timeout or stop ends its session, as
+/// `docker stop` gives a container.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl Limits {
     /// Whether `controller`'s limit is set.
@@ -166,7 +173,7 @@ impl Property {
 pub enum ExitStatus {
     /// It exited with this code.
     Code(i32),
-    /// It was killed by this signal (a timeout kills with `SIGKILL`).
+    /// It was killed by this signal (`SIGTERM` or `SIGKILL` after a timeout or stop).
     Signal(i32),
 }
 
@@ -193,7 +200,8 @@ pub struct ResourceUsage {
 pub struct Outcome {
     /// The agent's exit code, when it exited.
     pub exit_code: Option<i32>,
-    /// The signal that killed the agent (`SIGKILL` on a timeout or stop).
+    /// The signal that killed the agent (after a timeout or stop: `SIGTERM`, or `SIGKILL` when
+    /// it did not exit within the grace period).
     pub signal: Option<i32>,
     /// Why moat ended the session, when it did: `timed out after 30s`, `stopped`.
     pub reason: Option<String>,

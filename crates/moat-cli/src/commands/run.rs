@@ -55,7 +55,8 @@ pub fn run(
         memory: args.memory.as_deref().map(parse_size).transpose()?,
         pids: args.pids,
         cpus: args.cpus,
-        timeout: args.timeout.map(Duration::from_secs),
+        timeout: args.timeout,
+        stop_grace: Some(args.stop_timeout),
     };
     let mut waived = Vec::new();
     if args.dangerously_skip_limits {

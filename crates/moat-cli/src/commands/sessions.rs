@@ -49,7 +49,8 @@ pub fn stop(global: &GlobalArgs, loaded: &Loaded, id: &str) -> anyhow::Result<Ex
             .hint("`moat ps` lists the running sessions")
             .into());
     };
-    // The session's `moat run` process ends the sandbox on SIGTERM and records the end.
+    // The session's `moat run` process ends the session on SIGTERM (the agent gets SIGTERM and
+    // its grace period; a second SIGTERM kills the sandbox at once) and records the end.
     let status = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(session.moat_pid.to_string())

@@ -931,7 +931,8 @@ fn sessions_run_when_the_sessions_directory_and_a_read_only_path_are_symlinks() 
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// `moat ps` lists a running session; `moat stop` ends it, and the end is recorded.
+/// `moat ps` lists a running session; `moat stop` ends it (the agent gets SIGTERM), and the end
+/// is recorded.
 #[test]
 fn ps_lists_a_running_session_and_stop_ends_it() {
     let env = RunEnv::start(POLICY);
@@ -940,10 +941,12 @@ fn ps_lists_a_running_session_and_stop_ends_it() {
     let session = listed["session"].as_str().expect("session id");
     assert_eq!(listed["agent"], "e2e-agent");
     run_moat(Path::new(MOAT), &["stop", session, "--data-dir", &data]).assert_success();
+    // The agent (`sleep`) is asked to end with SIGTERM, and dies of it.
     let status = child.wait().unwrap();
-    assert!(!status.success());
+    assert_eq!(status.code(), Some(128 + 15));
     let end = env.end_of(session);
     assert_eq!(end["reason"], "stopped", "{end}");
+    assert_eq!(end["signal"], 15, "{end}");
     let after = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
         .assert_success()
         .json();
@@ -953,7 +956,7 @@ fn ps_lists_a_running_session_and_stop_ends_it() {
 /// Ctrl-C in a terminal is the agent's. The agent is in the terminal's foreground process group
 /// with `moat run` and hears it itself; an interactive agent takes it to interrupt what it is
 /// doing, so the session goes on until the agent exits, with the agent's status. `moat run`
-/// ended the session (SIGKILL, 137) on it. A SIGINT sent by a process still ends the session.
+/// killed the session (SIGKILL, 137) on it. A SIGINT sent by a process still ends the session.
 #[test]
 fn ctrl_c_in_a_terminal_is_the_agents_and_a_sent_sigint_ends_the_session() {
     let env = RunEnv::start(POLICY);
@@ -1029,7 +1032,8 @@ fn ctrl_c_in_a_terminal_is_the_agents_and_a_sent_sigint_ends_the_session() {
         .status()
         .expect("kill");
     assert!(interrupted.success());
-    assert_eq!(child.wait().unwrap().code(), Some(137));
+    // The agent (`sleep`) was asked to end with SIGTERM, and died of it.
+    assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
     let end = env.end_of(listed["session"].as_str().expect("session id"));
     assert_eq!(end["reason"], "stopped", "{end}");
 }

@@ -64,15 +64,30 @@ fn allocating_past_the_memory_limit_fails() {
     );
 }
 
+/// The timeout asks the agent to end (SIGTERM: the shell dies of it) and ends the whole
+/// sandbox, the shell's background child included.
 #[test]
-fn the_timeout_kills_the_whole_sandbox() {
+fn the_timeout_ends_the_agent_with_sigterm_and_the_whole_sandbox() {
     let mut session = Session::new();
-    session.limits.timeout = Some(Duration::from_millis(500));
+    // Long enough for the agent to have started: before it has, a timeout kills at once.
+    session.limits.timeout = Some(Duration::from_secs(2));
     let spec = session.spec("sleep 60 & sleep 60");
     let ran = session.run_spec(&spec);
     assert!(ran.outcome.timed_out, "{:?}", ran.outcome);
-    assert_eq!(ran.outcome.status(), ExitStatus::Signal(9));
-    assert_eq!(ran.outcome.reason.as_deref(), Some("timed out after 0.5s"));
+    assert_eq!(ran.outcome.status(), ExitStatus::Signal(libc::SIGTERM));
+    assert_eq!(ran.outcome.reason.as_deref(), Some("timed out after 2s"));
+}
+
+/// An agent that ignores SIGTERM is killed, with the whole sandbox, once the grace has passed.
+#[test]
+fn an_agent_that_ignores_sigterm_is_killed_after_the_grace() {
+    let mut session = Session::new();
+    session.limits.timeout = Some(Duration::from_secs(2));
+    session.limits.stop_grace = Some(Duration::from_millis(300));
+    let spec = session.spec("trap '' TERM; sleep 60 & wait; sleep 60");
+    let ran = session.run_spec(&spec);
+    assert!(ran.outcome.timed_out, "{:?}", ran.outcome);
+    assert_eq!(ran.outcome.status(), ExitStatus::Signal(libc::SIGKILL));
 }
 
 #[test]
@@ -99,25 +114,73 @@ fn cpu_limit_is_recorded_as_enforced() {
     );
 }
 
+/// A stop asks the agent to end with SIGTERM: a shell dies of it, one that traps it exits as it
+/// chooses; either way the session is marked stopped and nothing of it is left.
 #[test]
-fn stop_kills_the_whole_sandbox() {
-    let session = Session::new();
-    let spec = session.spec("sleep 60 & sleep 60");
+fn stop_asks_the_agent_to_end_and_keeps_its_status() {
+    for (script, status) in [
+        (
+            "echo READY; sleep 60 & sleep 60",
+            ExitStatus::Signal(libc::SIGTERM),
+        ),
+        (
+            "trap 'exit 5' TERM; echo READY; sleep 60 & wait",
+            ExitStatus::Code(5),
+        ),
+    ] {
+        let session = Session::new();
+        let outcome = stopped_after_start(&session, &session.spec(script), 1);
+        assert!(outcome.stopped && !outcome.timed_out, "{outcome:?}");
+        assert_eq!(outcome.status(), status, "{script}");
+        assert_eq!(outcome.reason.as_deref(), Some("stopped"));
+    }
+}
+
+/// A second stop does not wait for the grace: it kills at once.
+#[test]
+fn a_second_stop_kills_at_once() {
+    let mut session = Session::new();
+    session.limits.stop_grace = Some(Duration::from_secs(600));
+    let spec = session.spec("trap '' TERM; echo READY; sleep 60 & wait; sleep 60");
+    let outcome = stopped_after_start(&session, &spec, 2);
+    assert!(outcome.stopped, "{outcome:?}");
+    assert_eq!(outcome.status(), ExitStatus::Signal(libc::SIGKILL));
+}
+
+/// Runs `spec` and, once its agent has printed READY, stops it `stops` times, 300 ms apart.
+fn stopped_after_start(
+    session: &Session,
+    spec: &moat_sandbox::Spec,
+    stops: usize,
+) -> moat_sandbox::Outcome {
     let stop = moat_sandbox::Stop::new().expect("stop");
     let trigger = stop.clone();
+    let stdout = session.workspace().join(".stdout");
     let stopper = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        trigger.stop();
+        wait_for_ready(&stdout);
+        for _ in 0..stops {
+            trigger.stop();
+            std::thread::sleep(Duration::from_millis(300));
+        }
     });
     let outcome = moat_sandbox::run_with_stop(
-        &spec,
+        spec,
         &session.admission(),
         std::path::Path::new(env!("CARGO_BIN_EXE_moat-sandbox-init")),
         &stop,
     )
     .expect("the sandbox runs");
     stopper.join().expect("stopper");
-    assert!(outcome.stopped && !outcome.timed_out, "{outcome:?}");
-    assert_eq!(outcome.status(), ExitStatus::Signal(9));
-    assert_eq!(outcome.reason.as_deref(), Some("stopped"));
+    outcome
+}
+
+/// Waits (bounded) until the agent's stdout, `stdout`, says READY.
+fn wait_for_ready(stdout: &std::path::Path) {
+    for _ in 0..600 {
+        if std::fs::read_to_string(stdout).is_ok_and(|text| text.contains("READY")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the agent never printed READY");
 }
