@@ -95,6 +95,7 @@ mod rootfs;
 mod seccomp;
 mod signals;
 mod spec;
+mod terminal;
 
 pub use alloc::Allocator;
 pub use confine::SECCOMP_DENIED;
@@ -111,3 +112,4 @@ pub use signals::stop_on_signals;
 pub use spec::{
     Admission, DEFAULT_STOP_GRACE, ExitStatus, Limits, Outcome, Property, ResourceUsage, Spec,
 };
+pub use terminal::TerminalModes;

@@ -111,6 +111,7 @@ pub fn run(
     // nothing of the agent before the admission. Any error here drops `admit`, which ends the
     // sandbox unadmitted; it is waited for either way.
     let (admit, admitted) = std::sync::mpsc::sync_channel::<Result<Admission, String>>(1);
+    let terminal = moat_sandbox::TerminalModes::save();
     let sandbox = SandboxThread::start(
         backend.clone(),
         spec.clone(),
@@ -132,6 +133,9 @@ pub fn run(
     };
     let outcome = session_run.drive(admit, sandbox.finished, sandbox.exited);
     let _ = sandbox.thread.join();
+    if let Some(terminal) = terminal {
+        terminal.restore();
+    }
     drop(session_dir);
     let outcome = outcome?;
     Ok(match (outcome.exit_code, outcome.signal) {

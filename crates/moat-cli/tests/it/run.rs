@@ -970,51 +970,13 @@ fn ctrl_c_in_a_terminal_is_the_agents_and_a_sent_sigint_ends_the_session() {
         "{mask}"
     );
     let agent = "trap 'echo interrupted; exit 7' INT; echo READY; sleep 60 & wait";
-    let quote = |arg: &str| format!("'{}'", arg.replace('\'', r"'\''"));
-    let command_line = std::iter::once(MOAT.to_owned())
-        .chain(env.run_args(&[], &["sh", "-c", agent]))
-        .map(|arg| quote(&arg))
-        .collect::<Vec<_>>()
-        .join(" ");
-    // `script` runs `moat run` on a terminal of its own and copies its stdin to that terminal,
-    // where the byte 0x03 is Ctrl-C: the terminal sends SIGINT to its foreground process group.
-    let mut terminal = std::process::Command::new("script")
-        .args([
-            "--quiet",
-            "--return",
-            "--command",
-            &command_line,
-            "/dev/null",
-        ])
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("script (util-linux)");
-    let mut stdout = terminal.stdout.take().expect("stdout");
-    let (lines, seen) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(read @ 1..) = stdout.read(&mut buffer) {
-            let _ = lines.send(String::from_utf8_lossy(&buffer[..read]).into_owned());
-        }
-    });
-    let mut output = String::new();
-    while !output.contains("READY") {
-        // A bound on a hang, not a timing assertion.
-        match seen.recv_timeout(std::time::Duration::from_secs(120)) {
-            Ok(chunk) => output.push_str(&chunk),
-            Err(_) => panic!("the agent never printed READY: {output}"),
-        }
-    }
-    let mut stdin = terminal.stdin.take().expect("stdin");
-    stdin.write_all(b"\x03").expect("Ctrl-C");
-    let status = terminal.wait().expect("script");
-    drop(stdin);
-    while let Ok(chunk) = seen.recv_timeout(std::time::Duration::from_secs(5)) {
-        output.push_str(&chunk);
-    }
+    let moat_run = shell_words(
+        std::iter::once(MOAT.to_owned()).chain(env.run_args(&[], &["sh", "-c", agent])),
+    );
+    let mut terminal = Terminal::run(&moat_run);
+    terminal.wait_for("READY");
+    // The byte 0x03 is Ctrl-C: the terminal sends SIGINT to its foreground process group.
+    let (status, output) = terminal.type_and_finish(b"\x03");
     assert_eq!(status.code(), Some(7), "{output}");
     assert!(output.contains("interrupted"), "{output}");
     let events = env.events();
@@ -1036,6 +998,99 @@ fn ctrl_c_in_a_terminal_is_the_agents_and_a_sent_sigint_ends_the_session() {
     assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
     let end = env.end_of(listed["session"].as_str().expect("session id"));
     assert_eq!(end["reason"], "stopped", "{end}");
+}
+
+/// An agent killed while the terminal is in raw mode (an agent CLI's, here `stty raw -echo`)
+/// cannot restore it: `moat run` puts back the modes it found, so the user's shell gets its
+/// echo and line editing back.
+#[test]
+fn the_terminal_modes_are_restored_after_a_killed_agent() {
+    let env = RunEnv::start(POLICY);
+    let agent = "stty raw -echo; kill -KILL $$";
+    let moat_run = shell_words(
+        std::iter::once(MOAT.to_owned()).chain(env.run_args(&[], &["sh", "-c", agent])),
+    );
+    let terminal = Terminal::run(&format!("{moat_run}; stty -a"));
+    let (status, output) = terminal.type_and_finish(b"");
+    assert!(status.success(), "{output}");
+    for mode in ["icanon", "echo"] {
+        assert!(output.contains(&format!(" {mode}")), "{mode}: {output}");
+        assert!(!output.contains(&format!("-{mode} ")), "{mode}: {output}");
+    }
+}
+
+/// `words` quoted for `sh`.
+fn shell_words(words: impl IntoIterator<Item = String>) -> String {
+    words
+        .into_iter()
+        .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A shell command line run by `script` on a terminal of its own: what is typed goes to the
+/// terminal (so 0x03 is Ctrl-C), and everything the terminal shows is collected.
+struct Terminal {
+    script: std::process::Child,
+    stdin: std::process::ChildStdin,
+    shown: std::sync::mpsc::Receiver<String>,
+    output: String,
+}
+
+impl Terminal {
+    fn run(command_line: &str) -> Self {
+        let mut script = std::process::Command::new("script")
+            .args([
+                "--quiet",
+                "--return",
+                "--command",
+                command_line,
+                "/dev/null",
+            ])
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("script (util-linux)");
+        let stdin = script.stdin.take().expect("stdin");
+        let mut stdout = script.stdout.take().expect("stdout");
+        let (sender, shown) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(read @ 1..) = stdout.read(&mut buffer) {
+                let _ = sender.send(String::from_utf8_lossy(&buffer[..read]).into_owned());
+            }
+        });
+        Self {
+            script,
+            stdin,
+            shown,
+            output: String::new(),
+        }
+    }
+
+    /// Waits until the terminal shows `needle` (bounded: a guard against a hang, not a timing
+    /// assertion).
+    fn wait_for(&mut self, needle: &str) {
+        while !self.output.contains(needle) {
+            match self.shown.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(chunk) => self.output.push_str(&chunk),
+                Err(_) => panic!("the terminal never showed {needle:?}: {}", self.output),
+            }
+        }
+    }
+
+    /// Types `keys`, waits for the command line to end: its status and all it showed.
+    fn type_and_finish(mut self, keys: &[u8]) -> (std::process::ExitStatus, String) {
+        self.stdin.write_all(keys).expect("type");
+        let status = self.script.wait().expect("script");
+        drop(self.stdin);
+        while let Ok(chunk) = self.shown.recv_timeout(std::time::Duration::from_secs(5)) {
+            self.output.push_str(&chunk);
+        }
+        (status, self.output)
+    }
 }
 
 /// The host's Rust toolchain, shown read-only inside: `(CARGO_HOME, RUSTUP_HOME)`.
