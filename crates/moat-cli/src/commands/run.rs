@@ -944,10 +944,31 @@ fn agent_name(command: &[String]) -> String {
         .unwrap_or_else(|| "agent".to_owned())
 }
 
+/// The operator when `--operator` is not given: the name of the user this process runs as, from
+/// `/etc/passwd` (so that a service or cron job, which has no `$USER`, is still named), else
+/// `$USER` or `$LOGNAME`, else `uid N`.
 fn host_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned())
+    use std::os::unix::fs::MetadataExt as _;
+    let uid = std::fs::metadata("/proc/self").map(|me| me.uid()).ok();
+    let from_passwd = uid.and_then(|uid| {
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        user_name(&passwd, uid)
+    });
+    from_passwd
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .or_else(|| uid.map(|uid| format!("uid {uid}")))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The name `passwd` (the text of `/etc/passwd`) gives `uid`.
+fn user_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?.parse::<u32>().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 fn host_name() -> String {
@@ -982,6 +1003,14 @@ fn write_session_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operator_is_named_from_passwd() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n# a comment\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        assert_eq!(user_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_name(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(user_name(passwd, 1001), None);
+    }
 
     #[test]
     fn sizes() {
