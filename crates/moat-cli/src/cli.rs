@@ -264,7 +264,8 @@ pub struct RunArgs {
     pub cpus: Option<f64>,
 
     /// End the session after this long: seconds, or a duration like 90s, 30m or 2h. The agent
-    /// gets SIGTERM, then --stop-timeout to exit before the sandbox is killed.
+    /// gets SIGTERM, then --stop-timeout to exit before the sandbox is killed; moat run then
+    /// exits 124, as timeout(1) does.
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub timeout: Option<std::time::Duration>,
 

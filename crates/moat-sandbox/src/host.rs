@@ -309,7 +309,7 @@ pub fn run_admitted(
 
 /// Asks the agent to end: `SIGTERM` to the outer init, which relays it to pid 1, which relays
 /// it to the agent. True if the sandbox then exited within `grace`; false if it did not, or if
-/// `stop` fired again meanwhile (a second Ctrl-C or `moat stop` does not wait).
+/// `stop` fired again meanwhile (a second `moat stop` or SIGTERM does not wait).
 fn terminated(pidfd: &OwnedFd, stop: &Stop, grace: Duration) -> bool {
     stop.rearm();
     let _ = pidfd_send_signal(pidfd, Signal::TERM);

@@ -119,6 +119,7 @@ pub fn run(
         stop.clone(),
         admitted,
     )?;
+    let session_id = session.id.clone();
     let session_run = SessionRun {
         loaded,
         audit_store: &audit_store,
@@ -138,13 +139,25 @@ pub fn run(
     }
     drop(session_dir);
     let outcome = outcome?;
-    Ok(match (outcome.exit_code, outcome.signal) {
-        (Some(code), _) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
-        (None, Some(signal)) => {
-            ExitCode::from(u8::try_from(128 + signal.clamp(0, 127)).unwrap_or(1))
-        }
-        (None, None) => ExitCode::from(1),
-    })
+    if let Some(reason) = &outcome.reason {
+        eprintln!("moat: session {session_id} {reason}");
+    }
+    Ok(ExitCode::from(exit_code(&outcome)))
+}
+
+/// What `moat run` exits with: 124 when the timeout ended the session, as `timeout(1)` does
+/// (whatever the agent did with its SIGTERM, a caller must not take the session as done),
+/// otherwise the agent's code, or 128 + the signal that ended it, as a shell reports it.
+fn exit_code(outcome: &moat_sandbox::Outcome) -> u8 {
+    const TIMED_OUT: u8 = 124;
+    if outcome.timed_out {
+        return TIMED_OUT;
+    }
+    match (outcome.exit_code, outcome.signal) {
+        (Some(code), _) => u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+        (None, Some(signal)) => u8::try_from(128 + signal.clamp(0, 127)).unwrap_or(1),
+        (None, None) => 1,
+    }
 }
 
 /// The session's directory, `<data-dir>/sessions/<id>/`, removed when dropped unless

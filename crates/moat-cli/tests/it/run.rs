@@ -298,6 +298,16 @@ impl RunEnv {
         (child, listed[0].clone())
     }
 
+    /// The newest recorded session end.
+    fn last_end(&self) -> Value {
+        let events = self.events();
+        events
+            .iter()
+            .rfind(|e| e["type"] == "session-end")
+            .unwrap_or_else(|| panic!("no session end in {events:?}"))
+            .clone()
+    }
+
     /// The recorded end of `session`.
     fn end_of(&self, session: &str) -> Value {
         let events = self.events();
@@ -979,11 +989,7 @@ fn ctrl_c_in_a_terminal_is_the_agents_and_a_sent_sigint_ends_the_session() {
     let (status, output) = terminal.type_and_finish(b"\x03");
     assert_eq!(status.code(), Some(7), "{output}");
     assert!(output.contains("interrupted"), "{output}");
-    let events = env.events();
-    let end = events
-        .iter()
-        .rfind(|e| e["type"] == "session-end")
-        .unwrap_or_else(|| panic!("{events:?}"));
+    let end = env.last_end();
     assert_eq!(end["exit_code"], 7, "{end}");
     assert!(end.get("reason").is_none_or(Value::is_null), "{end}");
 
@@ -998,6 +1004,23 @@ fn ctrl_c_in_a_terminal_is_the_agents_and_a_sent_sigint_ends_the_session() {
     assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
     let end = env.end_of(listed["session"].as_str().expect("session id"));
     assert_eq!(end["reason"], "stopped", "{end}");
+}
+
+/// The timeout asks the agent to end; whatever it then exits with, `moat run` exits 124 as
+/// `timeout(1)` does, says why, and the record keeps the agent's own status and the reason.
+#[test]
+fn a_timed_out_session_exits_124_and_records_the_agents_status() {
+    let env = RunEnv::start(POLICY);
+    let agent = "trap 'exit 0' TERM; sleep 60 & wait";
+    let ran = env.run(
+        &["--timeout", "1s", "--stop-timeout", "5s"],
+        &["sh", "-c", agent],
+    );
+    assert_eq!(ran.status.code(), Some(124), "{ran}");
+    assert!(ran.stderr.contains("timed out after 1s"), "{ran}");
+    let end = env.last_end();
+    assert_eq!(end["exit_code"], 0, "{end}");
+    assert_eq!(end["reason"], "timed out after 1s", "{end}");
 }
 
 /// An agent killed while the terminal is in raw mode (an agent CLI's, here `stty raw -echo`)
