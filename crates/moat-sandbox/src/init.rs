@@ -321,9 +321,9 @@ fn relay_terminate_to(target: Pid) {
     }
 }
 
-/// The handler of [`relay_terminate_to`]: an atomic load and `kill(2)`, async-signal-safe. A
-/// forked child runs it until its `exec` with its copy of the target, 0 before it was set (the
-/// agent's child side): never `kill(0)`, which would signal the whole process group.
+/// The handler of [`relay_terminate_to`]: an atomic load and `kill(2)`, async-signal-safe. The
+/// target is set before the handler is installed; the check keeps `kill(0)`, which would signal
+/// the whole process group (`moat run`'s, and its caller's), out of reach all the same.
 extern "C" fn relay_terminate(_: libc::c_int) {
     let target = TERMINATE_RELAY.load(Ordering::Acquire);
     if target > 0 {

@@ -29,8 +29,8 @@ static AGENT_HEARS_THE_TERMINAL: AtomicBool = AtomicBool::new(false);
 /// From now on `SIGTERM`, `SIGHUP`, and `SIGINT` or `SIGQUIT` sent by a process fire `stop`.
 /// `SIGINT` and `SIGQUIT` sent by the terminal fire it too unless `agent_hears_the_terminal`:
 /// the agent, in the terminal's foreground process group with this process, got them as well
-/// and decides (see the module documentation). Called once per process; a later call only
-/// changes `agent_hears_the_terminal`.
+/// and decides (see the module documentation). Meant to be called once per process: a later
+/// call changes `agent_hears_the_terminal`, but the signals still fire the first call's `stop`.
 pub fn stop_on_signals(stop: &Stop, agent_hears_the_terminal: bool) -> std::io::Result<()> {
     AGENT_HEARS_THE_TERMINAL.store(agent_hears_the_terminal, Ordering::Relaxed);
     if STOP_EVENT.load(Ordering::Acquire) < 0 {
