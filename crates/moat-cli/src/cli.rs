@@ -271,7 +271,7 @@ pub struct RunArgs {
 
     /// How long the agent has to exit on SIGTERM when the session is ended (by --timeout,
     /// `moat stop`, SIGTERM or SIGHUP to moat run) before the whole sandbox is killed; a second
-    /// stop kills at once. The podman backend kills at once.
+    /// stop kills at once.
     #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
     pub stop_timeout: std::time::Duration,
 

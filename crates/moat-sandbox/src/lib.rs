@@ -71,7 +71,7 @@
 //! from the host (or a local image), the same gate-socket bridge, Landlock and seccomp applied by
 //! the same init (bound into the container and started as its entrypoint, in a mode that skips
 //! the namespaces and the new root), limits through podman's cgroups, the timeout and [`Stop`]
-//! through `podman kill`. This host's podman workarounds (hybrid cgroups, `RLIMIT_NOFILE`) are
+//! through `podman kill` (`SIGTERM`, which the init relays to the agent, then `SIGKILL`). This host's podman workarounds (hybrid cgroups, `RLIMIT_NOFILE`) are
 //! detected and applied automatically; see [`podman`] and [`probe_podman`].
 //!
 //! Unsafe code is denied crate-wide and allowed per block, each with a `// SAFETY:` comment: the

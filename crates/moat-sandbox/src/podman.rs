@@ -91,7 +91,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -107,10 +107,12 @@ use crate::host::{
     require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
 };
 use crate::protocol::{
-    Admitted, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports, write_frame,
+    Admitted, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports_each, write_frame,
 };
 use crate::rootfs::{ETC_BINDS, USR_LINKS, etc_files};
-use crate::spec::{Admission, ExitStatus, Outcome, Property, ResourceUsage, Spec};
+use crate::spec::{
+    Admission, DEFAULT_STOP_GRACE, ExitStatus, Outcome, Property, ResourceUsage, Spec,
+};
 
 /// Where the init program is bound inside the container.
 const INIT_INSIDE: &str = "/run/moat/init";
@@ -1029,9 +1031,11 @@ fn run_podman(
         )));
     }
     enforced.extend(limits_enforced);
+    // An agent that exited on the SIGTERM of a timeout or stop reported how; one that was
+    // killed did not.
     let (status, usage) = match (timed_out || stopped, agent) {
-        (true, _) => (ExitStatus::Signal(libc::SIGKILL), ResourceUsage::default()),
-        (false, Some((status, usage))) => (status, usage),
+        (_, Some((status, usage))) => (status, usage),
+        (true, None) => (ExitStatus::Signal(libc::SIGKILL), ResourceUsage::default()),
         (false, None) => (podman_status, ResourceUsage::default()),
     };
     Ok(outcome(spec, ending, status, duration, usage, enforced))
@@ -1060,7 +1064,8 @@ struct SessionEnd {
 }
 
 /// Spawns `podman run` with the spec and report pipes at 3 and 4, sends the request, waits
-/// (timeout, stop → `podman kill`), reaps, collects the reports.
+/// (timeout, stop → `podman kill --signal TERM`, then `KILL` after the grace), reaps, collects
+/// the reports.
 fn spawn_and_wait(
     program: &Path,
     workarounds: &Workarounds,
@@ -1087,9 +1092,20 @@ fn spawn_and_wait(
     let (spec_write, report_read) = podman.take_pipes()?;
     let (pid, pidfd) = (podman.pid, &podman.pidfd);
     let (report_sender, report_receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = report_sender.send(read_reports(report_read));
-    });
+    let agent_started = Arc::new(AtomicBool::new(false));
+    {
+        let agent_started = Arc::clone(&agent_started);
+        thread::spawn(move || {
+            let mut reports = Vec::new();
+            read_reports_each(report_read, |report| {
+                if matches!(report, Report::Started { .. }) {
+                    agent_started.store(true, Ordering::Release);
+                }
+                reports.push(report);
+            });
+            let _ = report_sender.send(reports);
+        });
+    }
     // The init reads the spec once the container runs: written from a thread, so a container
     // that never starts cannot hold up the timeout (its end of the pipe closing ends the write).
     // The session was admitted before podman ran, so its admission follows at once.
@@ -1103,7 +1119,12 @@ fn spawn_and_wait(
 
     let ending = wait_until_exit(pidfd, stop, request.spec.limits.timeout);
     if ending != Ending::Exited {
-        kill_container(program, workarounds, name, pidfd, pid);
+        let grace = request.spec.limits.stop_grace.unwrap_or(DEFAULT_STOP_GRACE);
+        let terminated = agent_started.load(Ordering::Acquire)
+            && terminated(program, workarounds, name, pidfd, stop, grace);
+        if !terminated {
+            kill_container(program, workarounds, name, pidfd, pid);
+        }
     }
     let (podman_status, _) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
     let duration = started.elapsed();
@@ -1146,6 +1167,33 @@ fn relay_stderr(stderr: Option<std::process::ChildStderr>, tail: &Mutex<Vec<u8>>
     }
 }
 
+/// Asks the agent to end: `SIGTERM` to the container's init (`podman kill --signal TERM`),
+/// which relays it to the agent. True if podman then exited within `grace`; false if the
+/// signal could not be sent, podman did not exit in time, or `stop` fired again meanwhile.
+fn terminated(
+    program: &Path,
+    workarounds: &Workarounds,
+    name: &str,
+    pidfd: &std::os::fd::OwnedFd,
+    stop: &Stop,
+    grace: Duration,
+) -> bool {
+    stop.rearm();
+    let sent = podman_quietly(program, workarounds, &["kill", "--signal", "TERM", name]);
+    sent && wait_until_exit(pidfd, stop, Some(grace)) == Ending::Exited
+}
+
+/// Runs `podman ARGS` with no input or output; whether it succeeded.
+fn podman_quietly(program: &Path, workarounds: &Workarounds, args: &[&str]) -> bool {
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    podman_command(program, workarounds, &args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 /// Kills the container (`podman kill --signal KILL`), retrying while it is still being
 /// created; if podman has not exited after 10 s, kills podman and removes the container.
 fn kill_container(
@@ -1167,30 +1215,18 @@ fn kill_container(
         };
         matches!(rustix::event::poll(&mut fds, Some(&timeout)), Ok(count) if count > 0)
     };
-    let args: Vec<OsString> = ["kill", "--signal", "KILL", name]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
     while Instant::now() < deadline {
-        let _ = podman_command(program, workarounds, &args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        podman_quietly(program, workarounds, &["kill", "--signal", "KILL", name]);
         if exited() {
             return;
         }
     }
     let _ = rustix::process::kill_process(pid, Signal::KILL);
-    let remove: Vec<OsString> = ["rm", "--force", "--time", "0", name]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
-    let _ = podman_command(program, workarounds, &remove)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    podman_quietly(
+        program,
+        workarounds,
+        &["rm", "--force", "--time", "0", name],
+    );
 }
 
 #[cfg(test)]

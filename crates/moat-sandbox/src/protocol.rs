@@ -137,13 +137,6 @@ impl Reporter {
     }
 }
 
-/// Reads every report until the init and the namespace close the descriptor.
-pub(crate) fn read_reports(fd: OwnedFd) -> Vec<Report> {
-    let mut reports = Vec::new();
-    read_reports_each(fd, |report| reports.push(report));
-    reports
-}
-
 /// Hands each report to `each` as soon as it arrives, until the init and the namespace close
 /// the descriptor.
 pub(crate) fn read_reports_each(fd: OwnedFd, mut each: impl FnMut(Report)) {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use moat_sandbox::{ExitStatus, probe_cgroups};
+use moat_sandbox::{Backend, ExitStatus, probe_cgroups};
 
 use crate::support::{Session, python};
 
@@ -129,7 +129,7 @@ fn stop_asks_the_agent_to_end_and_keeps_its_status() {
         ),
     ] {
         let session = Session::new();
-        let outcome = stopped_after_start(&session, &session.spec(script), 1);
+        let outcome = session.run_stopped(&session.spec(script), &Backend::Embedded, 1);
         assert!(outcome.stopped && !outcome.timed_out, "{outcome:?}");
         assert_eq!(outcome.status(), status, "{script}");
         assert_eq!(outcome.reason.as_deref(), Some("stopped"));
@@ -142,45 +142,7 @@ fn a_second_stop_kills_at_once() {
     let mut session = Session::new();
     session.limits.stop_grace = Some(Duration::from_secs(600));
     let spec = session.spec("trap '' TERM; echo READY; sleep 60 & wait; sleep 60");
-    let outcome = stopped_after_start(&session, &spec, 2);
+    let outcome = session.run_stopped(&spec, &Backend::Embedded, 2);
     assert!(outcome.stopped, "{outcome:?}");
     assert_eq!(outcome.status(), ExitStatus::Signal(libc::SIGKILL));
-}
-
-/// Runs `spec` and, once its agent has printed READY, stops it `stops` times, 300 ms apart.
-fn stopped_after_start(
-    session: &Session,
-    spec: &moat_sandbox::Spec,
-    stops: usize,
-) -> moat_sandbox::Outcome {
-    let stop = moat_sandbox::Stop::new().expect("stop");
-    let trigger = stop.clone();
-    let stdout = session.workspace().join(".stdout");
-    let stopper = std::thread::spawn(move || {
-        wait_for_ready(&stdout);
-        for _ in 0..stops {
-            trigger.stop();
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    });
-    let outcome = moat_sandbox::run_with_stop(
-        spec,
-        &session.admission(),
-        std::path::Path::new(env!("CARGO_BIN_EXE_moat-sandbox-init")),
-        &stop,
-    )
-    .expect("the sandbox runs");
-    stopper.join().expect("stopper");
-    outcome
-}
-
-/// Waits (bounded) until the agent's stdout, `stdout`, says READY.
-fn wait_for_ready(stdout: &std::path::Path) {
-    for _ in 0..600 {
-        if std::fs::read_to_string(stdout).is_ok_and(|text| text.contains("READY")) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the agent never printed READY");
 }

@@ -10,7 +10,6 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::thread;
 use std::time::Duration;
 
 use moat_sandbox::{Backend, ExitStatus, SandboxError};
@@ -33,33 +32,37 @@ fn podman_exit_status_timeout_and_stop_are_honoured() {
     assert!(code.outcome.usage.user_cpu + code.outcome.usage.system_cpu > Duration::ZERO);
 
     let mut timed = Session::new();
-    timed.limits.timeout = Some(Duration::from_secs(2));
+    // Long enough for the container to have started: before its agent has, a timeout kills.
+    timed.limits.timeout = Some(Duration::from_secs(4));
+    // The agent gets SIGTERM (the shell dies of it), as with the embedded backend.
     let ran = timed.run_backend(&timed.spec("sleep 60 & sleep 60"), &backend);
     assert!(ran.outcome.timed_out, "{:?}", ran.outcome);
-    assert_eq!(ran.outcome.status(), ExitStatus::Signal(9));
+    assert_eq!(ran.outcome.status(), ExitStatus::Signal(libc::SIGTERM));
     assert!(
         ran.outcome.duration < Duration::from_secs(15),
         "{:?}",
         ran.outcome
     );
 
-    let stop = moat_sandbox::Stop::new().expect("stop");
-    let trigger = stop.clone();
-    let stopper = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(1500));
-        trigger.stop();
-    });
-    let outcome = moat_sandbox::run_backend(
-        &backend,
-        &session.spec("sleep 60"),
-        &session.admission(),
-        Path::new(INIT),
-        &stop,
-    )
-    .expect("the sandbox runs");
-    stopper.join().expect("stopper");
-    assert!(outcome.stopped && !outcome.timed_out, "{outcome:?}");
-    assert_eq!(outcome.reason.as_deref(), Some("stopped"));
+    // An agent that traps SIGTERM exits as it chooses; one that ignores it is killed after the
+    // grace.
+    for (script, status) in [
+        (
+            "trap 'exit 5' TERM; echo READY; sleep 60 & wait",
+            ExitStatus::Code(5),
+        ),
+        (
+            "trap '' TERM; echo READY; sleep 60 & wait; sleep 60",
+            ExitStatus::Signal(libc::SIGKILL),
+        ),
+    ] {
+        let mut stopped = Session::new();
+        stopped.limits.stop_grace = Some(Duration::from_secs(1));
+        let outcome = stopped.run_stopped(&stopped.spec(script), &backend, 1);
+        assert!(outcome.stopped && !outcome.timed_out, "{outcome:?}");
+        assert_eq!(outcome.status(), status, "{script}: {outcome:?}");
+        assert_eq!(outcome.reason.as_deref(), Some("stopped"));
+    }
 }
 
 #[test]

@@ -125,6 +125,31 @@ impl Session {
         self.ran(outcome)
     }
 
+    /// Runs `spec` with `backend` and, once the agent has printed READY, fires a stop `stops`
+    /// times, 300 ms apart.
+    pub fn run_stopped(&self, spec: &Spec, backend: &Backend, stops: usize) -> Outcome {
+        let stop = moat_sandbox::Stop::new().expect("stop");
+        let trigger = stop.clone();
+        let stdout = self.workspace().join(".stdout");
+        let stopper = std::thread::spawn(move || {
+            wait_for_ready(&stdout);
+            for _ in 0..stops {
+                trigger.stop();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+        });
+        let outcome = moat_sandbox::run_backend(
+            backend,
+            spec,
+            &self.admission(),
+            Path::new(env!("CARGO_BIN_EXE_moat-sandbox-init")),
+            &stop,
+        )
+        .expect("the sandbox runs");
+        stopper.join().expect("stopper");
+        outcome
+    }
+
     /// Runs `script` under `sh` inside the sandbox `backend` makes.
     pub fn run_on(&self, backend: &Backend, script: &str) -> Ran {
         self.run_backend(&self.spec(script), backend)
@@ -323,4 +348,15 @@ pub fn assert_planted_variable_unseen(workspace: &Path) {
         seen.contains("HOME=/home/agent"),
         "the agent's own environment is missing:\n{seen}"
     );
+}
+
+/// Waits (bounded) until the agent's stdout, `stdout`, says READY.
+fn wait_for_ready(stdout: &Path) {
+    for _ in 0..1200 {
+        if fs::read_to_string(stdout).is_ok_and(|text| text.contains("READY")) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the agent never printed READY");
 }
