@@ -1042,6 +1042,35 @@ fn the_terminal_modes_are_restored_after_a_killed_agent() {
     }
 }
 
+/// Ctrl-Z suspends the session with `moat run` and `fg` resumes it, as for any command: the
+/// agent is in the terminal's foreground process group, and the inits do not stand in the way.
+/// An interactive shell on the terminal runs `moat run`; the agent says when it is continued,
+/// then reads a line from the terminal.
+#[test]
+fn ctrl_z_and_fg_suspend_and_resume_the_session() {
+    let env = RunEnv::start(POLICY);
+    // Markers written so that the shell's echo of the command line does not contain them.
+    // (`read` fails when the trap interrupts it: it is tried again.)
+    let agent = r#"trap 'echo CONT""INUED' CONT; echo RE""ADY; until read line; do :; done; echo "GO""T $line""#;
+    let moat_run = shell_words(
+        std::iter::once(MOAT.to_owned()).chain(env.run_args(&[], &["sh", "-c", agent])),
+    );
+    let mut terminal = Terminal::run("PS1='$ ' bash --norc --noprofile -i");
+    terminal.type_keys(format!("{moat_run}\n").as_bytes());
+    terminal.wait_for("READY");
+    // 0x1A is Ctrl-Z: the terminal sends SIGTSTP to its foreground process group.
+    terminal.type_keys(b"\x1a");
+    terminal.wait_for("Stopped");
+    terminal.type_keys(b"fg\n");
+    terminal.wait_for("CONTINUED");
+    terminal.type_keys(b"resumed\n");
+    terminal.wait_for("GOT resumed");
+    let (status, output) = terminal.type_and_finish(b"exit\n");
+    assert!(status.success(), "{output}");
+    let end = env.last_end();
+    assert_eq!(end["exit_code"], 0, "{end}");
+}
+
 /// `words` quoted for `sh`.
 fn shell_words(words: impl IntoIterator<Item = String>) -> String {
     words
@@ -1104,9 +1133,14 @@ impl Terminal {
         }
     }
 
+    /// Types `keys`.
+    fn type_keys(&mut self, keys: &[u8]) {
+        self.stdin.write_all(keys).expect("type");
+    }
+
     /// Types `keys`, waits for the command line to end: its status and all it showed.
     fn type_and_finish(mut self, keys: &[u8]) -> (std::process::ExitStatus, String) {
-        self.stdin.write_all(keys).expect("type");
+        self.type_keys(keys);
         let status = self.script.wait().expect("script");
         drop(self.stdin);
         while let Ok(chunk) = self.shown.recv_timeout(std::time::Duration::from_secs(5)) {
