@@ -26,7 +26,8 @@ static STOP_EVENT: AtomicI32 = AtomicI32::new(-1);
 /// Whether the agent hears the terminal's signals itself ([`stop_on_signals`]).
 static AGENT_HEARS_THE_TERMINAL: AtomicBool = AtomicBool::new(false);
 
-/// From now on `SIGTERM`, `SIGHUP`, and `SIGINT` or `SIGQUIT` sent by a process fire `stop`.
+/// From now on `SIGTERM`, `SIGHUP`, and `SIGINT` or `SIGQUIT` sent by a process fire `stop`,
+/// each unless this process was started with it ignored.
 /// `SIGINT` and `SIGQUIT` sent by the terminal fire it too unless `agent_hears_the_terminal`:
 /// the agent, in the terminal's foreground process group with this process, got them as well
 /// and decides (see the module documentation). Meant to be called once per process: a later
@@ -45,6 +46,12 @@ pub fn stop_on_signals(stop: &Stop, agent_hears_the_terminal: bool) -> std::io::
         }
     }
     for signal in HANDLED {
+        // A signal this process was started with ignored stays ignored, as shells and `nohup`
+        // mean it: `nohup moat run …` outlives its terminal, and a background job of a script
+        // is not ended by the terminal's Ctrl-C.
+        if ignored(signal)? {
+            continue;
+        }
         #[allow(unsafe_code)]
         // SAFETY: an all-zero sigaction is a valid value of this plain C struct; the fields
         // set are the handler (an `extern "C"` function of the three-argument form, as
@@ -61,6 +68,22 @@ pub fn stop_on_signals(stop: &Stop, agent_hears_the_terminal: bool) -> std::io::
         }
     }
     Ok(())
+}
+
+/// Whether `signal`'s disposition in this process is to ignore it.
+fn ignored(signal: libc::c_int) -> std::io::Result<bool> {
+    #[allow(unsafe_code)]
+    // SAFETY: with a null new action, sigaction only writes the current one into `current`, a
+    // live, all-zero (valid) sigaction.
+    let (result, current) = unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        let result = libc::sigaction(signal, std::ptr::null(), &mut current);
+        (result, current)
+    };
+    if result != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(current.sa_sigaction == libc::SIG_IGN)
 }
 
 /// Whether a signal that arrived with `code` (its `si_code`) ends the session.

@@ -1006,6 +1006,44 @@ fn ctrl_c_in_a_terminal_is_the_agents_and_a_sent_sigint_ends_the_session() {
     assert_eq!(end["reason"], "stopped", "{end}");
 }
 
+/// A signal `moat run` was started with ignored stays ignored: under `nohup`, a hangup (the
+/// terminal closing) does not end the session.
+#[test]
+fn under_nohup_a_hangup_does_not_end_the_session() {
+    let env = RunEnv::start(POLICY);
+    let ready = env.workspace.path().join("ready");
+    let agent = "touch ready; sleep 2; echo FINISHED";
+    let child = std::process::Command::new("nohup")
+        .arg(MOAT)
+        .args(env.run_args(&[], &["sh", "-c", agent]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nohup");
+    for _ in 0..1200 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ready.exists(), "the agent never started");
+    let hung_up = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hung_up.success());
+    let output = child.wait_with_output().expect("moat run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("FINISHED"), "{stdout}");
+    let end = env.last_end();
+    assert!(end.get("reason").is_none_or(Value::is_null), "{end}");
+}
+
 /// The timeout asks the agent to end; whatever it then exits with, `moat run` exits 124 as
 /// `timeout(1)` does, says why, and the record keeps the agent's own status and the reason.
 #[test]
