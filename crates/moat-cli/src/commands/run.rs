@@ -128,8 +128,7 @@ pub fn run(
         session_dir: &mut session_dir,
         session,
         spec: &spec,
-        backend: backend.name(),
-        agent_hears_the_terminal: backend == Backend::Embedded,
+        backend: &backend,
         stop,
     };
     let outcome = session_run.drive(admit, sandbox.finished, sandbox.exited);
@@ -281,10 +280,7 @@ struct SessionRun<'a> {
     session_dir: &'a mut SessionDir,
     session: SessionContext,
     spec: &'a Spec,
-    backend: &'static str,
-    /// The agent is in this process's group, so a terminal's Ctrl-C reaches it directly
-    /// (the embedded backend; a container's agent is not).
-    agent_hears_the_terminal: bool,
+    backend: &'a Backend,
     stop: moat_sandbox::Stop,
 }
 
@@ -306,7 +302,6 @@ impl SessionRun<'_> {
             session,
             spec,
             backend,
-            agent_hears_the_terminal,
             stop,
         } = self;
         let (runtime, mut gate) = session_gate(loaded, args, data_dir, audit_store)?;
@@ -325,7 +320,7 @@ impl SessionRun<'_> {
                     .iter()
                     .map(|path| path.display().to_string())
                     .collect(),
-                backend: backend.to_owned(),
+                backend: backend.name().to_owned(),
                 // Filled in by the gate: the revision of the policy it decides with.
                 policy: String::new(),
                 host: host_name(),
@@ -347,7 +342,9 @@ impl SessionRun<'_> {
                 spec.workspace.display()
             );
             let started = Instant::now();
-            moat_sandbox::stop_on_signals(&stop, agent_hears_the_terminal)?;
+            // The embedded backend's agent is in this process's group: a terminal's Ctrl-C
+            // reaches it directly. A container's agent is not.
+            moat_sandbox::stop_on_signals(&stop, *backend == Backend::Embedded)?;
             let _ = admit.send(Ok(Admission {
                 gate_socket,
                 gate_port,

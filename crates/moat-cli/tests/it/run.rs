@@ -298,26 +298,6 @@ impl RunEnv {
         (child, listed[0].clone())
     }
 
-    /// The newest recorded session end.
-    fn last_end(&self) -> Value {
-        let events = self.events();
-        events
-            .iter()
-            .rfind(|e| e["type"] == "session-end")
-            .unwrap_or_else(|| panic!("no session end in {events:?}"))
-            .clone()
-    }
-
-    /// The recorded end of `session`.
-    fn end_of(&self, session: &str) -> Value {
-        let events = self.events();
-        events
-            .iter()
-            .find(|e| e["type"] == "session-end" && e["session"] == session)
-            .unwrap_or_else(|| panic!("no end of {session} in {events:?}"))
-            .clone()
-    }
-
     fn events(&self) -> Vec<Value> {
         let data = self.data.path().to_string_lossy().into_owned();
         let listed = run_moat(
@@ -648,10 +628,7 @@ fn session_records_the_agent_exit_status() {
     assert_eq!(output.status.code(), Some(7), "{}", text(&output));
     assert!(output.stdout.contains("inside"));
     let events = env.events();
-    let end = events
-        .iter()
-        .find(|e| e["type"] == "session-end")
-        .unwrap_or_else(|| panic!("{events:?}"));
+    let end = session_end(&events, None);
     assert_eq!(end["exit_code"], 7);
     assert_eq!(assert_recorded_under_sessions(&events, 0).len(), 1);
 }
@@ -954,7 +931,7 @@ fn ps_lists_a_running_session_and_stop_ends_it() {
     // The agent (`sleep`) is asked to end with SIGTERM, and dies of it.
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 15));
-    let end = env.end_of(session);
+    let end = session_end(&env.events(), Some(session));
     assert_eq!(end["reason"], "stopped", "{end}");
     assert_eq!(end["signal"], 15, "{end}");
     let after = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
@@ -989,7 +966,7 @@ fn ctrl_c_in_a_terminal_is_the_agents_and_a_sent_sigint_ends_the_session() {
     let (status, output) = terminal.type_and_finish(b"\x03");
     assert_eq!(status.code(), Some(7), "{output}");
     assert!(output.contains("interrupted"), "{output}");
-    let end = env.last_end();
+    let end = session_end(&env.events(), None);
     assert_eq!(end["exit_code"], 7, "{end}");
     assert!(end.get("reason").is_none_or(Value::is_null), "{end}");
 
@@ -1002,7 +979,7 @@ fn ctrl_c_in_a_terminal_is_the_agents_and_a_sent_sigint_ends_the_session() {
     assert!(interrupted.success());
     // The agent (`sleep`) was asked to end with SIGTERM, and died of it.
     assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
-    let end = env.end_of(listed["session"].as_str().expect("session id"));
+    let end = session_end(&env.events(), listed["session"].as_str());
     assert_eq!(end["reason"], "stopped", "{end}");
 }
 
@@ -1040,7 +1017,7 @@ fn under_nohup_a_hangup_does_not_end_the_session() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("FINISHED"), "{stdout}");
-    let end = env.last_end();
+    let end = session_end(&env.events(), None);
     assert!(end.get("reason").is_none_or(Value::is_null), "{end}");
 }
 
@@ -1056,7 +1033,7 @@ fn a_timed_out_session_exits_124_and_records_the_agents_status() {
     );
     assert_eq!(ran.status.code(), Some(124), "{ran}");
     assert!(ran.stderr.contains("timed out after 1s"), "{ran}");
-    let end = env.last_end();
+    let end = session_end(&env.events(), None);
     assert_eq!(end["exit_code"], 0, "{end}");
     assert_eq!(end["reason"], "timed out after 1s", "{end}");
 }
@@ -1105,8 +1082,17 @@ fn ctrl_z_and_fg_suspend_and_resume_the_session() {
     terminal.wait_for("GOT resumed");
     let (status, output) = terminal.type_and_finish(b"exit\n");
     assert!(status.success(), "{output}");
-    let end = env.last_end();
+    let end = session_end(&env.events(), None);
     assert_eq!(end["exit_code"], 0, "{end}");
+}
+
+/// The newest session end in `events`, of `session` when given.
+fn session_end(events: &[Value], session: Option<&str>) -> Value {
+    events
+        .iter()
+        .rfind(|e| e["type"] == "session-end" && session.is_none_or(|id| e["session"] == id))
+        .unwrap_or_else(|| panic!("no end of {session:?} in {events:?}"))
+        .clone()
 }
 
 /// `words` quoted for `sh`.
@@ -1397,10 +1383,7 @@ fn ps_and_stop_work_for_a_session_served_by_a_running_gate() {
     assert!(stderr.contains("moat: using the running gate"), "{stderr}");
     assert!(!stderr.contains("ignored"), "{stderr}");
     let events = env.events();
-    let end = events
-        .iter()
-        .find(|e| e["type"] == "session-end" && e["session"] == session.as_str())
-        .unwrap_or_else(|| panic!("{events:?}"));
+    let end = session_end(&events, Some(&session));
     assert_eq!(end["reason"], "stopped", "{end}");
     assert_recorded_under_sessions(&events, 0);
     assert!(gate.output().contains(&session), "{}", gate.output());
@@ -1446,10 +1429,7 @@ fn a_stale_control_socket_falls_back_to_a_gate_of_its_own() {
     );
     let events = env.events();
     assert_eq!(assert_recorded_under_sessions(&events, 0).len(), 1);
-    let end = events
-        .iter()
-        .find(|e| e["type"] == "session-end")
-        .unwrap_or_else(|| panic!("{events:?}"));
+    let end = session_end(&events, None);
     assert_eq!(end["exit_code"], 3);
 }
 
