@@ -960,7 +960,9 @@ fn ctrl_c_in_a_terminal_is_the_agents_and_a_sent_sigint_ends_the_session() {
     let moat_run = shell_words(
         std::iter::once(MOAT.to_owned()).chain(env.run_args(&[], &["sh", "-c", agent])),
     );
-    let mut terminal = Terminal::run(&moat_run);
+    // `exec`: `moat run` is the terminal's foreground job itself, as when typed at a shell's
+    // prompt (a shell waiting on it in the same process group would die of the Ctrl-C too).
+    let mut terminal = Terminal::run(&format!("exec {moat_run}"));
     terminal.wait_for("READY");
     // The byte 0x03 is Ctrl-C: the terminal sends SIGINT to its foreground process group.
     let (status, output) = terminal.type_and_finish(b"\x03");
@@ -997,13 +999,7 @@ fn under_nohup_a_hangup_does_not_end_the_session() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("nohup");
-    for _ in 0..1200 {
-        if ready.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(ready.exists(), "the agent never started");
+    wait_until("the agent starts", || ready.exists());
     let hung_up = std::process::Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()
@@ -1073,9 +1069,16 @@ fn ctrl_z_and_fg_suspend_and_resume_the_session() {
     let mut terminal = Terminal::run("PS1='$ ' bash --norc --noprofile -i");
     terminal.type_keys(format!("{moat_run}\n").as_bytes());
     terminal.wait_for("READY");
+    // Ctrl-Z once the agent waits for the terminal: a shell runs a trap between commands, so
+    // an agent stopped before its `read` would say it was continued only after a line came.
+    let agent = terminal.process(&["sh", "-c", agent]);
+    wait_until("the agent reads the terminal", || reads_stdin(agent));
     // 0x1A is Ctrl-Z: the terminal sends SIGTSTP to its foreground process group.
     terminal.type_keys(b"\x1a");
     terminal.wait_for("Stopped");
+    // The shell says "Stopped" when `moat run` is; the agent stops by itself, perhaps a moment
+    // later, and until then it could still read what is typed.
+    wait_until("the agent is stopped", || is_stopped(agent));
     terminal.type_keys(b"fg\n");
     terminal.wait_for("CONTINUED");
     terminal.type_keys(b"resumed\n");
@@ -1105,7 +1108,9 @@ fn shell_words(words: impl IntoIterator<Item = String>) -> String {
 }
 
 /// A shell command line run by `script` on a terminal of its own: what is typed goes to the
-/// terminal (so 0x03 is Ctrl-C), and everything the terminal shows is collected.
+/// terminal (so 0x03 is Ctrl-C), and everything the terminal shows is collected. The shell is
+/// always `/bin/sh` (`script` runs `$SHELL -c`, and shells differ in what they do with a
+/// terminal's signal while they wait for a command).
 struct Terminal {
     script: std::process::Child,
     stdin: std::process::ChildStdin,
@@ -1124,6 +1129,7 @@ impl Terminal {
                 "/dev/null",
             ])
             .env("NO_COLOR", "1")
+            .env("SHELL", "/bin/sh")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -1155,6 +1161,24 @@ impl Terminal {
                 Err(_) => panic!("the terminal never showed {needle:?}: {}", self.output),
             }
         }
+    }
+
+    /// The pid of the process on this terminal whose command line is `argv` (waits for it).
+    fn process(&self, argv: &[&str]) -> u32 {
+        let wanted: Vec<u8> = argv
+            .iter()
+            .flat_map(|arg| [arg.as_bytes(), b"\0"])
+            .flatten()
+            .copied()
+            .collect();
+        let mut found = None;
+        wait_until(&format!("{argv:?} runs on the terminal"), || {
+            found = descendants(self.script.id()).into_iter().find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| line == wanted)
+            });
+            found.is_some()
+        });
+        found.expect("found")
     }
 
     /// Types `keys`.
@@ -1599,6 +1623,50 @@ fn the_sandbox_init_holds_nothing_of_the_host_environment() {
 }
 
 /// The children of process `pid` (of all its threads).
+/// Waits until `done` holds (bounded: a guard against a hang, not a timing assertion).
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("never happened: {what}");
+}
+
+/// The processes under `pid`, at any depth (those that exit meanwhile are left out).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut next = vec![pid];
+    while let Some(parent) = next.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let listed = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in listed.split_whitespace().filter_map(|p| p.parse().ok()) {
+                found.push(child);
+                next.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// Whether `pid` is blocked in `read(0, …)` (`/proc/PID/syscall`: number 0 is `read`).
+fn reads_stdin(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .is_ok_and(|call| call.starts_with("0 0x0 "))
+}
+
+/// Whether `pid` is stopped by job control (state `T` in `/proc/PID/stat`).
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    })
+}
+
 fn children(pid: u32) -> Vec<u32> {
     let mut all = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
