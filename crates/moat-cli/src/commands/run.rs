@@ -1004,6 +1004,8 @@ fn write_session_file(
         "command": command,
         "started": jiff::Timestamp::now().to_string(),
         "moat_pid": std::process::id(),
+        "moat_start": super::sessions::process_start(std::process::id())
+            .ok_or_else(|| anyhow::anyhow!("cannot read this process's start time in /proc/self/stat"))?,
     });
     let mut file = std::fs::File::create(dir.join("session.json"))?;
     file.write_all(serde_json::to_string_pretty(&record)?.as_bytes())?;

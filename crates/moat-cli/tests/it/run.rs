@@ -940,6 +940,47 @@ fn ps_lists_a_running_session_and_stop_ends_it() {
     assert_eq!(after, serde_json::json!([]));
 }
 
+/// `moat stop` never signals a process that is not the session's `moat run`. A `moat run`
+/// killed outright leaves its session's file behind, and the kernel may give its pid to
+/// another process: neither `moat ps` nor `moat stop` takes that process for the session.
+#[test]
+fn stop_never_signals_a_process_that_took_a_dead_sessions_pid() {
+    let env = RunEnv::start(POLICY);
+    let (mut child, listed) = env.sleeping_session();
+    let data = env.data.path().to_string_lossy().into_owned();
+    let session = listed["session"].as_str().expect("session id");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let file = env
+        .data
+        .path()
+        .join("sessions")
+        .join(session)
+        .join("session.json");
+    let mut recorded: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    // The pid goes to another process (here given to it by rewriting the file).
+    let mut stranger = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("sleep");
+    recorded["moat_pid"] = stranger.id().into();
+    std::fs::write(&file, recorded.to_string()).unwrap();
+
+    let after = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
+        .assert_success()
+        .json();
+    assert_eq!(after, serde_json::json!([]));
+    let stopped = run_moat(Path::new(MOAT), &["stop", session, "--data-dir", &data]);
+    assert!(!stopped.status.success(), "{stopped}");
+    assert!(stopped.stderr.contains("no running session"), "{stopped}");
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "the stranger was signalled"
+    );
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+}
+
 /// Ctrl-C in a terminal is the agent's. The agent is in the terminal's foreground process group
 /// with `moat run` and hears it itself; an interactive agent takes it to interrupt what it is
 /// doing, so the session goes on until the agent exits, with the agent's status. `moat run`
