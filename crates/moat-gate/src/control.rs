@@ -21,7 +21,8 @@
 //! the session itself with the reason `moat run disconnected`; when the gate shuts down with
 //! sessions open, it ends each with `gate stopped` and closes their connections, which tells
 //! `moat run` to stop its sandbox. Either way every recorded start has its end, and the end is
-//! the session's last event.
+//! the session's last event. (A `moat run` killed outright with a gate of its own records no
+//! end; the next gate to start on the data directory does: [`crate::session_file`].)
 //!
 //! [`ControlClient`] is the `moat run` side.
 
@@ -569,6 +570,10 @@ impl Connection {
             Ending::Protocol(problem) => (reason(format!("control protocol: {problem}")), false),
         };
         let ending = end.reason.clone().unwrap_or_else(|| "closed".to_owned());
+        if !answer {
+            // `moat run` did not get to remove its session file: the end is recorded now.
+            crate::session_file::remove_session_file(&dir);
+        }
         // The session's counted repeats go on record before its end (they are this session's).
         let recorded = match self.gate.audit.flush_repeats().await {
             Ok(()) => self.gate.audit.append(Event::SessionEnd(end)).await,

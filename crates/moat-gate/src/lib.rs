@@ -40,6 +40,7 @@ mod pypi;
 mod respond;
 mod sealed;
 mod serve;
+pub mod session_file;
 pub mod why;
 
 pub use caller::SessionContext;

@@ -16,7 +16,6 @@
 //! before its start is recorded; building the sandbox overlaps finding the gate and its durable
 //! append.
 
-use std::io::Write as _;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moat_audit::{AuditLog, Event, SessionEnd, SessionStart};
+use moat_gate::session_file::{SessionFile, end_abandoned_sessions, remove_session_file};
 use moat_gate::{ControlClient, Gate, GateConfig, SessionContext};
 use moat_sandbox::{Admission, Backend, Limits, Outcome, Property, SandboxError, Spec};
 
@@ -352,7 +352,13 @@ impl SessionRun<'_> {
                 home_files,
             }));
             // For `moat ps` and `moat stop`, once the agent is on its way.
-            write_session_file(&session_dir.path, &session, &spec.command)?;
+            SessionFile::for_this_process(
+                &session.id,
+                &session.agent,
+                &session.operator,
+                &spec.command,
+            )
+            .and_then(|file| file.write(&session_dir.path))?;
             // The agent's exit is heard before the sandbox's teardown when it exits on its
             // own (the end is recorded meanwhile), else with the sandbox's result. A running
             // gate that shuts down ends the session (and records its end): without the gate
@@ -411,6 +417,9 @@ impl SessionRun<'_> {
                     }
                 }
             };
+            // Whoever records the end removes the session file first (a file left means no
+            // end: `end_abandoned_sessions`).
+            remove_session_file(&session_dir.path);
             let closed = if ended_by_gate {
                 Ok(Closed::ByUs)
             } else {
@@ -519,6 +528,9 @@ fn session_gate(
         UserError::new(format!("cannot open the audit log: {e}"))
             .hint("a session is recorded before it starts; it will not start without its log")
     })?;
+    for id in runtime.block_on(end_abandoned_sessions(data_dir, &audit)) {
+        eprintln!("moat: recorded the end of session {id}, whose moat run was killed");
+    }
     let config = GateConfig {
         llm_keys: super::gate::llm_keys(),
         llm_upstream: super::gate::llm_upstream(&args.llm),
@@ -989,27 +1001,6 @@ fn host_name() -> String {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// `sessions/<id>/session.json`: what `moat ps` and `moat stop` read while the session runs.
-fn write_session_file(
-    dir: &Path,
-    session: &SessionContext,
-    command: &[String],
-) -> anyhow::Result<()> {
-    let record = serde_json::json!({
-        "session": session.id,
-        "agent": session.agent,
-        "operator": session.operator,
-        "command": command,
-        "started": jiff::Timestamp::now().to_string(),
-        "moat_pid": std::process::id(),
-        "moat_start": super::sessions::process_start(std::process::id())
-            .ok_or_else(|| anyhow::anyhow!("cannot read this process's start time in /proc/self/stat"))?,
-    });
-    let mut file = std::fs::File::create(dir.join("session.json"))?;
-    file.write_all(serde_json::to_string_pretty(&record)?.as_bytes())?;
-    Ok(())
 }
 
 #[cfg(test)]

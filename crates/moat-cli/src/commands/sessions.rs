@@ -1,46 +1,16 @@
 //! `moat ps` and `moat stop`: the sessions running on this data directory, as their
 //! `sessions/<id>/session.json` files say (a session removes its directory when it ends).
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use moat_gate::session_file::running_sessions;
 
 use crate::cli::GlobalArgs;
 use crate::config::Loaded;
 use crate::error::UserError;
 
-/// One running session, as `moat run` recorded it.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct SessionFile {
-    session: String,
-    agent: String,
-    operator: String,
-    command: Vec<String>,
-    started: String,
-    moat_pid: u32,
-    /// When `moat_pid` started, in clock ticks after boot ([`process_start`]): a `moat run`
-    /// killed before it could remove its session leaves the file, and its pid may go to
-    /// another process, which must not be listed or signalled as the session.
-    moat_start: u64,
-}
-
-impl SessionFile {
-    /// Whether `moat_pid` is still the session's `moat run`.
-    fn is_running(&self) -> bool {
-        process_start(self.moat_pid) == Some(self.moat_start)
-    }
-}
-
-/// When process `pid` started, in clock ticks after boot (`/proc/PID/stat`, field 22); `None`
-/// when there is no such process.
-pub(crate) fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces and parentheses.
-    let (_, after_name) = stat.rsplit_once(')')?;
-    after_name.split_whitespace().nth(19)?.parse().ok()
-}
-
 pub fn ps(global: &GlobalArgs, loaded: &Loaded, json: bool) -> anyhow::Result<ExitCode> {
-    let sessions = running(&moat_gate::control::sessions_dir(&loaded.data_dir(global)?))?;
+    let sessions = running_sessions(&loaded.data_dir(global)?)?;
     if json {
         super::print_json(&sessions)?;
         return Ok(ExitCode::SUCCESS);
@@ -63,8 +33,8 @@ pub fn ps(global: &GlobalArgs, loaded: &Loaded, json: bool) -> anyhow::Result<Ex
 }
 
 pub fn stop(global: &GlobalArgs, loaded: &Loaded, id: &str) -> anyhow::Result<ExitCode> {
-    let dir = moat_gate::control::sessions_dir(&loaded.data_dir(global)?);
-    let Some(session) = running(&dir)?.into_iter().find(|s| s.session == id) else {
+    let running = running_sessions(&loaded.data_dir(global)?)?;
+    let Some(session) = running.into_iter().find(|s| s.session == id) else {
         return Err(UserError::new(format!("no running session {id}"))
             .hint("`moat ps` lists the running sessions")
             .into());
@@ -97,22 +67,4 @@ pub fn stop(global: &GlobalArgs, loaded: &Loaded, id: &str) -> anyhow::Result<Ex
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Sessions whose directory holds a session file and whose `moat run` process is alive.
-fn running(dir: &Path) -> anyhow::Result<Vec<SessionFile>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(err.into()),
-    };
-    let mut sessions: Vec<SessionFile> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path().join("session.json"))
-        .filter_map(|path: PathBuf| std::fs::read(path).ok())
-        .filter_map(|bytes| serde_json::from_slice::<SessionFile>(&bytes).ok())
-        .filter(SessionFile::is_running)
-        .collect();
-    sessions.sort_by(|a, b| a.started.cmp(&b.started));
-    Ok(sessions)
 }

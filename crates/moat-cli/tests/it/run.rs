@@ -981,6 +981,58 @@ fn stop_never_signals_a_process_that_took_a_dead_sessions_pid() {
     stranger.wait().unwrap();
 }
 
+/// A `moat run` killed outright with a gate of its own cannot record its session's end; the
+/// next gate on the data directory does (the session file it left names the session), once,
+/// and a session that ended normally is not ended again.
+#[test]
+fn a_killed_moat_runs_session_is_ended_when_the_next_gate_starts() {
+    let env = RunEnv::start(POLICY);
+    let (mut child, listed) = env.sleeping_session();
+    let killed = listed["session"].as_str().expect("session id").to_owned();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let dir = env.data.path().join("sessions").join(&killed);
+    assert!(
+        dir.join("session.json").exists(),
+        "the killed session left no file"
+    );
+    assert!(
+        session_ends(&env.events(), &killed).is_empty(),
+        "a killed moat run recorded an end"
+    );
+
+    let next = env.run(&[], &["true"]);
+    next.assert_success();
+    assert!(
+        next.stderr
+            .contains(&format!("recorded the end of session {killed}")),
+        "{next}"
+    );
+    assert!(!dir.exists(), "the abandoned session's directory is left");
+    env.run(&[], &["true"]).assert_success();
+    let events = env.events();
+    let ends = session_ends(&events, &killed);
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    let reason = ends[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("abandoned: its moat run (pid "),
+        "{reason}"
+    );
+    // Every session has one end, the abandoned one and the two after it alike.
+    for start in events.iter().filter(|e| e["type"] == "session-start") {
+        let id = start["session"].as_str().unwrap();
+        assert_eq!(session_ends(&events, id).len(), 1, "{id}: {events:?}");
+    }
+}
+
+/// The end records of `session` in `events`.
+fn session_ends<'a>(events: &'a [Value], session: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "session-end" && e["session"] == session)
+        .collect()
+}
+
 /// Ctrl-C in a terminal is the agent's. The agent is in the terminal's foreground process group
 /// with `moat run` and hears it itself; an interactive agent takes it to interrupt what it is
 /// doing, so the session goes on until the agent exits, with the agent's status. `moat run`

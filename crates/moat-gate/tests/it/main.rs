@@ -8,4 +8,5 @@ mod invariants;
 mod llm;
 mod routes;
 mod session;
+mod session_file;
 mod support;

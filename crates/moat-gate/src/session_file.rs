@@ -1,0 +1,178 @@
+//! `sessions/<id>/session.json`: a running session as its `moat run` describes it, for `moat
+//! ps` and `moat stop`; and the ends of sessions whose `moat run` died with the file in place.
+//!
+//! `moat run` writes the file once the session's start is recorded. Whoever records the end
+//! removes the file first: `moat run` before it sends its close (or records the end in its own
+//! gate), a running gate before it ends a session whose `moat run` disconnected. A file whose
+//! `moat run` is gone therefore names a session with a start and no end: a `moat run` killed
+//! outright (`SIGKILL`, the OOM killer) with a gate of its own, which died with it.
+//! [`end_abandoned_sessions`], run as a gate starts, records those ends.
+
+use std::path::{Path, PathBuf};
+
+use moat_audit::{AuditLog, Event, SessionEnd};
+
+use crate::control::sessions_dir;
+
+/// The session file's name in a session's directory.
+pub const SESSION_FILE: &str = "session.json";
+
+/// One running session, as its `moat run` recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionFile {
+    /// The session id.
+    pub session: String,
+    /// Which agent runs.
+    pub agent: String,
+    /// Who runs it.
+    pub operator: String,
+    /// The agent's command line.
+    pub command: Vec<String>,
+    /// When the session started (RFC 3339).
+    pub started: String,
+    /// The session's `moat run` process.
+    pub moat_pid: u32,
+    /// When `moat_pid` started, in clock ticks after boot ([`process_start`]): once the process
+    /// is gone, its pid may go to another, which is not the session's.
+    pub moat_start: u64,
+}
+
+impl SessionFile {
+    /// This process's file for `session`.
+    pub fn for_this_process(
+        session: &str,
+        agent: &str,
+        operator: &str,
+        command: &[String],
+    ) -> std::io::Result<SessionFile> {
+        let moat_pid = std::process::id();
+        let moat_start = process_start(moat_pid).ok_or_else(|| {
+            std::io::Error::other("cannot read this process's start time in /proc/self/stat")
+        })?;
+        Ok(SessionFile {
+            session: session.to_owned(),
+            agent: agent.to_owned(),
+            operator: operator.to_owned(),
+            command: command.to_vec(),
+            started: jiff::Timestamp::now().to_string(),
+            moat_pid,
+            moat_start,
+        })
+    }
+
+    /// Writes the file into the session's directory `dir`.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(SESSION_FILE), json)
+    }
+
+    /// The file in the session's directory `dir`; `None` when it is not there (yet, or any
+    /// more) or unreadable.
+    pub fn read(dir: &Path) -> Option<SessionFile> {
+        let bytes = std::fs::read(dir.join(SESSION_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Whether `moat_pid` is still the session's `moat run`.
+    pub fn is_running(&self) -> bool {
+        process_start(self.moat_pid) == Some(self.moat_start)
+    }
+}
+
+/// Removes the session file from the session's directory `dir`, before its end is recorded;
+/// false when it was not there.
+pub fn remove_session_file(dir: &Path) -> bool {
+    std::fs::remove_file(dir.join(SESSION_FILE)).is_ok()
+}
+
+/// The sessions of the data directory whose `moat run` runs, oldest first.
+pub fn running_sessions(data_dir: &Path) -> std::io::Result<Vec<SessionFile>> {
+    let mut sessions: Vec<SessionFile> = session_files(data_dir)?
+        .into_iter()
+        .map(|(_, file)| file)
+        .filter(SessionFile::is_running)
+        .collect();
+    sessions.sort_by(|a, b| a.started.cmp(&b.started));
+    Ok(sessions)
+}
+
+/// Records the end of each session whose `moat run` died without recording it (its file is
+/// still there, its process is gone) and removes its directory; returns the ids. A session is
+/// claimed by removing its file, so that two gates starting at once record one end. An end that
+/// cannot be recorded is logged, and that session is not tried again.
+pub async fn end_abandoned_sessions(data_dir: &Path, audit: &AuditLog) -> Vec<String> {
+    let files = match session_files(data_dir) {
+        Ok(files) => files,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot look for abandoned sessions");
+            return Vec::new();
+        }
+    };
+    let mut ended = Vec::new();
+    for (dir, file) in files {
+        if file.is_running() || !remove_session_file(&dir) {
+            continue;
+        }
+        let end = SessionEnd {
+            time: jiff::Timestamp::now(),
+            session: file.session.clone(),
+            exit_code: None,
+            signal: None,
+            duration_ms: 0,
+            user_cpu_ms: 0,
+            system_cpu_ms: 0,
+            max_rss_kib: 0,
+            reason: Some(format!(
+                "abandoned: its moat run (pid {}) ended without recording the end; found when a gate started",
+                file.moat_pid
+            )),
+        };
+        match audit.append(Event::SessionEnd(end)).await {
+            Ok(_) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                tracing::info!(session = %file.session, pid = file.moat_pid, "abandoned session ended");
+                ended.push(file.session);
+            }
+            Err(err) => {
+                tracing::error!(session = %file.session, error = %err, "abandoned session's end not recorded");
+            }
+        }
+    }
+    ended
+}
+
+/// Each session directory of the data directory with its file.
+fn session_files(data_dir: &Path) -> std::io::Result<Vec<(PathBuf, SessionFile)>> {
+    let entries = match std::fs::read_dir(sessions_dir(data_dir)) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    Ok(entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter_map(|dir| SessionFile::read(&dir).map(|file| (dir, file)))
+        .collect())
+}
+
+/// When process `pid` started, in clock ticks after boot (`/proc/PID/stat`, field 22); `None`
+/// when there is no such process.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces and parentheses.
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_running_and_a_changed_start_is_not() {
+        let mut file = SessionFile::for_this_process("s1", "agent", "alice", &[]).unwrap();
+        assert!(file.is_running());
+        file.moat_start += 1;
+        assert!(!file.is_running());
+    }
+}

@@ -1,0 +1,58 @@
+//! Session files: a session whose `moat run` died with its file in place gets its end when a
+//! gate starts, once; a running session and one still opening are left alone.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failed test
+
+use moat_audit::{AuditLog, Event, ListQuery};
+use moat_gate::session_file::{SESSION_FILE, SessionFile, end_abandoned_sessions};
+
+#[tokio::test]
+async fn abandoned_sessions_are_ended_once_and_running_ones_are_left() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let audit = AuditLog::open(&data_dir.path().join("audit.db")).unwrap();
+    let sessions = data_dir.path().join("sessions");
+    let dir = |id: &str| {
+        let dir = sessions.join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    };
+    // A process that has exited: its pid names no process, or another one since.
+    let mut exited = std::process::Command::new("true").spawn().unwrap();
+    exited.wait().unwrap();
+    let running = SessionFile::for_this_process("running", "claude", "alice", &[]).unwrap();
+    let dead = SessionFile {
+        session: "dead".to_owned(),
+        moat_pid: exited.id(),
+        ..running.clone()
+    };
+    dead.write(&dir("dead")).unwrap();
+    running.write(&dir("running")).unwrap();
+    dir("opening");
+
+    let ended = end_abandoned_sessions(data_dir.path(), &audit).await;
+    assert_eq!(ended, ["dead"]);
+    assert!(!sessions.join("dead").exists());
+    assert!(sessions.join("running").join(SESSION_FILE).exists());
+    assert!(sessions.join("opening").exists());
+    assert!(
+        end_abandoned_sessions(data_dir.path(), &audit)
+            .await
+            .is_empty()
+    );
+
+    let events: Vec<Event> = audit
+        .list(&ListQuery::default())
+        .unwrap()
+        .into_iter()
+        .map(|stored| stored.event)
+        .collect();
+    let [Event::SessionEnd(end)] = events.as_slice() else {
+        panic!("one end expected: {events:?}");
+    };
+    assert_eq!(end.session, "dead");
+    assert_eq!(end.exit_code, None);
+    let reason = end.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("abandoned: its moat run (pid "),
+        "{reason}"
+    );
+}
