@@ -141,7 +141,8 @@ pub async fn end_abandoned_sessions(data_dir: &Path, audit: &AuditLog) -> Vec<St
     ended
 }
 
-/// Each session directory of the data directory with its file.
+/// Each session directory of the data directory with its file (a file that names another
+/// session than its directory does is not the session's).
 fn session_files(data_dir: &Path) -> std::io::Result<Vec<(PathBuf, SessionFile)>> {
     let entries = match std::fs::read_dir(sessions_dir(data_dir)) {
         Ok(entries) => entries,
@@ -152,6 +153,7 @@ fn session_files(data_dir: &Path) -> std::io::Result<Vec<(PathBuf, SessionFile)>
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .filter_map(|dir| SessionFile::read(&dir).map(|file| (dir, file)))
+        .filter(|(dir, file)| dir.file_name().is_some_and(|name| *name == *file.session))
         .collect())
 }
 

@@ -1,5 +1,6 @@
 //! Session files: a session whose `moat run` died with its file in place gets its end when a
-//! gate starts, once; a running session and one still opening are left alone.
+//! gate starts, once; a running session, one still opening, and a file that is not its
+//! directory's are left alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failed test
 
 use moat_audit::{AuditLog, Event, ListQuery};
@@ -27,12 +28,19 @@ async fn abandoned_sessions_are_ended_once_and_running_ones_are_left() {
     dead.write(&dir("dead")).unwrap();
     running.write(&dir("running")).unwrap();
     dir("opening");
+    // A file in another session's directory names no session of that directory.
+    let misplaced = SessionFile {
+        session: "elsewhere".to_owned(),
+        ..dead.clone()
+    };
+    misplaced.write(&dir("misplaced")).unwrap();
 
     let ended = end_abandoned_sessions(data_dir.path(), &audit).await;
     assert_eq!(ended, ["dead"]);
     assert!(!sessions.join("dead").exists());
     assert!(sessions.join("running").join(SESSION_FILE).exists());
     assert!(sessions.join("opening").exists());
+    assert!(sessions.join("misplaced").join(SESSION_FILE).exists());
     assert!(
         end_abandoned_sessions(data_dir.path(), &audit)
             .await
