@@ -663,7 +663,7 @@ impl SessionGate {
                 .into()),
                 Err(e) => {
                     eprintln!(
-                        "moat: warning: the running gate went away before the session end was recorded ({e}); it records the end itself when it can"
+                        "moat: warning: the running gate went away before it answered the session's close ({e}): a gate that shut down recorded the end itself (`gate stopped`); one that crashed left the session without an end on record"
                     );
                     Ok(Closed::ByUs)
                 }
