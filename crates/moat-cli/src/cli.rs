@@ -159,7 +159,8 @@ pub enum Command {
     /// `moat report --agent claude --since 24h`, `moat report --json`
     Report(ReportArgs),
 
-    /// List running agent sessions.
+    /// List running agent sessions: id, start, agent, operator, the pid of its `moat run`,
+    /// workspace and command.
     Ps {
         /// Print as JSON.
         #[arg(long)]

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use moat_audit::{AuditLog, Event, SessionEnd};
 
+use crate::SessionContext;
 use crate::control::sessions_dir;
 
 /// The session file's name in a session's directory.
@@ -28,6 +29,9 @@ pub struct SessionFile {
     pub operator: String,
     /// The agent's command line.
     pub command: Vec<String>,
+    /// The directory the agent works in (empty in a file of a `moat run` before 2026-12-01).
+    #[serde(default)]
+    pub workspace: String,
     /// When the session started (RFC 3339).
     pub started: String,
     /// The session's `moat run` process.
@@ -38,22 +42,22 @@ pub struct SessionFile {
 }
 
 impl SessionFile {
-    /// This process's file for `session`.
+    /// This process's file for `session`, which runs `command` in `workspace`.
     pub fn for_this_process(
-        session: &str,
-        agent: &str,
-        operator: &str,
+        session: &SessionContext,
         command: &[String],
+        workspace: &Path,
     ) -> std::io::Result<SessionFile> {
         let moat_pid = std::process::id();
         let moat_start = process_start(moat_pid).ok_or_else(|| {
             std::io::Error::other("cannot read this process's start time in /proc/self/stat")
         })?;
         Ok(SessionFile {
-            session: session.to_owned(),
-            agent: agent.to_owned(),
-            operator: operator.to_owned(),
+            session: session.id.clone(),
+            agent: session.agent.clone(),
+            operator: session.operator.clone(),
             command: command.to_vec(),
+            workspace: workspace.display().to_string(),
             started: jiff::Timestamp::now().to_string(),
             moat_pid,
             moat_start,
@@ -172,7 +176,12 @@ mod tests {
 
     #[test]
     fn this_process_is_running_and_a_changed_start_is_not() {
-        let mut file = SessionFile::for_this_process("s1", "agent", "alice", &[]).unwrap();
+        let session = SessionContext {
+            id: "s1".to_owned(),
+            agent: "agent".to_owned(),
+            operator: "alice".to_owned(),
+        };
+        let mut file = SessionFile::for_this_process(&session, &[], Path::new("/w")).unwrap();
         assert!(file.is_running());
         file.moat_start += 1;
         assert!(!file.is_running());

@@ -352,13 +352,8 @@ impl SessionRun<'_> {
                 home_files,
             }));
             // For `moat ps` and `moat stop`, once the agent is on its way.
-            SessionFile::for_this_process(
-                &session.id,
-                &session.agent,
-                &session.operator,
-                &spec.command,
-            )
-            .and_then(|file| file.write(&session_dir.path))?;
+            SessionFile::for_this_process(&session, &spec.command, &spec.workspace)
+                .and_then(|file| file.write(&session_dir.path))?;
             // The agent's exit is heard before the sandbox's teardown when it exits on its
             // own (the end is recorded meanwhile), else with the sandbox's result. A running
             // gate that shuts down ends the session (and records its end): without the gate

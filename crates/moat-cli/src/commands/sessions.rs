@@ -20,12 +20,13 @@ pub fn ps(global: &GlobalArgs, loaded: &Loaded, json: bool) -> anyhow::Result<Ex
     }
     for s in &sessions {
         println!(
-            "{}  {}  agent {}  operator {}  pid {}  {}",
+            "{}  {}  agent {}  operator {}  pid {}  in {}  {}",
             s.session,
             s.started,
             s.agent,
             s.operator,
             s.moat_pid,
+            s.workspace,
             s.command.join(" ")
         );
     }

@@ -927,6 +927,17 @@ fn ps_lists_a_running_session_and_stop_ends_it() {
     let data = env.data.path().to_string_lossy().into_owned();
     let session = listed["session"].as_str().expect("session id");
     assert_eq!(listed["agent"], "e2e-agent");
+    let workspace = env.workspace.path().canonicalize().unwrap();
+    assert_eq!(listed["workspace"], workspace.to_str().unwrap());
+    let shown = run_moat(Path::new(MOAT), &["ps", "--data-dir", &data]);
+    shown.assert_success();
+    assert!(
+        shown.stdout.contains(&format!("{session}  "))
+            && shown
+                .stdout
+                .contains(&format!("  in {}  sleep 60", workspace.display())),
+        "{shown}"
+    );
     run_moat(Path::new(MOAT), &["stop", session, "--data-dir", &data]).assert_success();
     // The agent (`sleep`) is asked to end with SIGTERM, and dies of it.
     let status = child.wait().unwrap();

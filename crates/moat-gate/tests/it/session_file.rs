@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failed test
 
 use moat_audit::{AuditLog, Event, ListQuery};
+use moat_gate::SessionContext;
 use moat_gate::session_file::{SESSION_FILE, SessionFile, end_abandoned_sessions};
 
 #[tokio::test]
@@ -19,7 +20,12 @@ async fn abandoned_sessions_are_ended_once_and_running_ones_are_left() {
     // A process that has exited: its pid names no process, or another one since.
     let mut exited = std::process::Command::new("true").spawn().unwrap();
     exited.wait().unwrap();
-    let running = SessionFile::for_this_process("running", "claude", "alice", &[]).unwrap();
+    let session = SessionContext {
+        id: "running".to_owned(),
+        agent: "claude".to_owned(),
+        operator: "alice".to_owned(),
+    };
+    let running = SessionFile::for_this_process(&session, &[], data_dir.path()).unwrap();
     let dead = SessionFile {
         session: "dead".to_owned(),
         moat_pid: exited.id(),
