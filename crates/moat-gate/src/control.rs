@@ -15,14 +15,18 @@
 //!    `{"ok":false,"error":…}` (then closes the connection);
 //! 3. client → gate: `{"op":"close","end":<SessionEnd>}`. The gate stops the session's
 //!    listener (open connections drain), appends the `session-end` event, answers
-//!    `{"ok":true}`, then removes `sessions/<id>/` (the client leaves that to the gate).
+//!    `{"ok":true}`, then removes `sessions/<id>/` (the client leaves that to the gate);
+//! 4. gate → client, unasked: `{"ok":false,"ended":<reason>}` when the gate ended the session
+//!    itself (it is shutting down) and recorded that end, before it closes the connection.
 //!
 //! When the connection drops without a close (`moat run` crashed or was killed), the gate ends
 //! the session itself with the reason `moat run disconnected`; when the gate shuts down with
 //! sessions open, it ends each with `gate stopped` and closes their connections, which tells
 //! `moat run` to stop its sandbox. Either way every recorded start has its end, and the end is
-//! the session's last event. (A `moat run` killed outright with a gate of its own records no
-//! end; the next gate to start on the data directory does: [`crate::session_file`].)
+//! the session's last event. A gate that ends a session itself tells `moat run` so
+//! (`{"ended":…}`); a connection that just ends means the gate died, and the session's end
+//! is then recorded by the next gate ([`crate::session_file`]), as it is for a `moat run`
+//! killed outright with a gate of its own.
 //!
 //! [`ControlClient`] is the `moat run` side.
 
@@ -39,6 +43,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
+use crate::session_file::end_abandoned_sessions;
 use crate::{Gate, SessionContext};
 
 /// The control socket's file name in the data directory.
@@ -163,6 +168,10 @@ pub struct Reply {
     /// Why the request failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Sent unasked (or instead of the answer to a close) when the gate ended the session
+    /// itself, shutting down: the end it recorded has this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
 }
 
 impl Reply {
@@ -193,6 +202,9 @@ pub enum ControlError {
     /// The gate closed the connection.
     #[error("the gate closed the control connection")]
     Closed,
+    /// The gate ended the session itself (it is shutting down) and recorded that end.
+    #[error("the gate ended the session itself and recorded its end ({0})")]
+    EndedByGate(String),
 }
 
 /// Bind the control socket at `path` (`<data-dir>/gate.ctl`), mode 0600. A file left there by
@@ -245,6 +257,7 @@ pub async fn serve_control(
     let protected = protected_state(&gate);
     let (stop, stopped) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
+    let sweeper = tokio::spawn(sweep_abandoned_sessions(Arc::clone(&gate)));
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -279,6 +292,7 @@ pub async fn serve_control(
         connections.spawn(connection.serve(stream));
     }
     drop(listener);
+    sweeper.abort();
     let _ = stop.send(true);
     // Each open session drains its listener (bounded by the shutdown timeout) and records its
     // end; give them that long, plus time to write.
@@ -293,6 +307,21 @@ pub async fn serve_control(
     }
     let _ = std::fs::remove_file(&path);
     Ok(())
+}
+
+/// How often a running gate looks for sessions left without an end.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Records the ends of sessions left without one ([`end_abandoned_sessions`]), now and every
+/// [`SWEEP_INTERVAL`]: a `moat run` that was still stopping its sandbox when the gate before
+/// this one died is abandoned only once it has exited.
+async fn sweep_abandoned_sessions(gate: Arc<Gate>) {
+    let mut every = tokio::time::interval(SWEEP_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        end_abandoned_sessions(&gate.config.data_dir, &gate.audit).await;
+    }
 }
 
 /// Session ids open on this gate.
@@ -392,7 +421,7 @@ impl Connection {
             ok: true,
             socket: Some(session_socket_dir(&served.dir).join(SESSION_SOCKET)),
             policy: Some(self.gate.policy().revision().to_owned()),
-            error: None,
+            ..Reply::default()
         };
         let answered = send(&mut write, &opened).await.is_ok();
         let session = &served.session;
@@ -588,6 +617,14 @@ impl Connection {
                 Err(err) => Reply::failed(format!("cannot record the session end: {err}")),
             };
             let _ = send(write, &reply).await;
+        } else if recorded.is_ok() {
+            // `moat run` learns that the end is on record (a connection that just closes means
+            // a gate that died: then `moat run` leaves the session's file for the next gate).
+            let notice = Reply {
+                ended: Some(ending.clone()),
+                ..Reply::default()
+            };
+            let _ = send(write, &notice).await;
         }
         let _ = std::fs::remove_dir_all(&dir);
         self.forget(&session.id);
@@ -787,19 +824,26 @@ impl ControlClient {
         }
     }
 
-    /// Resolves when the gate ends the connection on its own (it is shutting down); never
-    /// otherwise. Cancel-safe.
-    pub async fn ended_by_gate(&mut self) {
+    /// Resolves when the gate ends the session on its own: true when it said that it recorded
+    /// the end (it is shutting down), false when the connection just ended (it died). Never
+    /// resolves otherwise. Cancel-safe.
+    pub async fn ended_by_gate(&mut self) -> bool {
         // Anything unsolicited, or the end of the stream, means the session is over.
-        let _ = self.lines.recv().await;
+        let line = self.lines.recv().await;
         // Later receives see the channel closed.
         self.lines.close();
+        line.and_then(Result::ok)
+            .and_then(|line| serde_json::from_slice::<Reply>(&line).ok())
+            .is_some_and(|reply| reply.ended.is_some())
     }
 
     /// Record `end` and stop the session.
     pub async fn close(mut self, end: SessionEnd) -> Result<(), ControlError> {
         send(&mut self.write, &Request::Close { end }).await?;
         let reply: Reply = self.receive().await?;
+        if let Some(reason) = reply.ended {
+            return Err(ControlError::EndedByGate(reason));
+        }
         if reply.ok {
             Ok(())
         } else {

@@ -3,10 +3,11 @@
 //!
 //! `moat run` writes the file once the session's start is recorded. Whoever records the end
 //! removes the file first: `moat run` before it sends its close (or records the end in its own
-//! gate), a running gate before it ends a session whose `moat run` disconnected. A file whose
-//! `moat run` is gone therefore names a session with a start and no end: a `moat run` killed
-//! outright (`SIGKILL`, the OOM killer) with a gate of its own, which died with it.
-//! [`end_abandoned_sessions`], run as a gate starts, records those ends.
+//! gate), a running gate before it ends a session itself. A file whose `moat run` is gone
+//! therefore names a session with a start and no end: a `moat run` killed outright (`SIGKILL`,
+//! the OOM killer) with a gate of its own, which died with it; or a session whose running gate
+//! died (`moat run` then leaves the file in place). [`end_abandoned_sessions`] records those
+//! ends: as a gate starts, and every minute in a running gate.
 
 use std::path::{Path, PathBuf};
 
@@ -127,7 +128,7 @@ pub async fn end_abandoned_sessions(data_dir: &Path, audit: &AuditLog) -> Vec<St
             system_cpu_ms: 0,
             max_rss_kib: 0,
             reason: Some(format!(
-                "abandoned: its moat run (pid {}) ended without recording the end; found when a gate started",
+                "abandoned: no end was recorded (its moat run, pid {}, or its gate stopped without recording one); found by a later gate",
                 file.moat_pid
             )),
         };

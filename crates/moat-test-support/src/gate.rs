@@ -176,9 +176,17 @@ impl MoatGate {
         self.home.path().join("policy.toml")
     }
 
-    /// Kills the gate and waits for it (also done on drop).
+    /// Kills the gate and waits for it (also done on drop): a gate that dies.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Asks the gate to shut down (`SIGTERM`) and waits for it to exit.
+    pub fn terminate(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 

@@ -80,8 +80,6 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Resu
                 None
             }
         };
-        // Sessions whose `moat run` was killed with a gate of its own get their ends.
-        moat_gate::session_file::end_abandoned_sessions(&data_dir, &audit).await;
         let config = GateConfig {
             upstream: upstream_config(&sources),
             metadata_ttl,

@@ -161,7 +161,8 @@ fn exit_code(outcome: &moat_sandbox::Outcome) -> u8 {
 
 /// The session's directory, `<data-dir>/sessions/<id>/`, removed when dropped unless
 /// [`SessionDir::left_to_gate`]. A gate of this process leaves it to `moat run`, and so does a
-/// running gate that went away before it answered the close, or a session that never opened.
+/// running gate that ended the session itself, or a session that never opened; one whose gate
+/// died is left, with its session file, for a later gate to record its end.
 /// A running gate that answered the close removes it itself, right after its answer: removing
 /// it here as well raced with that removal (0.3 to 0.8 ms of `unlinkat`s at the end of
 /// `moat run` in a system-call trace).
@@ -194,7 +195,8 @@ impl SessionDir {
         Ok(dir)
     }
 
-    /// The running gate that served the session answered its close: it removes the directory.
+    /// The running gate that served the session answered its close, and removes the
+    /// directory; or it died, and a later gate records the end and removes it.
     fn left_to_gate(&mut self) {
         self.remove = false;
     }
@@ -352,8 +354,9 @@ impl SessionRun<'_> {
                 home_files,
             }));
             // For `moat ps` and `moat stop`, once the agent is on its way.
-            SessionFile::for_this_process(&session, &spec.command, &spec.workspace)
-                .and_then(|file| file.write(&session_dir.path))?;
+            let session_file =
+                SessionFile::for_this_process(&session, &spec.command, &spec.workspace)?;
+            session_file.write(&session_dir.path)?;
             // The agent's exit is heard before the sandbox's teardown when it exits on its
             // own (the end is recorded meanwhile), else with the sandbox's result. A running
             // gate that shuts down ends the session (and records its end): without the gate
@@ -364,18 +367,19 @@ impl SessionRun<'_> {
                         Ok(outcome) => (Ok(Ok(outcome)), true),
                         Err(_) => ((&mut sandbox).await, false),
                     }
-                } => Some(ended),
-                () = gate.ended_by_gate() => None,
+                } => Ok(ended),
+                recorded = gate.ended_by_gate() => Err(recorded),
             };
+            // `ended_by_gate`: the gate ended the session, having recorded its end or not.
             let (result, heard_early, ended_by_gate) = match heard {
-                Some((result, early)) => (result?, early, false),
-                None => {
+                Ok((result, early)) => (result?, early, None),
+                Err(recorded) => {
                     eprintln!(
                         "moat: the gate closed session {}'s control connection (it stopped); stopping the sandbox",
                         session.id
                     );
                     stop.stop();
-                    ((&mut sandbox).await?, false, true)
+                    ((&mut sandbox).await?, false, Some(recorded))
                 }
             };
             let end = match &result {
@@ -412,19 +416,37 @@ impl SessionRun<'_> {
                     }
                 }
             };
-            // Whoever records the end removes the session file first (a file left means no
-            // end: `end_abandoned_sessions`).
-            remove_session_file(&session_dir.path);
-            let closed = if ended_by_gate {
-                Ok(Closed::ByUs)
-            } else {
-                gate.close(end).await
+            let closed = match ended_by_gate {
+                // The gate recorded the end as it stopped (and removed the session file).
+                Some(true) => Ok(Closed::ByUs),
+                Some(false) => Ok(Closed::NotRecorded),
+                None => {
+                    // Whoever records the end removes the session file first (a file left
+                    // means no end: `end_abandoned_sessions`).
+                    remove_session_file(&session_dir.path);
+                    gate.close(end).await
+                }
             };
             // Heard early, the sandbox is still being torn down: wait for that, and for its
             // result, which is the outcome heard.
             let result = if heard_early { sandbox.await? } else { result };
-            if closed? == Closed::ByRunningGate {
-                session_dir.left_to_gate();
+            match closed? {
+                Closed::ByRunningGate => session_dir.left_to_gate(),
+                Closed::ByUs => {}
+                Closed::NotRecorded => match session_file.write(&session_dir.path) {
+                    Ok(()) => {
+                        session_dir.left_to_gate();
+                        eprintln!(
+                            "moat: session {}'s end is not on record (its gate died); the next gate on {} records it",
+                            session.id,
+                            data_dir.display()
+                        );
+                    }
+                    Err(err) => eprintln!(
+                        "moat: warning: session {}'s end is not on record (its gate died), and its file could not be kept for the next gate: {err}",
+                        session.id
+                    ),
+                },
             }
             session_result(result)
         })
@@ -638,9 +660,9 @@ impl SessionGate {
         }
     }
 
-    /// Resolves when a running gate ends the session on its own (it shut down); never for a
-    /// gate in this process.
-    async fn ended_by_gate(&mut self) {
+    /// Resolves when a running gate ends the session on its own: true when it recorded the
+    /// end (it shut down), false when it died. Never for a gate in this process.
+    async fn ended_by_gate(&mut self) -> bool {
         match self {
             SessionGate::Running(client) => client.ended_by_gate().await,
             SessionGate::InProcess { .. } => std::future::pending().await,
@@ -656,11 +678,17 @@ impl SessionGate {
                     "the running gate did not record the session end: {e}"
                 ))
                 .into()),
-                Err(e) => {
+                Err(moat_gate::ControlError::EndedByGate(reason)) => {
                     eprintln!(
-                        "moat: warning: the running gate went away before it answered the session's close ({e}): a gate that shut down recorded the end itself (`gate stopped`); one that crashed left the session without an end on record"
+                        "moat: the running gate stopped before it answered the session's close; it recorded the end itself ({reason})"
                     );
                     Ok(Closed::ByUs)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "moat: warning: the running gate went away before it answered the session's close ({e})"
+                    );
+                    Ok(Closed::NotRecorded)
                 }
             },
             SessionGate::InProcess { audit, server, .. } => {
@@ -686,8 +714,12 @@ impl SessionGate {
 enum Closed {
     /// The running gate answered the close, and removes the directory right after.
     ByRunningGate,
-    /// `moat run` removes it: the gate is this process's, or the running gate went away.
+    /// `moat run` removes it: the gate is this process's, or the running gate recorded the end
+    /// as it stopped.
     ByUs,
+    /// The running gate died without recording the end: the directory and its session file
+    /// stay for a later gate, which records the end (`end_abandoned_sessions`) and removes it.
+    NotRecorded,
 }
 
 /// The flags a running gate does not take from `moat run`.

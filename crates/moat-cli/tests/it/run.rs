@@ -287,6 +287,23 @@ impl RunEnv {
 
     /// Starts `moat run -- sleep 60` and waits until `moat ps` lists it: the process, and the
     /// listing's entry for it.
+    /// A session on a running gate that `end` then kills or stops: the session's id, and what
+    /// `moat run` printed on stderr once it stopped its sandbox for want of a gate.
+    fn session_whose_gate_ends(&self, end: impl FnOnce(&mut MoatGate)) -> (String, String) {
+        let mut gate = self.gate(POLICY);
+        let mut child = self.spawn_bare(&["sleep", "60"]);
+        let listed = self.wait_for_session();
+        let session = listed[0]["session"].as_str().expect("session id");
+        end(&mut gate);
+        let (status, stderr) = wait_bounded(&mut child);
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            stderr.contains("control connection (it stopped); stopping the sandbox"),
+            "{stderr}"
+        );
+        (session.to_owned(), stderr)
+    }
+
     fn sleeping_session(&self) -> (std::process::Child, Value) {
         let child = std::process::Command::new(MOAT)
             .args(self.run_args(&[], &["sleep", "60"]))
@@ -1026,7 +1043,7 @@ fn a_killed_moat_runs_session_is_ended_when_the_next_gate_starts() {
     assert_eq!(ends.len(), 1, "{ends:?}");
     let reason = ends[0]["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.starts_with("abandoned: its moat run (pid "),
+        reason.starts_with("abandoned: no end was recorded (its moat run, pid "),
         "{reason}"
     );
     // Every session has one end, the abandoned one and the two after it alike.
@@ -1523,20 +1540,44 @@ fn ps_and_stop_work_for_a_session_served_by_a_running_gate() {
 }
 
 /// When the running gate goes away mid-session, the sandbox has no way out left: `moat run`
-/// stops it and says why.
+/// stops it and says why. A gate that dies (here killed) records no end: `moat run` leaves the
+/// session's file, and the next gate records the end from it.
 #[test]
 fn the_session_stops_when_its_gate_goes_away() {
     let env = RunEnv::start(POLICY);
-    let mut gate = env.gate(POLICY);
-    let mut child = env.spawn_bare(&["sleep", "60"]);
-    env.wait_for_session();
-    gate.stop();
-    let (status, stderr) = wait_bounded(&mut child);
-    assert!(!status.success(), "{stderr}");
+    let (session, stderr) = env.session_whose_gate_ends(MoatGate::stop);
     assert!(
-        stderr.contains("control connection (it stopped); stopping the sandbox"),
+        stderr.contains("end is not on record (its gate died)"),
         "{stderr}"
     );
+    assert!(session_ends(&env.events(), &session).is_empty());
+
+    let next = env.gate(POLICY);
+    let output = next.output_once("abandoned session ended");
+    assert!(output.contains("abandoned session ended"), "{output}");
+    let events = env.events();
+    let ends = session_ends(&events, &session);
+    assert_eq!(ends.len(), 1, "{events:?}");
+    let reason = ends[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("abandoned: "), "{reason}");
+}
+
+/// A running gate that shuts down ends its sessions and records their ends (`gate stopped`),
+/// and says so: `moat run` leaves nothing for a later gate, which records no second end.
+#[test]
+fn a_gate_that_shuts_down_records_its_sessions_ends_once() {
+    let env = RunEnv::start(POLICY);
+    let (session, stderr) = env.session_whose_gate_ends(MoatGate::terminate);
+    assert!(!stderr.contains("not on record"), "{stderr}");
+    assert!(!env.data.path().join("sessions").join(&session).exists());
+
+    let next = env.gate(POLICY);
+    env.run(&[], &["true"]).assert_success();
+    drop(next);
+    let events = env.events();
+    let ends = session_ends(&events, &session);
+    assert_eq!(ends.len(), 1, "{events:?}");
+    assert_eq!(ends[0]["reason"], "gate stopped", "{events:?}");
 }
 
 /// A control socket left by a gate that no longer runs is not a gate: `moat run` starts one of

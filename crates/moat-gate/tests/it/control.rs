@@ -257,9 +257,10 @@ async fn gate_shutdown_ends_open_sessions_and_removes_the_control_socket() {
     let s = session("s-ctl-shutdown");
     client.open(&s, start(&s)).await.unwrap();
     let _ = gate.stop.take().unwrap().send(());
-    tokio::time::timeout(Duration::from_secs(10), client.ended_by_gate())
+    let recorded = tokio::time::timeout(Duration::from_secs(10), client.ended_by_gate())
         .await
         .expect("the client learns that the gate ended the session");
+    assert!(recorded, "the gate says that it recorded the end");
     (&mut gate.served).await.unwrap().unwrap();
     let ended = gate.end_of("s-ctl-shutdown").await;
     assert_eq!(ended.reason.as_deref(), Some("gate stopped"));

@@ -66,7 +66,7 @@ async fn abandoned_sessions_are_ended_once_and_running_ones_are_left() {
     assert_eq!(end.exit_code, None);
     let reason = end.reason.as_deref().unwrap_or_default();
     assert!(
-        reason.starts_with("abandoned: its moat run (pid "),
+        reason.starts_with("abandoned: no end was recorded (its moat run, pid "),
         "{reason}"
     );
 }
