@@ -30,7 +30,7 @@ pub struct SessionFile {
     pub operator: String,
     /// The agent's command line.
     pub command: Vec<String>,
-    /// The directory the agent works in (empty in a file of a `moat run` before 2026-12-01).
+    /// The directory the agent works in (empty in a file from an older `moat run`).
     #[serde(default)]
     pub workspace: String,
     /// When the session started (RFC 3339).
