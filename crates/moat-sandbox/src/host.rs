@@ -15,9 +15,7 @@ use crate::error::SandboxError;
 use crate::forked::InitProcess;
 use crate::probe::{CgroupSupport, HostReport, probe, probe_cgroups};
 use crate::protocol::{Admitted, Report, Request, read_reports_each, write_frame};
-use crate::spec::{
-    Admission, DEFAULT_STOP_GRACE, ExitStatus, Outcome, Property, ResourceUsage, Spec,
-};
+use crate::spec::{Admission, ExitStatus, Outcome, Property, ResourceUsage, Spec};
 
 /// Ends a running session from another thread (`moat stop`, a signal): as a timeout does, the
 /// agent is asked to end (`SIGTERM`) and given [`Limits::stop_grace`] before the whole sandbox
@@ -270,8 +268,14 @@ pub fn run_admitted(
         let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
         if timed_out || stopped {
             ending_asked.set(ending);
-            let grace = spec.limits.stop_grace.unwrap_or(DEFAULT_STOP_GRACE);
-            if !agent_started.load(Ordering::Acquire) || !terminated(pidfd, stop, grace) {
+            // SIGTERM to the outer init, which relays it to pid 1, which relays it to the agent.
+            let ask = || {
+                let _ = pidfd_send_signal(pidfd, Signal::TERM);
+                true
+            };
+            if !agent_started.load(Ordering::Acquire)
+                || !asked_to_end(pidfd, stop, spec.limits.grace(), ask)
+            {
                 // The namespace init dies with the outer init (PR_SET_PDEATHSIG), and with it
                 // every process of the pid namespace.
                 let _ = pidfd_send_signal(pidfd, Signal::KILL);
@@ -307,13 +311,18 @@ pub fn run_admitted(
     })
 }
 
-/// Asks the agent to end: `SIGTERM` to the outer init, which relays it to pid 1, which relays
-/// it to the agent. True if the sandbox then exited within `grace`; false if it did not, or if
-/// `stop` fired again meanwhile (a second `moat stop` or SIGTERM does not wait).
-fn terminated(pidfd: &OwnedFd, stop: &Stop, grace: Duration) -> bool {
+/// Asks the agent to end with `ask` (a `SIGTERM` on its way to it; false if it could not be
+/// sent), then waits for the process behind `pidfd`. True if it exited within `grace`; false
+/// if it did not, or if `stop` fired again meanwhile (a second `moat stop` or SIGTERM does not
+/// wait).
+pub(crate) fn asked_to_end(
+    pidfd: &OwnedFd,
+    stop: &Stop,
+    grace: Duration,
+    ask: impl FnOnce() -> bool,
+) -> bool {
     stop.rearm();
-    let _ = pidfd_send_signal(pidfd, Signal::TERM);
-    wait_until_exit(pidfd, stop, Some(grace)) == Ending::Exited
+    ask() && wait_until_exit(pidfd, stop, Some(grace)) == Ending::Exited
 }
 
 /// The [`Ending`] the host asked for (a timeout or stop), shared with the reader of reports:

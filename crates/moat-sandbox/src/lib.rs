@@ -24,8 +24,7 @@
 //!   builds the sandbox meanwhile), enforces the wall-clock timeout and [`Stop`] by polling a
 //!   pidfd and an eventfd, then sending `SIGTERM` (relayed by both inits to the agent) and,
 //!   after the grace period ([`Limits::stop_grace`]) or a second stop, `SIGKILL`; it reaps with
-//!   `wait4` for resource usage, and
-//!   removes the groups (killing any straggler). Host facts ([`probe`]) are probed once per
+//!   `wait4` for resource usage, and removes the groups (killing any straggler). Host facts ([`probe`]) are probed once per
 //!   process and cached; the cgroups ([`probe_cgroups`]) only when a session asks for a limit.
 //! - [`init_main`] is the **sandbox side**, three processes deep:
 //!   1. the *outer init* unshares a user namespace (the host uid/gid mapped to 0 inside,
@@ -71,14 +70,15 @@
 //! from the host (or a local image), the same gate-socket bridge, Landlock and seccomp applied by
 //! the same init (bound into the container and started as its entrypoint, in a mode that skips
 //! the namespaces and the new root), limits through podman's cgroups, the timeout and [`Stop`]
-//! through `podman kill` (`SIGTERM`, which the init relays to the agent, then `SIGKILL`). This host's podman workarounds (hybrid cgroups, `RLIMIT_NOFILE`) are
-//! detected and applied automatically; see [`podman`] and [`probe_podman`].
+//! through `podman kill` (`SIGTERM`, which the init relays to the agent, then `SIGKILL`). This
+//! host's podman workarounds (hybrid cgroups, `RLIMIT_NOFILE`) are detected and applied
+//! automatically; see [`podman`] and [`probe_podman`].
 //!
 //! Unsafe code is denied crate-wide and allowed per block, each with a `// SAFETY:` comment: the
 //! forks, `wait4`, `getrusage`, the `lo` ioctl, the signal handlers and masks (`signals`, and
-//! the inits' `SIGTERM` relay), adopting and placing the inherited descriptors,
-//! wiping a forked init's environment and arguments, and the `pre_exec` hooks (including
-//! podman's private mount namespace).
+//! the inits' `SIGTERM` relay), adopting and placing the inherited descriptors, wiping a forked
+//! init's environment and arguments, and the `pre_exec` hooks (including podman's private
+//! mount namespace).
 
 mod alloc;
 mod bridge;

@@ -103,16 +103,14 @@ use rustix::thread::UnshareFlags;
 use crate::error::SandboxError;
 use crate::forked::InitProcess;
 use crate::host::{
-    Admit, Ending, Init, OnExit, Stop, admit_now, admitted, host_report, outcome,
+    Admit, Ending, Init, OnExit, Stop, admit_now, admitted, asked_to_end, host_report, outcome,
     require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
 };
 use crate::protocol::{
     Admitted, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports_each, write_frame,
 };
 use crate::rootfs::{ETC_BINDS, USR_LINKS, etc_files};
-use crate::spec::{
-    Admission, DEFAULT_STOP_GRACE, ExitStatus, Outcome, Property, ResourceUsage, Spec,
-};
+use crate::spec::{Admission, ExitStatus, Outcome, Property, ResourceUsage, Spec};
 
 /// Where the init program is bound inside the container.
 const INIT_INSIDE: &str = "/run/moat/init";
@@ -1119,10 +1117,11 @@ fn spawn_and_wait(
 
     let ending = wait_until_exit(pidfd, stop, request.spec.limits.timeout);
     if ending != Ending::Exited {
-        let grace = request.spec.limits.stop_grace.unwrap_or(DEFAULT_STOP_GRACE);
-        let terminated = agent_started.load(Ordering::Acquire)
-            && terminated(program, workarounds, name, pidfd, stop, grace);
-        if !terminated {
+        // SIGTERM to the container's init, which relays it to the agent.
+        let ask = || podman_quietly(program, workarounds, &["kill", "--signal", "TERM", name]);
+        let ended = agent_started.load(Ordering::Acquire)
+            && asked_to_end(pidfd, stop, request.spec.limits.grace(), ask);
+        if !ended {
             kill_container(program, workarounds, name, pidfd, pid);
         }
     }
@@ -1165,22 +1164,6 @@ fn relay_stderr(stderr: Option<std::process::ChildStderr>, tail: &Mutex<Vec<u8>>
             Err(_) => return,
         }
     }
-}
-
-/// Asks the agent to end: `SIGTERM` to the container's init (`podman kill --signal TERM`),
-/// which relays it to the agent. True if podman then exited within `grace`; false if the
-/// signal could not be sent, podman did not exit in time, or `stop` fired again meanwhile.
-fn terminated(
-    program: &Path,
-    workarounds: &Workarounds,
-    name: &str,
-    pidfd: &std::os::fd::OwnedFd,
-    stop: &Stop,
-    grace: Duration,
-) -> bool {
-    stop.rearm();
-    let sent = podman_quietly(program, workarounds, &["kill", "--signal", "TERM", name]);
-    sent && wait_until_exit(pidfd, stop, Some(grace)) == Ending::Exited
 }
 
 /// Runs `podman ARGS` with no input or output; whether it succeeded.

@@ -126,6 +126,11 @@ pub struct Limits {
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl Limits {
+    /// How long a timeout or stop waits for the agent to exit on `SIGTERM`.
+    pub(crate) fn grace(&self) -> Duration {
+        self.stop_grace.unwrap_or(DEFAULT_STOP_GRACE)
+    }
+
     /// Whether `controller`'s limit is set.
     pub(crate) fn wants(&self, controller: crate::probe::Controller) -> bool {
         use crate::probe::Controller;

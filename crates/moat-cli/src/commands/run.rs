@@ -997,17 +997,13 @@ fn agent_name(command: &[String]) -> String {
 /// `/etc/passwd` (so that a service or cron job, which has no `$USER`, is still named), else
 /// `$USER` or `$LOGNAME`, else `uid N`.
 fn host_user() -> String {
-    use std::os::unix::fs::MetadataExt as _;
-    let uid = std::fs::metadata("/proc/self").map(|me| me.uid()).ok();
-    let from_passwd = uid.and_then(|uid| {
-        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-        user_name(&passwd, uid)
-    });
-    from_passwd
+    let uid = rustix::process::getuid().as_raw();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| user_name(&passwd, uid))
         .or_else(|| std::env::var("USER").ok())
         .or_else(|| std::env::var("LOGNAME").ok())
-        .or_else(|| uid.map(|uid| format!("uid {uid}")))
-        .unwrap_or_else(|| "unknown".to_owned())
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// The name `passwd` (the text of `/etc/passwd`) gives `uid`.

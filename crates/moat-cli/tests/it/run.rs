@@ -1729,14 +1729,10 @@ fn the_sandbox_init_holds_nothing_of_the_host_environment() {
         "moat run has one child, its init: {outer:?}"
     );
     // The session is listed once it is admitted; its pid 1 is forked by then or very soon.
-    let mut inner = children(outer[0]);
-    for _ in 0..1000 {
-        if !inner.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        inner = children(outer[0]);
-    }
+    wait_until("the outer init forks pid 1", || {
+        !children(outer[0]).is_empty()
+    });
+    let inner = children(outer[0]);
     assert_eq!(
         inner.len(),
         1,
@@ -1784,16 +1780,9 @@ fn descendants(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
     let mut next = vec![pid];
     while let Some(parent) = next.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let listed = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            for child in listed.split_whitespace().filter_map(|p| p.parse().ok()) {
-                found.push(child);
-                next.push(child);
-            }
-        }
+        let below = children(parent);
+        next.extend(&below);
+        found.extend(below);
     }
     found
 }
@@ -1812,11 +1801,19 @@ fn is_stopped(pid: u32) -> bool {
     })
 }
 
+/// The children of `pid` (none when it has exited meanwhile).
 fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
     let mut all = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let listed = std::fs::read_to_string(task.unwrap().path().join("children")).unwrap();
-        all.extend(listed.split_whitespace().map(|p| p.parse::<u32>().unwrap()));
+    for task in tasks.flatten() {
+        let listed = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        all.extend(
+            listed
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
     }
     all
 }
