@@ -1,6 +1,7 @@
 //! The positive path: the workspace, `$HOME`, and the one way out.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 
 use moat_sandbox::{Backend, SandboxError};
 
@@ -10,6 +11,7 @@ on_every_backend!(
     the_workspace_is_writable_and_home_has_its_files,
     the_gate_port_reaches_the_host_unix_socket,
     a_command_that_cannot_be_executed_is_not_started,
+    a_script_without_an_interpreter_line_runs_with_sh,
 );
 
 fn the_workspace_is_writable_and_home_has_its_files(backend: Backend) {
@@ -79,6 +81,26 @@ fn a_command_that_cannot_be_executed_is_not_started(backend: Backend) {
         }
     }
     assert!(!session.workspace().join("ran").exists());
+}
+
+/// An executable file the kernel cannot execute (no `#!` line) is run with `/bin/sh`, with its
+/// arguments, as `execvp(3)` and the shells do.
+fn a_script_without_an_interpreter_line_runs_with_sh(backend: Backend) {
+    let session = Session::new();
+    let script = session.workspace().join("plain-script");
+    fs::write(&script, "echo \"ran by sh with $1\" > ran\n").expect("script");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("mode");
+    let spec = moat_sandbox::Spec {
+        command: vec![
+            script.to_string_lossy().into_owned(),
+            "its-argument".to_owned(),
+        ],
+        ..session.spec("true")
+    };
+    let ran = session.run_backend(&spec, &backend);
+    assert!(ran.outcome.status().success(), "{:?}", ran.outcome);
+    let output = fs::read_to_string(session.workspace().join("ran")).expect("the script ran");
+    assert_eq!(output, "ran by sh with its-argument\n");
 }
 
 #[test]
