@@ -1,13 +1,11 @@
-//! The agent's confinement: begun in pid 1 while the session waits for its admission, completed
-//! there once it is admitted (all of it inherited by the agent), but for Landlock, which the
-//! agent's process enforces on itself just before its `execve` (`spawn`).
+//! The agent's confinement: begun in pid 1 while the session waits for its admission (what the
+//! agent inherits), completed in the forked agent just before exec.
 
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
-    PathFd, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, Scope,
+    PathFd, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 use rustix::process::{Resource, Rlimit};
 use rustix::thread::{CapabilitiesSecureBits, CapabilitySet, CapabilitySets};
@@ -126,8 +124,8 @@ fn syscall_number(name: &str) -> Option<i64> {
 /// capability bounding set and secure bits, all inherited by the agent at fork) and prepares
 /// the Landlock ruleset's file-system rules. [`Confinement::admit`] settles what the admission
 /// decides: the gate port (the one TCP port the agent may connect to) and whether Landlock and
-/// seccomp must hold, and gives the [`AgentConfinement`], which the init applies to itself
-/// just before it starts the agent, handing the Landlock ruleset to the agent's process.
+/// seccomp must hold, and gives the [`AgentConfinement`], which the forked agent applies just
+/// before exec.
 ///
 /// Done before the admission, `begin` overlaps the gate's durable record of the session's
 /// start instead of delaying the agent (installing the seccomp filter alone took 0.2 ms
@@ -231,16 +229,9 @@ impl AgentConfinement {
         enforced
     }
 
-    /// Applied by the init to itself just before it starts the agent, after what it applied in
-    /// [`Confinement::begin`]: `RLIMIT_CORE=0`, no ambient capabilities, `no_new_privs`, no
-    /// capabilities; the agent inherits all of it. Returns the Landlock ruleset, which is not
-    /// the init's: the agent's process enforces it on itself just before its `execve`
-    /// ([`spawn`](crate::spawn::spawn)), and gets a Landlock domain of its own, outside of which
-    /// the init stays (the signal scope keeps the agent from signalling it).
-    ///
-    /// The ruleset was built with [`CompatLevel::HardRequirement`]: one this kernel could not
-    /// enforce in full failed to build, so the one returned holds in full.
-    pub(crate) fn apply(self) -> Result<Option<OwnedFd>, String> {
+    /// Applied in the forked agent, after what it inherited from [`Confinement::begin`]:
+    /// `RLIMIT_CORE=0`, no ambient capabilities, `no_new_privs`, Landlock, no capabilities.
+    pub(crate) fn apply(self) -> Result<(), String> {
         let zero = Rlimit {
             current: Some(0),
             maximum: Some(0),
@@ -251,13 +242,18 @@ impl AgentConfinement {
             .map_err(|error| format!("could not clear ambient capabilities: {error}"))?;
         rustix::thread::set_no_new_privs(true)
             .map_err(|error| format!("could not set no_new_privs: {error}"))?;
-        let landlock = match self.landlock {
-            Some((ruleset, _)) => Some(
-                Option::<OwnedFd>::from(ruleset)
-                    .ok_or("could not apply landlock: the ruleset has no descriptor")?,
-            ),
-            None => None,
-        };
+        if let Some((ruleset, _)) = self.landlock {
+            let status = ruleset
+                .restrict_self()
+                .map_err(|error| format!("could not apply landlock: {error}"))?;
+            // Hard requirement: only the rights this ABI has were asked for, all must hold.
+            if !matches!(status.ruleset, RulesetStatus::FullyEnforced) {
+                return Err(format!(
+                    "landlock was not fully enforced ({:?})",
+                    status.ruleset
+                ));
+            }
+        }
         let empty = CapabilitySet::empty();
         rustix::thread::set_capabilities(
             None,
@@ -267,8 +263,7 @@ impl AgentConfinement {
                 inheritable: empty,
             },
         )
-        .map_err(|error| format!("could not drop capabilities: {error}"))?;
-        Ok(landlock)
+        .map_err(|error| format!("could not drop capabilities: {error}"))
     }
 }
 

@@ -4,9 +4,12 @@
 //! the agent's confinement ([`container_init`]).
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt as _;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::io::FdFlags;
@@ -20,7 +23,6 @@ use crate::protocol::{
     read_frame,
 };
 use crate::rootfs;
-use crate::spawn;
 use crate::spec::{ExitStatus, ResourceUsage, Spec};
 
 /// Exit code of the init when the sandbox could not be built (the report says why).
@@ -412,30 +414,49 @@ fn serve(
     // The admission may hold credentials in home files; nothing inside may read this process.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 
-    // The agent starts in the workspace, confined as this process is from here on (and in a
-    // Landlock domain of its own, which it enters just before its `execve`): it inherits both.
-    rustix::process::chdir(&spec.workspace).map_err(|error| {
-        format!(
-            "could not enter the workspace {}: {error}",
-            spec.workspace.display()
-        )
-    })?;
+    let mut command = Command::new(&spec.command[0]);
+    command
+        .args(&spec.command[1..])
+        .env_clear()
+        .envs(admission.env.iter().map(|(name, value)| (name, value)))
+        .current_dir(&spec.workspace)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
     // With a prefix, stdin is a pipe fed after the spawn (no thread may run before it).
-    let (stdin, stdin_feed) = match &spec.stdin_prefix {
+    let stdin_feed = match &spec.stdin_prefix {
         Some(prefix) => {
             let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
                 .map_err(fail("could not create the stdin pipe"))?;
-            (Some(read), Some((write, prefix.clone())))
+            command.stdin(Stdio::from(read));
+            Some((write, prefix.clone()))
         }
-        None => (None, None),
+        None => {
+            command.stdin(Stdio::inherit());
+            None
+        }
     };
-    let landlock = confinement.apply()?;
-    let agent = match spawn::spawn(
-        &spec.command,
-        &admission.env,
-        stdin.as_ref().map(AsFd::as_fd),
-        landlock.as_ref().map(AsFd::as_fd),
-    ) {
+    let child_reporter = reporter
+        .try_clone()
+        .map_err(|error| format!("could not duplicate the report pipe: {error}"))?;
+    let confinement = Mutex::new(Some(confinement));
+    #[allow(unsafe_code)]
+    // SAFETY: this process is still single-threaded (the bridge threads start after the spawn),
+    // so the forked child may allocate and take locks. The hook only confines the child itself.
+    unsafe {
+        command.pre_exec(move || {
+            let taken = confinement.lock().ok().and_then(|mut slot| slot.take());
+            let Some(confinement) = taken else {
+                return Err(std::io::Error::other("confinement already applied"));
+            };
+            confinement.apply().map_err(|message| {
+                child_reporter.send(&Report::Failed {
+                    message: message.clone(),
+                });
+                std::io::Error::other(message)
+            })
+        });
+    }
+    let agent = match command.spawn() {
         Ok(agent) => agent,
         Err(error) => match not_started_code(&error) {
             Some(code) => {
@@ -449,16 +470,19 @@ fn serve(
             None => return Err(format!("could not start {:?}: {error}", spec.command[0])),
         },
     };
-    drop((stdin, landlock));
+    drop(command);
     if let Some((write, prefix)) = stdin_feed {
         std::thread::spawn(move || feed_stdin(write, &prefix));
     }
     // A timeout or stop asks the agent to end: the host's SIGTERM, relayed by the outer init,
     // goes on to the agent. Set before the host hears that the agent started.
-    relay_terminate_to(agent);
+    if let Some(agent) = Pid::from_raw(agent.id() as i32) {
+        relay_terminate_to(agent);
+    }
     reporter.send(&Report::Started { enforced });
     bridge::spawn(listener);
 
+    let agent = Pid::from_raw(agent.id() as i32).ok_or("the agent has an invalid pid")?;
     loop {
         match rustix::process::waitpid(None, WaitOptions::empty()) {
             Ok(Some((pid, status))) if pid == agent => {

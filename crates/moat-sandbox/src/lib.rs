@@ -77,9 +77,8 @@
 //! Unsafe code is denied crate-wide and allowed per block, each with a `// SAFETY:` comment: the
 //! forks, `wait4`, `getrusage`, the `lo` ioctl, the signal handlers and masks (`signals`, and
 //! the inits' `SIGTERM` relay), adopting and placing the inherited descriptors, wiping a forked
-//! init's environment and arguments, the `pre_exec` hooks (including podman's private mount
-//! namespace), and the agent's `vfork`-style start (`spawn`: a `clone` sharing pid 1's memory
-//! until the agent's `execve`).
+//! init's environment and arguments, and the `pre_exec` hooks (including podman's private
+//! mount namespace).
 
 mod alloc;
 mod bridge;
@@ -95,7 +94,6 @@ mod protocol;
 mod rootfs;
 mod seccomp;
 mod signals;
-mod spawn;
 mod spec;
 mod terminal;
 
