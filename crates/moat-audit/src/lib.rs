@@ -236,13 +236,16 @@ pub enum Event {
     SessionEnd(SessionEnd),
 }
 
+/// The `kind` of an [`Event::SessionEnd`].
+const SESSION_END_KIND: &str = "session-end";
+
 impl Event {
     /// The event's type as stored in the `kind` column and the JSON `type` field.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Decision(_) => "decision",
             Event::SessionStart(_) => "session-start",
-            Event::SessionEnd(_) => "session-end",
+            Event::SessionEnd(_) => SESSION_END_KIND,
         }
     }
 
@@ -670,6 +673,22 @@ impl AuditLog {
         rows.into_iter()
             .map(|(seq, body)| Ok((decode(seq, &body)?, body)))
             .collect()
+    }
+
+    /// Whether the end of session `session` is on record. A scan of the log (there is no index),
+    /// for the rare gate that must know before it records an end, such as one for a session
+    /// whose close got no answer because its gate died.
+    pub fn session_end_recorded(&self, session: &str) -> Result<bool, AuditError> {
+        let text = session.to_owned();
+        let rows = self.read(move |store| store.containing(SESSION_END_KIND, &text))?;
+        for (seq, body) in rows {
+            // The text may appear elsewhere in a body (a reason, a command): only the field counts.
+            if matches!(decode(seq, &body)?.event, Event::SessionEnd(end) if end.session == session)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// How many events the log holds (sequence numbers are gapless, so also the last one).

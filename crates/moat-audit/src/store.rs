@@ -153,6 +153,9 @@ pub(crate) trait Read {
     fn events_after(&mut self, after: i64, limit: i64) -> Result<Vec<(i64, String)>, AuditError>;
     /// `(seq, body)` matching `query`, newest first.
     fn list(&mut self, query: &ListQuery) -> Result<Vec<(i64, String)>, AuditError>;
+    /// `(seq, body)` of the events of `kind` whose body contains `text`, oldest first: a scan
+    /// (there is no index), for rare lookups.
+    fn containing(&mut self, kind: &str, text: &str) -> Result<Vec<(i64, String)>, AuditError>;
     /// Every event, in seq order, as `(seq, body bytes)`.
     fn each_event(&mut self, each: &mut dyn FnMut(i64, &[u8])) -> Result<(), AuditError>;
     /// Every node as `(level, index, hash)`, in an order where each level's indexes ascend and a
@@ -268,6 +271,20 @@ impl Read for Lite<'_> {
         let mut statement = self.0.prepare_cached(&sql).map_err(&error)?;
         statement
             .query_map(params.as_slice(), |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(&error)
+    }
+
+    fn containing(&mut self, kind: &str, text: &str) -> Result<Vec<(i64, String)>, AuditError> {
+        let error = error("cannot search events");
+        let mut statement = self
+            .0
+            .prepare_cached(
+                "SELECT seq, body FROM events WHERE kind = ?1 AND instr(body, ?2) > 0 ORDER BY seq",
+            )
+            .map_err(&error)?;
+        statement
+            .query_map([kind, text], |row| Ok((row.get(0)?, row.get(1)?)))
             .and_then(Iterator::collect)
             .map_err(&error)
     }
@@ -448,6 +465,20 @@ impl<C: postgres::GenericClient> Read for Pg<'_, C> {
         let error = pg_error("cannot list events");
         self.0
             .query(&sql, &params)
+            .map_err(&error)?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, postgres::Error>>()
+            .map_err(&error)
+    }
+
+    fn containing(&mut self, kind: &str, text: &str) -> Result<Vec<(i64, String)>, AuditError> {
+        let error = pg_error("cannot search events");
+        self.0
+            .query(
+                "SELECT seq, body FROM events WHERE kind = $1 AND strpos(body, $2) > 0 ORDER BY seq",
+                &[&kind, &text],
+            )
             .map_err(&error)?
             .iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))

@@ -7,7 +7,9 @@
 //! therefore names a session with a start and no end: a `moat run` killed outright (`SIGKILL`,
 //! the OOM killer) with a gate of its own, which died with it; or a session whose running gate
 //! died (`moat run` then leaves the file in place). [`end_abandoned_sessions`] records those
-//! ends: as a gate starts, and every minute in a running gate.
+//! ends: as a gate starts, and every minute in a running gate. A running gate that died while
+//! the session ended may have recorded the end before it died: `moat run` says so in the file
+//! ([`SessionFile::end_maybe_recorded`]), and the log is searched before an end is recorded.
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +42,12 @@ pub struct SessionFile {
     /// When `moat_pid` started, in clock ticks after boot ([`process_start`]): once the process
     /// is gone, its pid may go to another, which is not the session's.
     pub moat_start: u64,
+    /// The session's running gate went away while the session ended (before it answered the
+    /// close, or without its notice that it had ended the session itself): it may have recorded
+    /// the end before it died, so [`end_abandoned_sessions`] looks in the log before it records
+    /// one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub end_maybe_recorded: bool,
 }
 
 impl SessionFile {
@@ -62,6 +70,7 @@ impl SessionFile {
             started: jiff::Timestamp::now().to_string(),
             moat_pid,
             moat_start,
+            end_maybe_recorded: false,
         })
     }
 
@@ -118,6 +127,11 @@ pub async fn end_abandoned_sessions(data_dir: &Path, audit: &AuditLog) -> Vec<St
         if file.is_running() || !remove_session_file(&dir) {
             continue;
         }
+        if file.end_maybe_recorded && end_on_record(audit, &file.session).await {
+            let _ = std::fs::remove_dir_all(&dir);
+            tracing::info!(session = %file.session, "abandoned session's end was on record already");
+            continue;
+        }
         let end = SessionEnd {
             time: jiff::Timestamp::now(),
             session: file.session.clone(),
@@ -144,6 +158,21 @@ pub async fn end_abandoned_sessions(data_dir: &Path, audit: &AuditLog) -> Vec<St
         }
     }
     ended
+}
+
+/// Whether the end of `session` is on record. A log that cannot be searched counts as not:
+/// a second end (the gate's, and one found later) is better than a start without one.
+async fn end_on_record(audit: &AuditLog, session: &str) -> bool {
+    let (audit, id) = (audit.clone(), session.to_owned());
+    // A scan of the whole log: off the runtime's threads.
+    let searched = tokio::task::spawn_blocking(move || audit.session_end_recorded(&id))
+        .await
+        .map_err(|err| err.to_string())
+        .and_then(|found| found.map_err(|err| err.to_string()));
+    searched.unwrap_or_else(|err| {
+        tracing::warn!(session, error = %err, "cannot search the log for the session's end; recording one");
+        false
+    })
 }
 
 /// Each session directory of the data directory with its file (a file that names another

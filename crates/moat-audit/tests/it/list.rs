@@ -1,6 +1,8 @@
 use moat_audit::{AuditError, AuditLog, ListQuery};
 
-use crate::{decision, package};
+use crate::{decision, package, session_end};
+
+const TIME: &str = "2026-12-02T00:00:00Z";
 
 /// Packages of the events `query` returns, in order.
 fn packages(log: &AuditLog, query: &ListQuery) -> Vec<String> {
@@ -204,5 +206,23 @@ async fn events_and_checkpoints_read_in_pages(store) {
     assert_eq!(sizes, [3, 4, 5, 6, 7]);
     assert_eq!(log.checkpoints_after(0, 1).unwrap()[0].checkpoint.size, 1);
     assert!(log.checkpoints_after(7, 10).unwrap().is_empty());
+}
+}
+
+on_both_backends! {
+#[tokio::test]
+async fn a_sessions_end_is_found_by_its_id_and_by_nothing_else(store) {
+    let log = store.open();
+    fill(&log).await;
+    assert!(!log.session_end_recorded("a1b2c3").expect("lookup"), "an empty log has no end");
+    // Another session's end that only mentions the id in its reason does not count.
+    log.append(session_end("ffff00", TIME, Some("stopped by a1b2c3")))
+        .await
+        .expect("append");
+    assert!(!log.session_end_recorded("a1b2c3").expect("lookup"));
+    log.append(session_end("a1b2c3", TIME, None)).await.expect("append");
+    assert!(log.session_end_recorded("a1b2c3").expect("lookup"));
+    assert!(log.session_end_recorded("ffff00").expect("lookup"));
+    assert!(!log.session_end_recorded("a1b2").expect("lookup"), "a prefix is not the id");
 }
 }

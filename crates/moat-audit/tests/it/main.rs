@@ -17,7 +17,7 @@ mod vectors;
 
 use std::path::PathBuf;
 
-use moat_audit::{AuditLog, DecisionEvent, Event};
+use moat_audit::{AuditLog, DecisionEvent, Event, SessionEnd};
 
 /// A decision on `ecosystem`/`package` with `action`, otherwise fixed.
 pub fn decision(ecosystem: &str, package: &str, action: &str) -> Event {
@@ -34,6 +34,21 @@ pub fn decision(ecosystem: &str, package: &str, action: &str) -> Event {
         approved: Vec::new(),
         message: None,
         repeats: None,
+    })
+}
+
+/// The end of `session` at `time` (RFC 3339), exit code 0, with `reason`.
+pub fn session_end(session: &str, time: &str, reason: Option<&str>) -> Event {
+    Event::SessionEnd(SessionEnd {
+        time: time.parse().expect("timestamp"),
+        session: session.to_owned(),
+        exit_code: Some(0),
+        signal: None,
+        duration_ms: 1000,
+        user_cpu_ms: 10,
+        system_cpu_ms: 5,
+        max_rss_kib: 1024,
+        reason: reason.map(str::to_owned),
     })
 }
 

@@ -2,7 +2,7 @@
 //! from scratch, and the questions `moat report` asks of them.
 
 use moat_audit::record::{Record, ReportQuery};
-use moat_audit::{AuditLog, DecisionEvent, Event, SessionEnd, SessionStart};
+use moat_audit::{AuditLog, DecisionEvent, Event, SessionStart};
 
 use crate::store;
 
@@ -28,17 +28,7 @@ fn start(session: &str, agent: &str, operator: &str, time: &str) -> Event {
 }
 
 fn end(session: &str, time: &str) -> Event {
-    Event::SessionEnd(SessionEnd {
-        time: at(time),
-        session: session.to_owned(),
-        exit_code: Some(0),
-        signal: None,
-        duration_ms: 1000,
-        user_cpu_ms: 10,
-        system_cpu_ms: 5,
-        max_rss_kib: 1024,
-        reason: None,
-    })
+    crate::session_end(session, time, None)
 }
 
 /// A decision by `identity` on `ecosystem`/`name`@`version` (`request`, `action`) at `time`.

@@ -433,17 +433,24 @@ impl SessionRun<'_> {
             match closed? {
                 Closed::ByRunningGate => session_dir.left_to_gate(),
                 Closed::ByUs => {}
-                Closed::NotRecorded => match session_file.write(&session_dir.path) {
+                // The gate went away while the session ended, and may have recorded the end
+                // before it died: the next gate looks before it records one.
+                Closed::NotRecorded => match (SessionFile {
+                    end_maybe_recorded: true,
+                    ..session_file
+                })
+                .write(&session_dir.path)
+                {
                     Ok(()) => {
                         session_dir.left_to_gate();
                         eprintln!(
-                            "moat: session {}'s end is not on record (its gate died); the next gate on {} records it",
+                            "moat: session {}'s end may not be on record (its gate died); the next gate on {} records it if it is not",
                             session.id,
                             data_dir.display()
                         );
                     }
                     Err(err) => eprintln!(
-                        "moat: warning: session {}'s end is not on record (its gate died), and its file could not be kept for the next gate: {err}",
+                        "moat: warning: session {}'s end may not be on record (its gate died), and its file could not be kept for the next gate: {err}",
                         session.id
                     ),
                 },

@@ -70,3 +70,74 @@ async fn abandoned_sessions_are_ended_once_and_running_ones_are_left() {
         "{reason}"
     );
 }
+
+/// A session whose running gate died while the session ended may have its end on record (the
+/// gate recorded it and died before it answered): the next gate records an end only when the log
+/// has none, so that no session has two.
+#[tokio::test]
+async fn an_end_that_may_be_on_record_is_looked_for_before_one_is_recorded() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let audit = AuditLog::open(&data_dir.path().join("audit.db")).unwrap();
+    let mut exited = std::process::Command::new("true").spawn().unwrap();
+    exited.wait().unwrap();
+    let context = SessionContext {
+        id: "template".to_owned(),
+        agent: "claude".to_owned(),
+        operator: "alice".to_owned(),
+    };
+    let template = SessionFile {
+        moat_pid: exited.id(),
+        end_maybe_recorded: true,
+        ..SessionFile::for_this_process(&context, &[], data_dir.path()).unwrap()
+    };
+    for id in ["recorded", "missing"] {
+        let dir = data_dir.path().join("sessions").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        SessionFile {
+            session: id.to_owned(),
+            ..template.clone()
+        }
+        .write(&dir)
+        .unwrap();
+    }
+    // The dead gate's end of "recorded".
+    audit
+        .append(Event::SessionEnd(moat_audit::SessionEnd {
+            time: jiff::Timestamp::now(),
+            session: "recorded".to_owned(),
+            exit_code: Some(0),
+            signal: None,
+            duration_ms: 5,
+            user_cpu_ms: 0,
+            system_cpu_ms: 0,
+            max_rss_kib: 0,
+            reason: None,
+        }))
+        .await
+        .unwrap();
+
+    let ended = end_abandoned_sessions(data_dir.path(), &audit).await;
+    assert_eq!(ended, ["missing"]);
+    let sessions = data_dir.path().join("sessions");
+    assert!(!sessions.join("recorded").exists());
+    assert!(!sessions.join("missing").exists());
+    let ends: Vec<(String, Option<String>)> = audit
+        .list(&ListQuery::default())
+        .unwrap()
+        .into_iter()
+        .filter_map(|stored| match stored.event {
+            Event::SessionEnd(end) => Some((end.session, end.reason)),
+            Event::Decision(_) | Event::SessionStart(_) => None,
+        })
+        .collect();
+    assert_eq!(ends.len(), 2, "{ends:?}");
+    assert_eq!(ends[0], ("recorded".to_owned(), None));
+    assert_eq!(ends[1].0, "missing");
+    assert!(
+        ends[1]
+            .1
+            .as_deref()
+            .is_some_and(|reason| reason.starts_with("abandoned: ")),
+        "{ends:?}"
+    );
+}
