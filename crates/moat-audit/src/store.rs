@@ -347,6 +347,26 @@ pub(crate) struct Pg<'a, C>(pub(crate) &'a mut C);
 
 type PgParam<'a> = &'a (dyn postgres::types::ToSql + Sync);
 
+impl<C: postgres::GenericClient> Pg<'_, C> {
+    /// The rows of `sql` with `params`, as pairs of their first two columns (`(seq, body)`,
+    /// `(size, note)`); errors say `what` could not be read.
+    fn pairs(
+        &mut self,
+        sql: &str,
+        params: &[PgParam<'_>],
+        what: &'static str,
+    ) -> Result<Vec<(i64, String)>, AuditError> {
+        let error = pg_error(what);
+        self.0
+            .query(sql, params)
+            .map_err(&error)?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, postgres::Error>>()
+            .map_err(&error)
+    }
+}
+
 impl<C: postgres::GenericClient> Read for Pg<'_, C> {
     fn last_seq(&mut self) -> Result<u64, AuditError> {
         let error = pg_error("cannot count events");
@@ -435,17 +455,11 @@ impl<C: postgres::GenericClient> Read for Pg<'_, C> {
     }
 
     fn events_after(&mut self, after: i64, limit: i64) -> Result<Vec<(i64, String)>, AuditError> {
-        let error = pg_error("cannot read events");
-        self.0
-            .query(
-                "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
-                &[&after, &limit],
-            )
-            .map_err(&error)?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect::<Result<_, postgres::Error>>()
-            .map_err(&error)
+        self.pairs(
+            "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &[&after, &limit],
+            "cannot read events",
+        )
     }
 
     fn list(&mut self, query: &ListQuery) -> Result<Vec<(i64, String)>, AuditError> {
@@ -461,29 +475,15 @@ impl<C: postgres::GenericClient> Read for Pg<'_, C> {
         let limit = limit(query.limit);
         params.push(&limit);
         sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", params.len()));
-
-        let error = pg_error("cannot list events");
-        self.0
-            .query(&sql, &params)
-            .map_err(&error)?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect::<Result<_, postgres::Error>>()
-            .map_err(&error)
+        self.pairs(&sql, &params, "cannot list events")
     }
 
     fn containing(&mut self, kind: &str, text: &str) -> Result<Vec<(i64, String)>, AuditError> {
-        let error = pg_error("cannot search events");
-        self.0
-            .query(
-                "SELECT seq, body FROM events WHERE kind = $1 AND strpos(body, $2) > 0 ORDER BY seq",
-                &[&kind, &text],
-            )
-            .map_err(&error)?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect::<Result<_, postgres::Error>>()
-            .map_err(&error)
+        self.pairs(
+            "SELECT seq, body FROM events WHERE kind = $1 AND strpos(body, $2) > 0 ORDER BY seq",
+            &[&kind, &text],
+            "cannot search events",
+        )
     }
 
     fn each_event(&mut self, each: &mut dyn FnMut(i64, &[u8])) -> Result<(), AuditError> {
@@ -521,14 +521,11 @@ impl<C: postgres::GenericClient> Read for Pg<'_, C> {
     }
 
     fn checkpoints(&mut self) -> Result<Vec<(i64, String)>, AuditError> {
-        let error = pg_error("cannot read the log");
-        self.0
-            .query("SELECT size, note FROM checkpoints ORDER BY size", &[])
-            .map_err(&error)?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect::<Result<_, postgres::Error>>()
-            .map_err(&error)
+        self.pairs(
+            "SELECT size, note FROM checkpoints ORDER BY size",
+            &[],
+            "cannot read the log",
+        )
     }
 }
 

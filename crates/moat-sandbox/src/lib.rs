@@ -24,8 +24,9 @@
 //!   builds the sandbox meanwhile), enforces the wall-clock timeout and [`Stop`] by polling a
 //!   pidfd and an eventfd, then sending `SIGTERM` (relayed by both inits to the agent) and,
 //!   after the grace period ([`Limits::stop_grace`]) or a second stop, `SIGKILL`; it reaps with
-//!   `wait4` for resource usage, and removes the groups (killing any straggler). Host facts ([`probe`]) are probed once per
-//!   process and cached; the cgroups ([`probe_cgroups`]) only when a session asks for a limit.
+//!   `wait4` for resource usage, and removes the groups (killing any straggler). Host facts
+//!   ([`probe`]) are probed once per process and cached; the cgroups ([`probe_cgroups`]) only
+//!   when a session asks for a limit.
 //! - [`init_main`] is the **sandbox side**, three processes deep:
 //!   1. the *outer init* unshares a user namespace (the host uid/gid mapped to 0 inside,
 //!      `setgroups` denied), then mount, net, ipc, uts and pid namespaces, and begins the new

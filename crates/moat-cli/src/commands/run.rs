@@ -553,7 +553,9 @@ fn session_gate(
             .hint("a session is recorded before it starts; it will not start without its log")
     })?;
     for id in runtime.block_on(end_abandoned_sessions(data_dir, &audit)) {
-        eprintln!("moat: recorded the end of session {id}, whose moat run was killed");
+        eprintln!(
+            "moat: recorded the end of session {id}, whose moat run or gate died without recording it"
+        );
     }
     let config = GateConfig {
         llm_keys: super::gate::llm_keys(),
@@ -724,8 +726,9 @@ enum Closed {
     /// `moat run` removes it: the gate is this process's, or the running gate recorded the end
     /// as it stopped.
     ByUs,
-    /// The running gate died without recording the end: the directory and its session file
-    /// stay for a later gate, which records the end (`end_abandoned_sessions`) and removes it.
+    /// The running gate went away while the session ended, perhaps after recording the end: the
+    /// directory and its session file stay for a later gate, which records the end unless the
+    /// log has it (`end_abandoned_sessions`) and removes them.
     NotRecorded,
 }
 

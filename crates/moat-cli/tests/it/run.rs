@@ -285,8 +285,6 @@ impl RunEnv {
         panic!("no session showed up in `moat ps`");
     }
 
-    /// Starts `moat run -- sleep 60` and waits until `moat ps` lists it: the process, and the
-    /// listing's entry for it.
     /// A session on a running gate that `end` then kills or stops: the session's id, and what
     /// `moat run` printed on stderr once it stopped its sandbox for want of a gate.
     fn session_whose_gate_ends(&self, end: impl FnOnce(&mut MoatGate)) -> (String, String) {
@@ -304,6 +302,16 @@ impl RunEnv {
         (session.to_owned(), stderr)
     }
 
+    /// A session whose `moat run` is killed outright (`SIGKILL`) once `moat ps` lists it: its id.
+    fn killed_session(&self) -> String {
+        let (mut child, listed) = self.sleeping_session();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        listed["session"].as_str().expect("session id").to_owned()
+    }
+
+    /// Starts `moat run -- sleep 60` and waits until `moat ps` lists it: the process, and the
+    /// listing's entry for it.
     fn sleeping_session(&self) -> (std::process::Child, Value) {
         let child = std::process::Command::new(MOAT)
             .args(self.run_args(&[], &["sleep", "60"]))
@@ -974,11 +982,8 @@ fn ps_lists_a_running_session_and_stop_ends_it() {
 #[test]
 fn stop_never_signals_a_process_that_took_a_dead_sessions_pid() {
     let env = RunEnv::start(POLICY);
-    let (mut child, listed) = env.sleeping_session();
+    let session = &env.killed_session();
     let data = env.data.path().to_string_lossy().into_owned();
-    let session = listed["session"].as_str().expect("session id");
-    child.kill().unwrap();
-    child.wait().unwrap();
     let file = env
         .data
         .path()
@@ -1015,10 +1020,7 @@ fn stop_never_signals_a_process_that_took_a_dead_sessions_pid() {
 #[test]
 fn a_killed_moat_runs_session_is_ended_when_the_next_gate_starts() {
     let env = RunEnv::start(POLICY);
-    let (mut child, listed) = env.sleeping_session();
-    let killed = listed["session"].as_str().expect("session id").to_owned();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let killed = env.killed_session();
     let dir = env.data.path().join("sessions").join(&killed);
     assert!(
         dir.join("session.json").exists(),
@@ -1763,7 +1765,6 @@ fn the_sandbox_init_holds_nothing_of_the_host_environment() {
     child.wait().unwrap();
 }
 
-/// The children of process `pid` (of all its threads).
 /// Waits until `done` holds (bounded: a guard against a hang, not a timing assertion).
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..1200 {
@@ -1801,7 +1802,7 @@ fn is_stopped(pid: u32) -> bool {
     })
 }
 
-/// The children of `pid` (none when it has exited meanwhile).
+/// The children of process `pid`, of all its threads (none when it has exited meanwhile).
 fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();

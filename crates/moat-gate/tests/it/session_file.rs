@@ -3,9 +3,32 @@
 //! directory's are left alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failed test
 
+use std::path::Path;
+
 use moat_audit::{AuditLog, Event, ListQuery};
 use moat_gate::SessionContext;
 use moat_gate::session_file::{SESSION_FILE, SessionFile, end_abandoned_sessions};
+
+/// Session `id`'s file as this process writes it, for a session in `workspace`.
+fn this_process(id: &str, workspace: &Path) -> SessionFile {
+    let session = SessionContext {
+        id: id.to_owned(),
+        agent: "claude".to_owned(),
+        operator: "alice".to_owned(),
+    };
+    SessionFile::for_this_process(&session, &[], workspace).unwrap()
+}
+
+/// Session `id`'s file from a `moat run` that has exited: its pid names no process any more,
+/// or another one since.
+fn exited(id: &str, workspace: &Path) -> SessionFile {
+    let mut exited = std::process::Command::new("true").spawn().unwrap();
+    exited.wait().unwrap();
+    SessionFile {
+        moat_pid: exited.id(),
+        ..this_process(id, workspace)
+    }
+}
 
 #[tokio::test]
 async fn abandoned_sessions_are_ended_once_and_running_ones_are_left() {
@@ -17,20 +40,8 @@ async fn abandoned_sessions_are_ended_once_and_running_ones_are_left() {
         std::fs::create_dir_all(&dir).unwrap();
         dir
     };
-    // A process that has exited: its pid names no process, or another one since.
-    let mut exited = std::process::Command::new("true").spawn().unwrap();
-    exited.wait().unwrap();
-    let session = SessionContext {
-        id: "running".to_owned(),
-        agent: "claude".to_owned(),
-        operator: "alice".to_owned(),
-    };
-    let running = SessionFile::for_this_process(&session, &[], data_dir.path()).unwrap();
-    let dead = SessionFile {
-        session: "dead".to_owned(),
-        moat_pid: exited.id(),
-        ..running.clone()
-    };
+    let running = this_process("running", data_dir.path());
+    let dead = exited("dead", data_dir.path());
     dead.write(&dir("dead")).unwrap();
     running.write(&dir("running")).unwrap();
     dir("opening");
@@ -78,17 +89,9 @@ async fn abandoned_sessions_are_ended_once_and_running_ones_are_left() {
 async fn an_end_that_may_be_on_record_is_looked_for_before_one_is_recorded() {
     let data_dir = tempfile::tempdir().unwrap();
     let audit = AuditLog::open(&data_dir.path().join("audit.db")).unwrap();
-    let mut exited = std::process::Command::new("true").spawn().unwrap();
-    exited.wait().unwrap();
-    let context = SessionContext {
-        id: "template".to_owned(),
-        agent: "claude".to_owned(),
-        operator: "alice".to_owned(),
-    };
     let template = SessionFile {
-        moat_pid: exited.id(),
         end_maybe_recorded: true,
-        ..SessionFile::for_this_process(&context, &[], data_dir.path()).unwrap()
+        ..exited("template", data_dir.path())
     };
     for id in ["recorded", "missing"] {
         let dir = data_dir.path().join("sessions").join(id);
