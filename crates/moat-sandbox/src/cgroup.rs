@@ -11,8 +11,8 @@ use crate::error::SandboxError;
 use crate::probe::{CgroupVersion, Controller};
 use crate::spec::Limits;
 
-/// The sandbox's own two processes (outer init and namespace init) count against `pids`.
-const INIT_PROCESSES: u64 = 2;
+/// The sandbox's own process, its init (pid 1), counts against `pids`.
+const INIT_PROCESSES: u64 = 1;
 /// The cpu bandwidth period, in microseconds.
 const CPU_PERIOD_MICROS: u64 = 100_000;
 /// How long the removal waits for the killed processes to leave the group.

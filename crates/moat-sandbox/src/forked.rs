@@ -12,6 +12,13 @@
 //! for its request, since they are the same for every embedded session
 //! ([`forked_init_main`]).
 //!
+//! Either way the init is pid 1 of the sandbox from its first instruction: the fork, and the
+//! fork before the `execve`, is a `clone3` into a new user namespace and a new pid namespace
+//! ([`clone_into_new_pid_namespace`]), so that one process, not two, is the sandbox's init (an
+//! init that entered the pid namespace itself would have to fork its pid 1): one process less
+//! per session to copy, schedule, reap and tear down (BENCHMARKS.md, sandbox notes of
+//! 2026-12-02).
+//!
 //! The child starts on another CPU than the one its parent goes on with, when there is one
 //! ([`start_elsewhere`]), and takes back every CPU it inherited as soon as its request arrives.
 //!
@@ -20,10 +27,12 @@
 //! secrets), and the child zeroes its copy of the parent's environment and arguments (the
 //! kernel's `env_start..env_end` and `arg_start..arg_end`) before it does anything else.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use rustix::pipe::{PipeFlags, pipe_with};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open};
@@ -50,42 +59,32 @@ pub struct InitProcess {
 impl InitProcess {
     /// Forks the init of a session not yet described. Call it first thing in `main`, before
     /// any thread starts and before the process reads its configuration, the environment or
-    /// any secret: the child starts as a copy of this process. Refuses (and forks nothing)
-    /// when the process already has more than one thread.
+    /// any secret: the child starts as a copy of this process, as pid 1 of a new pid
+    /// namespace. Refuses (and forks nothing) when the process already has more than one
+    /// thread, or when the host refuses the new namespaces (the caller then executes the init,
+    /// which says what is missing).
     pub fn fork() -> std::io::Result<InitProcess> {
         if threads()? != 1 {
             return Err(std::io::Error::other(
                 "the sandbox init can only be forked while the process is single-threaded",
             ));
         }
+        // Read now: in the child, in a user namespace that maps nobody yet, they read 65534.
+        let host_ids = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
         let (spec_read, spec_write) = pipe_with(PipeFlags::CLOEXEC)?;
         let (report_read, report_write) = pipe_with(PipeFlags::CLOEXEC)?;
         let inherited_cpus = sched_getaffinity(None).ok();
-        #[allow(unsafe_code)]
-        // SAFETY: the process is single-threaded (checked above), so the child starts with a
-        // consistent copy of every lock and allocator state and may keep running Rust code.
-        let child = unsafe { libc::fork() };
-        if child < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if child == 0 {
+        let Cloned::Parent { pid, pidfd } = clone_into_new_pid_namespace(false)? else {
             drop((spec_write, report_read));
-            become_init(spec_read, report_write, inherited_cpus);
-        }
+            become_init(spec_read, report_write, host_ids, inherited_cpus);
+        };
         drop((spec_read, report_write));
-        let pid = Pid::from_raw(child).ok_or_else(|| std::io::Error::other("fork: no pid"))?;
         if let Some(cpus) = inherited_cpus {
             start_elsewhere(pid, cpus);
         }
-        let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
-            Ok(pidfd) => pidfd,
-            Err(error) => {
-                // Its request pipe closes with this frame: it exits, and is reaped here.
-                drop(spec_write);
-                let _ = wait_with_usage(pid);
-                return Err(error.into());
-            }
-        };
         Ok(InitProcess {
             pid,
             pidfd,
@@ -93,17 +92,39 @@ impl InitProcess {
         })
     }
 
-    /// Executes `program __sandbox-init` with an empty environment, the two pipes at
-    /// [`SPEC_FD`] and [`REPORT_FD`].
+    /// Executes `program __sandbox-init` as pid 1 of new user and pid namespaces, as
+    /// [`InitProcess::fork`] forks it: with an empty environment, the two pipes at [`SPEC_FD`]
+    /// and [`REPORT_FD`], and the host's uid and gid mapped to root (mapped before the
+    /// `execve`, which keeps the namespace's capabilities only for its root). The caller may
+    /// be multi-threaded: between the `clone3` and the `execve` the child only makes system
+    /// calls, on what was prepared here ([`ExecInit`]).
     pub(crate) fn spawn(program: &Path) -> Result<InitProcess, SandboxError> {
-        let mut command = Command::new(program);
-        command
-            .arg(INIT_SUBCOMMAND)
-            .env_clear()
-            .stdin(Stdio::inherit())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit());
-        Self::start(&mut command).map(|(init, _)| init)
+        let exec = ExecInit::new(program).map_err(SandboxError::Spawn)?;
+        let spawn_error = |error: rustix::io::Errno| SandboxError::Spawn(error.into());
+        let (spec_read, spec_write) = pipe_with(PipeFlags::CLOEXEC).map_err(spawn_error)?;
+        let (report_read, report_write) = pipe_with(PipeFlags::CLOEXEC).map_err(spawn_error)?;
+        let (failure_read, failure_write) = pipe_with(PipeFlags::CLOEXEC).map_err(spawn_error)?;
+        let staged = (stage(&spec_read)?, stage(&report_write)?);
+        drop((spec_read, report_write));
+        let Cloned::Parent { pid, pidfd } =
+            clone_into_new_pid_namespace(true).map_err(SandboxError::Spawn)?
+        else {
+            exec.run(&staged, &failure_write)
+        };
+        drop((staged, failure_write));
+        if let Some((step, errno)) = exec_failure(&failure_read) {
+            let _ = wait_with_usage(pid);
+            let error = std::io::Error::from_raw_os_error(errno);
+            return Err(SandboxError::Spawn(std::io::Error::new(
+                error.kind(),
+                format!("{}: {error}", ExecInit::step_name(step)),
+            )));
+        }
+        Ok(InitProcess {
+            pid,
+            pidfd,
+            pipes: Some((spec_write, report_read)),
+        })
     }
 
     /// Spawns `command` with the two pipes at [`SPEC_FD`] and [`REPORT_FD`] (podman passes
@@ -156,6 +177,110 @@ impl Drop for InitProcess {
             let _ = wait_with_usage(self.pid);
         }
     }
+}
+
+/// What the child of [`InitProcess::spawn`] needs between its `clone3` and its `execve`,
+/// prepared beforehand: a child of a multi-threaded process may not allocate (another thread
+/// may have held the allocator's lock at the clone), only make system calls.
+struct ExecInit {
+    program: CString,
+    argument: CString,
+    /// The text of `/proc/self/setgroups`, `uid_map` and `gid_map`, in that order.
+    maps: [(&'static CStr, Vec<u8>); 3],
+}
+
+impl ExecInit {
+    fn new(program: &Path) -> std::io::Result<ExecInit> {
+        let (uid, gid) = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
+        Ok(ExecInit {
+            program: CString::new(program.as_os_str().as_bytes())?,
+            argument: CString::new(INIT_SUBCOMMAND)?,
+            maps: [
+                (c"/proc/self/setgroups", b"deny".to_vec()),
+                (c"/proc/self/uid_map", format!("0 {uid} 1\n").into_bytes()),
+                (c"/proc/self/gid_map", format!("0 {gid} 1\n").into_bytes()),
+            ],
+        })
+    }
+
+    /// What failed, by the step number [`ExecInit::run`] reports.
+    fn step_name(step: u32) -> &'static str {
+        match step {
+            0 => "could not place the sandbox init's pipes",
+            1..=3 => "could not map the host's user to root in the sandbox's user namespace",
+            _ => "could not execute the sandbox init",
+        }
+    }
+
+    /// In the child: place `staged` (the request and report pipes) at [`SPEC_FD`] and
+    /// [`REPORT_FD`], map the host's ids to root, put back the signal mask and `SIGPIPE`'s
+    /// default disposition (as `Command` does), and `execve` with an empty environment. On a
+    /// failure, writes its step and errno to `failure` and exits 127.
+    fn run(&self, staged: &(OwnedFd, OwnedFd), failure: &OwnedFd) -> ! {
+        let fail = |step: u32| -> ! {
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            let mut report = [0u8; 8];
+            report[..4].copy_from_slice(&step.to_ne_bytes());
+            report[4..].copy_from_slice(&errno.to_ne_bytes());
+            let _ = rustix::io::write(failure, &report);
+            crate::init::exit_now(127)
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: only system calls (async-signal-safe, as a child of a multi-threaded process
+        // requires), on live descriptors and on buffers prepared before the clone: the
+        // signal set is a local initialized by sigemptyset, the strings are NUL-terminated
+        // CStrings and byte vectors owned by `self`, and the argv and envp arrays are
+        // null-terminated locals that outlive the execve (which does not return on success).
+        unsafe {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            for (fd, target) in [(&staged.0, SPEC_FD), (&staged.1, REPORT_FD)] {
+                if libc::dup2(fd.as_raw_fd(), target) < 0 {
+                    fail(0)
+                }
+            }
+            for (step, (path, text)) in (1..).zip(&self.maps) {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::write(fd, text.as_ptr().cast(), text.len()) < 0 {
+                    fail(step)
+                }
+                libc::close(fd);
+            }
+            let argv = [
+                self.program.as_ptr(),
+                self.argument.as_ptr(),
+                std::ptr::null(),
+            ];
+            let envp = [std::ptr::null::<libc::c_char>()];
+            libc::execve(self.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        }
+        fail(4)
+    }
+}
+
+/// What the child of [`InitProcess::spawn`] wrote on `failure`: end of file when its `execve`
+/// closed its copy (close-on-exec), else the step that failed and its errno.
+fn exec_failure(failure: &OwnedFd) -> Option<(u32, i32)> {
+    let mut report = [0u8; 8];
+    let mut read = 0;
+    while read < report.len() {
+        match rustix::io::read(failure, &mut report[read..]) {
+            Ok(0) => return None,
+            Ok(n) => read += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+    let (step, errno) = report.split_at(4);
+    Some((
+        u32::from_ne_bytes(step.try_into().ok()?),
+        i32::from_ne_bytes(errno.try_into().ok()?),
+    ))
 }
 
 /// Descriptors are moved at or above this number before they are placed at 3 and 4.
@@ -230,9 +355,88 @@ fn start_elsewhere(pid: Pid, inherited: CpuSet) {
     }
 }
 
+/// Forks this process into a new user namespace and a new pid namespace, as `fork` would
+/// otherwise: the child is pid 1 of its namespace (the sandbox needs no other init) and owns
+/// it through the user namespace, where it is root once its user is mapped. A child that goes
+/// on running Rust code ([`forked_init_main`]) needs a single-threaded parent; one that only
+/// makes system calls until its `execve` ([`ExecInit::run`], `execs`) does not.
+///
+/// `clone3` as the C library's `fork` calls `clone`: no new stack (the child goes on from this
+/// frame in its copy of the memory), `SIGCHLD` to the parent at its exit, and, unless the
+/// child `execs`, its thread id written where the C library's thread control block keeps it
+/// (the address the kernel was given at start-up with `set_tid_address`, read back with
+/// `PR_GET_TID_ADDRESS`), so that the C library in the child knows its own thread. Fails,
+/// forking nothing, where the host refuses either namespace (or `PR_GET_TID_ADDRESS`, which
+/// needs a kernel built with checkpoint/restore).
+fn clone_into_new_pid_namespace(execs: bool) -> std::io::Result<Cloned> {
+    let mut tid_address: *mut libc::c_int = std::ptr::null_mut();
+    #[allow(unsafe_code)]
+    // SAFETY: PR_GET_TID_ADDRESS writes one pointer into the live local it is given.
+    if !execs
+        && (unsafe { libc::prctl(libc::PR_GET_TID_ADDRESS, &mut tid_address) } != 0
+            || tid_address.is_null())
+    {
+        return Err(std::io::Error::other(
+            "the kernel does not say where this thread's id is kept (PR_GET_TID_ADDRESS)",
+        ));
+    }
+    let mut pidfd: libc::c_int = -1;
+    #[allow(unsafe_code)]
+    // SAFETY: an all-zero clone_args is a valid value of this plain C struct (no stack, no
+    // set_tid array, no cgroup).
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = (libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_PIDFD) as u64;
+    if !execs {
+        args.flags |= (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as u64;
+        args.child_tid = tid_address as u64;
+    }
+    args.pidfd = &raw mut pidfd as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    #[allow(unsafe_code)]
+    // SAFETY: a child that does not exec runs Rust code: the process is single-threaded then
+    // (its caller checked), so the child starts with a consistent copy of every lock and
+    // allocator state, as after `fork`; one that execs only makes system calls until then, as
+    // after a multi-threaded process's `fork`. Without CLONE_VM and with no stack given, the child runs on its own copy of
+    // this stack, returning from this call as from `fork`. `args` and `pidfd` are live locals;
+    // `child_tid` is this thread's id word in the C library's thread control block, where the
+    // kernel writes the child's id in the child's copy (and which the C library's `fork` also
+    // has the kernel set).
+    let child = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &raw mut args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    if child < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if child == 0 {
+        return Ok(Cloned::Child);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: CLONE_PIDFD made the kernel write a new descriptor into `pidfd`, owned by nothing
+    // else in this process.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let pid = Pid::from_raw(child as i32).ok_or_else(|| std::io::Error::other("clone3: no pid"))?;
+    Ok(Cloned::Parent { pid, pidfd })
+}
+
+/// Which side of [`clone_into_new_pid_namespace`] this is.
+enum Cloned {
+    Child,
+    Parent { pid: Pid, pidfd: OwnedFd },
+}
+
 /// The child: wipe what it holds of the parent, place the pipes, and run as the init
-/// (`inherited_cpus`: the CPUs the parent had, taken back once the request arrives).
-fn become_init(spec_read: OwnedFd, report_write: OwnedFd, inherited_cpus: Option<CpuSet>) -> ! {
+/// (`host_ids`: the host's uid and gid, to map to root; `inherited_cpus`: the CPUs the parent
+/// had, taken back once the request arrives).
+fn become_init(
+    spec_read: OwnedFd,
+    report_write: OwnedFd,
+    host_ids: (u32, u32),
+    inherited_cpus: Option<CpuSet>,
+) -> ! {
     scrub_environment_and_arguments();
     // Staged above every low descriptor first, so that placing one at 3 or 4 cannot close the
     // other (either may be 3 or 4 already).
@@ -249,7 +453,7 @@ fn become_init(spec_read: OwnedFd, report_write: OwnedFd, inherited_cpus: Option
         }
     }
     drop((spec_staged, report_staged));
-    forked_init_main(inherited_cpus)
+    forked_init_main(host_ids, inherited_cpus)
 }
 
 /// Zeroes this process's copy of the environment strings and of every argument after the

@@ -166,7 +166,11 @@ pub fn run_admitted(
     }
 
     let mut init = match init {
-        Init::Program(program) => InitProcess::spawn(program)?,
+        Init::Program(program) => match InitProcess::spawn(program) {
+            Ok(init) => init,
+            // A host without user namespaces refuses the clone: say so, and how to fix it.
+            Err(error) => return Err(decide(spec, host_report()).err().unwrap_or(error)),
+        },
         Init::Forked(init) => init,
     };
     // The init blocks on the spec, so nothing of the session runs before it is in its groups.
@@ -178,9 +182,9 @@ pub fn run_admitted(
     let (spec_write, report_read) = init.take_pipes()?;
     let (pid, pidfd) = (init.pid, &init.pidfd);
     let mut spec_pipe = std::fs::File::from(spec_write);
-    // Not admitted: end of file where the admission would be makes the namespace init exit
-    // (no agent) and the outer init after it, so both are reaped here; one that has not exited
-    // within REFUSE_GRACE (a build stuck on a hung mount) is killed.
+    // Not admitted: end of file where the admission would be makes the init exit (no agent),
+    // and it is reaped here; one that has not exited within REFUSE_GRACE (a build stuck on a
+    // hung mount) is killed.
     let refuse = |spec_pipe: std::fs::File, error: SandboxError| {
         drop(spec_pipe);
         if wait_until_exit(pidfd, stop, Some(REFUSE_GRACE)) != Ending::Exited {
@@ -268,7 +272,7 @@ pub fn run_admitted(
         let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
         if timed_out || stopped {
             ending_asked.set(ending);
-            // SIGTERM to the outer init, which relays it to pid 1, which relays it to the agent.
+            // SIGTERM to the init, pid 1, which relays it to the agent.
             let ask = || {
                 let _ = pidfd_send_signal(pidfd, Signal::TERM);
                 true
@@ -276,8 +280,7 @@ pub fn run_admitted(
             if !agent_started.load(Ordering::Acquire)
                 || !asked_to_end(pidfd, stop, spec.limits.grace(), ask)
             {
-                // The namespace init dies with the outer init (PR_SET_PDEATHSIG), and with it
-                // every process of the pid namespace.
+                // With the init, pid 1, dies every process of the pid namespace.
                 let _ = pidfd_send_signal(pidfd, Signal::KILL);
             }
         }

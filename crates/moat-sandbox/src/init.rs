@@ -1,7 +1,7 @@
-//! The sandbox side: the outer init (namespaces), the namespace init (pid 1) and the agent.
-//! In a container (the podman backend) the init is already pid 1 of the container's
-//! namespaces: it skips the namespaces and the new root and goes straight to the bridge and
-//! the agent's confinement ([`container_init`]).
+//! The sandbox side: the init (pid 1 of the sandbox's namespaces) and the agent. In a
+//! container (the podman backend) the init is already pid 1 of the container's namespaces: it
+//! skips the namespaces and the new root and goes straight to the bridge and the agent's
+//! confinement ([`container_init`]).
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::io::FdFlags;
-use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::process::{Pid, WaitOptions};
 use rustix::thread::UnshareFlags;
 
 use crate::bridge;
@@ -28,34 +28,43 @@ use crate::spec::{ExitStatus, ResourceUsage, Spec};
 /// Exit code of the init when the sandbox could not be built (the report says why).
 const SETUP_FAILED: i32 = 125;
 
-/// Entry point of the in-sandbox side, reached as `moat __sandbox-init` from [`run`](crate::run).
+/// Entry point of the in-sandbox side, reached as `moat __sandbox-init`: executed by
+/// [`run`](crate::run) as pid 1 of new user and pid namespaces, the host's ids already mapped
+/// to root (`InitProcess::spawn`), or as a container's entrypoint by the podman backend.
 ///
-/// Call it first thing in `main`, before any thread starts: it unshares a user namespace,
-/// which a multi-threaded process cannot do. It reads its request and then its admission from
+/// Call it first thing in `main`, before any thread starts: it enters namespaces, which a
+/// multi-threaded process cannot do. It reads its request and then its admission from
 /// [`SPEC_FD`] and reports on [`REPORT_FD`]; started any other way it exits with code 125.
 pub fn init_main() -> ! {
     let Some((mut spec, reporter)) = adopt_descriptors() else {
         exit_now(SETUP_FAILED)
     };
     let request = read_request(&mut spec, &reporter);
-    proceed(request, spec, &reporter, None)
+    let result = if request.container {
+        container_init(request.spec, spec, &reporter)
+    } else {
+        enter_sandbox(None).and_then(|()| namespace_init(request.spec, spec, &reporter))
+    };
+    exit_with(result, &reporter)
 }
 
-/// The init forked at the start of `moat run` ([`InitProcess::fork`]): the same as
-/// [`init_main`], except that it enters the session's namespaces and prepares the new root
-/// while it waits for its request ([`enter_sandbox`]). Neither depends on the request (every
-/// embedded session gets the same namespaces and the same `/usr`, `/etc`, `/tmp` and `/dev`),
-/// and they are the longest steps of building the sandbox: done now, they overlap the host
-/// reading its configuration. The cgroup namespace waits for the request, which comes once the
-/// host has moved this process into the session's cgroups: its root is the group this process
-/// is in when it is created.
+/// The init forked at the start of `moat run` ([`InitProcess::fork`]), already pid 1 of a new
+/// pid namespace and in the user namespace that owns it. It maps `host_ids` (the host's uid
+/// and gid) to root there, enters the other namespaces and prepares the new root while it
+/// waits for its request ([`enter_sandbox`]): neither depends on the request (every embedded
+/// session gets the same namespaces and the same `/usr`, `/etc`, `/tmp` and `/dev`), and they
+/// are the longest steps of building the sandbox: done now, they overlap the host reading its
+/// configuration.
 ///
 /// [`InitProcess::fork`]: crate::InitProcess::fork
-pub(crate) fn forked_init_main(inherited_cpus: Option<rustix::thread::CpuSet>) -> ! {
+pub(crate) fn forked_init_main(
+    host_ids: (u32, u32),
+    inherited_cpus: Option<rustix::thread::CpuSet>,
+) -> ! {
     let Some((mut spec, reporter)) = adopt_descriptors() else {
         exit_now(SETUP_FAILED)
     };
-    let entered = enter_sandbox();
+    let entered = enter_sandbox(Some(host_ids));
     let request = read_request(&mut spec, &reporter);
     // `inherited_cpus`: those of the process that forked this one, which placed it elsewhere
     // until now (see `forked::start_elsewhere`). Taken back before anything the agent
@@ -65,7 +74,12 @@ pub(crate) fn forked_init_main(inherited_cpus: Option<rustix::thread::CpuSet>) -
     if let Some(cpus) = inherited_cpus {
         let _ = rustix::thread::sched_setaffinity(None, &cpus);
     }
-    proceed(request, spec, &reporter, Some(entered))
+    let result = if request.container {
+        Err("a forked init cannot serve a container".to_owned())
+    } else {
+        entered.and_then(|()| namespace_init(request.spec, spec, &reporter))
+    };
+    exit_with(result, &reporter)
 }
 
 /// Ends this init process with `code`, at once, without the C library's exit handlers: an
@@ -96,21 +110,8 @@ fn read_request(spec: &mut std::fs::File, reporter: &Reporter) -> Request {
     }
 }
 
-/// Runs the init `request` asks for; `entered` is the outcome of [`enter_sandbox`], run
-/// early, when this init did.
-fn proceed(
-    request: Request,
-    spec: std::fs::File,
-    reporter: &Reporter,
-    entered: Option<Result<(), String>>,
-) -> ! {
-    let result = match (request.container, entered) {
-        (true, None) => container_init(request.spec, spec, reporter),
-        (true, Some(_)) => Err("a forked init cannot serve a container".to_owned()),
-        (false, entered) => entered
-            .unwrap_or_else(enter_sandbox)
-            .and_then(|()| outer(request, spec, reporter)),
-    };
+/// Exits with the code of an init that ran, or reports why it could not and exits 125.
+fn exit_with(result: Result<i32, String>, reporter: &Reporter) -> ! {
     match result {
         Ok(code) => exit_now(code),
         Err(message) => {
@@ -169,144 +170,48 @@ fn fail(what: &str) -> impl FnOnce(rustix::io::Errno) -> String + '_ {
     move |error| format!("{what}: {error}")
 }
 
-/// What an embedded sandbox needs before its request: the namespaces ([`enter_namespaces`])
-/// and the part of the new root every session has ([`rootfs::prepare`]; the namespace init,
-/// forked later, shares this mount namespace).
-fn enter_sandbox() -> Result<(), String> {
-    enter_namespaces()?;
+/// What an embedded sandbox's init does before it builds the session's root: it is pid 1 of
+/// new pid and user namespaces (the host's `clone3`, see [`crate::InitProcess`]); it maps the
+/// host's ids to root there unless that was done before an `execve` (`map`), enters new mount,
+/// network, IPC and UTS namespaces, and begins the new root with what every session's has
+/// ([`rootfs::prepare`]). The cgroup namespace waits for the request ([`namespace_init`]).
+fn enter_sandbox(map: Option<(u32, u32)>) -> Result<(), String> {
+    if !rustix::process::getpid().is_init() {
+        return Err(
+            "the sandbox init must be started by moat run, as pid 1 of a new pid namespace"
+                .to_owned(),
+        );
+    }
+    if let Some(host_ids) = map {
+        map_to_root(host_ids)?;
+    }
+    let namespaces =
+        UnshareFlags::NEWNS | UnshareFlags::NEWNET | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
+    #[allow(unsafe_code)]
+    // SAFETY: this process is single-threaded (a fresh clone of a single-threaded process, or
+    // an init executed moments ago), so no other thread can observe the namespace change.
+    unsafe { rustix::thread::unshare_unsafe(namespaces) }
+        .map_err(fail("could not create mount, net, ipc and uts namespaces"))?;
     rootfs::prepare()
 }
 
-/// Enters a new user namespace (this user as root in it, no supplementary groups), then new
-/// mount, network, IPC, UTS and pid namespaces: everything of the sandbox's isolation but the
-/// cgroup namespace, which [`outer`] enters once the host has placed this process in the
-/// session's cgroups.
-fn enter_namespaces() -> Result<(), String> {
-    let (uid, gid) = (
-        rustix::process::getuid().as_raw(),
-        rustix::process::getgid().as_raw(),
-    );
-    #[allow(unsafe_code)]
-    // SAFETY: this process is single-threaded (init_main runs before any thread starts), so no
-    // other thread can observe the namespace change.
-    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }.map_err(fail(
-        "could not create a user namespace (enable unprivileged user namespaces: sysctl user.max_user_namespaces=15000, kernel.unprivileged_userns_clone=1; or use --backend podman)",
-    ))?;
+/// Maps `(uid, gid)`, this process's ids on the host, to root in the new user namespace it is
+/// in, with `setgroups` denied (which an unprivileged user must do before it maps a group).
+fn map_to_root((uid, gid): (u32, u32)) -> Result<(), String> {
     let write = |path: &str, text: String| {
         std::fs::write(path, text).map_err(|error| format!("could not write {path}: {error}"))
     };
     write("/proc/self/setgroups", "deny".to_owned())?;
     write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
-    write("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
-    let namespaces = UnshareFlags::NEWNS
-        | UnshareFlags::NEWNET
-        | UnshareFlags::NEWIPC
-        | UnshareFlags::NEWUTS
-        | UnshareFlags::NEWPID;
-    #[allow(unsafe_code)]
-    // SAFETY: single-threaded, as above; NEWPID only affects children forked from here on.
-    unsafe { rustix::thread::unshare_unsafe(namespaces) }.map_err(fail(
-        "could not create mount, net, ipc, uts and pid namespaces",
-    ))
+    write("/proc/self/gid_map", format!("0 {gid} 1\n"))
 }
 
-/// The outer init, in the namespaces ([`enter_namespaces`]) and the session's cgroups: enter
-/// the cgroup namespace, fork pid 1, wait for it, exit with its code.
-fn outer(request: Request, spec: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
-    terminal_signals(true);
-    #[allow(unsafe_code)]
-    // SAFETY: single-threaded, as in enter_namespaces.
-    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWCGROUP) }
-        .map_err(fail("could not create a cgroup namespace"))?;
-    // A pipe whose write end only the outer init holds: end of file means it died before the
-    // child armed PR_SET_PDEATHSIG (getppid is 0 across the pid namespace boundary).
-    let (alive_read, alive_write) = rustix::pipe::pipe_with(
-        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-    )
-    .map_err(fail("could not create a pipe"))?;
-
-    #[allow(unsafe_code)]
-    // SAFETY: the process is single-threaded, so the child starts with a consistent copy of
-    // every lock and allocator state and may keep running Rust code.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        return Err(format!(
-            "could not fork the namespace init: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    if child == 0 {
-        // pid 1 of the new namespace: dies with the outer init, and the namespace with it.
-        drop(alive_write);
-        terminal_signals(false);
-        let armed = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_ok();
-        let parent_alive = matches!(
-            rustix::io::read(&alive_read, &mut [0u8; 1]),
-            Err(rustix::io::Errno::AGAIN)
-        );
-        drop(alive_read);
-        let orphaned = !armed || !parent_alive;
-        if orphaned {
-            exit_now(SETUP_FAILED);
-        }
-        let code = match namespace_init(request.spec, spec, reporter) {
-            Ok(code) => code,
-            Err(message) => {
-                reporter.send(&Report::Failed { message });
-                SETUP_FAILED
-            }
-        };
-        exit_now(code);
-    }
-    drop((request, spec, alive_read));
-    let child = Pid::from_raw(child).ok_or("fork returned an invalid pid")?;
-    relay_terminate_to(child);
-    loop {
-        match rustix::process::waitpid(Some(child), WaitOptions::empty()) {
-            Ok(Some((_, status))) => {
-                return Ok(match (status.exit_status(), status.terminating_signal()) {
-                    (Some(code), _) => code,
-                    (None, Some(signal)) => 128 + signal,
-                    (None, None) => SETUP_FAILED,
-                });
-            }
-            Ok(None) | Err(rustix::io::Errno::INTR) => continue,
-            Err(error) => return Err(format!("could not wait for the namespace init: {error}")),
-        }
-    }
-}
-
-/// The terminal's Ctrl-C and Ctrl-\ (`SIGINT`, `SIGQUIT`) are the agent's to handle (see
-/// `signals`), but the outer init is in the terminal's foreground process group with it and
-/// would die of them, ending the session: it blocks them (`block`), and pid 1, forked from it,
-/// unblocks them again (as the namespace's init it gets no signal it has no handler for), so
-/// that the agent starts with neither blocked. Blocked rather than ignored: an ignored
-/// disposition would be inherited by pid 1 and survive into the agent's `exec`.
-fn terminal_signals(block: bool) {
-    let how = if block {
-        libc::SIG_BLOCK
-    } else {
-        libc::SIG_UNBLOCK
-    };
-    #[allow(unsafe_code)]
-    // SAFETY: `set` is a live sigset_t, initialized by sigemptyset before it is read; the
-    // calls take pointers to it only for their duration.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGQUIT);
-        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
-    }
-}
-
-/// Where [`relay_terminate`] sends `SIGTERM`: pid 1 in the outer init, the agent in pid 1;
-/// 0 until known (pid 1, forked from the outer init, starts with its own copy, 0).
+/// Where [`relay_terminate`] sends `SIGTERM`: the agent; 0 until it is started.
 static TERMINATE_RELAY: AtomicI32 = AtomicI32::new(0);
 
-/// From now on this process relays `SIGTERM` to `target` instead of dying of it: the host ends
-/// a session by asking the agent to end ([`crate::Stop`], a timeout) through the outer init,
-/// which relays to pid 1, which relays to the agent. pid 1 gets no signal it has no handler for.
+/// From now on this process relays `SIGTERM` to `target`: the host ends a session by asking
+/// the agent to end ([`crate::Stop`], a timeout) through pid 1, which gets no signal it has no
+/// handler for (so neither the terminal's `SIGINT` nor `SIGQUIT`: those are the agent's).
 fn relay_terminate_to(target: Pid) {
     TERMINATE_RELAY.store(target.as_raw_nonzero().get(), Ordering::Release);
     #[allow(unsafe_code)]
@@ -328,8 +233,8 @@ extern "C" fn relay_terminate(_: libc::c_int) {
     let target = TERMINATE_RELAY.load(Ordering::Acquire);
     if target > 0 {
         #[allow(unsafe_code)]
-        // SAFETY: a plain system call with no memory arguments, to one positive pid: the
-        // outer init's child or pid 1's agent; errno is saved and restored around it.
+        // SAFETY: a plain system call with no memory arguments, to one positive pid: pid 1's
+        // agent; errno is saved and restored around it.
         unsafe {
             let errno = libc::__errno_location();
             let saved = *errno;
@@ -339,10 +244,16 @@ extern "C" fn relay_terminate(_: libc::c_int) {
     }
 }
 
-/// pid 1: build the root and begin the agent's confinement while the session waits for
+/// pid 1, once its request has come, which is once the host has moved it into the session's
+/// cgroups: enter the cgroup namespace (rooted at the group this process is in when it is
+/// created), build the root and begin the agent's confinement while the session waits for
 /// admission; once admitted, check that the gate's socket is where the root shows it, write the
 /// home files, bring up the bridge, run the agent, reap, exit with its status.
 fn namespace_init(spec: Spec, pipe: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
+    #[allow(unsafe_code)]
+    // SAFETY: this process is single-threaded (the bridge threads start later).
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWCGROUP) }
+        .map_err(fail("could not create a cgroup namespace"))?;
     rustix::system::sethostname(b"moat").map_err(fail("could not set the hostname"))?;
     rootfs::build(&spec)?;
     bridge::loopback_up().map_err(|error| format!("could not bring up lo: {error}"))?;
@@ -474,8 +385,8 @@ fn serve(
     if let Some((write, prefix)) = stdin_feed {
         std::thread::spawn(move || feed_stdin(write, &prefix));
     }
-    // A timeout or stop asks the agent to end: the host's SIGTERM, relayed by the outer init,
-    // goes on to the agent. Set before the host hears that the agent started.
+    // A timeout or stop asks the agent to end: the host's SIGTERM to this process goes on to
+    // the agent. Set before the host hears that the agent started.
     if let Some(agent) = Pid::from_raw(agent.id() as i32) {
         relay_terminate_to(agent);
     }

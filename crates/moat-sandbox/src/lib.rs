@@ -6,8 +6,8 @@
 //! Two sides, two entry points:
 //!
 //! - [`run`] is the **host side**. The caller (the `moat` CLI, multi-threaded) never forks and
-//!   continues: `run` spawns `init_program __sandbox-init` as a fresh, single-threaded process
-//!   with an empty environment ([`Init::Program`]), or takes an init the caller forked at the
+//!   continues: `run` executes `init_program __sandbox-init` as a fresh, single-threaded
+//!   process with an empty environment ([`Init::Program`]), or takes an init the caller forked at the
 //!   first line of its `main`, before it read anything but argv ([`InitProcess::fork`], which
 //!   wipes the child's copy of the environment and arguments; [`Init::Forked`]: one `execve`
 //!   of the caller's binary less per session). Two pipes are installed at fixed descriptors in
@@ -22,40 +22,43 @@
 //!   the host's checks pass and the caller admits the session ([`run_admitted`], [`Admit`]:
 //!   `moat run` opens the session at the gate and records its start meanwhile, and the init
 //!   builds the sandbox meanwhile), enforces the wall-clock timeout and [`Stop`] by polling a
-//!   pidfd and an eventfd, then sending `SIGTERM` (relayed by both inits to the agent) and,
+//!   pidfd and an eventfd, then sending `SIGTERM` (relayed by the init to the agent) and,
 //!   after the grace period ([`Limits::stop_grace`]) or a second stop, `SIGKILL`; it reaps with
 //!   `wait4` for resource usage, and removes the groups (killing any straggler). Host facts
 //!   ([`probe`]) are probed once per process and cached; the cgroups ([`probe_cgroups`]) only
 //!   when a session asks for a limit.
-//! - [`init_main`] is the **sandbox side**, three processes deep:
-//!   1. the *outer init* unshares a user namespace (the host uid/gid mapped to 0 inside,
-//!      `setgroups` denied), then mount, net, ipc, uts and pid namespaces, and begins the new
-//!      root on a tmpfs with what every session's has (`/usr` and the merged-usr links, the
-//!      read-only `/etc` entries, tmpfs `/tmp`, a minimal `/dev`), all before its request
-//!      when it was forked early; then the cgroup namespace, and it forks;
-//!   2. the *namespace init* (pid 1, dies with the outer init through `PR_SET_PDEATHSIG`)
-//!      completes the root before the session is admitted: a minimal `/etc` (generated
-//!      passwd, group, hosts, nsswitch.conf beside the read-only CA roots, Debian
-//!      alternatives links and linker cache; no resolv.conf, no shadow, no
+//! - [`init_main`] is the **sandbox side**, two processes deep:
+//!   1. the *init*, pid 1 of a new pid namespace from its first instruction: the host's
+//!      `clone3` puts it in new user and pid namespaces, whether it forks the caller
+//!      ([`InitProcess::fork`]) or executes `init_program` (the host's uid/gid mapped to 0
+//!      inside, `setgroups` denied, before the `execve`; a forked init maps them itself). It
+//!      enters mount, net, ipc and uts namespaces and begins the new root on a tmpfs with what
+//!      every session's has (`/usr` and the merged-usr links, the read-only `/etc` entries,
+//!      tmpfs `/tmp`, a minimal `/dev`), before its request when it was forked early; once the
+//!      request has come (the host has placed it in the session's cgroups) it enters the
+//!      cgroup namespace and completes the root before the session is admitted: a minimal
+//!      `/etc` (generated passwd, group, hosts, nsswitch.conf beside the read-only CA roots,
+//!      Debian alternatives links and linker cache; no resolv.conf, no shadow, no
 //!      `/etc/ssl/private`), the workspace read-write at its host path, `ro_paths`, tmpfs
-//!      `$HOME`, a fresh `/proc`, the session's gate directory
-//!      ([`Spec::gate_dir`]) read-only at `/run/moat`; every mount nosuid, the root and every
-//!      bind but the writable ones read-only, everything but device nodes nodev; then
-//!      `pivot_root` and detach the old root, and brings `lo` up. It then confines itself with
-//!      what the agent inherits: secure bits locked, an empty capability bounding set, seccomp
-//!      (see [`SECCOMP_DENIED`]). Admitted (end of file instead: it exits, no agent), it
-//!      checks that the gate bound the session's socket in that directory
-//!      ([`GATE_SOCKET_INSIDE`]) and writes the admission's home files. It
-//!      binds `127.0.0.1:<gate_port>`, spawns the agent, starts the
-//!      bridge threads (TCP ↔ the gate socket), reaps orphans and exits with the agent's status,
-//!      which tears the whole pid namespace down;
-//!   3. the *agent*: clean environment, workspace as cwd, `RLIMIT_CORE=0`, empty ambient
+//!      `$HOME`, a fresh `/proc`, the session's gate directory ([`Spec::gate_dir`]) read-only
+//!      at `/run/moat`; every mount nosuid, the root and every bind but the writable ones
+//!      read-only, everything but device nodes nodev; then `pivot_root` and detach the old
+//!      root, and brings `lo` up. It then confines itself with what the agent inherits: secure
+//!      bits locked, an empty capability bounding set, seccomp (see [`SECCOMP_DENIED`]).
+//!      Admitted (end of file instead: it exits, no agent), it checks that the gate bound the
+//!      session's socket in that directory ([`GATE_SOCKET_INSIDE`]) and writes the
+//!      admission's home files. It binds `127.0.0.1:<gate_port>`, spawns the agent, starts the
+//!      bridge threads (TCP ↔ the gate socket), reaps orphans and exits with the agent's
+//!      status, which tears the whole pid namespace down. As pid 1 it gets no signal it has
+//!      no handler for: the terminal's `SIGINT` and `SIGQUIT` are the agent's, and the host's
+//!      `SIGTERM` is relayed to the agent;
+//!   2. the *agent*: clean environment, workspace as cwd, `RLIMIT_CORE=0`, empty ambient
 //!      set, `no_new_privs`, Landlock (filesystem allow-list; TCP connect only to the gate
 //!      port, no TCP bind; abstract unix sockets and signals scoped), all capabilities
 //!      dropped, exec; with the init's seccomp filter, secure bits and empty bounding set.
 //!
 //! Limits: memory (`memory.max` + `memory.swap.max=0`, or v1 `memory.limit_in_bytes` +
-//! `memory.memsw.limit_in_bytes`), pids (`pids.max`, the two init processes added) and cpu
+//! `memory.memsw.limit_in_bytes`), pids (`pids.max`, the init process added) and cpu
 //! (`cpu.max`, or v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`), each through cgroup v2 where the
 //! controller is delegated to child groups, else a writable v1 hierarchy (hybrid hosts), under
 //! the caller's own cgroup, so a parent's limits still apply.
@@ -76,9 +79,10 @@
 //! automatically; see [`podman`] and [`probe_podman`].
 //!
 //! Unsafe code is denied crate-wide and allowed per block, each with a `// SAFETY:` comment: the
-//! forks, `wait4`, `getrusage`, the `lo` ioctl, the signal handlers and masks (`signals`, and
-//! the inits' `SIGTERM` relay), adopting and placing the inherited descriptors, wiping a forked
-//! init's environment and arguments, and the `pre_exec` hooks (including podman's private
+//! forks and the `clone3` into new namespaces (and the system calls of an executed init's child
+//! before its `execve`), `wait4`, `getrusage`, the `lo` ioctl, the signal handlers and masks
+//! (`signals`, and the init's `SIGTERM` relay), adopting and placing the inherited descriptors,
+//! wiping a forked init's environment and arguments, and the `pre_exec` hooks (including podman's private
 //! mount namespace).
 
 mod alloc;

@@ -2,8 +2,8 @@
 //! (the [`Request`], then the session's [`Admitted`]) and JSON-line reports up.
 //!
 //! A frame is a little-endian `u32` length and that many bytes of JSON. The init reads exactly
-//! one frame at a time, so the outer init can read the request and leave the admission in the
-//! pipe for the namespace init, which builds the new root meanwhile and reads it last.
+//! one frame at a time, so that it can read the request, build the new root meanwhile and leave
+//! the admission in the pipe until it is ready for it.
 
 use std::io::{self, BufRead as _, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -97,8 +97,7 @@ pub(crate) enum Report {
     /// The agent was started under these enforced properties.
     Started { enforced: Vec<String> },
     /// The agent ended, and every other process of the sandbox was killed and reaped: the
-    /// usage is the namespace init's own and that of every process it reaped, i.e. the whole
-    /// session but the outer init (which forks and waits, nothing more).
+    /// usage is the init's own and that of every process it reaped, i.e. the whole session.
     Exited {
         status: ExitStatus,
         usage: ResourceUsage,

@@ -57,8 +57,8 @@ fn host(path: &Path) -> PathBuf {
 
 /// Builds what every session's root has, with the host root still reachable: the staging
 /// root, `/usr` and the merged-usr links, the read-only `/etc` entries, `/tmp` and `/dev`.
-/// Runs in the outer init as soon as it has entered the namespaces (the namespace init shares
-/// its mount namespace), while the host has not yet described the session; [`build`] follows.
+/// Runs in the init as soon as it has entered the namespaces, before the host has described
+/// the session when it was forked early; [`build`] follows.
 pub(crate) fn prepare() -> Result<(), String> {
     rustix::mount::mount_change(
         "/",

@@ -110,7 +110,7 @@ impl fmt::Debug for Admission {
 pub struct Limits {
     /// Memory in bytes (swap included where the host accounts it).
     pub memory: Option<u64>,
-    /// Processes and threads of the agent (the sandbox's own two init processes are added).
+    /// Processes and threads of the agent (the sandbox's own init process is added).
     pub pids: Option<u64>,
     /// CPU bandwidth in cores, e.g. `1.5`.
     pub cpus: Option<f64>,

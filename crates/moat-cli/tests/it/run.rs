@@ -786,13 +786,15 @@ fn a_command_the_sandbox_cannot_execute_exits_as_a_shell_would() {
 /// mount, pid, net, ipc and uts namespaces before its spec arrives. The agent must still get
 /// namespaces of its own, and a cgroup namespace rooted at the session's group, entered only
 /// once the host has moved the init there: entered earlier, it would be rooted at `moat run`'s
-/// group, and the agent would see the path to its session's group.
+/// group, and the agent would see the path to its session's group. Nor may it signal the init,
+/// its pid 1.
 #[test]
 fn the_agent_gets_namespaces_of_its_own_and_a_cgroup_root_at_its_session_group() {
     const NAMESPACES: [&str; 7] = ["user", "mnt", "pid", "net", "ipc", "uts", "cgroup"];
     let env = RunEnv::start(POLICY);
     let script = format!(
-        "for n in {}; do echo \"ns $n $(readlink /proc/self/ns/$n)\"; done; cat /proc/self/cgroup",
+        "for n in {}; do echo \"ns $n $(readlink /proc/self/ns/$n)\"; done; cat /proc/self/cgroup; \
+         kill -KILL 1 2>/dev/null && echo ns KILLED-THE-INIT; kill -TERM 1 2>/dev/null && echo ns TERMINATED-THE-INIT; true",
         NAMESPACES.join(" ")
     );
     // A limit, so that the session has a cgroup of its own to be rooted at.
@@ -812,6 +814,8 @@ fn the_agent_gets_namespaces_of_its_own_and_a_cgroup_root_at_its_session_group()
             "the agent shares the host's {name} namespace"
         );
     }
+    // The init, pid 1 there, is out of the agent's reach (Landlock's signal scope).
+    assert!(!output.stdout.contains("THE-INIT"), "{}", text(&output));
     let groups: Vec<&str> = output
         .stdout
         .lines()
@@ -1706,12 +1710,13 @@ fn the_audit_log_and_its_key_are_invisible_inside() {
     assert!(env.data.path().join("audit.key").is_file());
 }
 
-/// `moat run` forks the sandbox's init at its first line instead of starting its binary again;
-/// the init keeps nothing of the host's environment (an API key among it) or command line:
-/// read from the host while the session runs, neither the init's `/proc` files nor any byte of
-/// its writable memory holds the marker, in the outer init and in the namespace's pid 1.
+/// `moat run` forks the sandbox's init at its first line instead of starting its binary again,
+/// with `clone3` into new user and pid namespaces: that one process is pid 1 of the sandbox,
+/// and the agent is its child. The init keeps nothing of the host's environment (an API key
+/// among it) or command line: read from the host while the session runs, neither its `/proc`
+/// files nor any byte of its writable memory holds the marker.
 #[test]
-fn the_sandbox_init_holds_nothing_of_the_host_environment() {
+fn the_sandbox_init_is_pid_1_and_holds_nothing_of_the_host_environment() {
     const MARKER: &str = "moat-host-secret-5f0c2a9e77d1";
     let env = RunEnv::start(POLICY);
     let data = env.data.path().to_string_lossy().into_owned();
@@ -1724,39 +1729,46 @@ fn the_sandbox_init_holds_nothing_of_the_host_environment() {
         .spawn()
         .unwrap();
     env.wait_for_session();
-    let outer = children(child.id());
+    let init = children(child.id());
+    assert_eq!(init.len(), 1, "moat run has one child, its init: {init:?}");
+    let init = init[0];
+    // The session is listed once it is admitted; the agent is started by then or very soon.
+    wait_until("the init starts the agent", || !children(init).is_empty());
+    let agent = children(init);
     assert_eq!(
-        outer.len(),
+        agent.len(),
         1,
-        "moat run has one child, its init: {outer:?}"
+        "the init has one child, the agent: {agent:?}"
     );
-    // The session is listed once it is admitted; its pid 1 is forked by then or very soon.
-    wait_until("the outer init forks pid 1", || {
-        !children(outer[0]).is_empty()
-    });
-    let inner = children(outer[0]);
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", agent[0])).unwrap();
+    assert_eq!(comm.trim(), "sleep", "the init's child is not the agent");
+    let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    let nspid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>();
     assert_eq!(
-        inner.len(),
-        1,
-        "the outer init has one child, pid 1: {inner:?}"
+        nspid,
+        [init.to_string().as_str(), "1"],
+        "the init is not pid 1 of a pid namespace of its own"
     );
-    for pid in [outer[0], inner[0]] {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-        assert!(
-            cmdline.windows(14).any(|w| w == b"__sandbox-init"),
-            "pid {pid} is not the init: {:?}",
-            String::from_utf8_lossy(&cmdline)
-        );
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-        assert!(
-            environ.iter().all(|&b| b == 0),
-            "pid {pid} has an environment: {:?}",
-            String::from_utf8_lossy(&environ)
-        );
-        let (scanned, found) = scan_writable_memory(pid, MARKER.as_bytes());
-        assert!(scanned > 0, "nothing of pid {pid}'s memory was read");
-        assert_eq!(found, None, "pid {pid} holds the host's secret");
-    }
+    let cmdline = std::fs::read(format!("/proc/{init}/cmdline")).unwrap();
+    assert!(
+        cmdline.windows(14).any(|w| w == b"__sandbox-init"),
+        "pid {init} is not the init: {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let environ = std::fs::read(format!("/proc/{init}/environ")).unwrap();
+    assert!(
+        environ.iter().all(|&b| b == 0),
+        "the init has an environment: {:?}",
+        String::from_utf8_lossy(&environ)
+    );
+    let (scanned, found) = scan_writable_memory(init, MARKER.as_bytes());
+    assert!(scanned > 0, "nothing of the init's memory was read");
+    assert_eq!(found, None, "the init holds the host's secret");
     let listed = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
         .assert_success()
         .json();

@@ -246,7 +246,7 @@ fn children_of(pid: u32) -> Vec<u32> {
 }
 
 /// The init is already running and building the sandbox (so its start-up overlaps the caller's
-/// own work: its namespace init exists, in a mount namespace of its own) but the agent is not
+/// own work: it is in a mount namespace of its own) but the agent is not
 /// when the session is admitted; and what the admission brings is what the agent gets: the
 /// admitted socket is the way out, on the admitted port, with the admitted environment and
 /// home files (the spec sent before holds none of them).
@@ -283,19 +283,26 @@ fn the_init_waits_for_admission_and_the_admission_is_what_the_agent_gets() {
             })
             .collect();
         assert_eq!(inits.len(), 1, "the init runs before admission: {inits:?}");
+        // It is the sandbox's pid 1 itself (`clone3` into a new pid namespace).
+        let status = fs::read_to_string(format!("/proc/{}/status", inits[0])).expect("status");
+        let nspid = status.lines().find_map(|line| line.strip_prefix("NSpid:"));
+        assert_eq!(
+            nspid.map(|ids| ids.split_whitespace().collect::<Vec<_>>()),
+            Some(vec![inits[0].to_string().as_str(), "1"]),
+            "the init is not pid 1 of a pid namespace of its own"
+        );
         let own = fs::read_link("/proc/self/ns/mnt").expect("own mount namespace");
-        let building = (0..1000).find_map(|_| {
-            let inner = children_of(inits[0])
-                .into_iter()
-                .find(|pid| fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|ns| ns != own));
-            if inner.is_none() {
+        let building = (0..1000).any(|_| {
+            let entered =
+                fs::read_link(format!("/proc/{}/ns/mnt", inits[0])).is_ok_and(|ns| ns != own);
+            if !entered {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            inner
+            entered
         });
         assert!(
-            building.is_some(),
-            "the namespace init is not building the sandbox before admission"
+            building,
+            "the init is not building the sandbox before admission"
         );
         assert!(!unstarted.exists(), "the agent ran before admission");
         Ok(admission)
@@ -364,4 +371,25 @@ fn the_exit_is_heard_once_nothing_of_the_session_is_left() {
         "the background process's CPU time is not in the usage: {:?}",
         outcome.usage
     );
+}
+
+/// An init program that cannot be executed is an error that says so (the child of the
+/// `clone3` reports its failed `execve` before it exits), and nothing is left running.
+#[test]
+fn an_init_program_that_cannot_be_executed_is_an_error_that_says_so() {
+    let session = Session::new();
+    let missing = session.workspace().join("no-such-moat");
+    let result = moat_sandbox::run(
+        &session.spec("echo AGENT-RAN"),
+        &session.admission(),
+        &missing,
+    );
+    let error = result.expect_err("a missing init program runs no session");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("could not execute the sandbox init")
+            && message.contains("No such file or directory"),
+        "{message}"
+    );
+    assert!(children().is_empty(), "a child was left: {:?}", children());
 }
