@@ -62,7 +62,8 @@ impl InitProcess {
     /// any secret: the child starts as a copy of this process, as pid 1 of a new pid
     /// namespace. Refuses (and forks nothing) when the process already has more than one
     /// thread, or when the host refuses the new namespaces (the caller then executes the init,
-    /// which says what is missing).
+    /// which fails for the same reason, and [`run`](crate::run) says what is missing and how to
+    /// fix it).
     pub fn fork() -> std::io::Result<InitProcess> {
         if threads()? != 1 {
             return Err(std::io::Error::other(
