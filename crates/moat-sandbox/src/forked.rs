@@ -409,6 +409,26 @@ fn clone_into_new_pid_namespace(execs: bool) -> std::io::Result<Cloned> {
             std::mem::size_of::<libc::clone_args>(),
         )
     };
+    // A seccomp filter may refuse clone3 with ENOSYS to make the C library fall back to clone
+    // (Docker's default profile does, since it cannot inspect clone3's flags): so do we, with
+    // the same flags and the same pointers (clone's CLONE_PIDFD writes to `parent_tid`).
+    let child = if child < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
+    {
+        #[allow(unsafe_code)]
+        // SAFETY: as for clone3 above: the same flags, no new stack, the same live locals.
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                args.flags | args.exit_signal,
+                0usize,
+                &raw mut pidfd,
+                args.child_tid,
+                0usize,
+            )
+        }
+    } else {
+        child
+    };
     if child < 0 {
         return Err(std::io::Error::last_os_error());
     }

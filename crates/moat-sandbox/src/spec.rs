@@ -34,7 +34,7 @@ pub struct Spec {
     /// hold makes [`run`](crate::run) refuse.
     pub allow_missing: Vec<Property>,
     /// Bytes the agent reads on stdin before the host's stdin (one framed secrets message).
-    /// When set, the agent's stdin is a pipe the namespace init feeds: first these bytes, then
+    /// When set, the agent's stdin is a pipe the init feeds: first these bytes, then
     /// whatever the host's stdin delivers. They are never written to a file or the environment.
     #[serde(default)]
     pub stdin_prefix: Option<Vec<u8>>,

@@ -827,6 +827,57 @@ fn the_agent_gets_namespaces_of_its_own_and_a_cgroup_root_at_its_session_group()
     }
 }
 
+/// Where a seccomp filter refuses `clone3` with `ENOSYS` (Docker's default profile does, so
+/// that the C library falls back to `clone`), `moat run` falls back to `clone` too, for the
+/// init it forks at its first line and for one it executes (global flags before `run` make it
+/// start the init as a program): the session runs, and the agent is the child of pid 1. The
+/// filter is installed by a Python wrapper (`ctypes`, `prctl`) that then executes `moat`.
+#[test]
+fn sessions_run_where_clone3_is_refused_with_enosys() {
+    let env = RunEnv::start(POLICY);
+    let forked = env.run_args(&[], &["sh", "-c", "echo \"agent pid $$\""]);
+    let data_dir = [
+        "--data-dir".to_owned(),
+        env.data.path().display().to_string(),
+    ];
+    let executed: Vec<String> = data_dir.iter().chain(&forked).cloned().collect();
+    for args in [forked, executed] {
+        let output = std::process::Command::new("python3")
+            .args(["-c", WITHOUT_CLONE3, MOAT])
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stdout}\n{stderr}");
+        assert!(
+            stdout.contains("agent pid 2"),
+            "{args:?}: {stdout}\n{stderr}"
+        );
+    }
+}
+
+/// `python3 -c WITHOUT_CLONE3 PROGRAM ARGS…`: installs a seccomp filter under which `clone3`
+/// fails with `ENOSYS` (x86-64; everything else is allowed), then executes `PROGRAM ARGS…`.
+const WITHOUT_CLONE3: &str = r#"
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+LD, JEQ, RET = 0x20, 0x15, 0x06
+ARCH_X86_64, CLONE3, ENOSYS = 0xC000003E, 435, 38
+ERRNO, ALLOW = 0x00050000, 0x7FFF0000
+program = [(LD, 0, 0, 4), (JEQ, 0, 3, ARCH_X86_64), (LD, 0, 0, 0), (JEQ, 0, 1, CLONE3),
+           (RET, 0, 0, ERRNO | ENOSYS), (RET, 0, 0, ALLOW)]
+code = b"".join(struct.pack("HBBI", *op) for op in program)
+buffer = ctypes.create_string_buffer(code, len(code))
+class Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Program(len(program), ctypes.addressof(buffer))
+if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(fprog), 0, 0):
+    sys.exit("seccomp: " + os.strerror(ctypes.get_errno()))
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
 /// The forked init starts on another CPU than `moat run` (a placement hint) and takes back
 /// every CPU it inherited when its request arrives: the agent may run on all the CPUs `moat
 /// run` could, never on fewer.
@@ -1868,8 +1919,7 @@ fn scan_writable_memory(pid: u32, needle: &[u8]) -> (usize, Option<String>) {
 
 /// `moat run --help`, usage errors and errors found once the sandbox is being built end the
 /// sandbox init (forked by `main` at its first line, or started as a program) before the
-/// process exits: no init is orphaned, not even the namespace init of one that was not
-/// admitted. Checked in a helper (this test alone, in a process of its own) that is its
+/// process exits: no init is orphaned, not even one that was not admitted. Checked in a helper (this test alone, in a process of its own) that is its
 /// descendants' subreaper, so an orphaned init would become its child.
 #[test]
 fn an_early_error_leaves_no_sandbox_init_behind() {
@@ -1895,7 +1945,7 @@ fn an_early_error_leaves_no_sandbox_init_behind() {
     }
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
     // The third fails once the sandbox is being built (a bad `--env` is found when the gate's
-    // address is known): the unadmitted init and its namespace init end and are reaped too.
+    // address is known): the unadmitted init ends and is reaped too.
     let (data, osv) = (tempfile::tempdir().unwrap(), advisories());
     let (data, osv) = (data.path().to_str().unwrap(), osv.path().to_str().unwrap());
     let bad_env = ["--advisories", osv, "--env", "NOT-A-PAIR", "--", "true"];
