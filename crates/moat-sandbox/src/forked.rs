@@ -13,11 +13,11 @@
 //! ([`forked_init_main`]).
 //!
 //! Either way the init is pid 1 of the sandbox from its first instruction: the fork, and the
-//! fork before the `execve`, is a `clone3` into a new user namespace and a new pid namespace
-//! ([`clone_into_new_pid_namespace`]), so that one process, not two, is the sandbox's init (an
-//! init that entered the pid namespace itself would have to fork its pid 1): one process less
-//! per session to copy, schedule, reap and tear down (BENCHMARKS.md, sandbox notes of
-//! 2026-12-02).
+//! fork before the `execve`, is a `clone3` (or a `clone`, where `clone3` is refused) into a
+//! new user namespace and a new pid namespace ([`clone_into_new_pid_namespace`]), so that one
+//! process, not two, is the sandbox's init (an init that entered the pid namespace itself would
+//! have to fork its pid 1): one process less per session to copy, schedule, reap and tear down
+//! (BENCHMARKS.md, sandbox notes of 2026-12-02).
 //!
 //! The child starts on another CPU than the one its parent goes on with, when there is one
 //! ([`start_elsewhere`]), and takes back every CPU it inherited as soon as its request arrives.
@@ -397,11 +397,11 @@ fn clone_into_new_pid_namespace(execs: bool) -> std::io::Result<Cloned> {
     // SAFETY: a child that does not exec runs Rust code: the process is single-threaded then
     // (its caller checked), so the child starts with a consistent copy of every lock and
     // allocator state, as after `fork`; one that execs only makes system calls until then, as
-    // after a multi-threaded process's `fork`. Without CLONE_VM and with no stack given, the child runs on its own copy of
-    // this stack, returning from this call as from `fork`. `args` and `pidfd` are live locals;
-    // `child_tid` is this thread's id word in the C library's thread control block, where the
-    // kernel writes the child's id in the child's copy (and which the C library's `fork` also
-    // has the kernel set).
+    // after a multi-threaded process's `fork`. Without CLONE_VM and with no stack given, the
+    // child runs on its own copy of this stack, returning from this call as from `fork`. `args`
+    // and `pidfd` are live locals; `child_tid` is this thread's id word in the C library's
+    // thread control block, where the kernel writes the child's id in the child's copy (and
+    // which the C library's `fork` also has the kernel set).
     let child = unsafe {
         libc::syscall(
             libc::SYS_clone3,

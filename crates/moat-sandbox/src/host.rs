@@ -169,7 +169,10 @@ pub fn run_admitted(
         Init::Program(program) => match InitProcess::spawn(program) {
             Ok(init) => init,
             // A host without user namespaces refuses the clone: say so, and how to fix it.
-            Err(error) => return Err(decide(spec, host_report()).err().unwrap_or(error)),
+            Err(error) => {
+                require_user_namespaces(host_report())?;
+                return Err(error);
+            }
         },
         Init::Forked(init) => init,
     };
@@ -414,6 +417,22 @@ pub(crate) fn seconds(duration: Duration) -> String {
     format!("{}s", duration.as_secs_f64())
 }
 
+/// Refuses a host without user namespaces (which cannot be waived: the sandbox is built in
+/// them), saying how to enable them.
+fn require_user_namespaces(host: &HostReport) -> Result<(), SandboxError> {
+    if host.user_namespaces {
+        return Ok(());
+    }
+    Err(SandboxError::Unsupported {
+        what: "user namespaces are unavailable on this host, so the sandbox cannot be built"
+            .to_owned(),
+        hint: format!(
+            "enable them (sysctl user.max_user_namespaces=15000, kernel.unprivileged_userns_clone=1) or use --backend podman; {}",
+            host.notes.join("; ")
+        ),
+    })
+}
+
 /// What the init must enforce; refuses what cannot hold and was not waived.
 struct Decision {
     landlock: bool,
@@ -421,16 +440,7 @@ struct Decision {
 }
 
 fn decide(spec: &Spec, host: &HostReport) -> Result<Decision, SandboxError> {
-    if !host.user_namespaces {
-        return Err(SandboxError::Unsupported {
-            what: "user namespaces are unavailable on this host, so the sandbox cannot be built"
-                .to_owned(),
-            hint: format!(
-                "enable them (sysctl user.max_user_namespaces=15000, kernel.unprivileged_userns_clone=1) or use --backend podman; {}",
-                host.notes.join("; ")
-            ),
-        });
-    }
+    require_user_namespaces(host)?;
     require_landlock_and_seccomp(spec, host)?;
     Ok(Decision {
         landlock: host.landlock_abi.is_some(),

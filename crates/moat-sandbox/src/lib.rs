@@ -6,26 +6,25 @@
 //! Two sides, two entry points:
 //!
 //! - [`run`] is the **host side**. The caller (the `moat` CLI, multi-threaded) never forks and
-//!   continues: `run` executes `init_program __sandbox-init` as a fresh, single-threaded
-//!   process with an empty environment ([`Init::Program`]), or takes an init the caller forked at the
-//!   first line of its `main`, before it read anything but argv ([`InitProcess::fork`], which
-//!   wipes the child's copy of the environment and arguments; [`Init::Forked`]: one `execve`
-//!   of the caller's binary less per session). Two pipes are installed at fixed descriptors in
-//!   that process: [`SPEC_FD`] (3), down which go two length-prefixed JSON frames, the request
-//!   (the [`Spec`]: what runs, where, under which limits) and then the [`Admission`] (the gate
-//!   socket, the port inside, and the agent's environment and home files, which point its
-//!   clients at that gate), and [`REPORT_FD`] (4), on which the init writes newline-delimited
-//!   JSON reports (setup failure, what was enforced, the agent's exit status). Nothing about
-//!   the session travels in argv or the environment. `run` places the init in the session's
-//!   cgroups *before* it writes the request (the init blocks on it, so no process of the
-//!   session runs outside its limits), writes the request at once and the admission only once
-//!   the host's checks pass and the caller admits the session ([`run_admitted`], [`Admit`]:
-//!   `moat run` opens the session at the gate and records its start meanwhile, and the init
-//!   builds the sandbox meanwhile), enforces the wall-clock timeout and [`Stop`] by polling a
-//!   pidfd and an eventfd, then sending `SIGTERM` (relayed by the init to the agent) and,
-//!   after the grace period ([`Limits::stop_grace`]) or a second stop, `SIGKILL`; it reaps with
-//!   `wait4` for resource usage, and removes the groups (killing any straggler). Host facts
-//!   ([`probe`]) are probed once per process and cached; the cgroups ([`probe_cgroups`]) only
+//!   continues: `run` executes `init_program __sandbox-init` as a fresh, single-threaded process
+//!   with an empty environment ([`Init::Program`]), or takes an init the caller forked at the first
+//!   line of its `main`, before it read anything but argv ([`InitProcess::fork`], which wipes the
+//!   child's copy of the environment and arguments; [`Init::Forked`]: one `execve` of the caller's
+//!   binary less per session). Two pipes are installed at fixed descriptors in that process:
+//!   [`SPEC_FD`] (3), down which go two length-prefixed JSON frames, the request (the [`Spec`]:
+//!   what runs, where, under which limits) and then the [`Admission`] (the gate socket, the port
+//!   inside, and the agent's environment and home files, which point its clients at that gate), and
+//!   [`REPORT_FD`] (4), on which the init writes newline-delimited JSON reports (setup failure,
+//!   what was enforced, the agent's exit status). Nothing about the session travels in argv or the
+//!   environment. `run` places the init in the session's cgroups *before* it writes the request
+//!   (the init blocks on it, so no process of the session runs outside its limits), writes the
+//!   request at once and the admission only once the host's checks pass and the caller admits the
+//!   session ([`run_admitted`], [`Admit`]: `moat run` opens the session at the gate and records its
+//!   start meanwhile, and the init builds the sandbox meanwhile), enforces the wall-clock timeout
+//!   and [`Stop`] by polling a pidfd and an eventfd, then sending `SIGTERM` (relayed by the init to
+//!   the agent) and, after the grace period ([`Limits::stop_grace`]) or a second stop, `SIGKILL`;
+//!   it reaps with `wait4` for resource usage, and removes the groups (killing any straggler). Host
+//!   facts ([`probe`]) are probed once per process and cached; the cgroups ([`probe_cgroups`]) only
 //!   when a session asks for a limit.
 //! - [`init_main`] is the **sandbox side**, two processes deep:
 //!   1. the *init*, pid 1 of a new pid namespace from its first instruction: the host's
@@ -82,8 +81,8 @@
 //! forks and the `clone3` into new namespaces (and the system calls of an executed init's child
 //! before its `execve`), `wait4`, `getrusage`, the `lo` ioctl, the signal handlers and masks
 //! (`signals`, and the init's `SIGTERM` relay), adopting and placing the inherited descriptors,
-//! wiping a forked init's environment and arguments, and the `pre_exec` hooks (including podman's private
-//! mount namespace).
+//! wiping a forked init's environment and arguments, and the `pre_exec` hooks (including
+//! podman's private mount namespace).
 
 mod alloc;
 mod bridge;

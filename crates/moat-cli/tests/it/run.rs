@@ -1919,8 +1919,9 @@ fn scan_writable_memory(pid: u32, needle: &[u8]) -> (usize, Option<String>) {
 
 /// `moat run --help`, usage errors and errors found once the sandbox is being built end the
 /// sandbox init (forked by `main` at its first line, or started as a program) before the
-/// process exits: no init is orphaned, not even one that was not admitted. Checked in a helper (this test alone, in a process of its own) that is its
-/// descendants' subreaper, so an orphaned init would become its child.
+/// process exits: no init is orphaned, not even one that was not admitted. Checked in a helper
+/// (this test alone, in a process of its own) that is its descendants' subreaper, so an
+/// orphaned init would become its child.
 #[test]
 fn an_early_error_leaves_no_sandbox_init_behind() {
     const HELPER: &str = "MOAT_TEST_SUBREAPER_HELPER";
