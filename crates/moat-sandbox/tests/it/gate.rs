@@ -246,10 +246,10 @@ fn children_of(pid: u32) -> Vec<u32> {
 }
 
 /// The init is already running and building the sandbox (so its start-up overlaps the caller's
-/// own work: it is in a mount namespace of its own) but the agent is not
-/// when the session is admitted; and what the admission brings is what the agent gets: the
-/// admitted socket is the way out, on the admitted port, with the admitted environment and
-/// home files (the spec sent before holds none of them).
+/// own work: it is in a mount namespace of its own) but the agent is not when the session is
+/// admitted; and what the admission brings is what the agent gets: the admitted socket is the
+/// way out, on the admitted port, with the admitted environment and home files (the spec sent
+/// before holds none of them).
 #[test]
 fn the_init_waits_for_admission_and_the_admission_is_what_the_agent_gets() {
     let session = Session::new();
