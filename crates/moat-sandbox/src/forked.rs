@@ -40,7 +40,7 @@ use rustix::thread::{CpuSet, sched_getaffinity, sched_getcpu, sched_setaffinity}
 
 use crate::error::SandboxError;
 use crate::host::wait_with_usage;
-use crate::init::forked_init_main;
+use crate::init::{forked_init_main, host_ids, id_maps};
 use crate::protocol::{INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};
 
 /// A sandbox init, blocked on its request until [`run_admitted`] sends one. Dropped unused, it
@@ -71,10 +71,7 @@ impl InitProcess {
             ));
         }
         // Read now: in the child, in a user namespace that maps nobody yet, they read 65534.
-        let host_ids = (
-            rustix::process::getuid().as_raw(),
-            rustix::process::getgid().as_raw(),
-        );
+        let host_ids = host_ids();
         let (spec_read, spec_write) = pipe_with(PipeFlags::CLOEXEC)?;
         let (report_read, report_write) = pipe_with(PipeFlags::CLOEXEC)?;
         let inherited_cpus = sched_getaffinity(None).ok();
@@ -186,24 +183,16 @@ impl Drop for InitProcess {
 struct ExecInit {
     program: CString,
     argument: CString,
-    /// The text of `/proc/self/setgroups`, `uid_map` and `gid_map`, in that order.
+    /// What maps the host's ids to root, in order ([`id_maps`]).
     maps: [(&'static CStr, Vec<u8>); 3],
 }
 
 impl ExecInit {
     fn new(program: &Path) -> std::io::Result<ExecInit> {
-        let (uid, gid) = (
-            rustix::process::getuid().as_raw(),
-            rustix::process::getgid().as_raw(),
-        );
         Ok(ExecInit {
             program: CString::new(program.as_os_str().as_bytes())?,
             argument: CString::new(INIT_SUBCOMMAND)?,
-            maps: [
-                (c"/proc/self/setgroups", b"deny".to_vec()),
-                (c"/proc/self/uid_map", format!("0 {uid} 1\n").into_bytes()),
-                (c"/proc/self/gid_map", format!("0 {gid} 1\n").into_bytes()),
-            ],
+            maps: id_maps(host_ids()),
         })
     }
 

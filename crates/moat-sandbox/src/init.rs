@@ -3,6 +3,7 @@
 //! skips the namespaces and the new root and goes straight to the bridge and the agent's
 //! confinement ([`container_init`]).
 
+use std::ffi::CStr;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt as _;
@@ -195,15 +196,32 @@ fn enter_sandbox(map: Option<(u32, u32)>) -> Result<(), String> {
     rootfs::prepare()
 }
 
-/// Maps `(uid, gid)`, this process's ids on the host, to root in the new user namespace it is
-/// in, with `setgroups` denied (which an unprivileged user must do before it maps a group).
-fn map_to_root((uid, gid): (u32, u32)) -> Result<(), String> {
-    let write = |path: &str, text: String| {
-        std::fs::write(path, text).map_err(|error| format!("could not write {path}: {error}"))
-    };
-    write("/proc/self/setgroups", "deny".to_owned())?;
-    write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
-    write("/proc/self/gid_map", format!("0 {gid} 1\n"))
+/// This process's uid and gid (on the host, before any user namespace).
+pub(crate) fn host_ids() -> (u32, u32) {
+    (
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw(),
+    )
+}
+
+/// What maps `(uid, gid)`, ids on the host, to root in a new user namespace, written in this
+/// order to the process's own files: `setgroups` denied (which an unprivileged user must do
+/// before it maps a group), then the uid and gid maps.
+pub(crate) fn id_maps((uid, gid): (u32, u32)) -> [(&'static CStr, Vec<u8>); 3] {
+    [
+        (c"/proc/self/setgroups", b"deny".to_vec()),
+        (c"/proc/self/uid_map", format!("0 {uid} 1\n").into_bytes()),
+        (c"/proc/self/gid_map", format!("0 {gid} 1\n").into_bytes()),
+    ]
+}
+
+/// Maps `host_ids` to root in the new user namespace this process is in ([`id_maps`]).
+fn map_to_root(host_ids: (u32, u32)) -> Result<(), String> {
+    for (path, text) in id_maps(host_ids) {
+        let path = path.to_string_lossy();
+        std::fs::write(&*path, text).map_err(|error| format!("could not write {path}: {error}"))?;
+    }
+    Ok(())
 }
 
 /// Where [`relay_terminate`] sends `SIGTERM`: the agent; 0 until it is started.

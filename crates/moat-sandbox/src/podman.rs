@@ -879,10 +879,7 @@ fn run_podman(
     }
 
     let rootless = !rustix::process::geteuid().is_root();
-    let (uid, gid) = (
-        rustix::process::getuid().as_raw(),
-        rustix::process::getgid().as_raw(),
-    );
+    let (uid, gid) = crate::init::host_ids();
     let root = Root::new(image, Some(&spec.home), Some((uid, gid))).map_err(|error| {
         SandboxError::Spawn(std::io::Error::other(format!(
             "could not prepare the container root: {error}"
