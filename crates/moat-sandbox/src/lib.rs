@@ -37,7 +37,7 @@
 //!      request has come (the host has placed it in the session's cgroups) it enters the
 //!      cgroup namespace and completes the root before the session is admitted: a minimal
 //!      `/etc` (generated passwd, group, hosts, nsswitch.conf beside the read-only CA roots,
-//!      Debian alternatives links and linker cache; no resolv.conf, no shadow, no
+//!      time zone, Debian alternatives links and linker cache; no resolv.conf, no shadow, no
 //!      `/etc/ssl/private`), the workspace read-write at its host path, `ro_paths`, tmpfs
 //!      `$HOME`, a fresh `/proc`, the session's gate directory ([`Spec::gate_dir`]) read-only
 //!      at `/run/moat`; every mount nosuid, the root and every bind but the writable ones

@@ -80,10 +80,19 @@ pub(crate) fn prepare() -> Result<(), String> {
             Err(_) => {}
         }
     }
+    let etc = inside(Path::new("/etc"));
+    fs::create_dir(&etc).map_err(io_err(format!("could not create {}", etc.display())))?;
     for name in ETC_BINDS {
         let path = Path::new("/etc").join(name);
         if host(&path).exists() {
             bind_read_only(&path, &path)?;
+        } else if let Ok(link) = fs::read_link(host(&path)) {
+            // An absolute link resolves from the staging root, where it names nothing; one into
+            // `/usr` (`/etc/localtime`) is made again as it is, and resolves inside.
+            if link.starts_with("/usr/") {
+                symlink(&link, inside(&path))
+                    .map_err(io_err(format!("could not link {}", path.display())))?;
+            }
         }
     }
     tmpfs(&inside(Path::new("/tmp")), MountFlags::NODEV, c"mode=1777")?;

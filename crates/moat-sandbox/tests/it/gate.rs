@@ -12,6 +12,7 @@ on_every_backend!(
     the_gate_port_reaches_the_host_unix_socket,
     a_command_that_cannot_be_executed_is_not_started,
     a_script_without_an_interpreter_line_runs_with_sh,
+    etc_has_the_ca_roots_and_time_zone_but_not_the_host_keys,
 );
 
 fn the_workspace_is_writable_and_home_has_its_files(backend: Backend) {
@@ -36,6 +37,22 @@ fn the_workspace_is_writable_and_home_has_its_files(backend: Backend) {
         "built\n"
     );
     assert!(ran.outcome.status().success(), "{:?}", ran.outcome);
+}
+
+/// `/etc` shows the host's CA roots and time zone (`/etc/localtime` is a link into `/usr` on
+/// Debian, which resolves only where `/usr` is) and none of its keys (`/etc/ssl/private`).
+fn etc_has_the_ca_roots_and_time_zone_but_not_the_host_keys(backend: Backend) {
+    let session = Session::new();
+    let ran = session.run_on(
+        &backend,
+        "ls /etc/ssl/certs | grep -q . && echo HAS-CA-ROOTS\ntest -s /etc/localtime && echo HAS-TIME-ZONE\nls /etc/ssl/private && echo LISTED-HOST-KEYS",
+    );
+    ran.completed()
+        .expect("HAS-CA-ROOTS")
+        .refute("LISTED-HOST-KEYS");
+    if fs::metadata("/etc/localtime").is_ok() {
+        ran.expect("HAS-TIME-ZONE");
+    }
 }
 
 fn the_gate_port_reaches_the_host_unix_socket(backend: Backend) {
