@@ -27,15 +27,68 @@ use crate::Gate;
 use crate::respond;
 use crate::serve::Background;
 
-/// Where a proxy request goes.
-struct Target {
+/// Where a proxy request goes: what the policy decides on, and what the proxy then connects
+/// to and names in the `Host` header (the same host and port; never the URL's user info).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyTarget {
     host: EgressHost,
     port: u16,
     /// `host[:port]` as the `Host` header of a forwarded request.
     authority: String,
 }
 
-impl std::fmt::Display for Target {
+impl ProxyTarget {
+    /// The destination of a `CONNECT` (authority-form, port required) or an absolute-form
+    /// `http://` request (port 80 unless given), read from the request's target. `Err` is the
+    /// answer's text.
+    pub fn of(uri: &http::Uri, connect: bool) -> Result<ProxyTarget, String> {
+        if !connect && uri.scheme_str() != Some("http") {
+            return Err(
+                "moat: the proxy forwards http:// URLs only; https goes through CONNECT".to_owned(),
+            );
+        }
+        let Some(authority) = uri.authority() else {
+            return Err("moat: bad proxy request: no host".to_owned());
+        };
+        let port = match (authority.port_u16(), connect) {
+            (Some(port), _) => port,
+            (None, false) => 80,
+            (None, true) => {
+                return Err("moat: bad proxy request: CONNECT needs host:port".to_owned());
+            }
+        };
+        let host = EgressHost::parse(authority.host())
+            .map_err(|error| format!("moat: bad proxy request: {error}"))?;
+        // Made from what was decided on, not copied from the request: the URI parser takes
+        // the host and port from around the user info however odd the text between them is.
+        let authority = match authority.port_u16() {
+            Some(port) => format!("{}:{port}", authority.host()),
+            None => authority.host().to_owned(),
+        };
+        Ok(ProxyTarget {
+            host,
+            port,
+            authority,
+        })
+    }
+
+    /// The host the policy decides on and the proxy resolves or connects to.
+    pub fn host(&self) -> &EgressHost {
+        &self.host
+    }
+
+    /// The port the policy decides on and the proxy connects to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `host[:port]` as the `Host` header of a forwarded request.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+}
+
+impl std::fmt::Display for ProxyTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.host, self.port)
     }
@@ -55,7 +108,7 @@ enum Admission {
 pub(crate) async fn proxy(gate: &Arc<Gate>, identity: &str, request: Request) -> Response {
     let connect = request.method() == Method::CONNECT;
     let kind = if connect { "connect" } else { "http" };
-    let target = match target(&request, connect) {
+    let target = match ProxyTarget::of(request.uri(), connect) {
         Ok(target) => target,
         Err(reason) => return respond::text_error(StatusCode::BAD_REQUEST, &reason),
     };
@@ -93,40 +146,9 @@ pub(crate) async fn proxy(gate: &Arc<Gate>, identity: &str, request: Request) ->
     }
 }
 
-/// The destination of a `CONNECT` (authority-form, port required) or an absolute-form
-/// `http://` request (port 80 unless given).
-fn target(request: &Request, connect: bool) -> Result<Target, String> {
-    let uri = request.uri();
-    if !connect && uri.scheme_str() != Some("http") {
-        return Err(
-            "moat: the proxy forwards http:// URLs only; https goes through CONNECT".to_owned(),
-        );
-    }
-    let Some(authority) = uri.authority() else {
-        return Err("moat: bad proxy request: no host".to_owned());
-    };
-    let port = match (authority.port_u16(), connect) {
-        (Some(port), _) => port,
-        (None, false) => 80,
-        (None, true) => return Err("moat: bad proxy request: CONNECT needs host:port".to_owned()),
-    };
-    let host = EgressHost::parse(authority.host())
-        .map_err(|error| format!("moat: bad proxy request: {error}"))?;
-    Ok(Target {
-        host,
-        port,
-        authority: authority
-            .as_str()
-            .rsplit('@')
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
-    })
-}
-
 /// Decide on `target`: the allow list first (no lookup for a refused host), then the
 /// addresses its name resolves to.
-async fn admit(gate: &Gate, target: &Target) -> Admission {
+async fn admit(gate: &Gate, target: &ProxyTarget) -> Admission {
     let Some(entry) = gate.policy().egress().admit(&target.host, target.port) else {
         return Admission::Refused(egress_denied_message(&target.host, target.port));
     };
@@ -210,7 +232,7 @@ fn is_public_v6(address: Ipv6Addr) -> bool {
 }
 
 /// The audit record of a proxy decision (`message` set: refused).
-fn event(identity: &str, target: &Target, kind: &str, message: Option<&str>) -> DecisionEvent {
+fn event(identity: &str, target: &ProxyTarget, kind: &str, message: Option<&str>) -> DecisionEvent {
     let blocked = message.is_some();
     DecisionEvent {
         time: jiff::Timestamp::now(),
@@ -252,7 +274,7 @@ async fn connect_to(
 
 /// Answer `200 Connection established` and, once hyper hands over the client's connection,
 /// copy bytes both ways until either side closes.
-fn tunnel(mut request: Request, mut upstream: TcpStream, target: &Target) -> Response {
+fn tunnel(mut request: Request, mut upstream: TcpStream, target: &ProxyTarget) -> Response {
     let upgrade = hyper::upgrade::on(&mut request);
     let label = target.to_string();
     let task = async move {
@@ -276,7 +298,7 @@ fn tunnel(mut request: Request, mut upstream: TcpStream, target: &Target) -> Res
 
 /// Send an absolute-form request to `target` over `upstream` in origin form and stream the
 /// answer back, hop-by-hop headers removed both ways.
-async fn forward(request: Request, upstream: TcpStream, target: &Target) -> Response {
+async fn forward(request: Request, upstream: TcpStream, target: &ProxyTarget) -> Response {
     let failed = |err: &dyn std::fmt::Display| {
         let reason = format!("moat: egress to {target} failed: {err}");
         respond::text_error(StatusCode::BAD_GATEWAY, &reason)
@@ -350,6 +372,87 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target(uri: &str, connect: bool) -> Result<(String, u16, String), String> {
+        ProxyTarget::of(&uri.parse().unwrap(), connect).map(|target| {
+            (
+                target.host().to_string(),
+                target.port(),
+                target.authority().to_owned(),
+            )
+        })
+    }
+
+    #[test]
+    fn the_target_is_the_host_after_any_user_info_and_its_port() {
+        // (request target, CONNECT?, host decided on, port, `Host` header)
+        for (uri, connect, host, port, authority) in [
+            (
+                "http://Example.ORG/x",
+                false,
+                "example.org",
+                80,
+                "Example.ORG",
+            ),
+            (
+                "http://example.org:8080/",
+                false,
+                "example.org",
+                8080,
+                "example.org:8080",
+            ),
+            (
+                "example.org:443",
+                true,
+                "example.org",
+                443,
+                "example.org:443",
+            ),
+            ("[::1]:8080", true, "[::1]", 8080, "[::1]:8080"),
+            // What the policy decides on is the host, not what the user info says.
+            (
+                "http://example.org:80@evil.test:8080/",
+                false,
+                "evil.test",
+                8080,
+                "evil.test:8080",
+            ),
+            (
+                "example.org@evil.test:443",
+                true,
+                "evil.test",
+                443,
+                "evil.test:443",
+            ),
+            // Found by the `egress_target` fuzz target: the `Host` header named more than the
+            // host, whatever the URI parser skips between the user info and the port.
+            (
+                "http://[x@example.org@evil.test:08::1:81],:4/",
+                false,
+                "evil.test",
+                4,
+                "evil.test:4",
+            ),
+        ] {
+            assert_eq!(
+                target(uri, connect),
+                Ok((host.to_owned(), port, authority.to_owned())),
+                "{uri}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_target_without_what_the_proxy_needs_is_refused() {
+        for (uri, connect) in [
+            ("example.org", true),
+            ("https://example.org/", false),
+            ("/relative", false),
+            ("http://exa_mple..org/", false),
+        ] {
+            assert!(target(uri, connect).is_err(), "{uri} (connect: {connect})");
+        }
+    }
 
     #[test]
     fn non_public_addresses() {

@@ -46,6 +46,7 @@ pub mod why;
 pub use caller::SessionContext;
 pub use config::{GateConfig, Limits, LlmKeys, LlmUpstream, Secret};
 pub use control::{CONTROL_SOCKET, ControlClient, ControlError, bind_control, serve_control};
+pub use egress::ProxyTarget;
 pub use error::GateError;
 pub use gate::Gate;
 pub use serve::{serve, serve_loops, serve_unix};

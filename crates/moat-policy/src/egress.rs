@@ -54,6 +54,10 @@ pub enum EgressHost {
 impl EgressHost {
     /// Read the host of a request target (`Example.ORG.`, `127.0.0.1`, `[::1]`, `::1`).
     /// `Err` names what is wrong with it.
+    ///
+    /// A name's last label may not be a number: the C library's resolver, and URL parsers,
+    /// read `127.1`, `2130706433` or `0x7f.1` as the IPv4 address they spell, so such a "name"
+    /// would be an address that no address entry was matched against.
     pub fn parse(host: &str) -> Result<EgressHost, String> {
         let bracketed = host
             .strip_prefix('[')
@@ -64,10 +68,12 @@ impl EgressHost {
                 .map(|address| EgressHost::Address(IpAddr::V6(address)))
                 .map_err(|_| format!("\"{host}\" is not an IPv6 address"));
         }
-        if let Ok(address) = host.parse::<IpAddr>() {
+        // The root's dot ends a name or an address alike (`10.0.0.1.` is `10.0.0.1`).
+        let unrooted = host.strip_suffix('.').unwrap_or(host);
+        if let Ok(address) = unrooted.parse::<IpAddr>() {
             return Ok(EgressHost::Address(address));
         }
-        let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        let name = unrooted.to_ascii_lowercase();
         let valid_label = |label: &str| {
             !label.is_empty()
                 && label.len() <= 63
@@ -77,6 +83,16 @@ impl EgressHost {
         };
         if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
             return Err(format!("\"{host}\" is not a host name"));
+        }
+        let last = name.rsplit('.').next().unwrap_or_default();
+        let hexadecimal = last
+            .strip_prefix("0x")
+            .is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()));
+        if last.bytes().all(|b| b.is_ascii_digit()) || hexadecimal {
+            return Err(format!(
+                "\"{host}\" is not a host name (its last label is a number) nor an address \
+                 written as a.b.c.d"
+            ));
         }
         Ok(EgressHost::Name(name))
     }
@@ -308,6 +324,39 @@ mod tests {
         assert!(!admitted(&rules, "a.example.org", 22));
     }
 
+    /// The resolver reads these as IPv4 addresses (`inet_aton`), as URL parsers do: as names
+    /// they would be addresses that were never matched as addresses.
+    #[test]
+    fn a_name_whose_last_label_is_a_number_is_refused() {
+        for host in [
+            "127.1",
+            "2130706433",
+            "0x7f.1",
+            "0x7F000001",
+            "10.0.0.1.0",
+            "a.b.0x7f",
+        ] {
+            let error = EgressHost::parse(host).unwrap_err();
+            assert!(error.contains("is a number"), "{host}: {error}");
+        }
+        for host in [
+            "1password.com",
+            "0xfeed.example",
+            "123.example.org",
+            "a.0xg",
+            "x.1a",
+        ] {
+            assert!(
+                matches!(EgressHost::parse(host), Ok(EgressHost::Name(_))),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            EgressHost::parse("10.0.0.1."),
+            Ok(EgressHost::Address("10.0.0.1".parse().unwrap()))
+        );
+    }
+
     #[test]
     fn ports_and_addresses() {
         let rules = rules(&[
@@ -321,6 +370,10 @@ mod tests {
         assert!(admitted(&rules, "[::1]", 9000));
         assert!(admitted(&rules, "::1", 9000));
         assert!(admitted(&rules, "10.0.0.1", 443));
+        assert!(
+            admitted(&rules, "10.0.0.1.", 443),
+            "the root's dot ends an address too"
+        );
         assert!(admitted(&rules, "git.corp.example", 8443));
         assert!(!admitted(&rules, "git.corp.example", 443));
         assert!(!admitted(&rules, "localhost", 8080));
@@ -347,6 +400,7 @@ mod tests {
             ("[::1", "unclosed"),
             ("[::1]x", "`:port`"),
             ("*.10.0.0.1", "address"),
+            ("*.0.0.1", "is a number"),
         ] {
             let error = EgressEntry::parse(entry).unwrap_err();
             assert!(error.contains(expected), "{entry}: {error}");
