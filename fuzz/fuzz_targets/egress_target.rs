@@ -12,11 +12,18 @@ use moat_gate::ProxyTarget;
 use moat_policy::{EgressHost, Policy};
 
 /// Names, a domain, addresses and one port-only entry.
-const ALLOW: [&str; 5] = ["example.org", "*.example.net", "10.0.0.1", "[::1]:8080", "git.example.com:8443"];
+const ALLOW: [&str; 5] = [
+    "example.org",
+    "*.example.net",
+    "10.0.0.1",
+    "[::1]:8080",
+    "git.example.com:8443",
+];
 
 static POLICY: LazyLock<Policy> = LazyLock::new(|| {
     let quoted: Vec<String> = ALLOW.iter().map(|entry| format!("\"{entry}\"")).collect();
-    Policy::from_toml(&format!("[egress]\nallow = [{}]\n", quoted.join(", "))).expect("the fuzz policy parses")
+    Policy::from_toml(&format!("[egress]\nallow = [{}]\n", quoted.join(", ")))
+        .expect("the fuzz policy parses")
 });
 
 /// The allow list read again, by string comparison on the host's printed form.
@@ -48,14 +55,23 @@ fuzz_target!(|data: &[u8]| {
         // The Host header names the host and port that were decided on, never user info.
         let authority = target.authority();
         assert!(!authority.contains('@'), "user info in {authority:?}");
-        let named = authority.parse::<http::uri::Authority>().expect("the Host authority parses");
+        let named = authority
+            .parse::<http::uri::Authority>()
+            .expect("the Host authority parses");
         assert_eq!(
             EgressHost::parse(named.host()).as_ref(),
             Ok(target.host()),
             "the Host header names another host than was decided on: {authority:?}"
         );
-        assert_eq!(named.port_u16().unwrap_or(80), target.port(), "another port: {authority:?}");
-        let admitted = POLICY.egress().admit(target.host(), target.port()).is_some();
+        assert_eq!(
+            named.port_u16().unwrap_or(80),
+            target.port(),
+            "another port: {authority:?}"
+        );
+        let admitted = POLICY
+            .egress()
+            .admit(target.host(), target.port())
+            .is_some();
         assert_eq!(
             admitted,
             named_by_allow_list(&printed, target.port()),

@@ -42,17 +42,30 @@ struct Provider {
 /// first (so a gate that buffered the response would hang the test).
 async fn start_provider() -> (Arc<Provider>, SocketAddr) {
     let provider = Arc::new(Provider::default());
+    let shared = Arc::clone(&provider);
+    let addr = serve_loopback(move |stream| {
+        let provider = Arc::clone(&shared);
+        async move { answer(stream, &provider).await }
+    })
+    .await;
+    (provider, addr)
+}
+
+/// A server on a loopback port that runs `answer` on every connection; its address.
+async fn serve_loopback<F, A>(answer: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> A + Send + 'static,
+    A: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let shared = Arc::clone(&provider);
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let provider = Arc::clone(&shared);
-            tokio::spawn(async move { answer(stream, &provider).await });
+            tokio::spawn(answer(stream));
         }
     });
-    (provider, addr)
+    addr
 }
 
 async fn answer(stream: tokio::net::TcpStream, provider: &Provider) {
@@ -253,4 +266,72 @@ async fn pass_through_answers_only_on_session_sockets() {
     let dots = raw_unix(&gate.socket, "GET", "/llm/anthropic/v1/%2e%2e/admin", &[]).await;
     assert_eq!(dots.status, 400);
     assert!(provider.received.lock().unwrap().is_empty());
+}
+
+/// A loopback server that answers every request with `200` and `name` as the body, and keeps
+/// the request lines it received.
+async fn start_plain(name: &'static str) -> (Arc<Mutex<Vec<String>>>, SocketAddr) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let shared = Arc::clone(&seen);
+    let addr = serve_loopback(move |stream| {
+        let seen = Arc::clone(&shared);
+        async move {
+            let mut stream = BufReader::new(stream);
+            let mut request_line = String::new();
+            stream.read_line(&mut request_line).await.unwrap();
+            seen.lock()
+                .unwrap()
+                .push(request_line.trim_end().to_owned());
+            loop {
+                let mut line = String::new();
+                if stream.read_line(&mut line).await.unwrap() == 0 || line.trim().is_empty() {
+                    break;
+                }
+            }
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+                name.len()
+            );
+            stream
+                .into_inner()
+                .write_all(answer.as_bytes())
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    (seen, addr)
+}
+
+/// The key goes to the configured provider and nowhere else, whatever the path after
+/// `/llm/<provider>/` spells: another host after `//`, user info, a percent-encoded `//`, or a
+/// whole URL.
+#[tokio::test]
+async fn the_key_goes_only_to_the_configured_provider_whatever_the_path_says() {
+    let (provider, addr) = start_plain("provider").await;
+    let (elsewhere, other) = start_plain("elsewhere").await;
+    let gate = start_session(POLICY, with_provider(addr, Some(REAL_KEY), None)).await;
+    for path in [
+        format!("//{other}/v1/messages"),
+        format!("///{other}/v1/messages"),
+        format!("/@{other}/v1/messages"),
+        format!("/%2f%2f{other}/v1/messages"),
+        format!("/http://{other}/v1/messages"),
+        format!("/..%2f..%2f{other}/v1/messages"),
+    ] {
+        let target = format!("/llm/anthropic{path}");
+        let reply = raw_unix(&gate.socket, "GET", &target, &[]).await;
+        assert!(
+            reply.status == 400 || (reply.status == 200 && reply.body == b"provider"),
+            "{target}: {} {}",
+            reply.status_line,
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    assert!(
+        elsewhere.lock().unwrap().is_empty(),
+        "{:?}",
+        elsewhere.lock().unwrap()
+    );
+    assert!(!provider.lock().unwrap().is_empty());
 }
