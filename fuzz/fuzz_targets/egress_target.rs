@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use moat_gate::ProxyTarget;
 use moat_policy::{EgressHost, Policy};
 
-/// Names, a domain, addresses and one port-only entry.
+/// Names, a domain, addresses, and two entries that allow one port only.
 const ALLOW: [&str; 5] = [
     "example.org",
     "*.example.net",
