@@ -78,7 +78,7 @@
 //! automatically; see [`podman`] and [`probe_podman`].
 //!
 //! Unsafe code is denied crate-wide and allowed per block, each with a `// SAFETY:` comment: the
-//! forks and the `clone3` into new namespaces (and the system calls of an executed init's child
+//! `clone3` (or `clone`) into new namespaces (and the system calls of an executed init's child
 //! before its `execve`), `wait4`, `getrusage`, the `lo` ioctl, the signal handlers and masks
 //! (`signals`, and the init's `SIGTERM` relay), adopting and placing the inherited descriptors,
 //! wiping a forked init's environment and arguments, and the `pre_exec` hooks (including

@@ -331,6 +331,17 @@ impl MoatOutput {
     }
 }
 
+impl From<std::process::Output> for MoatOutput {
+    /// The status and both streams (lossily decoded) of a finished process.
+    fn from(output: std::process::Output) -> MoatOutput {
+        MoatOutput {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
 impl std::fmt::Display for MoatOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -345,12 +356,7 @@ impl std::fmt::Display for MoatOutput {
 pub fn run_moat<S: AsRef<std::ffi::OsStr>>(binary: &Path, args: &[S]) -> MoatOutput {
     let mut command = Command::new(binary);
     command.args(args).env("NO_COLOR", "1").stdin(Stdio::null());
-    let output = crate::process::output_with_limit(&mut command, crate::process::HANG_GUARD);
-    MoatOutput {
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    crate::process::output_with_limit(&mut command, crate::process::HANG_GUARD).into()
 }
 
 #[cfg(test)]

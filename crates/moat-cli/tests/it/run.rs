@@ -346,12 +346,7 @@ fn output_of(args: Vec<String>, env: &[(&str, &str)]) -> MoatOutput {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let output = cmd.output().expect("run moat");
-    MoatOutput {
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    cmd.output().expect("run moat").into()
 }
 
 fn text(output: &MoatOutput) -> String {
@@ -842,19 +837,16 @@ fn sessions_run_where_clone3_is_refused_with_enosys() {
     ];
     let executed: Vec<String> = data_dir.iter().chain(&forked).cloned().collect();
     for args in [forked, executed] {
-        let output = std::process::Command::new("python3")
-            .args(["-c", WITHOUT_CLONE3, MOAT])
-            .args(&args)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{args:?}: {stdout}\n{stderr}");
-        assert!(
-            stdout.contains("agent pid 2"),
-            "{args:?}: {stdout}\n{stderr}"
+        let output = MoatOutput::from(
+            std::process::Command::new("python3")
+                .args(["-c", WITHOUT_CLONE3, MOAT])
+                .args(&args)
+                .env("NO_COLOR", "1")
+                .output()
+                .unwrap(),
         );
+        assert!(output.status.success(), "{args:?}: {output}");
+        assert!(output.stdout.contains("agent pid 2"), "{args:?}: {output}");
     }
 }
 
