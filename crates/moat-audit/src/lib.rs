@@ -202,7 +202,7 @@ pub struct SessionStart {
 }
 
 /// An agent session ended.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionEnd {
     /// When the session ended.
     pub time: jiff::Timestamp,

@@ -15,7 +15,14 @@
 //!    `{"ok":false,"error":…}` (then closes the connection);
 //! 3. client → gate: `{"op":"close","end":<SessionEnd>}`. The gate stops the session's
 //!    listener (open connections drain), appends the `session-end` event, answers
-//!    `{"ok":true}`, then removes `sessions/<id>/` (the client leaves that to the gate);
+//!    `{"ok":true}`, then removes `sessions/<id>/` (the client leaves that to the gate).
+//!    With `"handed_over":true` the gate does not answer: the client has written the end into
+//!    its session file ([`crate::session_file::SessionFile::end`]) first and may be gone. The
+//!    gate removes the file only with the session's directory, once the end is on record, so
+//!    that a gate that dies first (or cannot write) leaves the end to the next sweep. `moat
+//!    run` closes so: its caller has the agent's exit status without waiting for a round trip
+//!    and the end's `fdatasync`. A reader of the log waits for such ends
+//!    ([`crate::session_file::settle`]);
 //! 4. gate → client, unasked: `{"ok":false,"ended":<reason>}` when the gate ended the session
 //!    itself (it is shutting down) and recorded that end, before it closes the connection.
 //!
@@ -152,7 +159,12 @@ pub enum Request {
         start: Box<SessionStart>,
     },
     /// Record the session's end and stop serving it.
-    Close { end: SessionEnd },
+    Close {
+        end: SessionEnd,
+        /// The end is in the session's file too, and the client does not wait for an answer.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        handed_over: bool,
+    },
 }
 
 /// The gate's answer to a [`Request`].
@@ -175,6 +187,13 @@ pub struct Reply {
 }
 
 impl Reply {
+    fn ok() -> Reply {
+        Reply {
+            ok: true,
+            ..Reply::default()
+        }
+    }
+
     fn failed(error: impl Into<String>) -> Reply {
         Reply {
             error: Some(error.into()),
@@ -257,7 +276,10 @@ pub async fn serve_control(
     let protected = protected_state(&gate);
     let (stop, stopped) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
-    let sweeper = tokio::spawn(sweep_abandoned_sessions(Arc::clone(&gate)));
+    let sweeper = tokio::spawn(sweep_abandoned_sessions(
+        Arc::clone(&gate),
+        Arc::clone(&active),
+    ));
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -314,17 +336,24 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Records the ends of sessions left without one ([`end_abandoned_sessions`]), now and every
 /// [`SWEEP_INTERVAL`]: a `moat run` that was still stopping its sandbox when the gate before
-/// this one died is abandoned only once it has exited.
-async fn sweep_abandoned_sessions(gate: Arc<Gate>) {
+/// this one died is abandoned only once it has exited. The sessions this gate holds (`active`)
+/// are its own to end, including those whose `moat run` has gone after handing over the end.
+async fn sweep_abandoned_sessions(gate: Arc<Gate>, active: Active) {
     let mut every = tokio::time::interval(SWEEP_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let held = |id: &str| {
+        active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(id)
+    };
     loop {
         every.tick().await;
-        end_abandoned_sessions(&gate.config.data_dir, &gate.audit).await;
+        end_abandoned_sessions(&gate.config.data_dir, &gate.audit, held).await;
     }
 }
 
-/// Session ids open on this gate.
+/// Session ids open on this gate: from the open until the end is on record.
 type Active = Arc<Mutex<HashSet<String>>>;
 
 /// One control connection.
@@ -372,9 +401,24 @@ struct Served {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// What `moat run` is told once a session's end is recorded (or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tell {
+    /// The answer to its close.
+    Answer,
+    /// Nothing: it handed the end over and may be gone.
+    Nothing,
+    /// That the gate ended the session itself and recorded the end (`ended`).
+    Notice,
+}
+
 /// How a served session ended.
 enum Ending {
+    /// `moat run` sent the end, and waits for it to be on record.
     Closed(Box<SessionEnd>),
+    /// `moat run` handed the end over, unanswered: the end is in its session file too, which
+    /// stays until the end is on record.
+    Handed(Box<SessionEnd>),
     Disconnected,
     GateStopped,
     Protocol(String),
@@ -426,21 +470,31 @@ impl Connection {
         let answered = send(&mut write, &opened).await.is_ok();
         let session = &served.session;
         tracing::info!(session = %session.id, agent = %session.agent, operator = %session.operator, "session opened");
-        let ending = if answered {
+        // `None`: the gate is stopping.
+        let message = if answered {
             tokio::select! {
-                message = read_message::<Request>(&mut read) => match message {
-                    Ok(Some(Request::Close { end })) => Ending::Closed(Box::new(end)),
-                    Ok(Some(Request::Open { .. })) => {
-                        Ending::Protocol("a second open on one connection".to_owned())
-                    }
-                    Ok(None) => Ending::Disconnected,
-                    Err(ControlError::Protocol(problem)) => Ending::Protocol(problem),
-                    Err(_) => Ending::Disconnected,
-                },
-                _ = self.stopped.wait_for(|stopped| *stopped) => Ending::GateStopped,
+                message = read_message::<Request>(&mut read) => Some(message),
+                _ = self.stopped.wait_for(|stopped| *stopped) => None,
             }
         } else {
-            Ending::Disconnected
+            Some(Ok(None))
+        };
+        let ending = match message {
+            Some(Ok(Some(Request::Close {
+                end,
+                handed_over: false,
+            }))) => Ending::Closed(Box::new(end)),
+            Some(Ok(Some(Request::Close {
+                end,
+                handed_over: true,
+            }))) => Ending::Handed(Box::new(end)),
+            Some(Ok(Some(Request::Open { .. }))) => {
+                Ending::Protocol("a second open on one connection".to_owned())
+            }
+            Some(Ok(None)) => Ending::Disconnected,
+            Some(Err(ControlError::Protocol(problem))) => Ending::Protocol(problem),
+            Some(Err(_)) => Ending::Disconnected,
+            None => Ending::GateStopped,
         };
         self.close(served, ending, &mut write).await;
         let _ = write.shutdown().await;
@@ -564,8 +618,9 @@ impl Connection {
         Ok((dir, listener))
     }
 
-    /// Stop serving the session, record its end and answer a close (`moat run` waits for that
-    /// answer), then remove the session's directory.
+    /// Stop serving the session, record its end, answer a close that waits for that, then
+    /// remove the session's directory. A handed-over end that cannot be recorded leaves the
+    /// directory, whose session file holds the end, to the next sweep.
     async fn close(&self, served: Served, ending: Ending, write: &mut OwnedWriteHalf) {
         let Served {
             session,
@@ -588,18 +643,18 @@ impl Connection {
             max_rss_kib: 0,
             reason: Some(reason),
         };
-        let (end, answer) = match ending {
-            Ending::Closed(end) => {
-                let mut end = *end;
-                end.session = session.id.clone();
-                (end, true)
+        let (mut end, tell) = match ending {
+            Ending::Closed(end) => (*end, Tell::Answer),
+            Ending::Handed(end) => (*end, Tell::Nothing),
+            Ending::Disconnected => (reason("moat run disconnected".to_owned()), Tell::Notice),
+            Ending::GateStopped => (reason("gate stopped".to_owned()), Tell::Notice),
+            Ending::Protocol(problem) => {
+                (reason(format!("control protocol: {problem}")), Tell::Notice)
             }
-            Ending::Disconnected => (reason("moat run disconnected".to_owned()), false),
-            Ending::GateStopped => (reason("gate stopped".to_owned()), false),
-            Ending::Protocol(problem) => (reason(format!("control protocol: {problem}")), false),
         };
+        end.session = session.id.clone();
         let ending = end.reason.clone().unwrap_or_else(|| "closed".to_owned());
-        if !answer {
+        if tell == Tell::Notice {
             // `moat run` did not get to remove its session file: the end is recorded now.
             crate::session_file::remove_session_file(&dir);
         }
@@ -608,25 +663,32 @@ impl Connection {
             Ok(()) => self.gate.audit.append(Event::SessionEnd(end)).await,
             Err(err) => Err(err),
         };
-        if answer {
-            let reply = match &recorded {
-                Ok(_) => Reply {
-                    ok: true,
-                    ..Reply::default()
-                },
-                Err(err) => Reply::failed(format!("cannot record the session end: {err}")),
-            };
-            let _ = send(write, &reply).await;
-        } else if recorded.is_ok() {
+        match (tell, &recorded) {
+            (Tell::Answer, Ok(_)) => {
+                let _ = send(write, &Reply::ok()).await;
+            }
+            (Tell::Answer, Err(err)) => {
+                let _ = send(
+                    write,
+                    &Reply::failed(format!("cannot record the session end: {err}")),
+                )
+                .await;
+            }
             // `moat run` learns that the end is on record (a connection that just closes means
             // a gate that died: then `moat run` leaves the session's file for the next gate).
-            let notice = Reply {
-                ended: Some(ending.clone()),
-                ..Reply::default()
-            };
-            let _ = send(write, &notice).await;
+            (Tell::Notice, Ok(_)) => {
+                let notice = Reply {
+                    ended: Some(ending.clone()),
+                    ..Reply::default()
+                };
+                let _ = send(write, &notice).await;
+            }
+            (Tell::Notice, Err(_)) | (Tell::Nothing, _) => {}
         }
-        let _ = std::fs::remove_dir_all(&dir);
+        // A handed-over end not on record stays in the session file, for the next sweep.
+        if recorded.is_ok() || tell != Tell::Nothing {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         self.forget(&session.id);
         match &recorded {
             Ok(_) => tracing::info!(session = %session.id, %ending, "session ended"),
@@ -837,9 +899,13 @@ impl ControlClient {
             .is_some_and(|reply| reply.ended.is_some())
     }
 
-    /// Record `end` and stop the session.
+    /// Record `end` and stop the session: returns once the end is on record.
     pub async fn close(mut self, end: SessionEnd) -> Result<(), ControlError> {
-        send(&mut self.write, &Request::Close { end }).await?;
+        let close = Request::Close {
+            end,
+            handed_over: false,
+        };
+        send(&mut self.write, &close).await?;
         let reply: Reply = self.receive().await?;
         if let Some(reason) = reply.ended {
             return Err(ControlError::EndedByGate(reason));
@@ -851,6 +917,18 @@ impl ControlClient {
                 "the gate refused to close the session".to_owned()
             })))
         }
+    }
+
+    /// Hand `end` to the gate and stop the session: returns once it is sent; the gate records
+    /// it, unanswered. The session's file must hold `end` already
+    /// ([`crate::session_file::SessionFile::end`]): the gate removes it once the end is on
+    /// record, and a gate that dies before leaves it to the next.
+    pub async fn hand_over(mut self, end: SessionEnd) -> Result<(), ControlError> {
+        let close = Request::Close {
+            end,
+            handed_over: true,
+        };
+        send(&mut self.write, &close).await
     }
 
     async fn receive<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ControlError> {

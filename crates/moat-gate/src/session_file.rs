@@ -1,22 +1,27 @@
 //! `sessions/<id>/session.json`: a running session as its `moat run` describes it, for `moat
 //! ps` and `moat stop`; and the ends of sessions whose `moat run` died with the file in place.
 //!
-//! `moat run` writes the file once the session's start is recorded. Whoever records the end
-//! removes the file first: `moat run` before it sends its close (or records the end in its own
-//! gate), a running gate before it ends a session itself. A file whose `moat run` is gone
-//! therefore names a session with a start and no end: a `moat run` killed outright (`SIGKILL`,
-//! the OOM killer) with a gate of its own, which died with it; or a session whose running gate
-//! died (`moat run` then leaves the file in place). [`end_abandoned_sessions`] records those
-//! ends: as a gate starts, and every minute in a running gate. A running gate that died while
-//! the session ended may have recorded the end before it died: `moat run` says so in the file
-//! ([`SessionFile::end_maybe_recorded`]), and the log is searched before an end is recorded.
+//! `moat run` writes the file once the session's start is recorded. With a gate of its own,
+//! `moat run` removes the file before it records the end; a running gate removes it before it
+//! ends a session itself. A session served by a running gate ends the other way round: `moat
+//! run` writes the end into the file ([`SessionFile::end`]) and hands it to the gate without
+//! waiting for an answer; the gate records it and only then removes the file, mostly after
+//! `moat run` has gone. A file whose `moat run` is gone and that no running gate holds open therefore
+//! names a session with a start and no end on record: a `moat run` killed outright
+//! (`SIGKILL`, the OOM killer) with a gate of its own, which died with it; or a session whose
+//! running gate died (or failed to write) before the end was on record. [`end_abandoned_sessions`]
+//! records those ends: as a gate starts, and every minute in a running gate; with the end the
+//! file holds, when it holds one. A gate that died while the session ended may have recorded
+//! the end before it died ([`SessionFile::end`], [`SessionFile::end_maybe_recorded`]): the log
+//! is searched before an end is recorded.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use moat_audit::{AuditLog, Event, SessionEnd};
 
 use crate::SessionContext;
-use crate::control::sessions_dir;
+use crate::control::{CONTROL_SOCKET, connect_unix, sessions_dir};
 
 /// The session file's name in a session's directory.
 pub const SESSION_FILE: &str = "session.json";
@@ -48,6 +53,12 @@ pub struct SessionFile {
     /// one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub end_maybe_recorded: bool,
+    /// The session's end, as `moat run` handed it to its running gate, which records it and
+    /// then removes this file. Found in a file whose `moat run` is gone
+    /// and that no running gate holds open, it is recorded by whoever finds it, unless the log
+    /// has it already (the gate that was handed it may have recorded it before it died).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<SessionEnd>,
 }
 
 impl SessionFile {
@@ -71,13 +82,37 @@ impl SessionFile {
             moat_pid,
             moat_start,
             end_maybe_recorded: false,
+            end: None,
         })
     }
 
-    /// Writes the file into the session's directory `dir`.
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join(SESSION_FILE), json)
+    /// Writes the file into the session's directory `dir`; returns it open, for
+    /// [`write_over`](Self::write_over).
+    pub fn write(&self, dir: &Path) -> std::io::Result<std::fs::File> {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(dir.join(SESSION_FILE))?;
+        file.write_all(self.to_json()?.as_bytes())?;
+        Ok(file)
+    }
+
+    /// Writes this over `file`, as [`write`](Self::write) returned it: from its start, cut to
+    /// the new length. A file that only grows (by its end) is not truncated: ext4 writes a file
+    /// out as it is closed after it was truncated (`auto_da_alloc`), which cost a session's
+    /// end 0.14 ms here when the file was rewritten whole. A reader at that moment may find a
+    /// mix of both versions, which it skips as unreadable ([`read`](Self::read)).
+    pub fn write_over(&self, file: &std::fs::File) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        let json = self.to_json()?;
+        file.write_all_at(json.as_bytes(), 0)?;
+        let len = json.len() as u64;
+        if file.metadata()?.len() > len {
+            file.set_len(len)?;
+        }
+        Ok(())
+    }
+
+    fn to_json(&self) -> std::io::Result<String> {
+        serde_json::to_string_pretty(self).map_err(std::io::Error::other)
     }
 
     /// The file in the session's directory `dir`; `None` when it is not there (yet, or any
@@ -110,11 +145,16 @@ pub fn running_sessions(data_dir: &Path) -> std::io::Result<Vec<SessionFile>> {
     Ok(sessions)
 }
 
-/// Records the end of each session whose `moat run` died without recording it (its file is
-/// still there, its process is gone) and removes its directory; returns the ids. A session is
-/// claimed by removing its file, so that two gates starting at once record one end. An end that
-/// cannot be recorded is logged, and that session is not tried again.
-pub async fn end_abandoned_sessions(data_dir: &Path, audit: &AuditLog) -> Vec<String> {
+/// Records the end of each session left without one on record (its file is still there, its
+/// `moat run` is gone) and removes its directory; returns the ids. `held` names the sessions a
+/// running gate holds open, which it ends itself: they are left alone. A session is claimed by
+/// removing its file, so that two gates starting at once record one end. An end that cannot be
+/// recorded is logged, and that session is not tried again.
+pub async fn end_abandoned_sessions(
+    data_dir: &Path,
+    audit: &AuditLog,
+    held: impl Fn(&str) -> bool,
+) -> Vec<String> {
     let files = match session_files(data_dir) {
         Ok(files) => files,
         Err(err) => {
@@ -124,15 +164,16 @@ pub async fn end_abandoned_sessions(data_dir: &Path, audit: &AuditLog) -> Vec<St
     };
     let mut ended = Vec::new();
     for (dir, file) in files {
-        if file.is_running() || !remove_session_file(&dir) {
+        if file.is_running() || held(&file.session) || !remove_session_file(&dir) {
             continue;
         }
-        if file.end_maybe_recorded && end_on_record(audit, &file.session).await {
+        let maybe_recorded = file.end_maybe_recorded || file.end.is_some();
+        if maybe_recorded && end_on_record(audit, &file.session).await {
             let _ = std::fs::remove_dir_all(&dir);
             tracing::info!(session = %file.session, "abandoned session's end was on record already");
             continue;
         }
-        let end = SessionEnd {
+        let end = file.end.clone().unwrap_or_else(|| SessionEnd {
             time: jiff::Timestamp::now(),
             session: file.session.clone(),
             exit_code: None,
@@ -145,7 +186,7 @@ pub async fn end_abandoned_sessions(data_dir: &Path, audit: &AuditLog) -> Vec<St
                 "abandoned: no end was recorded (its moat run, pid {}, or its gate stopped without recording one); found by a later gate",
                 file.moat_pid
             )),
-        };
+        });
         match audit.append(Event::SessionEnd(end)).await {
             Ok(_) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -174,6 +215,41 @@ async fn end_on_record(audit: &AuditLog, session: &str) -> bool {
         false
     })
 }
+
+/// How long [`settle`] waits, at most, for the ends a running gate was handed.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits until the gate running on `data_dir` has on record every session end handed to it so
+/// far ([`SessionFile::end`]): it removes such a session's directory once the end is on record.
+/// A reader of the log waits first, so that the sessions whose `moat run` has returned show
+/// their ends. Returns at once when no gate answers on the data directory (the next one
+/// records those ends); after `timeout`, the sessions whose ends are still not on record.
+pub fn settle(data_dir: &Path, timeout: Duration) -> Result<(), Vec<String>> {
+    let handed_over = || -> Vec<String> {
+        session_files(data_dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, file)| file.end.is_some())
+            .map(|(_, file)| file.session)
+            .collect()
+    };
+    let mut pending = handed_over();
+    if pending.is_empty() || connect_unix(&data_dir.join(CONTROL_SOCKET)).is_err() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + timeout;
+    while !pending.is_empty() {
+        if Instant::now() >= deadline {
+            return Err(pending);
+        }
+        std::thread::sleep(SETTLE_POLL);
+        pending = handed_over();
+    }
+    Ok(())
+}
+
+/// How often [`settle`] looks again.
+const SETTLE_POLL: Duration = Duration::from_millis(2);
 
 /// Each session directory of the data directory with its file (a file that names another
 /// session than its directory does is not the session's).

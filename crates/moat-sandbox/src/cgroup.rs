@@ -68,6 +68,11 @@ impl SessionCgroup {
         Ok(session)
     }
 
+    /// Whether the session has no group (no limit asked for one): nothing to remove.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
     /// Moves a process into every group of the session.
     pub(crate) fn add(&self, pid: u32) -> Result<(), SandboxError> {
         for group in &self.groups {

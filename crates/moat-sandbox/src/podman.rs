@@ -103,8 +103,8 @@ use rustix::thread::UnshareFlags;
 use crate::error::SandboxError;
 use crate::forked::InitProcess;
 use crate::host::{
-    Admit, Ending, Init, OnExit, Stop, admit_now, admitted, asked_to_end, host_report, outcome,
-    require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
+    Admit, Ending, Init, OnExit, Stop, Teardown, admit_now, admitted, asked_to_end, host_report,
+    outcome, require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
 };
 use crate::protocol::{
     Admitted, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports_each, write_frame,
@@ -192,7 +192,7 @@ pub fn run_backend(
         init_program,
         stop,
         admit_now(admission),
-        Box::new(|_| {}),
+        Box::new(|_, _| {}),
     )
 }
 
@@ -212,7 +212,7 @@ pub fn run_backend_admitted(
         Backend::Podman { program, image } => {
             let outcome = run_podman(program, image.as_deref(), spec, init_program, stop, admit)?;
             if !(outcome.timed_out || outcome.stopped) {
-                on_exit(&outcome);
+                on_exit(&outcome, Teardown::Run);
             }
             Ok(outcome)
         }

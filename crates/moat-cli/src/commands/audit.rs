@@ -19,6 +19,12 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let data_dir = loaded.data_dir(global)?;
     let store = loaded.audit_store(global, &data_dir);
+    if !matches!(
+        command,
+        AuditCommand::Key | AuditCommand::VerifyProof { .. }
+    ) {
+        settle(&data_dir);
+    }
     match command {
         AuditCommand::List {
             limit,
@@ -36,6 +42,21 @@ pub fn run(
         AuditCommand::VerifyProof { file, key } => verify_proof(&file, &key),
         AuditCommand::Export(args) => export(&store, &args),
         AuditCommand::Rebuild { json } => super::report::rebuild(&open(&store)?, &data_dir, json),
+    }
+}
+
+/// Waits for the gate running on `data_dir`, if one does, to have on record the session ends
+/// handed to it ([`moat_gate::session_file::settle`]): a session whose `moat run` has returned
+/// then shows its end in what is read next.
+pub(super) fn settle(data_dir: &Path) {
+    let timeout = moat_gate::session_file::SETTLE_TIMEOUT;
+    if let Err(pending) = moat_gate::session_file::settle(data_dir, timeout) {
+        eprintln!(
+            "moat: warning: the gate running on {} has not recorded the end of session {} after {}s; it may be missing here (the gate's log says why)",
+            data_dir.display(),
+            pending.join(", "),
+            timeout.as_secs()
+        );
     }
 }
 

@@ -12,6 +12,7 @@ use crate::config::Loaded;
 
 pub fn report(global: &GlobalArgs, loaded: &Loaded, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let data_dir = loaded.data_dir(global)?;
+    super::audit::settle(&data_dir);
     let log = super::audit::open(&loaded.audit_store(global, &data_dir))?;
     let mut record = Record::open(&record::record_path(&data_dir))?;
     let synced = record.sync(&log)?;

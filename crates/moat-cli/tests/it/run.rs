@@ -100,8 +100,8 @@ impl RunEnv {
 
     /// Runs `run` (a `moat run` on `data_dir` that must succeed; it answers its stderr) with a
     /// gate of `moat run`'s own, then with a `moat gate` running on `data_dir`; what that gate
-    /// printed, once it has logged the session's end (after it answered the close and removed
-    /// the session's directory).
+    /// printed, once it has logged the session's end (after it recorded the end handed over
+    /// and removed the session's directory).
     fn with_own_and_running_gate(&self, data_dir: &Path, run: impl Fn() -> String) -> String {
         let own = run();
         assert!(!own.contains("running gate"), "{own}");
@@ -1529,8 +1529,8 @@ fn a_running_gate_serves_the_session_and_records_it() {
             && e["identity"] == format!("session:{}", sessions[0]).as_str()),
         "{events:?}"
     );
-    // The gate opened and ended both sessions (it logs an end, after it removed the session's
-    // directory, once it has answered the close).
+    // The gate opened and ended both sessions (it logs an end once it has recorded it and
+    // removed the session's directory).
     let last = sessions.last().expect("a session");
     let log = gate.output_once(&format!("session ended session={last}"));
     for session in &sessions {
@@ -1590,7 +1590,8 @@ fn ps_and_stop_work_for_a_session_served_by_a_running_gate() {
 
 /// When the running gate goes away mid-session, the sandbox has no way out left: `moat run`
 /// stops it and says why. A gate that dies (here killed) records no end: `moat run` leaves the
-/// session's file, and the next gate, finding no end in the log, records one from it.
+/// session's file with the end in it, and the next gate, finding no end in the log, records
+/// that one.
 #[test]
 fn the_session_stops_when_its_gate_goes_away() {
     let env = RunEnv::start(POLICY);
@@ -1607,8 +1608,12 @@ fn the_session_stops_when_its_gate_goes_away() {
     let events = env.events();
     let ends = session_ends(&events, &session);
     assert_eq!(ends.len(), 1, "{events:?}");
-    let reason = ends[0]["reason"].as_str().unwrap_or_default();
-    assert!(reason.starts_with("abandoned: "), "{reason}");
+    assert_eq!(
+        ends[0]["reason"], "stopped: its gate went away",
+        "{events:?}"
+    );
+    // The agent's own end: `sleep`, ended by the SIGTERM the sandbox's stop sent it.
+    assert_eq!(ends[0]["signal"], 15, "SIGTERM: {events:?}");
 }
 
 /// A running gate that shuts down ends its sessions and records their ends (`gate stopped`),

@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use moat_audit::{AuditLog, Event, ListQuery, SessionEnd, SessionStart};
 use moat_gate::control::{Hello, SESSION_SOCKET};
+use moat_gate::session_file::{SESSION_FILE, SessionFile, settle};
 use moat_gate::{CONTROL_SOCKET, ControlClient, ControlError, Gate, GateConfig, SessionContext};
 use moat_policy::Policy;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
-use crate::support::{POLICY, advisories, raw_unix, start_upstream};
+use crate::support::{Mode, POLICY, Upstream, advisories, raw_unix, start_upstream};
 
 /// A gate serving its control socket (no TCP listener: sessions only).
 struct ControlGate {
+    upstream: Arc<Upstream>,
     data_dir: tempfile::TempDir,
     audit: AuditLog,
     control: PathBuf,
@@ -26,7 +28,7 @@ struct ControlGate {
 
 impl ControlGate {
     async fn start() -> ControlGate {
-        let (_upstream, base) = start_upstream().await;
+        let (upstream, base) = start_upstream().await;
         let data_dir = tempfile::tempdir().unwrap();
         let audit = AuditLog::open(&data_dir.path().join("audit.db")).unwrap();
         let mut config = GateConfig::new("http://127.0.0.1:7171", data_dir.path());
@@ -46,6 +48,7 @@ impl ControlGate {
             },
         ));
         ControlGate {
+            upstream,
             data_dir,
             audit,
             control,
@@ -223,6 +226,73 @@ async fn a_session_s_repeated_answers_are_tallied_before_its_end() {
     assert_eq!(
         (tally.identity.as_str(), tally.version.as_deref()),
         ("session:s-ctl-repeats", Some("1.1.0"))
+    );
+}
+
+/// `moat run` writes the end into its session file, hands it over and goes on without an
+/// answer, while the session still drains (a request in flight: the end is the session's last
+/// event). A reader that settles first (`session_file::settle`) waits until the end is on
+/// record, and then finds the session's directory, with the file, gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_over_end_needs_no_answer_and_a_reader_that_settles_sees_it() {
+    let gate = ControlGate::start().await;
+    let mut client = gate.client().await;
+    let s = session("s-ctl-handed");
+    let opened = client.open(&s, start(&s)).await.unwrap();
+    gate.upstream.set_mode(Mode::Held);
+    let in_flight = tokio::spawn(async move {
+        raw_unix(&opened.socket, "GET", "/npm/demo", &[])
+            .await
+            .status
+    });
+    for _ in 0..400 {
+        if gate.upstream.hits_for("/demo") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        gate.upstream.hits_for("/demo"),
+        1,
+        "the request reached the upstream"
+    );
+
+    let handed = end(&s, 9);
+    let dir = gate.session_dir("s-ctl-handed");
+    SessionFile {
+        end: Some(handed.clone()),
+        ..SessionFile::for_this_process(&s, &[], Path::new("/work/ws")).unwrap()
+    }
+    .write(&dir)
+    .unwrap();
+    client.hand_over(handed.clone()).await.unwrap();
+    let ended = |gate: &ControlGate| {
+        gate.events()
+            .into_iter()
+            .any(|event| matches!(event, Event::SessionEnd(end) if end.session == s.id))
+    };
+    assert!(!ended(&gate), "the end waits for the request in flight");
+    assert!(dir.join(SESSION_FILE).exists());
+    let data_dir = gate.data_dir.path().to_owned();
+    let settled = tokio::task::spawn_blocking(move || settle(&data_dir, Duration::from_secs(30)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !settled.is_finished(),
+        "a reader waits for the handed-over end"
+    );
+
+    gate.upstream.release.notify_one();
+    assert_eq!(in_flight.await.unwrap(), 200);
+    assert_eq!(settled.await.unwrap(), Ok(()));
+    assert!(ended(&gate), "{:?}", gate.events());
+    assert!(!dir.exists());
+    let recorded = gate.end_of("s-ctl-handed").await;
+    assert_eq!(
+        recorded,
+        SessionEnd {
+            time: recorded.time,
+            ..handed
+        }
     );
 }
 

@@ -73,6 +73,8 @@ pub enum Mode {
     Normal,
     Status(u16),
     Slow(Duration),
+    /// Each request waits for [`Upstream::release`] before it is answered.
+    Held,
 }
 
 #[derive(Default)]
@@ -82,6 +84,8 @@ pub struct Upstream {
     pub hits: Mutex<Vec<String>>,
     pub mode: Mutex<Option<Mode>>,
     pub count: AtomicUsize,
+    /// Lets the requests held in [`Mode::Held`] go on.
+    pub release: tokio::sync::Notify,
 }
 
 impl Upstream {
@@ -179,6 +183,7 @@ async fn upstream_handler(State(upstream): State<Arc<Upstream>>, request: Reques
         Mode::Normal => {}
         Mode::Status(code) => return http::StatusCode::from_u16(code).unwrap().into_response(),
         Mode::Slow(delay) => tokio::time::sleep(delay).await,
+        Mode::Held => upstream.release.notified().await,
     }
     if let Some(file) = path.strip_prefix("/tarballs/") {
         return match upstream.tarballs.lock().unwrap().get(file) {

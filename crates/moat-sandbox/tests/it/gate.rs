@@ -223,7 +223,7 @@ fn a_setup_failure_before_admission_is_reported_with_its_reason() {
         moat_sandbox::Init::Program(std::path::Path::new(INIT)),
         &stop,
         admit,
-        Box::new(|_| heard.store(true, std::sync::atomic::Ordering::SeqCst)),
+        Box::new(|_, _| heard.store(true, std::sync::atomic::Ordering::SeqCst)),
     )
     .expect_err("the sandbox cannot be built");
     assert!(
@@ -329,7 +329,7 @@ fn the_init_waits_for_admission_and_the_admission_is_what_the_agent_gets() {
         moat_sandbox::Init::Program(std::path::Path::new(INIT)),
         &stop,
         admit,
-        Box::new(|_| {}),
+        Box::new(|_, _| {}),
     )
     .expect("the sandbox runs");
     server.join().expect("server");
@@ -344,7 +344,8 @@ fn the_init_waits_for_admission_and_the_admission_is_what_the_agent_gets() {
 /// The caller hears of the agent's exit as soon as it is known (to record the session's end
 /// while the sandbox is torn down), and only once nothing of the session is left: what the
 /// agent left running in the background is killed and reaped by then, and its CPU time is in
-/// the reported usage. The run returns the same outcome.
+/// the reported usage. The run returns the same outcome. With no cgroup of the session's, only
+/// the kernel's teardown is left (the caller need not wait for it).
 #[test]
 fn the_exit_is_heard_once_nothing_of_the_session_is_left() {
     let session = Session::new();
@@ -361,7 +362,7 @@ fn the_exit_is_heard_once_nothing_of_the_session_is_left() {
         moat_sandbox::Init::Program(std::path::Path::new(INIT)),
         &stop,
         Box::new(|| Ok(session.admission())),
-        Box::new(|outcome| {
+        Box::new(|outcome, teardown| {
             let left: Vec<String> = fs::read_dir("/proc")
                 .expect("/proc")
                 .flatten()
@@ -369,11 +370,11 @@ fn the_exit_is_heard_once_nothing_of_the_session_is_left() {
                 .map(|cmdline| String::from_utf8_lossy(&cmdline).into_owned())
                 .filter(|cmdline| cmdline.contains(&format!("moat-orphan-{marker}")))
                 .collect();
-            *heard.lock().expect("heard") = Some((outcome.clone(), left));
+            *heard.lock().expect("heard") = Some((outcome.clone(), left, teardown));
         }),
     )
     .expect("the sandbox runs");
-    let (heard_outcome, left) = heard
+    let (heard_outcome, left, teardown) = heard
         .into_inner()
         .expect("heard")
         .expect("the exit was heard");
@@ -382,6 +383,7 @@ fn the_exit_is_heard_once_nothing_of_the_session_is_left() {
         "still running when the exit was heard: {left:?}"
     );
     assert_eq!(heard_outcome, outcome);
+    assert_eq!(teardown, moat_sandbox::Teardown::Kernel);
     assert!(outcome.status().success(), "{outcome:?}");
     assert!(
         outcome.usage.user_cpu + outcome.usage.system_cpu >= std::time::Duration::from_millis(100),

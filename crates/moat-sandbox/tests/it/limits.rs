@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use moat_sandbox::{Backend, ExitStatus, probe_cgroups};
 
-use crate::support::{Session, python};
+use crate::support::{INIT, Session, python};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -145,4 +145,48 @@ fn a_second_stop_kills_at_once() {
     let outcome = session.run_stopped(&spec, &Backend::Embedded, 2);
     assert!(outcome.stopped, "{outcome:?}");
     assert_eq!(outcome.status(), ExitStatus::Signal(libc::SIGKILL));
+}
+
+/// A session with a cgroup of its own leaves its run work once the agent has exited (removing
+/// the group, which needs the init gone), so `on_exit` says to wait for the run
+/// (`Teardown::Run`, not `Kernel`); once the run returns, the group is gone.
+#[test]
+fn a_session_cgroup_is_waited_for_and_removed() {
+    let cgroups = probe_cgroups();
+    let Some(placement) = cgroups.pids.clone() else {
+        eprintln!(
+            "skipped: this host cannot enforce a pids limit ({})",
+            cgroups.notes.join("; ")
+        );
+        return;
+    };
+    let mut session = Session::new();
+    session.limits.pids = Some(64);
+    let heard = std::sync::Mutex::new(None);
+    let outcome = moat_sandbox::run_admitted(
+        &session.spec("true"),
+        moat_sandbox::Init::Program(std::path::Path::new(INIT)),
+        &moat_sandbox::Stop::new().expect("stop"),
+        Box::new(|| Ok(session.admission())),
+        Box::new(|_, teardown| *heard.lock().expect("heard") = Some(teardown)),
+    )
+    .expect("the sandbox runs");
+    assert!(outcome.status().success(), "{outcome:?}");
+    assert_eq!(
+        heard.into_inner().expect("heard"),
+        Some(moat_sandbox::Teardown::Run)
+    );
+    // The session's groups are named `moat-<pid>-<n>`, this process's pid.
+    let ours = format!("moat-{}-", std::process::id());
+    let left: Vec<String> = std::fs::read_dir(&placement.parent)
+        .expect("the cgroup parent")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&ours))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left in {}: {left:?}",
+        placement.parent.display()
+    );
 }
