@@ -855,17 +855,36 @@ impl ControlClient {
 
     /// Ask the gate to record `start` and serve `session`. The request leaves at once, before
     /// the gate's hello is read (the gate reads it after sending its hello); the gate records
-    /// its own policy revision in `start`.
+    /// its own policy revision in `start`. Returns once the gate has answered.
     pub async fn open(
         &mut self,
         session: &SessionContext,
         start: SessionStart,
     ) -> Result<Opened, ControlError> {
+        self.request_open(session, start).await?;
+        self.opened().await
+    }
+
+    /// The first half of [`open`](Self::open): sends the request and returns the gate's hello,
+    /// which comes before the answer; that follows once the start is on record
+    /// ([`opened`](Self::opened)). What the hello says (the gate's URL) lets a caller prepare
+    /// the session meanwhile.
+    pub async fn request_open(
+        &mut self,
+        session: &SessionContext,
+        start: SessionStart,
+    ) -> Result<&Hello, ControlError> {
         let request = Request::Open {
             session: session.clone(),
             start: Box::new(start),
         };
         send(&mut self.write, &request).await?;
+        self.hello().await
+    }
+
+    /// The second half of [`open`](Self::open): the gate's answer to the request sent by
+    /// [`request_open`](Self::request_open).
+    pub async fn opened(&mut self) -> Result<Opened, ControlError> {
         let hello_policy = self.hello().await?.policy.clone();
         let reply: Reply = self.receive().await?;
         match reply {

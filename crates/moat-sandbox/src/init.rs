@@ -20,8 +20,8 @@ use rustix::thread::UnshareFlags;
 use crate::bridge;
 use crate::confine::Confinement;
 use crate::protocol::{
-    Admitted, GATE_DIR_INSIDE, GATE_SOCKET_INSIDE, REPORT_FD, Report, Reporter, Request, SPEC_FD,
-    read_frame,
+    Admitted, Confirmed, GATE_DIR_INSIDE, GATE_SOCKET_INSIDE, REPORT_FD, Report, Reporter, Request,
+    SPEC_FD, read_frame,
 };
 use crate::rootfs;
 use crate::spec::{ExitStatus, ResourceUsage, Spec};
@@ -160,11 +160,18 @@ fn adopt_descriptors() -> Option<(std::fs::File, Reporter)> {
     Some((std::fs::File::from(spec_fd), Reporter::new(report_fd)))
 }
 
-/// Waits for the session's admission, the last frame on the pipe, and closes it; `None` when
-/// the host refused the session (closed the pipe).
-fn admission(mut pipe: std::fs::File) -> Result<Option<Admitted>, String> {
-    read_frame::<Admitted>(&mut pipe)
-        .map_err(|error| format!("could not read the admission: {error}"))
+/// Waits for the session's admission; `None` when the host refused the session (closed the
+/// pipe).
+fn admission(pipe: &mut std::fs::File) -> Result<Option<Admitted>, String> {
+    read_frame::<Admitted>(pipe).map_err(|error| format!("could not read the admission: {error}"))
+}
+
+/// Waits for the confirmation that the agent may start, the last frame on the pipe, and closes
+/// it; false when the host refused the session (closed the pipe).
+fn confirmed(mut pipe: std::fs::File) -> Result<bool, String> {
+    read_frame::<Confirmed>(&mut pipe)
+        .map(|confirmed| confirmed.is_some())
+        .map_err(|error| format!("could not read the confirmation: {error}"))
 }
 
 fn fail(what: &str) -> impl FnOnce(rustix::io::Errno) -> String + '_ {
@@ -265,9 +272,10 @@ extern "C" fn relay_terminate(_: libc::c_int) {
 /// pid 1, once its request has come, which is once the host has moved it into the session's
 /// cgroups: enter the cgroup namespace (rooted at the group this process is in when it is
 /// created), build the root and begin the agent's confinement while the session waits for
-/// admission; once admitted, check that the gate's socket is where the root shows it, write the
-/// home files, bring up the bridge, run the agent, reap, exit with its status.
-fn namespace_init(spec: Spec, pipe: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
+/// admission; once admitted, write the home files and prepare the agent's start; once
+/// confirmed, check that the gate's socket is where the root shows it, run the agent, bring up
+/// the bridge, reap, exit with its status.
+fn namespace_init(spec: Spec, mut pipe: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
     #[allow(unsafe_code)]
     // SAFETY: this process is single-threaded (the bridge threads start later).
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWCGROUP) }
@@ -276,12 +284,20 @@ fn namespace_init(spec: Spec, pipe: std::fs::File, reporter: &Reporter) -> Resul
     rootfs::build(&spec)?;
     bridge::loopback_up().map_err(|error| format!("could not bring up lo: {error}"))?;
     let confinement = Confinement::begin(&spec, false)?;
-    let Some(admitted) = admission(pipe)? else {
+    let Some(admitted) = admission(&mut pipe)? else {
         return Ok(SETUP_FAILED);
     };
-    gate_socket_mounted(&spec, &admitted.admission.gate_socket)?;
     rootfs::write_files(&spec.home, &admitted.admission.home_files)?;
-    serve(spec, admitted, confinement, reporter)
+    let gate_socket = admitted.admission.gate_socket.clone();
+    // The gate binds the session's socket before it records the start: there once confirmed.
+    let confirmation = |spec: &Spec| {
+        let confirmed = confirmed(pipe)?;
+        if confirmed {
+            gate_socket_mounted(spec, &gate_socket)?;
+        }
+        Ok(confirmed)
+    };
+    serve(spec, admitted, confinement, reporter, confirmation)
 }
 
 /// The admitted session's gate socket is in the session's gate directory, which the new root
@@ -311,24 +327,28 @@ fn gate_socket_mounted(spec: &Spec, gate_socket: &Path) -> Result<(), String> {
 
 /// pid 1 of a container (podman backend): the runtime made the namespaces, the read-only root,
 /// `/tmp` and `$HOME` and mounted the gate socket; write the home files, then as above.
-fn container_init(spec: Spec, pipe: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
-    // Podman is admitted before the container exists: the admission is already in the pipe.
-    let Some(admitted) = admission(pipe)? else {
+fn container_init(spec: Spec, mut pipe: std::fs::File, reporter: &Reporter) -> Result<i32, String> {
+    // Podman is admitted and confirmed before the container exists: both are in the pipe.
+    let Some(admitted) = admission(&mut pipe)? else {
         return Ok(SETUP_FAILED);
     };
     rootfs::write_files(&spec.home, &admitted.admission.home_files)?;
     bridge::loopback_check()?;
     let confinement = Confinement::begin(&spec, true)?;
-    serve(spec, admitted, confinement, reporter)
+    serve(spec, admitted, confinement, reporter, |_: &Spec| {
+        confirmed(pipe)
+    })
 }
 
-/// The common tail of both inits: listen on the gate port, confine and start the agent, relay,
-/// reap, exit with the agent's status.
+/// The common tail of both inits: listen on the gate port and prepare the agent's confinement
+/// and command; once `confirmation` says the agent may start (false: refused, nothing starts),
+/// start it, relay, reap, exit with the agent's status.
 fn serve(
     spec: Spec,
     admitted: Admitted,
     confinement: Confinement,
     reporter: &Reporter,
+    confirmation: impl FnOnce(&Spec) -> Result<bool, String>,
 ) -> Result<i32, String> {
     let Admitted {
         admission,
@@ -384,6 +404,9 @@ fn serve(
                 std::io::Error::other(message)
             })
         });
+    }
+    if !confirmation(&spec)? {
+        return Ok(SETUP_FAILED);
     }
     let agent = match command.spawn() {
         Ok(agent) => agent,

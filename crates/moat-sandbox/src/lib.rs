@@ -106,8 +106,8 @@ pub use confine::SECCOMP_DENIED;
 pub use error::SandboxError;
 pub use forked::InitProcess;
 pub use host::{
-    Admit, Init, OnExit, Stop, Teardown, cgroup_support, host_report, run, run_admitted,
-    run_with_stop,
+    Admit, Confirm, Init, OnExit, Stop, Teardown, admit_now, cgroup_support, host_report, run,
+    run_admitted, run_with_stop,
 };
 pub use init::init_main;
 pub use podman::{Backend, PodmanReport, probe_podman, run_backend, run_backend_admitted};

@@ -107,7 +107,8 @@ use crate::host::{
     outcome, require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
 };
 use crate::protocol::{
-    Admitted, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports_each, write_frame,
+    Admitted, Confirmed, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports_each,
+    write_frame,
 };
 use crate::rootfs::{ETC_BINDS, USR_LINKS, etc_files};
 use crate::spec::{Admission, ExitStatus, Outcome, Property, ResourceUsage, Spec};
@@ -829,8 +830,10 @@ fn run_podman(
     admit: Admit<'_>,
 ) -> Result<Outcome, SandboxError> {
     spec.validate()?;
-    // podman binds the gate socket when it creates the container: admitted before that.
-    let admission = admitted(admit)?;
+    // podman binds the gate socket when it creates the container: admitted and confirmed
+    // before that (the init finds both frames in its pipe).
+    let (admission, confirm) = admitted(admit)?;
+    confirm().map_err(SandboxError::NotAdmitted)?;
     for (label, path) in [
         ("workspace", spec.workspace.as_path()),
         ("home", spec.home.as_path()),
@@ -1107,6 +1110,7 @@ fn spawn_and_wait(
     let mut frames = Vec::new();
     write_frame(&mut frames, &request)
         .and_then(|()| write_frame(&mut frames, &admitted))
+        .and_then(|()| write_frame(&mut frames, &Confirmed {}))
         .map_err(SandboxError::Spawn)?;
     thread::spawn(move || {
         let _ = std::fs::File::from(spec_write).write_all(&frames);

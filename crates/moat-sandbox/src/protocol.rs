@@ -1,9 +1,10 @@
-//! The wire between [`run`](crate::run) and the init: fixed descriptors, two frames down
-//! (the [`Request`], then the session's [`Admitted`]) and JSON-line reports up.
+//! The wire between [`run`](crate::run) and the init: fixed descriptors, three frames down
+//! (the [`Request`], the session's [`Admitted`], then [`Confirmed`]) and JSON-line reports up.
 //!
 //! A frame is a little-endian `u32` length and that many bytes of JSON. The init reads exactly
 //! one frame at a time, so that it can read the request, build the new root meanwhile and leave
-//! the admission in the pipe until it is ready for it.
+//! the admission in the pipe until it is ready for it; then prepare the agent's start while the
+//! caller records the session's start, and start it on the confirmation.
 
 use std::io::{self, BufRead as _, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -14,8 +15,8 @@ use crate::spec::{Admission, ExitStatus, ResourceUsage, Spec};
 
 /// The hidden subcommand under which the `moat` binary must call [`init_main`](crate::init_main).
 pub const INIT_SUBCOMMAND: &str = "__sandbox-init";
-/// Descriptor in the init from which it reads the request frame, then the admission frame
-/// (end of file instead of an admission: the session was refused).
+/// Descriptor in the init from which it reads the request frame, the admission frame and the
+/// confirmation (end of file instead of either: the session was refused).
 pub const SPEC_FD: i32 = 3;
 /// Descriptor in the init on which it writes JSON-line reports; close-on-exec before the agent.
 pub const REPORT_FD: i32 = 4;
@@ -43,6 +44,11 @@ pub(crate) struct Admitted {
     pub landlock: bool,
     pub seccomp: bool,
 }
+
+/// The third frame: the agent may start now (the caller has the session's start on record).
+/// End of file instead: the session was refused, and the init starts nothing.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Confirmed {}
 
 /// The longest frame either side accepts (an admission holds the home files).
 const MAX_FRAME: usize = 16 << 20;

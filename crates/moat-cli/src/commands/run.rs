@@ -7,13 +7,15 @@
 //!
 //! Order: hand the sandbox's spec to its init (forked at the start of `main`, or started now),
 //! which builds the sandbox meanwhile → find or build the gate → probe the host (the sandbox
-//! refuses when an isolation property is missing and not waived) → open the session (socket,
-//! audit `session-start`; a running gate gets the request as soon as it is connected to, and
-//! its hello is read with its answer) → admit the session with the gate socket, the port
-//! inside and the environment and home files that point the agent's clients at the gate: the
-//! init, whose root already shows the socket's directory, writes the home files and starts the
-//! agent → record `session-end` → exit with the agent's status. Nothing of the agent runs
-//! before its start is recorded; building the sandbox overlaps finding the gate and its durable
+//! refuses when an isolation property is missing and not waived) → ask the gate to open the
+//! session (socket, audit `session-start`; a running gate gets the request as soon as it is
+//! connected to, and its hello comes before its answer) → admit the session with the gate
+//! socket, the port inside and the environment and home files that point the agent's clients
+//! at the gate: the init, whose root already shows the socket's directory, writes the home
+//! files and prepares the agent's start while the gate records the session's start → confirm
+//! once the gate has answered: the init starts the agent → hand the `session-end` to the gate
+//! (or record it) → exit with the agent's status. Nothing of the agent runs before its start is
+//! recorded; building and preparing the sandbox overlap finding the gate and its durable
 //! append.
 
 use std::os::unix::fs::DirBuilderExt as _;
@@ -111,6 +113,7 @@ pub fn run(
     // nothing of the agent before the admission. Any error here drops `admit`, which ends the
     // sandbox unadmitted; it is waited for either way.
     let (admit, admitted) = std::sync::mpsc::sync_channel::<Result<Admission, String>>(1);
+    let (confirm, confirmed) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
     let terminal = moat_sandbox::TerminalModes::save();
     let sandbox = SandboxThread::start(
         backend.clone(),
@@ -118,6 +121,7 @@ pub fn run(
         forked_init,
         stop.clone(),
         admitted,
+        confirmed,
     )?;
     let session_id = session.id.clone();
     let session_run = SessionRun {
@@ -131,7 +135,7 @@ pub fn run(
         backend: &backend,
         stop,
     };
-    let outcome = session_run.drive(admit, sandbox.finished, sandbox.exited);
+    let outcome = session_run.drive(admit, confirm, sandbox.finished, sandbox.exited);
     // A sandbox that only the kernel still tears down (its init exiting) is not waited for;
     // its thread, waiting to reap the init, ends with this process.
     if !matches!(outcome, Ok((_, Teardown::Kernel))) {
@@ -232,6 +236,7 @@ impl SandboxThread {
         forked_init: Option<moat_sandbox::InitProcess>,
         stop: moat_sandbox::Stop,
         admitted: std::sync::mpsc::Receiver<Result<Admission, String>>,
+        confirmed: std::sync::mpsc::Receiver<Result<(), String>>,
     ) -> anyhow::Result<Self> {
         let (done, finished) = tokio::sync::oneshot::channel();
         let (exit, exited) = tokio::sync::oneshot::channel();
@@ -239,9 +244,15 @@ impl SandboxThread {
             .name("moat-sandbox".to_owned())
             .spawn(move || {
                 let admission: moat_sandbox::Admit<'static> = Box::new(move || {
-                    admitted.recv().unwrap_or_else(|_| {
+                    let admission = admitted.recv().unwrap_or_else(|_| {
                         Err("moat run ended before the session opened".to_owned())
-                    })
+                    })?;
+                    let confirm: moat_sandbox::Confirm<'static> = Box::new(move || {
+                        confirmed.recv().unwrap_or_else(|_| {
+                            Err("moat run ended before the session's start was recorded".to_owned())
+                        })
+                    });
+                    Ok((admission, confirm))
                 });
                 let on_exit: moat_sandbox::OnExit<'static> = Box::new(move |outcome, teardown| {
                     let _ = exit.send((outcome.clone(), teardown));
@@ -294,10 +305,12 @@ struct SessionRun<'a> {
 impl SessionRun<'_> {
     /// Returns the sandbox's outcome once the end is recorded (or handed to a running gate),
     /// and what is left of the sandbox: [`Teardown::Kernel`] when the run is not waited for.
-    /// Returning early drops `admit`, which ends a sandbox not yet admitted.
+    /// Returning early drops `admit` and `confirm`, which ends a sandbox not yet admitted or
+    /// confirmed.
     fn drive(
         self,
         admit: std::sync::mpsc::SyncSender<Result<Admission, String>>,
+        confirm: std::sync::mpsc::SyncSender<Result<(), String>>,
         mut sandbox: tokio::sync::oneshot::Receiver<Result<Outcome, SandboxError>>,
         mut exited: tokio::sync::oneshot::Receiver<(Outcome, Teardown)>,
     ) -> anyhow::Result<(Outcome, Teardown)> {
@@ -335,7 +348,7 @@ impl SessionRun<'_> {
                 enforced,
                 waived: spec.allow_missing.iter().map(|p| p.to_string()).collect(),
             };
-            let (gate_socket, running) = gate.open(&session, &spec.gate_dir, start).await?;
+            let running = gate.request_open(&session, &spec.gate_dir, start).await?;
             let gate_port = running.map_or(GATE_PORT, |hello| {
                 announce_running_gate(&hello, args, data_dir)
             });
@@ -353,12 +366,28 @@ impl SessionRun<'_> {
             // The embedded backend's agent is in this process's group: a terminal's Ctrl-C
             // reaches it directly. A container's agent is not.
             moat_sandbox::stop_on_signals(&stop, *backend == Backend::Embedded)?;
+            // The gate binds the session's socket in the session's socket directory, by name.
+            let gate_socket = spec.gate_dir.join(moat_gate::control::SESSION_SOCKET);
             let _ = admit.send(Ok(Admission {
-                gate_socket,
+                gate_socket: gate_socket.clone(),
                 gate_port,
                 env,
                 home_files,
             }));
+            // The init prepares the agent's start while the gate records the session's start;
+            // the agent starts once that is on record.
+            let served = gate.opened(&gate_socket).await?;
+            if served != gate_socket {
+                return Err(UserError::new(format!(
+                    "the gate serves session {} at {}, not at {}",
+                    session.id,
+                    served.display(),
+                    gate_socket.display()
+                ))
+                .hint("is the running gate an older moat? restart it")
+                .into());
+            }
+            let _ = confirm.send(Ok(()));
             // For `moat ps` and `moat stop`, once the agent is on its way.
             let session_file =
                 SessionFile::for_this_process(&session, &spec.command, &spec.workspace)?;
@@ -647,19 +676,21 @@ impl SessionGate {
     /// gives the port the sandbox reaches it at; a gate of this process is at [`GATE_PORT`]).
     /// A gate of this process binds the socket in `socket_dir`; a running gate binds it in the
     /// same directory, which it finds itself.
-    async fn open(
+    /// Asks the gate to open the session (bind its socket in `socket_dir`, record `start`):
+    /// a running gate's hello, which comes before its answer ([`opened`](Self::opened)); a
+    /// gate of this process opens it at once.
+    async fn request_open(
         &mut self,
         session: &SessionContext,
         socket_dir: &Path,
         start: SessionStart,
-    ) -> anyhow::Result<(PathBuf, Option<moat_gate::control::Hello>)> {
+    ) -> anyhow::Result<Option<moat_gate::control::Hello>> {
         match self {
             SessionGate::Running(client) => {
-                let opened = client.open(session, start).await.map_err(|e| {
+                let hello = client.request_open(session, start).await.map_err(|e| {
                     UserError::new(format!("the running gate did not open the session: {e}"))
                 })?;
-                let hello = client.hello().await?.clone();
-                Ok((opened.socket, Some(hello)))
+                Ok(Some(hello.clone()))
             }
             SessionGate::InProcess {
                 gate,
@@ -684,8 +715,22 @@ impl SessionGate {
                 ));
                 *server = Some((stop, served));
                 audit.append(Event::SessionStart(start)).await?;
-                Ok((socket, None))
+                Ok(None)
             }
+        }
+    }
+
+    /// The session's socket, once the gate has its start on record; `socket` is where a gate of
+    /// this process serves it.
+    async fn opened(&mut self, socket: &Path) -> anyhow::Result<PathBuf> {
+        match self {
+            SessionGate::Running(client) => {
+                let opened = client.opened().await.map_err(|e| {
+                    UserError::new(format!("the running gate did not open the session: {e}"))
+                })?;
+                Ok(opened.socket)
+            }
+            SessionGate::InProcess { .. } => Ok(socket.to_owned()),
         }
     }
 

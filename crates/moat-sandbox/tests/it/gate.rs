@@ -214,7 +214,8 @@ fn a_setup_failure_before_admission_is_reported_with_its_reason() {
             zombies
         });
         assert!(exited, "the init did not fail before admission");
-        Ok(admission)
+        let confirm: moat_sandbox::Confirm<'_> = Box::new(|| Ok(()));
+        Ok((admission, confirm))
     });
     fs::remove_dir(&missing).expect("removed");
     let heard = std::sync::atomic::AtomicBool::new(false);
@@ -264,9 +265,9 @@ fn children_of(pid: u32) -> Vec<u32> {
 
 /// The init is already running and building the sandbox (so its start-up overlaps the caller's
 /// own work: it is in a mount namespace of its own) but the agent is not when the session is
-/// admitted; and what the admission brings is what the agent gets: the admitted socket is the
-/// way out, on the admitted port, with the admitted environment and home files (the spec sent
-/// before holds none of them).
+/// admitted, nor once admitted until the start is confirmed; and what the admission brings is
+/// what the agent gets: the admitted socket is the way out, on the admitted port, with the
+/// admitted environment and home files (the spec sent before holds none of them).
 #[test]
 fn the_init_waits_for_admission_and_the_admission_is_what_the_agent_gets() {
     let session = Session::new();
@@ -288,7 +289,7 @@ fn the_init_waits_for_admission_and_the_admission_is_what_the_agent_gets() {
         ".admitted".into(),
         b"home file from the admission\n".to_vec(),
     ));
-    let unstarted = marker.clone();
+    let (unstarted, unconfirmed) = (marker.clone(), marker.clone());
     let stop = moat_sandbox::Stop::new().expect("stop");
     let admit: moat_sandbox::Admit<'_> = Box::new(move || {
         let inits: Vec<u32> = children()
@@ -322,7 +323,16 @@ fn the_init_waits_for_admission_and_the_admission_is_what_the_agent_gets() {
             "the init is not building the sandbox before admission"
         );
         assert!(!unstarted.exists(), "the agent ran before admission");
-        Ok(admission)
+        // Admitted, the init prepares the agent's start, but starts nothing until confirmed.
+        let confirm: moat_sandbox::Confirm<'_> = Box::new(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            assert!(
+                !unconfirmed.exists(),
+                "the agent ran before the confirmation"
+            );
+            Ok(())
+        });
+        Ok((admission, confirm))
     });
     let outcome = moat_sandbox::run_admitted(
         &spec,
@@ -339,6 +349,38 @@ fn the_init_waits_for_admission_and_the_admission_is_what_the_agent_gets() {
         .expect("home file from the admission")
         .expect("gate saw GET /admitted HTTP/1.1");
     assert!(marker.exists(), "the agent ran once admitted");
+}
+
+/// A session admitted but then refused (the caller could not record its start) starts no
+/// agent, though the init had prepared everything for it: the run fails with the caller's
+/// reason, and no exit is heard.
+#[test]
+fn a_session_refused_after_its_admission_starts_nothing() {
+    let session = Session::new();
+    let marker = session.workspace().join("agent-ran");
+    let spec = session.spec(&format!("touch {}", marker.display()));
+    let admission = session.admission();
+    let admit: moat_sandbox::Admit<'_> = Box::new(move || {
+        let confirm: moat_sandbox::Confirm<'_> =
+            Box::new(|| Err("the session start could not be recorded".to_owned()));
+        Ok((admission, confirm))
+    });
+    let heard = std::sync::atomic::AtomicBool::new(false);
+    let error = moat_sandbox::run_admitted(
+        &spec,
+        moat_sandbox::Init::Program(std::path::Path::new(INIT)),
+        &moat_sandbox::Stop::new().expect("stop"),
+        admit,
+        Box::new(|_, _| heard.store(true, std::sync::atomic::Ordering::SeqCst)),
+    )
+    .expect_err("the session is refused");
+    assert!(
+        matches!(&error, moat_sandbox::SandboxError::NotAdmitted(reason)
+            if reason == "the session start could not be recorded"),
+        "{error:?}"
+    );
+    assert!(!heard.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(!marker.exists(), "the agent ran though refused");
 }
 
 /// The caller hears of the agent's exit as soon as it is known (to record the session's end
@@ -361,7 +403,7 @@ fn the_exit_is_heard_once_nothing_of_the_session_is_left() {
         &spec,
         moat_sandbox::Init::Program(std::path::Path::new(INIT)),
         &stop,
-        Box::new(|| Ok(session.admission())),
+        moat_sandbox::admit_now(&session.admission()),
         Box::new(|outcome, teardown| {
             let left: Vec<String> = fs::read_dir("/proc")
                 .expect("/proc")
