@@ -39,7 +39,7 @@
 
 use std::collections::HashSet;
 use std::os::fd::AsRawFd as _;
-use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -593,7 +593,11 @@ impl Connection {
     ) -> Result<(PathBuf, UnixListener), String> {
         let dir = session_dir(&self.gate.config.data_dir, &session.id);
         let socket_dir = session_socket_dir(&dir);
-        std::fs::create_dir_all(&socket_dir)
+        // Only this user may reach the session's socket (`moat run` makes them so too).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&socket_dir)
             .map_err(|e| format!("cannot create {}: {e}", socket_dir.display()))?;
         let socket = socket_dir.join(SESSION_SOCKET);
         if connect_unix(&socket).is_ok() {

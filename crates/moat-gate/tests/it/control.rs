@@ -165,6 +165,19 @@ async fn open_serves_the_session_and_close_records_its_end() {
             .join(SESSION_SOCKET)
     );
     assert_eq!(opened.policy, gate.policy);
+    // Only this user may reach the session's socket (the gate made its directories here).
+    for dir in [
+        gate.session_dir("s-ctl-1"),
+        opened.socket.parent().unwrap().to_owned(),
+    ] {
+        let mode = std::fs::metadata(&dir).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o700,
+            "{}",
+            dir.display()
+        );
+    }
 
     // The socket is the session's: its requests carry the session's identity.
     let blocked = raw_unix(&opened.socket, "GET", "/npm/demo/-/demo-1.1.0.tgz", &[]).await;
