@@ -121,8 +121,9 @@ pub type Admit<'a> = Box<dyn FnOnce() -> Result<(Admission, Confirm<'a>), String
 /// Waits until the agent of an admitted session may start (the caller has the session's start
 /// on record), or answers why it may not. The embedded backend's init prepares the agent's
 /// start meanwhile: writes the home files, listens on the gate port, builds the confinement
-/// and the command (0.7 to 1.1 ms here), so that little is left between the record and the
-/// agent.
+/// and the command, so that little is left between the record and the agent (when all that
+/// followed the record, the agent was forked 1.13 ms after the later of the gate's answer
+/// and the root's completion: median of 40 sessions here).
 pub type Confirm<'a> = Box<dyn FnOnce() -> Result<(), String> + Send + 'a>;
 
 /// Hears, once, of the agent's exit as soon as it is known, with the session's [`Outcome`]:
