@@ -355,13 +355,6 @@ impl SessionRun<'_> {
             let public_url = format!("http://127.0.0.1:{gate_port}");
             let env = environment(&args.env, &public_url)?;
             let home_files = home_files(&public_url);
-            eprintln!(
-                "moat: session {} ({} for {}) in {}",
-                session.id,
-                session.agent,
-                session.operator,
-                spec.workspace.display()
-            );
             let started = Instant::now();
             // The embedded backend's agent is in this process's group: a terminal's Ctrl-C
             // reaches it directly. A container's agent is not.
@@ -388,6 +381,13 @@ impl SessionRun<'_> {
                 .into());
             }
             let _ = confirm.send(Ok(()));
+            eprintln!(
+                "moat: session {} ({} for {}) in {}",
+                session.id,
+                session.agent,
+                session.operator,
+                spec.workspace.display()
+            );
             // For `moat ps` and `moat stop`, once the agent is on its way.
             let session_file =
                 SessionFile::for_this_process(&session, &spec.command, &spec.workspace)?;
