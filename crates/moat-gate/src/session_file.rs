@@ -6,14 +6,14 @@
 //! ends a session itself. A session served by a running gate ends the other way round: `moat
 //! run` writes the end into the file ([`SessionFile::end`]) and hands it to the gate without
 //! waiting for an answer; the gate records it and only then removes the file, mostly after
-//! `moat run` has gone. A file whose `moat run` is gone and that no running gate holds open therefore
-//! names a session with a start and no end on record: a `moat run` killed outright
+//! `moat run` has gone. A file whose `moat run` is gone and that no running gate holds open
+//! therefore names a session with a start and no end on record: a `moat run` killed outright
 //! (`SIGKILL`, the OOM killer) with a gate of its own, which died with it; or a session whose
-//! running gate died (or failed to write) before the end was on record. [`end_abandoned_sessions`]
-//! records those ends: as a gate starts, and every minute in a running gate; with the end the
-//! file holds, when it holds one. A gate that died while the session ended may have recorded
-//! the end before it died ([`SessionFile::end`], [`SessionFile::end_maybe_recorded`]): the log
-//! is searched before an end is recorded.
+//! running gate died (or failed to write) before the end was on record.
+//! [`end_abandoned_sessions`] records those ends: as a gate starts, and every minute in a
+//! running gate; with the end the file holds, when it holds one. A gate that died while the
+//! session ended may have recorded the end before it died ([`SessionFile::end`],
+//! [`SessionFile::end_maybe_recorded`]): the log is searched before an end is recorded.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
