@@ -46,7 +46,7 @@ pub fn init_main() -> ! {
     } else {
         enter_sandbox(None).and_then(|()| namespace_init(request.spec, spec, &reporter))
     };
-    exit_with(result, &reporter)
+    exit_with(result, reporter)
 }
 
 /// The init forked at the start of `moat run` ([`InitProcess::fork`]), already pid 1 of a new
@@ -80,7 +80,7 @@ pub(crate) fn forked_init_main(
     } else {
         entered.and_then(|()| namespace_init(request.spec, spec, &reporter))
     };
-    exit_with(result, &reporter)
+    exit_with(result, reporter)
 }
 
 /// Ends this init process with `code`, at once, without the C library's exit handlers: an
@@ -111,15 +111,19 @@ fn read_request(spec: &mut std::fs::File, reporter: &Reporter) -> Request {
     }
 }
 
-/// Exits with the code of an init that ran, or reports why it could not and exits 125.
-fn exit_with(result: Result<i32, String>, reporter: &Reporter) -> ! {
-    match result {
-        Ok(code) => exit_now(code),
+/// Exits with the code of an init that ran, or reports why it could not and exits 125. The
+/// report pipe is closed first: the host's reader is done as this process begins to exit, not
+/// once the kernel has torn down its memory and namespaces, which the host need not wait for.
+fn exit_with(result: Result<i32, String>, reporter: Reporter) -> ! {
+    let code = match result {
+        Ok(code) => code,
         Err(message) => {
             reporter.send(&Report::Failed { message });
-            exit_now(SETUP_FAILED)
+            SETUP_FAILED
         }
-    }
+    };
+    drop(reporter);
+    exit_now(code)
 }
 
 /// Takes ownership of the two descriptors `run` placed: the request and admission come down
