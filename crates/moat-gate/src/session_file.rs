@@ -225,27 +225,27 @@ pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// their ends. Returns at once when no gate answers on the data directory (the next one
 /// records those ends); after `timeout`, the sessions whose ends are still not on record.
 pub fn settle(data_dir: &Path, timeout: Duration) -> Result<(), Vec<String>> {
-    let handed_over = || -> Vec<String> {
-        session_files(data_dir)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(_, file)| file.end.is_some())
-            .map(|(_, file)| file.session)
-            .collect()
-    };
-    let mut pending = handed_over();
+    let mut pending: Vec<(PathBuf, String)> = session_files(data_dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, file)| file.end.is_some())
+        .map(|(dir, file)| (dir, file.session))
+        .collect();
     if pending.is_empty() || connect_unix(&data_dir.join(CONTROL_SOCKET)).is_err() {
         return Ok(());
     }
+    // Only those directories are looked at again: an end handed over later is not waited for.
     let deadline = Instant::now() + timeout;
-    while !pending.is_empty() {
+    loop {
+        pending.retain(|(dir, _)| dir.exists());
+        if pending.is_empty() {
+            return Ok(());
+        }
         if Instant::now() >= deadline {
-            return Err(pending);
+            return Err(pending.into_iter().map(|(_, session)| session).collect());
         }
         std::thread::sleep(SETTLE_POLL);
-        pending = handed_over();
     }
-    Ok(())
 }
 
 /// How often [`settle`] looks again.

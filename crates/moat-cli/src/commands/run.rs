@@ -369,17 +369,7 @@ impl SessionRun<'_> {
             }));
             // The init prepares the agent's start while the gate records the session's start;
             // the agent starts once that is on record.
-            let served = gate.opened(&gate_socket).await?;
-            if served != gate_socket {
-                return Err(UserError::new(format!(
-                    "the gate serves session {} at {}, not at {}",
-                    session.id,
-                    served.display(),
-                    gate_socket.display()
-                ))
-                .hint("is the running gate an older moat? restart it")
-                .into());
-            }
+            gate.opened(&session, &gate_socket).await?;
             let _ = confirm.send(Ok(()));
             eprintln!(
                 "moat: session {} ({} for {}) in {}",
@@ -671,14 +661,12 @@ fn announce_running_gate(
 }
 
 impl SessionGate {
-    /// Serve the session and record its start, with the revision of the policy the gate
-    /// decides with; returns the session's socket, and a running gate's hello (its public URL
-    /// gives the port the sandbox reaches it at; a gate of this process is at [`GATE_PORT`]).
-    /// A gate of this process binds the socket in `socket_dir`; a running gate binds it in the
-    /// same directory, which it finds itself.
-    /// Asks the gate to open the session (bind its socket in `socket_dir`, record `start`):
-    /// a running gate's hello, which comes before its answer ([`opened`](Self::opened)); a
-    /// gate of this process opens it at once.
+    /// Asks the gate to serve the session and record its start, with the revision of the
+    /// policy the gate decides with. Returns a running gate's hello, which comes before its
+    /// answer ([`opened`](Self::opened)): its public URL gives the port the sandbox reaches it
+    /// at (a gate of this process is at [`GATE_PORT`], and opens the session at once). A gate
+    /// of this process binds the socket in `socket_dir`; a running gate binds it in the same
+    /// directory, which it finds itself.
     async fn request_open(
         &mut self,
         session: &SessionContext,
@@ -720,18 +708,26 @@ impl SessionGate {
         }
     }
 
-    /// The session's socket, once the gate has its start on record; `socket` is where a gate of
-    /// this process serves it.
-    async fn opened(&mut self, socket: &Path) -> anyhow::Result<PathBuf> {
-        match self {
-            SessionGate::Running(client) => {
-                let opened = client.opened().await.map_err(|e| {
-                    UserError::new(format!("the running gate did not open the session: {e}"))
-                })?;
-                Ok(opened.socket)
-            }
-            SessionGate::InProcess { .. } => Ok(socket.to_owned()),
+    /// Returns once the gate has the session's start on record, serving it at `socket`, where
+    /// the sandbox looks for it (a gate of this process does, and has it on record already).
+    async fn opened(&mut self, session: &SessionContext, socket: &Path) -> anyhow::Result<()> {
+        let SessionGate::Running(client) = self else {
+            return Ok(());
+        };
+        let opened = client.opened().await.map_err(|e| {
+            UserError::new(format!("the running gate did not open the session: {e}"))
+        })?;
+        if opened.socket != socket {
+            return Err(UserError::new(format!(
+                "the gate serves session {} at {}, not at {}",
+                session.id,
+                opened.socket.display(),
+                socket.display()
+            ))
+            .hint("is the running gate an older moat? restart it")
+            .into());
         }
+        Ok(())
     }
 
     /// Resolves when a running gate ends the session on its own: true when it recorded the
@@ -747,8 +743,8 @@ impl SessionGate {
     /// its session `file` as written, and open.
     ///
     /// A running gate is handed the end, unanswered: `moat run` returns the agent's status
-    /// while the gate records the end (a round trip and the end's `fdatasync`, 0.5 to 0.8 ms
-    /// here, less per session). The session file holds the end first, and the gate removes it
+    /// while the gate records the end (waiting for its answer, after the end's `fdatasync`,
+    /// took 1.25 ms after the agent's exit in single-session traces here). The session file holds the end first, and the gate removes it
     /// with the directory once the end is on record; a gate that dies before leaves the end to
     /// the next one, and readers of the log wait for it (`session_file::settle`). When the
     /// file cannot hold the end, `moat run` waits for the record instead.

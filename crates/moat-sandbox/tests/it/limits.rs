@@ -2,20 +2,32 @@
 
 use std::time::Duration;
 
-use moat_sandbox::{Backend, ExitStatus, probe_cgroups};
+use moat_sandbox::{Backend, CgroupSupport, ExitStatus, Placement, probe_cgroups};
 
 use crate::support::{INIT, Session, python};
 
 const MIB: u64 = 1024 * 1024;
 
-#[test]
-fn a_fork_loop_stops_at_the_pids_limit() {
+/// Where this host can enforce the `limit` limit (`pick` takes it from the probe), or `None`
+/// once it has printed why the calling test is skipped.
+fn placement_or_skip(
+    limit: &str,
+    pick: impl FnOnce(&CgroupSupport) -> Option<Placement>,
+) -> Option<Placement> {
     let cgroups = probe_cgroups();
-    let Some(placement) = cgroups.pids else {
+    let placement = pick(&cgroups);
+    if placement.is_none() {
         eprintln!(
-            "skipped: this host cannot enforce a pids limit ({})",
+            "skipped: this host cannot enforce a {limit} limit ({})",
             cgroups.notes.join("; ")
         );
+    }
+    placement
+}
+
+#[test]
+fn a_fork_loop_stops_at_the_pids_limit() {
+    let Some(placement) = placement_or_skip("pids", |cgroups| cgroups.pids.clone()) else {
         return;
     };
     let mut session = Session::new();
@@ -39,12 +51,7 @@ fn a_fork_loop_stops_at_the_pids_limit() {
 
 #[test]
 fn allocating_past_the_memory_limit_fails() {
-    let cgroups = probe_cgroups();
-    if cgroups.memory.is_none() {
-        eprintln!(
-            "skipped: this host cannot enforce a memory limit ({})",
-            cgroups.notes.join("; ")
-        );
+    if placement_or_skip("memory", |cgroups| cgroups.memory.clone()).is_none() {
         return;
     }
     let mut session = Session::new();
@@ -92,12 +99,7 @@ fn an_agent_that_ignores_sigterm_is_killed_after_the_grace() {
 
 #[test]
 fn cpu_limit_is_recorded_as_enforced() {
-    let cgroups = probe_cgroups();
-    if cgroups.cpu.is_none() {
-        eprintln!(
-            "skipped: this host cannot enforce a cpu limit ({})",
-            cgroups.notes.join("; ")
-        );
+    if placement_or_skip("cpu", |cgroups| cgroups.cpu.clone()).is_none() {
         return;
     }
     let mut session = Session::new();
@@ -152,12 +154,7 @@ fn a_second_stop_kills_at_once() {
 /// (`Teardown::Run`, not `Kernel`); once the run returns, the group is gone.
 #[test]
 fn a_session_cgroup_is_waited_for_and_removed() {
-    let cgroups = probe_cgroups();
-    let Some(placement) = cgroups.pids.clone() else {
-        eprintln!(
-            "skipped: this host cannot enforce a pids limit ({})",
-            cgroups.notes.join("; ")
-        );
+    let Some(placement) = placement_or_skip("pids", |cgroups| cgroups.pids.clone()) else {
         return;
     };
     let mut session = Session::new();
