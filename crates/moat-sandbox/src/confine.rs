@@ -1,5 +1,5 @@
 //! The agent's confinement: begun in pid 1 while the session waits for its admission (what the
-//! agent inherits), completed in the forked agent just before exec.
+//! agent inherits), completed by the thread of pid 1 that starts the agent, just before.
 
 use std::path::{Path, PathBuf};
 
@@ -124,8 +124,8 @@ fn syscall_number(name: &str) -> Option<i64> {
 /// capability bounding set and secure bits, all inherited by the agent at fork) and prepares
 /// the Landlock ruleset's file-system rules. [`Confinement::admit`] settles what the admission
 /// decides: the gate port (the one TCP port the agent may connect to) and whether Landlock and
-/// seccomp must hold, and gives the [`AgentConfinement`], which the forked agent applies just
-/// before exec.
+/// seccomp must hold, and gives the [`AgentConfinement`], which the thread that starts the agent
+/// applies to itself just before (the agent inherits it; pid 1's other threads do not).
 ///
 /// Done before the admission, `begin` overlaps the gate's durable record of the session's
 /// start instead of delaying the agent (installing the seccomp filter alone took 0.2 ms
@@ -229,8 +229,9 @@ impl AgentConfinement {
         enforced
     }
 
-    /// Applied in the forked agent, after what it inherited from [`Confinement::begin`]:
-    /// `RLIMIT_CORE=0`, no ambient capabilities, `no_new_privs`, Landlock, no capabilities.
+    /// Applied by the thread that starts the agent, on top of what [`Confinement::begin`] gave
+    /// the whole process: `RLIMIT_CORE=0` (for the process), and for the calling thread and
+    /// what it starts no ambient capabilities, `no_new_privs`, Landlock, no capabilities.
     pub(crate) fn apply(self) -> Result<(), String> {
         let zero = Rlimit {
             current: Some(0),

@@ -20,7 +20,7 @@
 //! (BENCHMARKS.md, sandbox notes of 2026-12-02).
 //!
 //! The child starts on another CPU than the one its parent goes on with, when there is one
-//! ([`start_elsewhere`]), and takes back every CPU it inherited as soon as its request arrives.
+//! ([`elsewhere`]), and takes back every CPU it inherited as soon as its request arrives.
 //!
 //! What the child must not carry into the sandbox is whatever its parent had in memory, so the
 //! fork happens before the parent has read anything but its argv (no configuration, no
@@ -75,13 +75,18 @@ impl InitProcess {
         let (spec_read, spec_write) = pipe_with(PipeFlags::CLOEXEC)?;
         let (report_read, report_write) = pipe_with(PipeFlags::CLOEXEC)?;
         let inherited_cpus = sched_getaffinity(None).ok();
+        let elsewhere = inherited_cpus.as_ref().and_then(elsewhere);
         let Cloned::Parent { pid, pidfd } = clone_into_new_pid_namespace(false)? else {
             drop((spec_write, report_read));
+            // Whichever of the two runs first moves the child (see `elsewhere`).
+            if let Some(cpus) = &elsewhere {
+                let _ = sched_setaffinity(None, cpus);
+            }
             become_init(spec_read, report_write, host_ids, inherited_cpus);
         };
         drop((spec_read, report_write));
-        if let Some(cpus) = inherited_cpus {
-            start_elsewhere(pid, cpus);
+        if let Some(cpus) = &elsewhere {
+            let _ = sched_setaffinity(Some(pid), cpus);
         }
         Ok(InitProcess {
             pid,
@@ -325,24 +330,27 @@ impl SessionPipes {
     }
 }
 
-/// Moves the just forked init `pid` to the CPUs of `inherited` other than the one this
-/// process runs on, when there are any; the init takes them all back when its request arrives
-/// (the request is only sent after this, so it cannot be undone early).
+/// The CPUs a just forked init starts on: those of `inherited` (its parent's) other than the
+/// one the parent runs on, when there are any; the init takes them all back when its request
+/// arrives (the request is only sent after this, so it cannot be undone early). Either side
+/// of the fork applies it, whichever runs first: the child as its first step, the parent as
+/// soon as the fork returns.
 ///
 /// Why: the init enters its namespaces and builds the sandbox while this process parses its
 /// configuration and opens the session; the two halves only save time when they run side by
 /// side. Left to the scheduler here, the child was often queued behind its parent on the
 /// parent's CPU while the other CPU idled (up to 0.94 ms in a trace of 20 sessions; this
 /// host's kernel is booted with `sched_vcpu_pack=15`, which by its name packs tasks onto few
-/// virtual CPUs), and `moat run -- true` took 0.48 to 0.66 ms less with this (BENCHMARKS.md,
-/// sandbox notes of 2026-12-01). A hint, not a rule: without another CPU, or if the call
-/// fails, the child stays where the kernel put it.
-fn start_elsewhere(pid: Pid, inherited: CpuSet) {
-    let mut elsewhere = inherited;
+/// virtual CPUs), and `moat run -- true` took 0.48 to 0.66 ms less with the parent moving the
+/// child (BENCHMARKS.md, sandbox notes of 2026-12-01). Just as often the child preempts its
+/// parent at once on the parent's CPU, and the parent, which would move it, waited for the
+/// child to block or for the other CPU to take it over: 0.86 to 2.25 ms in 5 of 8 sessions of
+/// a trace (sandbox notes of 2026-12-02): the child moves itself now. A hint, not a rule:
+/// without another CPU, or if the call fails, the child stays where the kernel put it.
+fn elsewhere(inherited: &CpuSet) -> Option<CpuSet> {
+    let mut elsewhere = *inherited;
     elsewhere.unset(sched_getcpu());
-    if elsewhere.count() > 0 {
-        let _ = sched_setaffinity(Some(pid), &elsewhere);
-    }
+    (elsewhere.count() > 0).then_some(elsewhere)
 }
 
 /// Forks this process into a new user namespace and a new pid namespace, as `fork` would

@@ -5,20 +5,18 @@
 
 use std::ffi::CStr;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd as _, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt as _;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::io::FdFlags;
 use rustix::process::{Pid, WaitOptions};
 use rustix::thread::UnshareFlags;
 
+use crate::agent::AgentCommand;
 use crate::bridge;
-use crate::confine::Confinement;
+use crate::confine::{AgentConfinement, Confinement};
 use crate::protocol::{
     Admitted, Confirmed, GATE_DIR_INSIDE, GATE_SOCKET_INSIDE, REPORT_FD, Report, Reporter, Request,
     SPEC_FD, read_frame,
@@ -68,7 +66,7 @@ pub(crate) fn forked_init_main(
     let entered = enter_sandbox(Some(host_ids));
     let request = read_request(&mut spec, &reporter);
     // `inherited_cpus`: those of the process that forked this one, which placed it elsewhere
-    // until now (see `forked::start_elsewhere`). Taken back before anything the agent
+    // until now (see `forked::elsewhere`). Taken back before anything the agent
     // inherits is made. This fails only if the CPUs this process may use changed since the
     // fork; the agent then gets those left to the init, which is no reason to refuse the
     // session.
@@ -367,52 +365,23 @@ fn serve(
     // The admission may hold credentials in home files; nothing inside may read this process.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 
-    let mut command = Command::new(&spec.command[0]);
-    command
-        .args(&spec.command[1..])
-        .env_clear()
-        .envs(admission.env.iter().map(|(name, value)| (name, value)))
-        .current_dir(&spec.workspace)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
+    // Found before the confirmation: a command that cannot start is reported as such once the
+    // session is confirmed (it is on record by then, and its end says why).
+    let command = AgentCommand::new(&spec.command, &admission.env, &spec.workspace);
     // With a prefix, stdin is a pipe fed after the spawn (no thread may run before it).
     let stdin_feed = match &spec.stdin_prefix {
         Some(prefix) => {
             let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
                 .map_err(fail("could not create the stdin pipe"))?;
-            command.stdin(Stdio::from(read));
-            Some((write, prefix.clone()))
+            Some((read, write, prefix.clone()))
         }
-        None => {
-            command.stdin(Stdio::inherit());
-            None
-        }
+        None => None,
     };
-    let child_reporter = reporter
-        .try_clone()
-        .map_err(|error| format!("could not duplicate the report pipe: {error}"))?;
-    let confinement = Mutex::new(Some(confinement));
-    #[allow(unsafe_code)]
-    // SAFETY: this process is still single-threaded (the bridge threads start after the spawn),
-    // so the forked child may allocate and take locks. The hook only confines the child itself.
-    unsafe {
-        command.pre_exec(move || {
-            let taken = confinement.lock().ok().and_then(|mut slot| slot.take());
-            let Some(confinement) = taken else {
-                return Err(std::io::Error::other("confinement already applied"));
-            };
-            confinement.apply().map_err(|message| {
-                child_reporter.send(&Report::Failed {
-                    message: message.clone(),
-                });
-                std::io::Error::other(message)
-            })
-        });
-    }
     if !confirmation(&spec)? {
         return Ok(SETUP_FAILED);
     }
-    let agent = match command.spawn() {
+    let stdin = stdin_feed.as_ref().map(|(read, _, _)| read.as_fd());
+    let agent = match start_confined(confinement, command, stdin)? {
         Ok(agent) => agent,
         Err(error) => match not_started_code(&error) {
             Some(code) => {
@@ -426,19 +395,16 @@ fn serve(
             None => return Err(format!("could not start {:?}: {error}", spec.command[0])),
         },
     };
-    drop(command);
-    if let Some((write, prefix)) = stdin_feed {
+    if let Some((read, write, prefix)) = stdin_feed {
+        drop(read);
         std::thread::spawn(move || feed_stdin(write, &prefix));
     }
     // A timeout or stop asks the agent to end: the host's SIGTERM to this process goes on to
     // the agent. Set before the host hears that the agent started.
-    if let Some(agent) = Pid::from_raw(agent.id() as i32) {
-        relay_terminate_to(agent);
-    }
+    relay_terminate_to(agent);
     reporter.send(&Report::Started { enforced });
     bridge::spawn(listener);
 
-    let agent = Pid::from_raw(agent.id() as i32).ok_or("the agent has an invalid pid")?;
     loop {
         match rustix::process::waitpid(None, WaitOptions::empty()) {
             Ok(Some((pid, status))) if pid == agent => {
@@ -462,6 +428,35 @@ fn serve(
         }
     }
 }
+
+/// Starts the agent from a thread of its own, which takes the agent's confinement first and
+/// ends once the agent is started ([`AgentConfinement::apply`]): Landlock, `no_new_privs` and
+/// capabilities belong to a thread and what it starts, so the agent gets them while this
+/// process, pid 1, stays outside the agent's Landlock domain, which cannot signal it then. A
+/// failure to confine is the error; a command that could not be started, the inner one.
+fn start_confined(
+    confinement: AgentConfinement,
+    command: std::io::Result<AgentCommand>,
+    stdin: Option<BorrowedFd<'_>>,
+) -> Result<std::io::Result<Pid>, String> {
+    std::thread::scope(|scope| {
+        let starter = std::thread::Builder::new()
+            .name("agent-start".to_owned())
+            .stack_size(STARTER_STACK)
+            .spawn_scoped(scope, move || {
+                confinement.apply()?;
+                Ok(command.and_then(|command| command.spawn(stdin)))
+            })
+            .map_err(|error| format!("could not start the agent's thread: {error}"))?;
+        starter
+            .join()
+            .map_err(|_| "the agent's thread panicked".to_owned())?
+    })
+}
+
+/// The stack of [`start_confined`]'s thread: it applies the confinement and calls
+/// `posix_spawn`, which runs the child on a stack of its own.
+const STARTER_STACK: usize = 256 * 1024;
 
 /// What a shell exits with when `error` kept it from executing a command: 127 when there is no
 /// such file (or the interpreter its first line names is missing), 126 when there is one that

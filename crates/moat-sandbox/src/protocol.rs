@@ -120,12 +120,6 @@ impl Reporter {
         Self { fd }
     }
 
-    pub(crate) fn try_clone(&self) -> io::Result<Self> {
-        Ok(Self {
-            fd: self.fd.try_clone()?,
-        })
-    }
-
     /// Sends one report; failures are ignored (the host then sees only the exit status).
     pub(crate) fn send(&self, report: &Report) {
         let Ok(mut line) = serde_json::to_vec(report) else {
