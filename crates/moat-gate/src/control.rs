@@ -723,12 +723,18 @@ async fn send(
     write: &mut (impl tokio::io::AsyncWrite + Unpin),
     message: &impl serde::Serialize,
 ) -> Result<(), ControlError> {
-    let mut line = serde_json::to_vec(message)
-        .map_err(|e| ControlError::Protocol(format!("cannot encode a message: {e}")))?;
-    line.push(b'\n');
+    let line = encode(message)?;
     write.write_all(&line).await?;
     write.flush().await?;
     Ok(())
+}
+
+/// One message as it goes on the connection: a line of JSON.
+fn encode(message: &impl serde::Serialize) -> Result<Vec<u8>, ControlError> {
+    let mut line = serde_json::to_vec(message)
+        .map_err(|e| ControlError::Protocol(format!("cannot encode a message: {e}")))?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 /// Read one message line; `None` at the end of the stream.
@@ -764,6 +770,35 @@ pub struct ControlClient {
     /// Lines from the gate, read by a task of their own so that waiting for one can be
     /// abandoned (in a `select!`) without losing data.
     lines: mpsc::Receiver<Result<Vec<u8>, String>>,
+}
+
+/// [`ControlClient::hand_over`] from any thread ([`ControlClient::hand_over_handle`]).
+#[derive(Debug)]
+pub struct HandOver {
+    /// The control connection, non-blocking as the client's (they share the flag).
+    connection: std::os::fd::OwnedFd,
+}
+
+impl HandOver {
+    /// Hands `end` to the gate, as [`ControlClient::hand_over`] does, without blocking: fails
+    /// when the connection cannot take the whole message at once (it can, but for a gate that
+    /// stopped reading) or is closed.
+    pub fn send(self, end: SessionEnd) -> Result<(), ControlError> {
+        let line = encode(&Request::Close {
+            end,
+            handed_over: true,
+        })?;
+        let mut rest = line.as_slice();
+        while !rest.is_empty() {
+            match rustix::net::send(&self.connection, rest, rustix::net::SendFlags::NOSIGNAL) {
+                Ok(0) => return Err(ControlError::Closed),
+                Ok(n) => rest = &rest[n..],
+                Err(rustix::io::Errno::INTR) => {}
+                Err(error) => return Err(ControlError::Io(error.into())),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The gate's answer to an open.
@@ -952,6 +987,17 @@ impl ControlClient {
             handed_over: true,
         };
         send(&mut self.write, &close).await
+    }
+
+    /// What [`hand_over`](Self::hand_over) does, for a thread outside the runtime: a second
+    /// descriptor of the connection, on which [`HandOver::send`] writes the close without
+    /// waiting. Only one of the two may be used.
+    pub fn hand_over_handle(&self) -> std::io::Result<HandOver> {
+        use std::os::fd::AsFd as _;
+        let stream: &UnixStream = self.write.as_ref();
+        Ok(HandOver {
+            connection: stream.as_fd().try_clone_to_owned()?,
+        })
     }
 
     async fn receive<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ControlError> {

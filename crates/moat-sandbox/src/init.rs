@@ -381,7 +381,13 @@ fn serve(
         return Ok(SETUP_FAILED);
     }
     let stdin = stdin_feed.as_ref().map(|(read, _, _)| read.as_fd());
-    let agent = match start_confined(confinement, command, stdin)? {
+    // A timeout or stop asks the agent to end: the host's SIGTERM to this process goes on to
+    // the agent. Set before the host hears that the agent started, which it hears at once.
+    let started = |agent| {
+        relay_terminate_to(agent);
+        reporter.send(&Report::Started { enforced });
+    };
+    let agent = match start_confined(confinement, command, stdin, started)? {
         Ok(agent) => agent,
         Err(error) => match not_started_code(&error) {
             Some(code) => {
@@ -399,10 +405,6 @@ fn serve(
         drop(read);
         std::thread::spawn(move || feed_stdin(write, &prefix));
     }
-    // A timeout or stop asks the agent to end: the host's SIGTERM to this process goes on to
-    // the agent. Set before the host hears that the agent started.
-    relay_terminate_to(agent);
-    reporter.send(&Report::Started { enforced });
     bridge::spawn(listener);
 
     loop {
@@ -432,12 +434,15 @@ fn serve(
 /// Starts the agent from a thread of its own, which takes the agent's confinement first and
 /// ends once the agent is started ([`AgentConfinement::apply`]): Landlock, `no_new_privs` and
 /// capabilities belong to a thread and what it starts, so the agent gets them while this
-/// process, pid 1, stays outside the agent's Landlock domain, which cannot signal it then. A
-/// failure to confine is the error; a command that could not be started, the inner one.
+/// process, pid 1, stays outside the agent's Landlock domain, which cannot signal it then.
+/// `started` hears the agent's pid on that thread, as soon as it runs (a stop that follows is
+/// relayed to it only once the host has heard that). A failure to confine is the error; a
+/// command that could not be started, the inner one.
 fn start_confined(
     confinement: AgentConfinement,
     command: std::io::Result<AgentCommand>,
     stdin: Option<BorrowedFd<'_>>,
+    started: impl FnOnce(Pid) + Send,
 ) -> Result<std::io::Result<Pid>, String> {
     std::thread::scope(|scope| {
         let starter = std::thread::Builder::new()
@@ -445,7 +450,11 @@ fn start_confined(
             .stack_size(STARTER_STACK)
             .spawn_scoped(scope, move || {
                 confinement.apply()?;
-                Ok(command.and_then(|command| command.spawn(stdin)))
+                let agent = command.and_then(|command| command.spawn(stdin));
+                if let Ok(agent) = agent {
+                    started(agent);
+                }
+                Ok(agent)
             })
             .map_err(|error| format!("could not start the agent's thread: {error}"))?;
         starter

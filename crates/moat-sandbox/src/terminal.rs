@@ -3,6 +3,7 @@
 /// The modes of the terminal on stdin before the session. An agent CLI puts the terminal in raw
 /// mode and restores it when it exits; one that is killed (a timeout, a stop) cannot, and
 /// would leave the user's shell without echo or line editing.
+#[derive(Clone)]
 pub struct TerminalModes {
     saved: rustix::termios::Termios,
 }

@@ -115,6 +115,7 @@ pub fn run(
     let (admit, admitted) = std::sync::mpsc::sync_channel::<Result<Admission, String>>(1);
     let (confirm, confirmed) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
     let terminal = moat_sandbox::TerminalModes::save();
+    let quick_end = Arc::new(QuickEnd::default());
     let sandbox = SandboxThread::start(
         backend.clone(),
         spec.clone(),
@@ -122,6 +123,7 @@ pub fn run(
         stop.clone(),
         admitted,
         confirmed,
+        Arc::clone(&quick_end),
     )?;
     let session_id = session.id.clone();
     let session_run = SessionRun {
@@ -134,6 +136,8 @@ pub fn run(
         spec: &spec,
         backend: &backend,
         stop,
+        quick_end,
+        terminal: terminal.clone(),
     };
     let outcome = session_run.drive(admit, confirm, sandbox.finished, sandbox.exited);
     // A sandbox that only the kernel still tears down (its init exiting) is not waited for;
@@ -237,6 +241,7 @@ impl SandboxThread {
         stop: moat_sandbox::Stop,
         admitted: std::sync::mpsc::Receiver<Result<Admission, String>>,
         confirmed: std::sync::mpsc::Receiver<Result<(), String>>,
+        quick_end: Arc<QuickEnd>,
     ) -> anyhow::Result<Self> {
         let (done, finished) = tokio::sync::oneshot::channel();
         let (exit, exited) = tokio::sync::oneshot::channel();
@@ -255,6 +260,8 @@ impl SandboxThread {
                     Ok((admission, confirm))
                 });
                 let on_exit: moat_sandbox::OnExit<'static> = Box::new(move |outcome, teardown| {
+                    // Ends this process when it can; else the session run goes on.
+                    quick_end.agent_exited(outcome, teardown);
                     let _ = exit.send((outcome.clone(), teardown));
                 });
                 let result = match (&backend, forked_init) {
@@ -300,6 +307,9 @@ struct SessionRun<'a> {
     spec: &'a Spec,
     backend: &'a Backend,
     stop: moat_sandbox::Stop,
+    quick_end: Arc<QuickEnd>,
+    /// The terminal's modes before the session, which the quick end puts back.
+    terminal: Option<moat_sandbox::TerminalModes>,
 }
 
 impl SessionRun<'_> {
@@ -324,6 +334,8 @@ impl SessionRun<'_> {
             spec,
             backend,
             stop,
+            quick_end,
+            terminal,
         } = self;
         let (runtime, mut gate) = session_gate(loaded, args, data_dir, audit_store)?;
 
@@ -382,18 +394,30 @@ impl SessionRun<'_> {
             let session_file =
                 SessionFile::for_this_process(&session, &spec.command, &spec.workspace)?;
             let written = session_file.write(&session_dir.path)?;
+            if let SessionGate::Running(client) = &gate
+                && let (Ok(hand_over), Ok(file)) = (client.hand_over_handle(), written.try_clone())
+            {
+                quick_end.arm(Closing {
+                    session: session.id.clone(),
+                    record: session_file.clone(),
+                    file,
+                    hand_over,
+                    terminal,
+                });
+            }
             // The agent's exit is heard before the sandbox's teardown when it exits on its
             // own (the end is recorded meanwhile), else with the sandbox's result. A running
             // gate that shuts down ends the session (and records its end): without the gate
             // the sandbox has no way out, so it stops too.
             let heard = tokio::select! {
-                ended = async {
-                    match (&mut exited).await {
-                        Ok((outcome, teardown)) => (Ok(Ok(outcome)), Some(teardown)),
-                        Err(_) => ((&mut sandbox).await, None),
-                    }
-                } => Ok(ended),
+                ended = agent_ended(&mut exited, &mut sandbox) => Ok(ended),
                 recorded = gate.ended_by_gate() => Err(recorded),
+            };
+            // The agent's exit, heard meanwhile, is being handed over by the quick end, which
+            // ends this process, or comes back with it.
+            let heard = match heard {
+                Err(_) if !quick_end.disarm() => Ok(agent_ended(&mut exited, &mut sandbox).await),
+                heard => heard,
             };
             // `left`: heard early, what is left of the sandbox. `ended_by_gate`: the gate
             // ended the session, having recorded its end or not.
@@ -410,20 +434,13 @@ impl SessionRun<'_> {
             };
             let end = match &result {
                 Ok(outcome) => SessionEnd {
-                    time: jiff::Timestamp::now(),
-                    session: session.id.clone(),
-                    exit_code: outcome.exit_code,
-                    signal: outcome.signal,
-                    duration_ms: millis(outcome.duration),
-                    user_cpu_ms: millis(outcome.usage.user_cpu),
-                    system_cpu_ms: millis(outcome.usage.system_cpu),
-                    max_rss_kib: outcome.usage.max_rss_kib,
                     // Stopped because the gate went away: the record says so (a later gate
                     // records it when this one died), not just `stopped`.
                     reason: match ended_by_gate {
                         Some(_) => Some("stopped: its gate went away".to_owned()),
                         None => outcome.reason.clone(),
                     },
+                    ..session_end(&session.id, outcome)
                 },
                 Err(err) => {
                     // A command that could not be started ends the session with the code the
@@ -495,6 +512,125 @@ impl SessionRun<'_> {
             let left = left.unwrap_or(Teardown::Run);
             session_result(result).map(|outcome| (outcome, left))
         })
+    }
+}
+
+/// The agent's exit as the sandbox reports it, once every process of the session is gone, and
+/// what is left of the sandbox (`None`: nothing, the run returned; it returned without
+/// hearing an exit when the session failed or was stopped).
+async fn agent_ended(
+    exited: &mut tokio::sync::oneshot::Receiver<(Outcome, Teardown)>,
+    sandbox: &mut tokio::sync::oneshot::Receiver<Result<Outcome, SandboxError>>,
+) -> (
+    Result<Result<Outcome, SandboxError>, tokio::sync::oneshot::error::RecvError>,
+    Option<Teardown>,
+) {
+    match exited.await {
+        Ok((outcome, teardown)) => (Ok(Ok(outcome)), Some(teardown)),
+        Err(_) => (sandbox.await, None),
+    }
+}
+
+/// The record of a session's end with `outcome`, as it happened (its reason the outcome's).
+fn session_end(session: &str, outcome: &Outcome) -> SessionEnd {
+    SessionEnd {
+        time: jiff::Timestamp::now(),
+        session: session.to_owned(),
+        exit_code: outcome.exit_code,
+        signal: outcome.signal,
+        duration_ms: millis(outcome.duration),
+        user_cpu_ms: millis(outcome.usage.user_cpu),
+        system_cpu_ms: millis(outcome.usage.system_cpu),
+        max_rss_kib: outcome.usage.max_rss_kib,
+        reason: outcome.reason.clone(),
+    }
+}
+
+/// The end of a session whose agent exited on its own, with a running gate and only the
+/// kernel's teardown left (the common case), done by the thread that hears the exit (the
+/// sandbox's reader of its init's reports), which then ends this process: the end written
+/// into the session file, handed to the gate, the terminal's modes put back, exit with the
+/// agent's status. Waking the thread that drives the session for that, and ending the process
+/// from there with its other threads still running, took 0.3 ms more per session here
+/// (BENCHMARKS.md, sandbox notes of 2026-12-02).
+///
+/// Armed by [`SessionRun::drive`] once the session file is written. Whichever comes first takes
+/// it: the agent's exit ([`QuickEnd::agent_exited`]), or the drive acting on something else (the
+/// gate ending the session; [`QuickEnd::disarm`]). A quick end that fails (the file cannot be
+/// written, the gate's connection cannot take the end) leaves the end to the drive, as if
+/// there were none.
+#[derive(Default)]
+struct QuickEnd(std::sync::Mutex<QuickState>);
+
+#[derive(Default)]
+enum QuickState {
+    #[default]
+    Unarmed,
+    Armed(Box<Closing>),
+    Taken,
+}
+
+/// What the quick end needs of the session.
+struct Closing {
+    session: String,
+    /// The session file as written, and the file (see [`SessionFile::write_over`]).
+    record: SessionFile,
+    file: std::fs::File,
+    hand_over: moat_gate::HandOver,
+    terminal: Option<moat_sandbox::TerminalModes>,
+}
+
+impl QuickEnd {
+    fn arm(&self, closing: Closing) {
+        let mut state = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if matches!(*state, QuickState::Unarmed) {
+            *state = QuickState::Armed(Box::new(closing));
+        }
+    }
+
+    /// Takes it: what it held when armed, and whether it was there to take (not taken yet).
+    fn take(&self) -> (Option<Box<Closing>>, bool) {
+        let mut state = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match std::mem::replace(&mut *state, QuickState::Taken) {
+            QuickState::Armed(closing) => (Some(closing), true),
+            QuickState::Unarmed => (None, true),
+            QuickState::Taken => (None, false),
+        }
+    }
+
+    /// The drive acts on its own: no quick end from now on. False when the agent's exit took it
+    /// first.
+    fn disarm(&self) -> bool {
+        self.take().1
+    }
+
+    /// Heard from the sandbox: ends this process when the agent exited on its own and only the
+    /// kernel's teardown is left; returns otherwise (or when the quick end fails).
+    fn agent_exited(&self, outcome: &Outcome, teardown: Teardown) {
+        let (Some(closing), _) = self.take() else {
+            return;
+        };
+        if teardown != Teardown::Kernel || outcome.reason.is_some() {
+            return;
+        }
+        let end = session_end(&closing.session, outcome);
+        let record = SessionFile {
+            end: Some(end.clone()),
+            ..closing.record
+        };
+        if record.write_over(&closing.file).is_err() || closing.hand_over.send(end).is_err() {
+            return;
+        }
+        if let Some(terminal) = &closing.terminal {
+            terminal.restore();
+        }
+        std::process::exit(i32::from(exit_code(outcome)));
     }
 }
 

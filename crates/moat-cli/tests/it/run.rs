@@ -830,7 +830,7 @@ fn the_agent_gets_namespaces_of_its_own_and_a_cgroup_root_at_its_session_group()
 #[test]
 fn sessions_run_where_clone3_is_refused_with_enosys() {
     let env = RunEnv::start(POLICY);
-    let forked = env.run_args(&[], &["sh", "-c", "echo \"agent pid $$\""]);
+    let forked = env.run_args(&[], &["sh", "-c", "echo \"agent's parent $PPID\""]);
     let data_dir = [
         "--data-dir".to_owned(),
         env.data.path().display().to_string(),
@@ -846,7 +846,10 @@ fn sessions_run_where_clone3_is_refused_with_enosys() {
                 .unwrap(),
         );
         assert!(output.status.success(), "{args:?}: {output}");
-        assert!(output.stdout.contains("agent pid 2"), "{args:?}: {output}");
+        assert!(
+            output.stdout.contains("agent's parent 1\n"),
+            "{args:?}: {output}"
+        );
     }
 }
 
@@ -1206,7 +1209,8 @@ fn a_timed_out_session_exits_124_and_records_the_agents_status() {
 
 /// An agent killed while the terminal is in raw mode (an agent CLI's, here `stty raw -echo`)
 /// cannot restore it: `moat run` puts back the modes it found, so the user's shell gets its
-/// echo and line editing back.
+/// echo and line editing back; with a gate of its own, and with a running gate (whose sessions
+/// end on the thread that hears the agent's exit: the quick end).
 #[test]
 fn the_terminal_modes_are_restored_after_a_killed_agent() {
     let env = RunEnv::start(POLICY);
@@ -1214,13 +1218,59 @@ fn the_terminal_modes_are_restored_after_a_killed_agent() {
     let moat_run = shell_words(
         std::iter::once(MOAT.to_owned()).chain(env.run_args(&[], &["sh", "-c", agent])),
     );
-    let terminal = Terminal::run(&format!("{moat_run}; stty -a"));
-    let (status, output) = terminal.type_and_finish(b"");
-    assert!(status.success(), "{output}");
-    for mode in ["icanon", "echo"] {
-        assert!(output.contains(&format!(" {mode}")), "{mode}: {output}");
-        assert!(!output.contains(&format!("-{mode} ")), "{mode}: {output}");
+    let mut gate = None;
+    for served_by in ["its own gate", "a running gate"] {
+        let terminal = Terminal::run(&format!("{moat_run}; stty -a"));
+        let (status, output) = terminal.type_and_finish(b"");
+        assert!(status.success(), "{served_by}: {output}");
+        assert_eq!(
+            output.contains("using the running gate"),
+            gate.is_some(),
+            "{served_by}: {output}"
+        );
+        for mode in ["icanon", "echo"] {
+            assert!(
+                output.contains(&format!(" {mode}")),
+                "{served_by}: {mode}: {output}"
+            );
+            assert!(
+                !output.contains(&format!("-{mode} ")),
+                "{served_by}: {mode}: {output}"
+            );
+        }
+        gate.get_or_insert_with(|| env.gate(POLICY));
     }
+}
+
+/// With a running gate, the thread that hears the agent's exit ends the session (the quick
+/// end): `moat run` exits with the agent's status, and the gate records the end with it and
+/// removes the session's directory.
+#[test]
+fn an_agent_exit_handed_to_a_running_gate_keeps_its_status() {
+    let env = RunEnv::start(POLICY);
+    let gate = env.gate(POLICY);
+    let output = MoatOutput::from(
+        std::process::Command::new(MOAT)
+            .args(env.run_args(&[], &["sh", "-c", "echo ran; exit 7"]))
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run moat"),
+    );
+    assert_eq!(output.status.code(), Some(7), "{output}");
+    assert!(output.stdout.contains("ran"), "{output}");
+    assert!(output.stderr.contains("using the running gate"), "{output}");
+    let session = output
+        .stderr
+        .split("moat: session ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the session line")
+        .to_owned();
+    gate.output_once(&format!("session ended session={session}"));
+    let end = session_end(&env.events(), Some(&session));
+    assert_eq!(end["exit_code"], 7, "{end}");
+    assert!(end["reason"].is_null(), "{end}");
+    assert!(!env.data.path().join("sessions").join(&session).exists());
 }
 
 /// Ctrl-Z suspends the session with `moat run` and `fg` resumes it, as for any command: the
