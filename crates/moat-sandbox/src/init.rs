@@ -24,6 +24,10 @@ use crate::protocol::{
 use crate::rootfs;
 use crate::spec::{ExitStatus, ResourceUsage, Spec};
 
+/// How long the init waits, once it has reported the agent's exit, for the host to close its
+/// end of the report pipe before it exits anyway ([`Reporter::wait_until_heard`]).
+const HEARD_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Exit code of the init when the sandbox could not be built (the report says why).
 const SETUP_FAILED: i32 = 125;
 
@@ -420,6 +424,7 @@ fn serve(
                     status,
                     usage: own_usage(),
                 });
+                reporter.wait_until_heard(HEARD_LIMIT);
                 return Ok(match status {
                     ExitStatus::Code(code) => code,
                     ExitStatus::Signal(signal) => 128 + signal,

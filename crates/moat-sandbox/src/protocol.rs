@@ -120,6 +120,22 @@ impl Reporter {
         Self { fd }
     }
 
+    /// Waits until the host has closed its end (it has read the last report, or is gone), for
+    /// at most `limit`: the init's exit tears down the sandbox's namespaces and memory, which
+    /// the host need not wait for, and which slowed the host's own exit when both ran at once.
+    pub(crate) fn wait_until_heard(&self, limit: std::time::Duration) {
+        let timeout = rustix::event::Timespec {
+            tv_sec: limit.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: limit.subsec_nanos().into(),
+        };
+        // A pipe's write end reports POLLERR once no read end is left.
+        let mut fds = [rustix::event::PollFd::new(
+            &self.fd,
+            rustix::event::PollFlags::empty(),
+        )];
+        while let Err(rustix::io::Errno::INTR) = rustix::event::poll(&mut fds, Some(&timeout)) {}
+    }
+
     /// Sends one report; failures are ignored (the host then sees only the exit status).
     pub(crate) fn send(&self, report: &Report) {
         let Ok(mut line) = serde_json::to_vec(report) else {
@@ -136,13 +152,18 @@ impl Reporter {
     }
 }
 
-/// Hands each report to `each` as soon as it arrives, until the init and the namespace close
-/// the descriptor.
+/// Hands each report to `each` as soon as it arrives, until the init closes the descriptor or
+/// reports the agent's exit, its last report: this end is closed then, which lets the init
+/// exit ([`Reporter::wait_until_heard`]).
 pub(crate) fn read_reports_each(fd: OwnedFd, mut each: impl FnMut(Report)) {
     for line in io::BufReader::new(std::fs::File::from(fd)).lines() {
         let Ok(line) = line else { break };
         if let Ok(report) = serde_json::from_str::<Report>(&line) {
+            let last = matches!(report, Report::Exited { .. });
             each(report);
+            if last {
+                break;
+            }
         }
     }
 }
