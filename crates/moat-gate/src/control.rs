@@ -26,8 +26,10 @@
 //! 4. gate → client, unasked: `{"ok":false,"ended":<reason>}` when the gate ended the session
 //!    itself (it is shutting down) and recorded that end, before it closes the connection.
 //!
-//! When the connection drops without a close (`moat run` crashed or was killed), the gate ends
-//! the session itself with the reason `moat run disconnected`; when the gate shuts down with
+//! When the connection drops without a close, the end in the session's file is handed over (a
+//! `moat run` that wrote it there and exited at once: its quick end); without one (`moat run`
+//! crashed or was killed), the gate ends the session itself with the reason `moat run
+//! disconnected`. When the gate shuts down with
 //! sessions open, it ends each with `gate stopped` and closes their connections, which tells
 //! `moat run` to stop its sandbox. Either way every recorded start has its end, and the end is
 //! the session's last event. A gate that ends a session itself tells `moat run` so
@@ -50,7 +52,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::session_file::end_abandoned_sessions;
+use crate::session_file::{SessionFile, end_abandoned_sessions};
 use crate::{Gate, SessionContext};
 
 /// The control socket's file name in the data directory.
@@ -147,6 +149,11 @@ pub struct Hello {
     pub public_url: String,
     /// The revision of the policy the gate decides with.
     pub policy: String,
+    /// The gate records the end a session's file holds when the session's connection drops
+    /// without a close, so that `moat run` may write the end there and exit at once. Absent
+    /// (false) from a gate that predates this.
+    #[serde(default)]
+    pub ends_from_session_file: bool,
 }
 
 /// What the client asks.
@@ -433,6 +440,7 @@ impl Connection {
             pid: std::process::id(),
             public_url: self.gate.config.public_url.clone(),
             policy: self.gate.policy().revision().to_owned(),
+            ends_from_session_file: true,
         };
         if send(&mut write, &hello).await.is_err() {
             return;
@@ -647,6 +655,15 @@ impl Connection {
             max_rss_kib: 0,
             reason: Some(reason),
         };
+        // A `moat run` that wrote the end into its session file and exited without a word
+        // (its quick end) handed it over all the same.
+        let ending = if matches!(ending, Ending::Disconnected)
+            && let Some(end) = SessionFile::read(&dir).and_then(|file| file.end)
+        {
+            Ending::Handed(Box::new(end))
+        } else {
+            ending
+        };
         let (mut end, tell) = match ending {
             Ending::Closed(end) => (*end, Tell::Answer),
             Ending::Handed(end) => (*end, Tell::Nothing),
@@ -770,35 +787,6 @@ pub struct ControlClient {
     /// Lines from the gate, read by a task of their own so that waiting for one can be
     /// abandoned (in a `select!`) without losing data.
     lines: mpsc::Receiver<Result<Vec<u8>, String>>,
-}
-
-/// [`ControlClient::hand_over`] from any thread ([`ControlClient::hand_over_handle`]).
-#[derive(Debug)]
-pub struct HandOver {
-    /// The control connection, non-blocking as the client's (they share the flag).
-    connection: std::os::fd::OwnedFd,
-}
-
-impl HandOver {
-    /// Hands `end` to the gate, as [`ControlClient::hand_over`] does, without blocking: fails
-    /// when the connection cannot take the whole message at once (it can, but for a gate that
-    /// stopped reading) or is closed.
-    pub fn send(self, end: SessionEnd) -> Result<(), ControlError> {
-        let line = encode(&Request::Close {
-            end,
-            handed_over: true,
-        })?;
-        let mut rest = line.as_slice();
-        while !rest.is_empty() {
-            match rustix::net::send(&self.connection, rest, rustix::net::SendFlags::NOSIGNAL) {
-                Ok(0) => return Err(ControlError::Closed),
-                Ok(n) => rest = &rest[n..],
-                Err(rustix::io::Errno::INTR) => {}
-                Err(error) => return Err(ControlError::Io(error.into())),
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The gate's answer to an open.
@@ -987,17 +975,6 @@ impl ControlClient {
             handed_over: true,
         };
         send(&mut self.write, &close).await
-    }
-
-    /// What [`hand_over`](Self::hand_over) does, for a thread outside the runtime: a second
-    /// descriptor of the connection, on which [`HandOver::send`] writes the close without
-    /// waiting. Only one of the two may be used.
-    pub fn hand_over_handle(&self) -> std::io::Result<HandOver> {
-        use std::os::fd::AsFd as _;
-        let stream: &UnixStream = self.write.as_ref();
-        Ok(HandOver {
-            connection: stream.as_fd().try_clone_to_owned()?,
-        })
     }
 
     async fn receive<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ControlError> {

@@ -45,9 +45,7 @@ pub mod why;
 
 pub use caller::SessionContext;
 pub use config::{GateConfig, Limits, LlmKeys, LlmUpstream, Secret};
-pub use control::{
-    CONTROL_SOCKET, ControlClient, ControlError, HandOver, bind_control, serve_control,
-};
+pub use control::{CONTROL_SOCKET, ControlClient, ControlError, bind_control, serve_control};
 pub use egress::ProxyTarget;
 pub use error::GateError;
 pub use gate::Gate;

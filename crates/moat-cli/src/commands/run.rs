@@ -361,6 +361,9 @@ impl SessionRun<'_> {
                 waived: spec.allow_missing.iter().map(|p| p.to_string()).collect(),
             };
             let running = gate.request_open(&session, &spec.gate_dir, start).await?;
+            let quick_end_taken = running
+                .as_ref()
+                .is_some_and(|hello| hello.ends_from_session_file);
             let gate_port = running.map_or(GATE_PORT, |hello| {
                 announce_running_gate(&hello, args, data_dir)
             });
@@ -394,14 +397,13 @@ impl SessionRun<'_> {
             let session_file =
                 SessionFile::for_this_process(&session, &spec.command, &spec.workspace)?;
             let written = session_file.write(&session_dir.path)?;
-            if let SessionGate::Running(client) = &gate
-                && let (Ok(hand_over), Ok(file)) = (client.hand_over_handle(), written.try_clone())
-            {
+            // A running gate that takes the end from the session file when the connection
+            // drops (an older one would record `moat run disconnected`).
+            if quick_end_taken && let Ok(file) = written.try_clone() {
                 quick_end.arm(Closing {
                     session: session.id.clone(),
                     record: session_file.clone(),
                     file,
-                    hand_over,
                     terminal,
                 });
             }
@@ -549,10 +551,12 @@ fn session_end(session: &str, outcome: &Outcome) -> SessionEnd {
 /// The end of a session whose agent exited on its own, with a running gate and only the
 /// kernel's teardown left (the common case), done by the thread that hears the exit (the
 /// sandbox's reader of its init's reports), which then ends this process: the end written
-/// into the session file, handed to the gate, the terminal's modes put back, exit with the
-/// agent's status. Waking the thread that drives the session for that, and ending the process
-/// from there with its other threads still running, took 0.3 ms more per session here
-/// (BENCHMARKS.md, sandbox notes of 2026-12-02).
+/// into the session file, the terminal's modes put back, exit with the agent's status. The
+/// control connection closes with the process, and the gate records the end the file holds
+/// (`moat_gate::control`). Waking the thread that drives the session for that, and ending the
+/// process from there with its other threads still running, took 0.3 ms more per session here;
+/// telling the gate on the connection first let the gate's woken thread preempt this one on
+/// its CPU before it exited, 0.13 ms in a trace (BENCHMARKS.md, sandbox notes of 2026-12-02).
 ///
 /// Armed by [`SessionRun::drive`] once the session file is written. Whichever comes first takes
 /// it: the agent's exit ([`QuickEnd::agent_exited`]), or the drive acting on something else (the
@@ -576,7 +580,6 @@ struct Closing {
     /// The session file as written, and the file (see [`SessionFile::write_over`]).
     record: SessionFile,
     file: std::fs::File,
-    hand_over: moat_gate::HandOver,
     terminal: Option<moat_sandbox::TerminalModes>,
 }
 
@@ -624,7 +627,7 @@ impl QuickEnd {
             end: Some(end.clone()),
             ..closing.record
         };
-        if record.write_over(&closing.file).is_err() || closing.hand_over.send(end).is_err() {
+        if record.write_over(&closing.file).is_err() {
             return;
         }
         if let Some(terminal) = &closing.terminal {

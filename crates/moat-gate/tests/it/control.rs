@@ -150,6 +150,7 @@ async fn open_serves_the_session_and_close_records_its_end() {
             pid: std::process::id(),
             public_url: "http://127.0.0.1:7171".to_owned(),
             policy: gate.policy.clone(),
+            ends_from_session_file: true,
         }
     );
     let s = session("s-ctl-1");
@@ -307,6 +308,40 @@ async fn a_handed_over_end_needs_no_answer_and_a_reader_that_settles_sees_it() {
             ..handed
         }
     );
+}
+
+/// `moat run`'s quick end: the end written into the session file, then the process (and its
+/// connection) gone without a close. The gate records that end, as handed over.
+#[tokio::test]
+async fn a_dropped_connection_hands_over_the_end_its_session_file_holds() {
+    let gate = ControlGate::start().await;
+    let mut client = gate.client().await;
+    let s = session("s-ctl-quick");
+    client.open(&s, start(&s)).await.unwrap();
+    let written = end(&s, 7);
+    let dir = gate.session_dir("s-ctl-quick");
+    SessionFile {
+        end: Some(written.clone()),
+        ..SessionFile::for_this_process(&s, &[], Path::new("/work/ws")).unwrap()
+    }
+    .write(&dir)
+    .unwrap();
+    drop(client);
+    let recorded = gate.end_of("s-ctl-quick").await;
+    assert_eq!(
+        recorded,
+        SessionEnd {
+            time: recorded.time,
+            ..written
+        }
+    );
+    for _ in 0..200 {
+        if !dir.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(!dir.exists(), "the gate removes the session's directory");
 }
 
 #[tokio::test]
