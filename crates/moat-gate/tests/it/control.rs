@@ -273,12 +273,7 @@ async fn a_handed_over_end_needs_no_answer_and_a_reader_that_settles_sees_it() {
 
     let handed = end(&s, 9);
     let dir = gate.session_dir("s-ctl-handed");
-    SessionFile {
-        end: Some(handed.clone()),
-        ..SessionFile::for_this_process(&s, &[], Path::new("/work/ws")).unwrap()
-    }
-    .write(&dir)
-    .unwrap();
+    write_session_file_with_end(&dir, &s, &handed);
     client.hand_over(handed.clone()).await.unwrap();
     let ended = |gate: &ControlGate| {
         gate.events()
@@ -310,6 +305,16 @@ async fn a_handed_over_end_needs_no_answer_and_a_reader_that_settles_sees_it() {
     );
 }
 
+/// What `moat run` writes into the session's directory `dir` before it hands `end` over.
+fn write_session_file_with_end(dir: &Path, session: &SessionContext, end: &SessionEnd) {
+    SessionFile {
+        end: Some(end.clone()),
+        ..SessionFile::for_this_process(session, &[], Path::new("/work/ws")).unwrap()
+    }
+    .write(dir)
+    .unwrap();
+}
+
 /// `moat run`'s quick end: the end written into the session file, then the process (and its
 /// connection) gone without a close. The gate records that end, as handed over.
 #[tokio::test]
@@ -320,12 +325,7 @@ async fn a_dropped_connection_hands_over_the_end_its_session_file_holds() {
     client.open(&s, start(&s)).await.unwrap();
     let written = end(&s, 7);
     let dir = gate.session_dir("s-ctl-quick");
-    SessionFile {
-        end: Some(written.clone()),
-        ..SessionFile::for_this_process(&s, &[], Path::new("/work/ws")).unwrap()
-    }
-    .write(&dir)
-    .unwrap();
+    write_session_file_with_end(&dir, &s, &written);
     drop(client);
     let recorded = gate.end_of("s-ctl-quick").await;
     assert_eq!(
