@@ -85,11 +85,12 @@ pub(crate) fn forked_init_main(
     exit_with(result, reporter)
 }
 
-/// Ends this init process with `code`, at once, without the C library's exit handlers: an
-/// init has nothing buffered to flush (its reports are written as they happen); a forked one
-/// would run the handlers of the program it was forked from, and in pid 1 they would race with
-/// the bridge threads, still running at its end.
-pub(crate) fn exit_now(code: i32) -> ! {
+/// Ends this process with `code`, at once, without the C library's exit handlers or Rust's
+/// clean-up (nothing buffered is flushed: write nothing to stdout before). An init has nothing
+/// buffered (its reports are written as they happen); a forked one would run the handlers of
+/// the program it was forked from, and in pid 1 they would race with the bridge threads, still
+/// running at its end. `moat run`'s quick end has written all it had to.
+pub fn exit_now(code: i32) -> ! {
     #[allow(unsafe_code)]
     // SAFETY: `_exit` takes no pointer and does not return; it ends every thread of the
     // process, and the kernel releases what the process held.

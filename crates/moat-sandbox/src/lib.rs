@@ -110,7 +110,7 @@ pub use host::{
     Admit, Confirm, Init, OnExit, Stop, Teardown, admit_now, cgroup_support, host_report, run,
     run_admitted, run_with_stop,
 };
-pub use init::init_main;
+pub use init::{exit_now, init_main};
 pub use podman::{Backend, PodmanReport, probe_podman, run_backend, run_backend_admitted};
 pub use probe::{CgroupSupport, CgroupVersion, HostReport, Placement, probe, probe_cgroups};
 pub use protocol::{GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};

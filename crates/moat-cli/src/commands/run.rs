@@ -633,7 +633,9 @@ impl QuickEnd {
         if let Some(terminal) = &closing.terminal {
             terminal.restore();
         }
-        std::process::exit(i32::from(exit_code(outcome)));
+        // Nothing is left to flush (moat run writes nothing to stdout), and every other thread
+        // is waiting: no clean-up to run.
+        moat_sandbox::exit_now(i32::from(exit_code(outcome)));
     }
 }
 
