@@ -2,9 +2,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
@@ -14,7 +12,7 @@ use crate::cgroup::SessionCgroup;
 use crate::error::SandboxError;
 use crate::forked::InitProcess;
 use crate::probe::{CgroupSupport, HostReport, probe, probe_cgroups};
-use crate::protocol::{Admitted, Confirmed, Report, Request, read_reports_each, write_frame};
+use crate::protocol::{Admitted, Confirmed, Report, Request, write_frame};
 use crate::spec::{Admission, ExitStatus, Outcome, Property, ResourceUsage, Spec};
 
 /// Ends a running session from another thread (`moat stop`, a signal): as a timeout does, the
@@ -247,108 +245,233 @@ pub fn run_admitted(
     let sent = sent.and_then(|()| write_frame(&mut spec_pipe, &Confirmed {}));
     drop(spec_pipe);
 
-    let cgroup_enforced = &cgroup.enforced.clone();
-    let teardown = if cgroup.is_empty() {
-        Teardown::Kernel
-    } else {
-        Teardown::Run
-    };
-    // What the reader has heard, and what the host asked, for each other's use.
-    let agent_started = AtomicBool::new(false);
-    let ending_asked = AskedEnding::default();
-    thread::scope(|scope| {
-        let (agent_started, ending_asked) = (&agent_started, &ending_asked);
-        // The init reports the agent's exit once every process of the sandbox is gone, before
-        // the namespaces are torn down: the outcome is complete then, and `on_exit` hears it.
-        let reader = scope.spawn(move || {
-            let mut heard = Heard::default();
-            let mut on_exit = Some(on_exit);
-            read_reports_each(report_read, |report| match report {
-                Report::Failed { message } => {
-                    heard.failed.get_or_insert(message);
-                }
-                Report::NotStarted {
-                    program,
-                    error,
-                    code,
-                } => {
-                    heard
-                        .not_started
-                        .get_or_insert(SandboxError::CommandNotStarted {
-                            program,
-                            error,
-                            code,
-                        });
-                }
-                Report::Started { enforced } => {
-                    heard.enforced.extend(enforced);
-                    agent_started.store(true, Ordering::Release);
-                }
-                Report::Exited { status, usage } if heard.exited.is_none() => {
-                    let mut enforced = heard.enforced.clone();
-                    enforced.extend(cgroup_enforced.iter().cloned());
-                    // An exit after a timeout or stop asked the agent to end is theirs.
-                    let exited = outcome(
-                        spec,
-                        ending_asked.get(),
-                        status,
-                        started.elapsed(),
-                        usage,
-                        enforced,
-                    );
-                    if let Some(on_exit) = on_exit.take() {
-                        on_exit(&exited, teardown);
-                    }
-                    heard.exited = Some(exited);
-                }
-                Report::Exited { .. } => {}
-            });
-            heard
-        });
-        let ending = wait_until_exit(pidfd, stop, spec.limits.timeout);
-        let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
-        if timed_out || stopped {
-            ending_asked.set(ending);
-            // SIGTERM to the init, pid 1, which relays it to the agent.
-            let ask = || {
-                let _ = pidfd_send_signal(pidfd, Signal::TERM);
-                true
-            };
-            if !agent_started.load(Ordering::Acquire)
-                || !asked_to_end(pidfd, stop, spec.limits.grace(), ask)
-            {
-                // With the init, pid 1, dies every process of the pid namespace.
-                let _ = pidfd_send_signal(pidfd, Signal::KILL);
-            }
-        }
-        let (init_status, usage) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
-        let duration = started.elapsed();
-        let heard = reader.join().unwrap_or_default();
-        drop(cgroup);
-        // Reported: the agent exited and nothing of the session was left (a timeout or stop
-        // that fired during the teardown after that only ended the inits).
-        if let Some(exited) = heard.exited {
-            return Ok(exited);
-        }
-        // Not reported: the setup failed, the init died, or the timeout or a stop killed it.
-        if !(timed_out || stopped) {
-            if let Some(message) = heard.failed {
-                return Err(SandboxError::Setup(message));
-            }
-            if let Some(not_started) = heard.not_started {
-                return Err(not_started);
-            }
-            sent.map_err(SandboxError::Spawn)?;
-        }
-        let status = if timed_out || stopped {
-            ExitStatus::Signal(libc::SIGKILL)
+    let mut listener = Listener {
+        spec,
+        started,
+        teardown: if cgroup.is_empty() {
+            Teardown::Kernel
         } else {
-            init_status
+            Teardown::Run
+        },
+        cgroup_enforced: cgroup.enforced.clone(),
+        ending_asked: Ending::Exited,
+        on_exit: Some(on_exit),
+        heard: Heard::default(),
+    };
+    // The init reports the agent's exit once every process of the sandbox is gone, before the
+    // namespaces are torn down: the outcome is complete then, and `on_exit` hears it. This
+    // thread reads the reports as it waits for the init (no thread of their own).
+    let mut reports = Reports::new(report_read);
+    let deadline = spec.limits.timeout.map(|timeout| Instant::now() + timeout);
+    let ending = watch(pidfd, stop, deadline, &mut reports, &mut listener);
+    let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
+    if timed_out || stopped {
+        // An exit after a timeout or stop asked the agent to end is theirs.
+        listener.ending_asked = ending;
+        // SIGTERM to the init, pid 1, which relays it to the agent; a second stop, or the
+        // grace passing, kills the sandbox.
+        let ended = listener.heard.agent_started && {
+            stop.rearm();
+            let _ = pidfd_send_signal(pidfd, Signal::TERM);
+            let grace = Instant::now() + spec.limits.grace();
+            watch(pidfd, stop, Some(grace), &mut reports, &mut listener) == Ending::Exited
         };
-        let mut enforced = heard.enforced;
-        enforced.extend(cgroup_enforced.iter().cloned());
-        Ok(outcome(spec, ending, status, duration, usage, enforced))
-    })
+        if !ended {
+            // With the init, pid 1, dies every process of the pid namespace.
+            let _ = pidfd_send_signal(pidfd, Signal::KILL);
+        }
+    }
+    let (init_status, usage) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
+    let duration = started.elapsed();
+    // Whatever the init wrote before it exited.
+    reports.drain(&mut listener);
+    let heard = listener.heard;
+    drop(cgroup);
+    // Reported: the agent exited and nothing of the session was left (a timeout or stop that
+    // fired during the teardown after that only ended the inits).
+    if let Some(exited) = heard.exited {
+        return Ok(exited);
+    }
+    // Not reported: the setup failed, the init died, or the timeout or a stop killed it.
+    if !(timed_out || stopped) {
+        if let Some(message) = heard.failed {
+            return Err(SandboxError::Setup(message));
+        }
+        if let Some(not_started) = heard.not_started {
+            return Err(not_started);
+        }
+        sent.map_err(SandboxError::Spawn)?;
+    }
+    let status = if timed_out || stopped {
+        ExitStatus::Signal(libc::SIGKILL)
+    } else {
+        init_status
+    };
+    let mut enforced = heard.enforced;
+    enforced.extend(listener.cgroup_enforced);
+    Ok(outcome(spec, ending, status, duration, usage, enforced))
+}
+
+/// The init's reports as they come, read by the thread that waits for the init ([`watch`]).
+struct Reports {
+    /// Closed after the agent's exit, the last report (which lets the init exit:
+    /// `Reporter::wait_until_heard`), or at end of file.
+    fd: Option<OwnedFd>,
+    /// A report not read whole yet.
+    partial: Vec<u8>,
+}
+
+impl Reports {
+    fn new(fd: OwnedFd) -> Self {
+        Self {
+            fd: Some(fd),
+            partial: Vec::new(),
+        }
+    }
+
+    /// Reads what the init has written (once the descriptor is readable: a pipe's read returns
+    /// what is there) and hands each whole report to `listener`.
+    fn read_available(&mut self, listener: &mut Listener<'_, '_>) {
+        let Some(fd) = &self.fd else {
+            return;
+        };
+        let mut buffer = [0u8; 4096];
+        match rustix::io::read(fd, &mut buffer) {
+            Ok(0) => self.fd = None,
+            Ok(read) => self.partial.extend_from_slice(&buffer[..read]),
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+            Err(_) => self.fd = None,
+        }
+        while let Some(end) = self.partial.iter().position(|&byte| byte == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let Ok(report) = serde_json::from_slice::<Report>(&line[..end]) else {
+                continue;
+            };
+            let last = matches!(report, Report::Exited { .. });
+            listener.hear(report);
+            if last {
+                self.fd = None;
+                return;
+            }
+        }
+    }
+
+    /// Reads to the end: the init has exited, and nobody else writes.
+    fn drain(&mut self, listener: &mut Listener<'_, '_>) {
+        while self.fd.is_some() {
+            self.read_available(listener);
+        }
+    }
+}
+
+/// Waits for the init behind `pidfd` to exit, `deadline` to pass, or `stop` to fire, handing
+/// the init's reports to `listener` as they come.
+fn watch(
+    pidfd: &OwnedFd,
+    stop: &Stop,
+    deadline: Option<Instant>,
+    reports: &mut Reports,
+    listener: &mut Listener<'_, '_>,
+) -> Ending {
+    loop {
+        let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        if remaining == Some(Duration::ZERO) {
+            return Ending::TimedOut;
+        }
+        let timespec = remaining.map(|remaining| Timespec {
+            tv_sec: remaining.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: remaining.subsec_nanos().into(),
+        });
+        let (exited, stopped, reported) = {
+            let mut fds = vec![
+                PollFd::new(pidfd, PollFlags::IN),
+                PollFd::new(stop.event.as_ref(), PollFlags::IN),
+            ];
+            if let Some(fd) = &reports.fd {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+            }
+            match rustix::event::poll(&mut fds, timespec.as_ref()) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) => (
+                    !fds[0].revents().is_empty(),
+                    !fds[1].revents().is_empty(),
+                    fds.get(2).is_some_and(|fd| !fd.revents().is_empty()),
+                ),
+                // Polling cannot fail on valid descriptors; reaping (blocking) is still correct.
+                Err(_) => return Ending::Exited,
+            }
+        };
+        if reported {
+            reports.read_available(listener);
+        }
+        if exited {
+            return Ending::Exited;
+        }
+        if stopped {
+            return Ending::Stopped;
+        }
+    }
+}
+
+/// What the thread that waits for the init makes of its reports.
+struct Listener<'a, 'b> {
+    spec: &'a Spec,
+    /// When the session was confirmed: its duration counts from then.
+    started: Instant,
+    /// What is left of the sandbox once the init reports the agent's exit.
+    teardown: Teardown,
+    /// What the session's cgroups enforce.
+    cgroup_enforced: Vec<String>,
+    /// The [`Ending`] the host asked for (a timeout or stop): the agent's exit, heard after it,
+    /// is labelled with it. [`Ending::Exited`] until then.
+    ending_asked: Ending,
+    on_exit: Option<OnExit<'b>>,
+    heard: Heard,
+}
+
+impl Listener<'_, '_> {
+    fn hear(&mut self, report: Report) {
+        let heard = &mut self.heard;
+        match report {
+            Report::Failed { message } => {
+                heard.failed.get_or_insert(message);
+            }
+            Report::NotStarted {
+                program,
+                error,
+                code,
+            } => {
+                heard
+                    .not_started
+                    .get_or_insert(SandboxError::CommandNotStarted {
+                        program,
+                        error,
+                        code,
+                    });
+            }
+            Report::Started { enforced } => {
+                heard.enforced.extend(enforced);
+                heard.agent_started = true;
+            }
+            Report::Exited { status, usage } if heard.exited.is_none() => {
+                let mut enforced = heard.enforced.clone();
+                enforced.extend(self.cgroup_enforced.iter().cloned());
+                let exited = outcome(
+                    self.spec,
+                    self.ending_asked,
+                    status,
+                    self.started.elapsed(),
+                    usage,
+                    enforced,
+                );
+                if let Some(on_exit) = self.on_exit.take() {
+                    on_exit(&exited, self.teardown);
+                }
+                heard.exited = Some(exited);
+            }
+            Report::Exited { .. } => {}
+        }
+    }
 }
 
 /// Asks the agent to end with `ask` (a `SIGTERM` on its way to it; false if it could not be
@@ -365,31 +488,7 @@ pub(crate) fn asked_to_end(
     ask() && wait_until_exit(pidfd, stop, Some(grace)) == Ending::Exited
 }
 
-/// The [`Ending`] the host asked for (a timeout or stop), shared with the reader of reports:
-/// the agent's exit, heard after it, is labelled with it. [`Ending::Exited`] until then.
-#[derive(Default)]
-struct AskedEnding(AtomicU8);
-
-impl AskedEnding {
-    fn set(&self, ending: Ending) {
-        let code = match ending {
-            Ending::Exited => 0,
-            Ending::TimedOut => 1,
-            Ending::Stopped => 2,
-        };
-        self.0.store(code, Ordering::Release);
-    }
-
-    fn get(&self) -> Ending {
-        match self.0.load(Ordering::Acquire) {
-            1 => Ending::TimedOut,
-            2 => Ending::Stopped,
-            _ => Ending::Exited,
-        }
-    }
-}
-
-/// What the init reported, as the reader heard it.
+/// What the init reported.
 #[derive(Default)]
 struct Heard {
     /// The first setup failure.
@@ -398,6 +497,8 @@ struct Heard {
     not_started: Option<SandboxError>,
     /// What held inside, reported when the agent started.
     enforced: Vec<String>,
+    /// Whether the agent started: a timeout or stop asks it to end only then.
+    agent_started: bool,
     /// The session's outcome, from the agent's exit.
     exited: Option<Outcome>,
 }

@@ -550,7 +550,8 @@ fn session_end(session: &str, outcome: &Outcome) -> SessionEnd {
 
 /// The end of a session whose agent exited on its own, with a running gate and only the
 /// kernel's teardown left (the common case), done by the thread that hears the exit (the
-/// sandbox's reader of its init's reports), which then ends this process: the end written
+/// sandbox's thread, which reads its init's reports as it waits for it), which then ends this
+/// process: the end written
 /// into the session file, the terminal's modes put back, exit with the agent's status. The
 /// control connection closes with the process, and the gate records the end the file holds
 /// (`moat_gate::control`). Waking the thread that drives the session for that, and ending the
