@@ -374,14 +374,10 @@ fn watch(
     listener: &mut Listener<'_, '_>,
 ) -> Ending {
     loop {
-        let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
-        if remaining == Some(Duration::ZERO) {
-            return Ending::TimedOut;
-        }
-        let timespec = remaining.map(|remaining| Timespec {
-            tv_sec: remaining.as_secs().try_into().unwrap_or(i64::MAX),
-            tv_nsec: remaining.subsec_nanos().into(),
-        });
+        let timespec = match time_left(deadline) {
+            Ok(timespec) => timespec,
+            Err(timed_out) => return timed_out,
+        };
         let (exited, stopped, reported) = {
             let mut fds = vec![
                 PollFd::new(pidfd, PollFlags::IN),
@@ -617,18 +613,27 @@ pub(crate) enum Ending {
     Stopped,
 }
 
+/// How long a poll may wait for `deadline` (no limit without one), or [`Ending::TimedOut`] once
+/// it has passed.
+fn time_left(deadline: Option<Instant>) -> Result<Option<Timespec>, Ending> {
+    let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+    if remaining == Some(Duration::ZERO) {
+        return Err(Ending::TimedOut);
+    }
+    Ok(remaining.map(|remaining| Timespec {
+        tv_sec: remaining.as_secs().try_into().unwrap_or(i64::MAX),
+        tv_nsec: remaining.subsec_nanos().into(),
+    }))
+}
+
 /// Waits for the process behind `pidfd` to exit, the timeout to pass, or `stop` to fire.
 pub(crate) fn wait_until_exit(pidfd: &OwnedFd, stop: &Stop, timeout: Option<Duration>) -> Ending {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     loop {
-        let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
-        if remaining == Some(Duration::ZERO) {
-            return Ending::TimedOut;
-        }
-        let timespec = remaining.map(|remaining| Timespec {
-            tv_sec: remaining.as_secs().try_into().unwrap_or(i64::MAX),
-            tv_nsec: remaining.subsec_nanos().into(),
-        });
+        let timespec = match time_left(deadline) {
+            Ok(timespec) => timespec,
+            Err(timed_out) => return timed_out,
+        };
         let mut fds = [
             PollFd::new(pidfd, PollFlags::IN),
             PollFd::new(stop.event.as_ref(), PollFlags::IN),
