@@ -382,9 +382,6 @@ fn serve(
         }
         None => None,
     };
-    if !confirmation(&spec)? {
-        return Ok(SETUP_FAILED);
-    }
     let stdin = stdin_feed.as_ref().map(|(read, _, _)| read.as_fd());
     // A timeout or stop asks the agent to end: the host's SIGTERM to this process goes on to
     // the agent. Set before the host hears that the agent started, which it hears at once.
@@ -392,7 +389,11 @@ fn serve(
         relay_terminate_to(agent);
         reporter.send(&Report::Started { enforced });
     };
-    let agent = match start_confined(confinement, command, stdin, started)? {
+    let confirmed = || confirmation(&spec);
+    let Some(agent) = start_confined(confinement, command, stdin, confirmed, started)? else {
+        return Ok(SETUP_FAILED);
+    };
+    let agent = match agent {
         Ok(agent) => agent,
         Err(error) => match not_started_code(&error) {
             Some(code) => {
@@ -441,31 +442,43 @@ fn serve(
 /// ends once the agent is started ([`AgentConfinement::apply`]): Landlock, `no_new_privs` and
 /// capabilities belong to a thread and what it starts, so the agent gets them while this
 /// process, pid 1, stays outside the agent's Landlock domain, which cannot signal it then.
-/// `started` hears the agent's pid on that thread, as soon as it runs (a stop that follows is
-/// relayed to it only once the host has heard that). A failure to confine is the error; a
-/// command that could not be started, the inner one.
+///
+/// The thread starts, and takes the confinement, while this one waits for `confirmation`
+/// (on another CPU, when there is one): only the agent's start is left once the session is
+/// confirmed. `None` when it is not (nothing starts); `started` hears the agent's pid on that
+/// thread, as soon as it runs (a stop that follows is relayed to it only once the host has
+/// heard that). A failure to confine is the error; a command that could not be started, the
+/// inner one.
 fn start_confined(
     confinement: AgentConfinement,
     command: std::io::Result<AgentCommand>,
     stdin: Option<BorrowedFd<'_>>,
+    confirmation: impl FnOnce() -> Result<bool, String>,
     started: impl FnOnce(Pid) + Send,
-) -> Result<std::io::Result<Pid>, String> {
+) -> Result<Option<std::io::Result<Pid>>, String> {
     std::thread::scope(|scope| {
+        let (go, gone) = std::sync::mpsc::sync_channel::<bool>(1);
         let starter = std::thread::Builder::new()
             .name("agent-start".to_owned())
             .stack_size(STARTER_STACK)
             .spawn_scoped(scope, move || {
                 confinement.apply()?;
+                if !gone.recv().unwrap_or(false) {
+                    return Ok(None);
+                }
                 let agent = command.and_then(|command| command.spawn(stdin));
                 if let Ok(agent) = agent {
                     started(agent);
                 }
-                Ok(agent)
+                Ok(Some(agent))
             })
             .map_err(|error| format!("could not start the agent's thread: {error}"))?;
-        starter
+        let confirmed = confirmation();
+        let _ = go.send(matches!(confirmed, Ok(true)));
+        let agent = starter
             .join()
-            .map_err(|_| "the agent's thread panicked".to_owned())?
+            .map_err(|_| "the agent's thread panicked".to_owned())?;
+        if confirmed? { agent } else { Ok(None) }
     })
 }
 
