@@ -373,7 +373,7 @@ fn serve(
     // Found before the confirmation: a command that cannot start is reported as such once the
     // session is confirmed (it is on record by then, and its end says why).
     let command = AgentCommand::new(&spec.command, &admission.env, &spec.workspace);
-    // With a prefix, stdin is a pipe fed after the spawn (no thread may run before it).
+    // With a prefix, stdin is a pipe, fed once the agent has started.
     let stdin_feed = match &spec.stdin_prefix {
         Some(prefix) => {
             let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -488,8 +488,8 @@ const STARTER_STACK: usize = 256 * 1024;
 
 /// What a shell exits with when `error` kept it from executing a command: 127 when there is no
 /// such file (or the interpreter its first line names is missing), 126 when there is one that
-/// cannot be executed (its mode, its format, or Landlock); `None` for any other failure, such as
-/// the confinement failing in the child (which the child reports itself).
+/// cannot be executed (its mode, its format, or Landlock); `None` for any other failure (no
+/// memory for the child, too many processes).
 fn not_started_code(error: &std::io::Error) -> Option<i32> {
     match error.raw_os_error()? {
         libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG => Some(127),

@@ -361,7 +361,7 @@ impl SessionRun<'_> {
                 waived: spec.allow_missing.iter().map(|p| p.to_string()).collect(),
             };
             let running = gate.request_open(&session, &spec.gate_dir, start).await?;
-            let quick_end_taken = running
+            let gate_takes_the_file_end = running
                 .as_ref()
                 .is_some_and(|hello| hello.ends_from_session_file);
             let gate_port = running.map_or(GATE_PORT, |hello| {
@@ -399,7 +399,7 @@ impl SessionRun<'_> {
             let written = session_file.write(&session_dir.path)?;
             // A running gate that takes the end from the session file when the connection
             // drops (an older one would record `moat run disconnected`).
-            if quick_end_taken && let Ok(file) = written.try_clone() {
+            if gate_takes_the_file_end && let Ok(file) = written.try_clone() {
                 quick_end.arm(Closing {
                     session: session.id.clone(),
                     record: session_file.clone(),
