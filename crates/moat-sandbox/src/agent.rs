@@ -3,11 +3,12 @@
 //! The thread that starts the agent holds the agent's confinement by then
 //! ([`AgentConfinement::apply`]), so the agent needs nothing run between the fork and the
 //! `execve`, and the C library's `posix_spawn` starts it without copying the init's memory: a
-//! `clone` with `CLONE_VM` and `CLONE_VFORK` on a stack of its own, instead of a `fork`. The init is a copy of `moat run`
-//! (a large process); its `fork` took 0.25 ms of CPU per session here, on the path to the agent
-//! (BENCHMARKS.md, sandbox notes of 2026-12-02). `std::process::Command` would take the same
-//! path only for a dynamically linked C library (it finds `posix_spawn_file_actions_addchdir_np`
-//! by a weak symbol lookup, which a static binary does not have).
+//! `clone` with `CLONE_VM` and `CLONE_VFORK` on a stack of its own, instead of a `fork`. The
+//! init is a copy of `moat run` (a large process); its `fork` took 0.25 ms of CPU per session
+//! here, on the path to the agent (BENCHMARKS.md, sandbox notes of 2026-12-02).
+//! `std::process::Command` would take the same path only for a dynamically linked C library (it
+//! finds `posix_spawn_file_actions_addchdir_np` by a weak symbol lookup, which a static binary
+//! does not have).
 //!
 //! [`AgentConfinement::apply`]: crate::confine::AgentConfinement::apply
 
