@@ -740,18 +740,12 @@ async fn send(
     write: &mut (impl tokio::io::AsyncWrite + Unpin),
     message: &impl serde::Serialize,
 ) -> Result<(), ControlError> {
-    let line = encode(message)?;
-    write.write_all(&line).await?;
-    write.flush().await?;
-    Ok(())
-}
-
-/// One message as it goes on the connection: a line of JSON.
-fn encode(message: &impl serde::Serialize) -> Result<Vec<u8>, ControlError> {
     let mut line = serde_json::to_vec(message)
         .map_err(|e| ControlError::Protocol(format!("cannot encode a message: {e}")))?;
     line.push(b'\n');
-    Ok(line)
+    write.write_all(&line).await?;
+    write.flush().await?;
+    Ok(())
 }
 
 /// Read one message line; `None` at the end of the stream.

@@ -1,18 +1,18 @@
 //! The host side: decide, spawn the init, limit, time out, reap.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::event::{EventfdFlags, PollFd, PollFlags};
 use rustix::process::{Pid, Signal, pidfd_send_signal};
 
 use crate::cgroup::SessionCgroup;
 use crate::error::SandboxError;
 use crate::forked::InitProcess;
 use crate::probe::{CgroupSupport, HostReport, probe, probe_cgroups};
-use crate::protocol::{Admitted, Confirmed, Report, Request, write_frame};
+use crate::protocol::{Admitted, Confirmed, Report, Reports, Request, timespec, write_frame};
 use crate::spec::{Admission, ExitStatus, Outcome, Property, ResourceUsage, Spec};
 
 /// Ends a running session from another thread (`moat stop`, a signal): as a timeout does, the
@@ -270,12 +270,15 @@ pub fn run_admitted(
         listener.ending_asked = ending;
         // SIGTERM to the init, pid 1, which relays it to the agent; a second stop, or the
         // grace passing, kills the sandbox.
-        let ended = listener.heard.agent_started && {
-            stop.rearm();
+        let ask = || {
             let _ = pidfd_send_signal(pidfd, Signal::TERM);
-            let grace = Instant::now() + spec.limits.grace();
-            watch(pidfd, stop, Some(grace), &mut reports, &mut listener) == Ending::Exited
+            true
         };
+        let ended = listener.heard.agent_started
+            && asked_to_end(stop, ask, || {
+                let grace = Instant::now() + spec.limits.grace();
+                watch(pidfd, stop, Some(grace), &mut reports, &mut listener)
+            });
         if !ended {
             // With the init, pid 1, dies every process of the pid namespace.
             let _ = pidfd_send_signal(pidfd, Signal::KILL);
@@ -284,7 +287,7 @@ pub fn run_admitted(
     let (init_status, usage) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
     let duration = started.elapsed();
     // Whatever the init wrote before it exited.
-    reports.drain(&mut listener);
+    reports.drain(&mut |report| listener.hear(report));
     let heard = listener.heard;
     drop(cgroup);
     // Reported: the agent exited and nothing of the session was left (a timeout or stop that
@@ -312,58 +315,6 @@ pub fn run_admitted(
     Ok(outcome(spec, ending, status, duration, usage, enforced))
 }
 
-/// The init's reports as they come, read by the thread that waits for the init ([`watch`]).
-struct Reports {
-    /// Closed after the agent's exit, the last report (which lets the init exit:
-    /// `Reporter::wait_until_heard`), or at end of file.
-    fd: Option<OwnedFd>,
-    /// A report not read whole yet.
-    partial: Vec<u8>,
-}
-
-impl Reports {
-    fn new(fd: OwnedFd) -> Self {
-        Self {
-            fd: Some(fd),
-            partial: Vec::new(),
-        }
-    }
-
-    /// Reads what the init has written (once the descriptor is readable: a pipe's read returns
-    /// what is there) and hands each whole report to `listener`.
-    fn read_available(&mut self, listener: &mut Listener<'_, '_>) {
-        let Some(fd) = &self.fd else {
-            return;
-        };
-        let mut buffer = [0u8; 4096];
-        match rustix::io::read(fd, &mut buffer) {
-            Ok(0) => self.fd = None,
-            Ok(read) => self.partial.extend_from_slice(&buffer[..read]),
-            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
-            Err(_) => self.fd = None,
-        }
-        while let Some(end) = self.partial.iter().position(|&byte| byte == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            let Ok(report) = serde_json::from_slice::<Report>(&line[..end]) else {
-                continue;
-            };
-            let last = matches!(report, Report::Exited { .. });
-            listener.hear(report);
-            if last {
-                self.fd = None;
-                return;
-            }
-        }
-    }
-
-    /// Reads to the end: the init has exited, and nobody else writes.
-    fn drain(&mut self, listener: &mut Listener<'_, '_>) {
-        while self.fd.is_some() {
-            self.read_available(listener);
-        }
-    }
-}
-
 /// Waits for the init behind `pidfd` to exit, `deadline` to pass, or `stop` to fire, handing
 /// the init's reports to `listener` as they come.
 fn watch(
@@ -374,37 +325,9 @@ fn watch(
     listener: &mut Listener<'_, '_>,
 ) -> Ending {
     loop {
-        let timespec = match time_left(deadline) {
-            Ok(timespec) => timespec,
-            Err(timed_out) => return timed_out,
-        };
-        let (exited, stopped, reported) = {
-            let mut fds = vec![
-                PollFd::new(pidfd, PollFlags::IN),
-                PollFd::new(stop.event.as_ref(), PollFlags::IN),
-            ];
-            if let Some(fd) = &reports.fd {
-                fds.push(PollFd::new(fd, PollFlags::IN));
-            }
-            match rustix::event::poll(&mut fds, timespec.as_ref()) {
-                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
-                Ok(_) => (
-                    !fds[0].revents().is_empty(),
-                    !fds[1].revents().is_empty(),
-                    fds.get(2).is_some_and(|fd| !fd.revents().is_empty()),
-                ),
-                // Polling cannot fail on valid descriptors; reaping (blocking) is still correct.
-                Err(_) => return Ending::Exited,
-            }
-        };
-        if reported {
-            reports.read_available(listener);
-        }
-        if exited {
-            return Ending::Exited;
-        }
-        if stopped {
-            return Ending::Stopped;
+        match wait_for(pidfd, stop, deadline, reports.fd()) {
+            Some(ending) => return ending,
+            None => reports.read_available(&mut |report| listener.hear(report)),
         }
     }
 }
@@ -471,17 +394,16 @@ impl Listener<'_, '_> {
 }
 
 /// Asks the agent to end with `ask` (a `SIGTERM` on its way to it; false if it could not be
-/// sent), then waits for the process behind `pidfd`. True if it exited within `grace`; false
-/// if it did not, or if `stop` fired again meanwhile (a second `moat stop` or SIGTERM does not
-/// wait).
+/// sent), then waits for its sandbox with `wait`. True if that ended with the exit (within the
+/// grace `wait` gives it); false if not, or if `stop` fired again meanwhile (a second `moat
+/// stop` or SIGTERM does not wait).
 pub(crate) fn asked_to_end(
-    pidfd: &OwnedFd,
     stop: &Stop,
-    grace: Duration,
     ask: impl FnOnce() -> bool,
+    wait: impl FnOnce() -> Ending,
 ) -> bool {
     stop.rearm();
-    ask() && wait_until_exit(pidfd, stop, Some(grace)) == Ending::Exited
+    ask() && wait() == Ending::Exited
 }
 
 /// What the init reported.
@@ -613,37 +535,41 @@ pub(crate) enum Ending {
     Stopped,
 }
 
-/// How long a poll may wait for `deadline` (no limit without one), or [`Ending::TimedOut`] once
-/// it has passed.
-fn time_left(deadline: Option<Instant>) -> Result<Option<Timespec>, Ending> {
-    let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
-    if remaining == Some(Duration::ZERO) {
-        return Err(Ending::TimedOut);
-    }
-    Ok(remaining.map(|remaining| Timespec {
-        tv_sec: remaining.as_secs().try_into().unwrap_or(i64::MAX),
-        tv_nsec: remaining.subsec_nanos().into(),
-    }))
-}
-
 /// Waits for the process behind `pidfd` to exit, the timeout to pass, or `stop` to fire.
 pub(crate) fn wait_until_exit(pidfd: &OwnedFd, stop: &Stop, timeout: Option<Duration>) -> Ending {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    wait_for(pidfd, stop, deadline, None).unwrap_or(Ending::Exited)
+}
+
+/// Waits for the process behind `pidfd` to exit, `deadline` to pass, `stop` to fire, or
+/// `readable` (when given) to have something to read: `None` for that, which is told before
+/// the exit (what the process wrote comes first), the exit before a stop.
+fn wait_for(
+    pidfd: &OwnedFd,
+    stop: &Stop,
+    deadline: Option<Instant>,
+    readable: Option<BorrowedFd<'_>>,
+) -> Option<Ending> {
     loop {
-        let timespec = match time_left(deadline) {
-            Ok(timespec) => timespec,
-            Err(timed_out) => return timed_out,
-        };
-        let mut fds = [
+        let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        if remaining == Some(Duration::ZERO) {
+            return Some(Ending::TimedOut);
+        }
+        let timeout = remaining.map(timespec);
+        let mut fds = vec![
             PollFd::new(pidfd, PollFlags::IN),
             PollFd::new(stop.event.as_ref(), PollFlags::IN),
         ];
-        match rustix::event::poll(&mut fds, timespec.as_ref()) {
+        if let Some(fd) = &readable {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(0) | Err(rustix::io::Errno::INTR) => continue,
-            Ok(_) if !fds[0].revents().is_empty() => return Ending::Exited,
-            Ok(_) => return Ending::Stopped,
+            Ok(_) if fds.get(2).is_some_and(|fd| !fd.revents().is_empty()) => return None,
+            Ok(_) if !fds[0].revents().is_empty() => return Some(Ending::Exited),
+            Ok(_) => return Some(Ending::Stopped),
             // Polling cannot fail on valid descriptors; reaping (blocking) is still correct.
-            Err(_) => return Ending::Exited,
+            Err(_) => return Some(Ending::Exited),
         }
     }
 }

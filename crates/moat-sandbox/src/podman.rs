@@ -107,8 +107,7 @@ use crate::host::{
     outcome, require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
 };
 use crate::protocol::{
-    Admitted, Confirmed, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Request, read_reports_each,
-    write_frame,
+    Admitted, Confirmed, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Reports, Request, write_frame,
 };
 use crate::rootfs::{ETC_BINDS, USR_LINKS, etc_files};
 use crate::spec::{Admission, ExitStatus, Outcome, Property, ResourceUsage, Spec};
@@ -1095,7 +1094,7 @@ fn spawn_and_wait(
         let agent_started = Arc::clone(&agent_started);
         thread::spawn(move || {
             let mut reports = Vec::new();
-            read_reports_each(report_read, |report| {
+            Reports::new(report_read).drain(&mut |report| {
                 if matches!(report, Report::Started { .. }) {
                     agent_started.store(true, Ordering::Release);
                 }
@@ -1120,8 +1119,9 @@ fn spawn_and_wait(
     if ending != Ending::Exited {
         // SIGTERM to the container's init, which relays it to the agent.
         let ask = || podman_quietly(program, workarounds, &["kill", "--signal", "TERM", name]);
+        let grace = request.spec.limits.grace();
         let ended = agent_started.load(Ordering::Acquire)
-            && asked_to_end(pidfd, stop, request.spec.limits.grace(), ask);
+            && asked_to_end(stop, ask, || wait_until_exit(pidfd, stop, Some(grace)));
         if !ended {
             kill_container(program, workarounds, name, pidfd, pid);
         }

@@ -6,7 +6,7 @@
 //! the admission in the pipe until it is ready for it; then prepare the agent's start while the
 //! caller records the session's start, and start it on the confirmation.
 
-use std::io::{self, BufRead as _, Read};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
@@ -122,17 +122,14 @@ impl Reporter {
 
     /// Waits until the host has closed its end (it has read the last report, or is gone), for
     /// at most `limit`: the init's exit tears down the sandbox's namespaces and memory, which
-    /// the host need not wait for, and which slowed the host's own exit when both ran at once.
+    /// the host need not wait for, and which then does not run beside the host's own exit.
     pub(crate) fn wait_until_heard(&self, limit: std::time::Duration) {
-        let timeout = rustix::event::Timespec {
-            tv_sec: limit.as_secs().try_into().unwrap_or(i64::MAX),
-            tv_nsec: limit.subsec_nanos().into(),
-        };
         // A pipe's write end reports POLLERR once no read end is left.
         let mut fds = [rustix::event::PollFd::new(
             &self.fd,
             rustix::event::PollFlags::empty(),
         )];
+        let timeout = timespec(limit);
         while let Err(rustix::io::Errno::INTR) = rustix::event::poll(&mut fds, Some(&timeout)) {}
     }
 
@@ -152,25 +149,116 @@ impl Reporter {
     }
 }
 
-/// Hands each report to `each` as soon as it arrives, until the init closes the descriptor or
-/// reports the agent's exit, its last report: this end is closed then, which lets the init
-/// exit ([`Reporter::wait_until_heard`]).
-pub(crate) fn read_reports_each(fd: OwnedFd, mut each: impl FnMut(Report)) {
-    for line in io::BufReader::new(std::fs::File::from(fd)).lines() {
-        let Ok(line) = line else { break };
-        if let Ok(report) = serde_json::from_str::<Report>(&line) {
+/// The host's end of the report pipe: JSON lines, each handed on as soon as it is whole. Closed
+/// after the agent's exit, the init's last report (which lets the init exit:
+/// [`Reporter::wait_until_heard`]), or at end of file.
+pub(crate) struct Reports {
+    fd: Option<OwnedFd>,
+    /// A report not read whole yet.
+    partial: Vec<u8>,
+}
+
+impl Reports {
+    pub(crate) fn new(fd: OwnedFd) -> Self {
+        Self {
+            fd: Some(fd),
+            partial: Vec::new(),
+        }
+    }
+
+    /// The descriptor to poll, until it is closed.
+    pub(crate) fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.fd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Reads what the init has written (blocking until it has written something, or closed
+    /// its end) and hands each whole report to `each`.
+    pub(crate) fn read_available(&mut self, each: &mut impl FnMut(Report)) {
+        let Some(fd) = &self.fd else {
+            return;
+        };
+        let mut buffer = [0u8; 4096];
+        match rustix::io::read(fd, &mut buffer) {
+            Ok(0) => self.fd = None,
+            Ok(read) => self.partial.extend_from_slice(&buffer[..read]),
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+            Err(_) => self.fd = None,
+        }
+        while let Some(end) = self.partial.iter().position(|&byte| byte == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let Ok(report) = serde_json::from_slice::<Report>(&line[..end]) else {
+                continue;
+            };
             let last = matches!(report, Report::Exited { .. });
             each(report);
             if last {
-                break;
+                self.fd = None;
+                return;
             }
         }
+    }
+
+    /// Hands on every report until the end is closed.
+    pub(crate) fn drain(&mut self, each: &mut impl FnMut(Report)) {
+        while self.fd.is_some() {
+            self.read_available(each);
+        }
+    }
+}
+
+/// `duration` as `poll` takes it.
+pub(crate) fn timespec(duration: std::time::Duration) -> rustix::event::Timespec {
+    rustix::event::Timespec {
+        tv_sec: duration.as_secs().try_into().unwrap_or(i64::MAX),
+        tv_nsec: duration.subsec_nanos().into(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_are_handed_on_whole_and_none_after_the_exit() {
+        let (read, write) = rustix::pipe::pipe().unwrap();
+        let reporter = Reporter::new(write);
+        let started = Report::Started {
+            enforced: vec!["seccomp".to_owned()],
+        };
+        let mut line = serde_json::to_vec(&started).unwrap();
+        line.push(b'\n');
+        // A report split across two reads is handed on once, when whole.
+        let (head, tail) = line.split_at(5);
+        rustix::io::write(&reporter.fd, head).unwrap();
+        let mut reports = Reports::new(read);
+        let mut heard = Vec::new();
+        reports.read_available(&mut |report| heard.push(report));
+        assert!(heard.is_empty());
+        rustix::io::write(&reporter.fd, tail).unwrap();
+        reporter.send(&Report::Exited {
+            status: ExitStatus::Code(3),
+            usage: ResourceUsage::default(),
+        });
+        reporter.send(&Report::Failed {
+            message: "after the exit".to_owned(),
+        });
+        drop(reporter);
+        reports.drain(&mut |report| heard.push(report));
+        assert!(
+            matches!(
+                heard.as_slice(),
+                [
+                    Report::Started { .. },
+                    Report::Exited {
+                        status: ExitStatus::Code(3),
+                        ..
+                    }
+                ]
+            ),
+            "{heard:?}"
+        );
+        assert!(reports.fd().is_none());
+    }
 
     fn admitted(socket: &str) -> Admitted {
         Admitted {

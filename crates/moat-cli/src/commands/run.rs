@@ -551,19 +551,18 @@ fn session_end(session: &str, outcome: &Outcome) -> SessionEnd {
 /// The end of a session whose agent exited on its own, with a running gate and only the
 /// kernel's teardown left (the common case), done by the thread that hears the exit (the
 /// sandbox's thread, which reads its init's reports as it waits for it), which then ends this
-/// process: the end written
-/// into the session file, the terminal's modes put back, exit with the agent's status. The
-/// control connection closes with the process, and the gate records the end the file holds
-/// (`moat_gate::control`). Waking the thread that drives the session for that, and ending the
-/// process from there with its other threads still running, took 0.3 ms more per session here;
-/// telling the gate on the connection first let the gate's woken thread preempt this one on
-/// its CPU before it exited, 0.13 ms in a trace (BENCHMARKS.md, sandbox notes of 2026-12-02).
+/// process: the end written into the session file, the terminal's modes put back, exit with
+/// the agent's status. The control connection closes with the process, and the gate records
+/// the end the file holds (`moat_gate::control`). The thread that drives the session is not
+/// woken for that, and the process does not wait for its runtime to wind down; telling the
+/// gate on the connection first let the gate's woken thread preempt this one on its CPU
+/// before it exited (0.13 ms in a trace; BENCHMARKS.md, sandbox notes of 2026-12-02, for what
+/// the whole change measured).
 ///
 /// Armed by [`SessionRun::drive`] once the session file is written. Whichever comes first takes
 /// it: the agent's exit ([`QuickEnd::agent_exited`]), or the drive acting on something else (the
-/// gate ending the session; [`QuickEnd::disarm`]). A quick end that fails (the file cannot be
-/// written, the gate's connection cannot take the end) leaves the end to the drive, as if
-/// there were none.
+/// gate ending the session; [`QuickEnd::disarm`]). A quick end whose file cannot be written
+/// leaves the end to the drive, as if there were none.
 #[derive(Default)]
 struct QuickEnd(std::sync::Mutex<QuickState>);
 
@@ -886,10 +885,11 @@ impl SessionGate {
     ///
     /// A running gate is handed the end, unanswered: `moat run` returns the agent's status
     /// while the gate records the end (waiting for its answer, after the end's `fdatasync`,
-    /// took 1.25 ms after the agent's exit in single-session traces here). The session file holds the end first, and the gate removes it
-    /// with the directory once the end is on record; a gate that dies before leaves the end to
-    /// the next one, and readers of the log wait for it (`session_file::settle`). When the
-    /// file cannot hold the end, `moat run` waits for the record instead.
+    /// took 1.25 ms after the agent's exit in single-session traces here). The session file
+    /// holds the end first, and the gate removes it with the directory once the end is on
+    /// record; a gate that dies before leaves the end to the next one, and readers of the log
+    /// wait for it (`session_file::settle`). When the file cannot hold the end, `moat run`
+    /// waits for the record instead.
     async fn close(
         self,
         end: SessionEnd,
