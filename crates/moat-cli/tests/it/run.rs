@@ -1875,6 +1875,50 @@ fn the_sandbox_init_is_pid_1_and_holds_nothing_of_the_host_environment() {
     child.wait().unwrap();
 }
 
+/// Once the agent runs, the sandbox's init holds none of the caller's standard streams: the
+/// agent has its own copies, and a caller reading the agent's output through a pipe sees its
+/// end when the agent and `moat run` close it, not after the init and its namespaces are gone.
+#[test]
+fn the_init_lets_go_of_the_callers_standard_streams_once_the_agent_runs() {
+    let env = RunEnv::start(POLICY);
+    let data = env.data.path().to_string_lossy().into_owned();
+    let mut child = std::process::Command::new(MOAT)
+        .args(env.run_args(&[], &["sleep", "60"]))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.wait_for_session();
+    let init = children(child.id());
+    assert_eq!(init.len(), 1, "moat run has one child, its init: {init:?}");
+    let init = init[0];
+    wait_until("the init starts the agent", || !children(init).is_empty());
+    let agent = children(init)[0];
+    let stream = |pid: u32, fd: u32| {
+        std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+            .map(|target| target.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    for fd in 0..=2 {
+        assert!(
+            stream(agent, fd).starts_with("pipe:"),
+            "the agent's descriptor {fd} is not the caller's pipe: {:?}",
+            stream(agent, fd)
+        );
+        // The init lets go right after the agent's start, which the check above saw.
+        wait_until("the init lets go of the caller's stream", || {
+            stream(init, fd) == "/dev/null"
+        });
+    }
+    let listed = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
+        .assert_success()
+        .json();
+    let session = listed[0]["session"].as_str().unwrap().to_owned();
+    run_moat(Path::new(MOAT), &["stop", &session, "--data-dir", &data]).assert_success();
+    child.wait().unwrap();
+}
+
 /// Waits until `done` holds (bounded: a guard against a hang, not a timing assertion).
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..1200 {
