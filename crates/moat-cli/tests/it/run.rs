@@ -1826,19 +1826,8 @@ fn the_sandbox_init_is_pid_1_and_holds_nothing_of_the_host_environment() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    env.wait_for_session();
-    let init = children(child.id());
-    assert_eq!(init.len(), 1, "moat run has one child, its init: {init:?}");
-    let init = init[0];
-    // The session is listed once it is admitted; the agent is started by then or very soon.
-    wait_until("the init starts the agent", || !children(init).is_empty());
-    let agent = children(init);
-    assert_eq!(
-        agent.len(),
-        1,
-        "the init has one child, the agent: {agent:?}"
-    );
-    let comm = std::fs::read_to_string(format!("/proc/{}/comm", agent[0])).unwrap();
+    let (init, agent) = init_and_agent(&env, &child);
+    let comm = std::fs::read_to_string(format!("/proc/{agent}/comm")).unwrap();
     assert_eq!(comm.trim(), "sleep", "the init's child is not the agent");
     let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
     let nspid = status
@@ -1889,12 +1878,7 @@ fn the_init_lets_go_of_the_callers_standard_streams_once_the_agent_runs() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    env.wait_for_session();
-    let init = children(child.id());
-    assert_eq!(init.len(), 1, "moat run has one child, its init: {init:?}");
-    let init = init[0];
-    wait_until("the init starts the agent", || !children(init).is_empty());
-    let agent = children(init)[0];
+    let (init, agent) = init_and_agent(&env, &child);
     let stream = |pid: u32, fd: u32| {
         std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
             .map(|target| target.to_string_lossy().into_owned())
@@ -1917,6 +1901,24 @@ fn the_init_lets_go_of_the_callers_standard_streams_once_the_agent_runs() {
     let session = listed[0]["session"].as_str().unwrap().to_owned();
     run_moat(Path::new(MOAT), &["stop", &session, "--data-dir", &data]).assert_success();
     child.wait().unwrap();
+}
+
+/// The sandbox's init and the agent of the session `moat_run` runs, once it runs: the init is
+/// `moat run`'s one child, the agent the init's one child.
+fn init_and_agent(env: &RunEnv, moat_run: &std::process::Child) -> (u32, u32) {
+    env.wait_for_session();
+    let init = children(moat_run.id());
+    assert_eq!(init.len(), 1, "moat run has one child, its init: {init:?}");
+    let init = init[0];
+    // The session is listed once it is admitted; the agent is started by then or very soon.
+    wait_until("the init starts the agent", || !children(init).is_empty());
+    let agent = children(init);
+    assert_eq!(
+        agent.len(),
+        1,
+        "the init has one child, the agent: {agent:?}"
+    );
+    (init, agent[0])
 }
 
 /// Waits until `done` holds (bounded: a guard against a hang, not a timing assertion).
