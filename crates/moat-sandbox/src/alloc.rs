@@ -14,6 +14,12 @@
 //! freed by the allocator that allocated it. Without `/proc`, mimalloc. mimalloc is built
 //! without transparent huge pages (its `no_thp` feature): with them, the first touch of its
 //! arena zeroes a 2 MiB page, which every `moat` process paid at start-up.
+//!
+//! mimalloc is also built without its load-time constructor (`MI_PRIM_HAS_PROCESS_ATTACH`, set
+//! in `.cargo/config.toml`), which started it in every process, `moat run` included, before
+//! `main`: its options, its page map, the reads of `/proc/sys/vm/overcommit_memory` and of the
+//! transparent huge pages setting, 14 page faults. A process that chooses mimalloc starts it
+//! here instead ([`start_mimalloc`]), before its first allocation.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -54,10 +60,40 @@ impl Allocator {
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => chosen == SYSTEM,
+                    Ok(_) => {
+                        if chosen == MIMALLOC {
+                            start_mimalloc();
+                        }
+                        chosen == SYSTEM
+                    }
                     Err(first) => first == SYSTEM,
                 }
             }
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+// SAFETY: the declarations match mimalloc's `void _mi_auto_process_init(void)` and
+// `bool _mi_preloading(void)` (`include/mimalloc/internal.h` of the version in Cargo.lock),
+// linked in statically with the `mimalloc` crate.
+unsafe extern "C" {
+    /// mimalloc's process start-up, which its load-time constructor runs in every process
+    /// unless mimalloc is built with `MI_PRIM_HAS_PROCESS_ATTACH` (`.cargo/config.toml`).
+    fn _mi_auto_process_init();
+    /// True until mimalloc's process start-up has run.
+    fn _mi_preloading() -> bool;
+}
+
+/// Starts mimalloc in a process that chose it, before its first allocation, unless its
+/// constructor already did (a build without `MI_PRIM_HAS_PROCESS_ATTACH`).
+fn start_mimalloc() {
+    #[allow(unsafe_code)]
+    // SAFETY: called once per process (by the thread whose choice stood), before any mimalloc
+    // allocation; the start-up sets up mimalloc's process state and allocates from the OS only.
+    unsafe {
+        if _mi_preloading() {
+            _mi_auto_process_init();
         }
     }
 }
@@ -150,6 +186,20 @@ mod tests {
         for other in [&b"gate"[..], b"runs", b"--data-dir", b"", b"audit"] {
             assert!(!is_session_command(other), "{other:?}");
         }
+    }
+
+    /// A process that has not chosen mimalloc has not started it: no load-time constructor
+    /// did (it would in every `moat run`, before `main`).
+    #[test]
+    fn mimalloc_is_not_started_before_a_process_chooses_it() {
+        // This test binary's allocator is the standard library's: nothing here chooses one.
+        #[allow(unsafe_code)]
+        // SAFETY: reads a flag; see the declaration.
+        let preloading = unsafe { _mi_preloading() };
+        assert!(
+            preloading,
+            "mimalloc was started at load time: is MI_PRIM_HAS_PROCESS_ATTACH set for the C build?"
+        );
     }
 
     #[test]
