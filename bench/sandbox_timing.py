@@ -4,7 +4,9 @@
     sandbox_timing.py SPEC.json ROUNDS WARMUP OUT.json
 
 SPEC.json is a list of {"name", "argv", "setup" (optional shell command, run untimed before each
-run), "log" (optional file the command's output is appended to; otherwise discarded)}. Every
+run), "log" (optional file the command's output is appended to), "capture" (optional: true reads
+its output through pipes, as a caller that keeps it does, and the run ends once both pipes are at
+their end and the command is reaped); otherwise output is discarded}. Every
 round runs each command once, in turn (round-robin, the order rotated by one each round so no
 command always follows the same one); the first WARMUP rounds are not recorded. Each run is
 timed from just before the spawn to the reap of the exit, with time.perf_counter_ns. A run that
@@ -40,9 +42,10 @@ def main():
             if c.get("setup"):
                 subprocess.run(c["setup"], shell=True, check=True)
             log = open(c["log"], "ab") if c.get("log") else subprocess.DEVNULL
+            out = subprocess.PIPE if c.get("capture") else log
             try:
                 t0 = time.perf_counter_ns()
-                rc = subprocess.run(c["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=log).returncode
+                rc = subprocess.run(c["argv"], stdin=subprocess.DEVNULL, stdout=out, stderr=out).returncode
                 t1 = time.perf_counter_ns()
             finally:
                 if log is not subprocess.DEVNULL:
