@@ -427,7 +427,8 @@ fn serve(
                     status,
                     usage: own_usage(),
                 });
-                reporter.wait_until_heard(HEARD_LIMIT);
+                // Heard or not, the init exits: the limit only spares the host the teardown.
+                let _ = reporter.wait_until_heard(HEARD_LIMIT);
                 return Ok(match status {
                     ExitStatus::Code(code) => code,
                     ExitStatus::Signal(signal) => 128 + signal,

@@ -123,14 +123,21 @@ impl Reporter {
     /// Waits until the host has closed its end (it has read the last report, or is gone), for
     /// at most `limit`: the init's exit tears down the sandbox's namespaces and memory, which
     /// the host need not wait for, and which then does not run beside the host's own exit.
-    pub(crate) fn wait_until_heard(&self, limit: std::time::Duration) {
+    /// False when the limit passed first (or the wait failed).
+    pub(crate) fn wait_until_heard(&self, limit: std::time::Duration) -> bool {
         // A pipe's write end reports POLLERR once no read end is left.
         let mut fds = [rustix::event::PollFd::new(
             &self.fd,
             rustix::event::PollFlags::empty(),
         )];
         let timeout = timespec(limit);
-        while let Err(rustix::io::Errno::INTR) = rustix::event::poll(&mut fds, Some(&timeout)) {}
+        loop {
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Ok(ready) => return ready > 0,
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Sends one report; failures are ignored (the host then sees only the exit status).
@@ -217,6 +224,23 @@ pub(crate) fn timespec(duration: std::time::Duration) -> rustix::event::Timespec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The init's wait for the host ends when the host closes its end, and at the limit when
+    /// it does not (an init is never kept by a host that holds the pipe).
+    #[test]
+    fn the_wait_for_the_host_ends_when_it_closes_its_end_or_at_the_limit() {
+        let (read, write) = rustix::pipe::pipe().unwrap();
+        let reporter = Reporter::new(write);
+        assert!(
+            !reporter.wait_until_heard(std::time::Duration::from_millis(20)),
+            "heard while the host still holds its end"
+        );
+        drop(read);
+        assert!(
+            reporter.wait_until_heard(std::time::Duration::from_secs(600)),
+            "not heard once the host closed its end"
+        );
+    }
 
     #[test]
     fn reports_are_handed_on_whole_and_none_after_the_exit() {
