@@ -491,7 +491,7 @@ const STARTER_STACK: usize = 256 * 1024;
 /// Points this process's standard streams at `/dev/null` once the agent runs with its own
 /// copies of them (standard input stays when `keep_stdin`: [`feed_stdin`] relays it). A caller
 /// that reads the agent's output through a pipe sees its end once the agent and `moat run` have
-/// closed it, not once this process has also exited and its namespaces are torn down (0.65 ms
+/// closed it, not once this process has also exited and its namespaces are torn down (0.56 ms
 /// later for `moat run -- true`, BENCHMARKS.md). Nothing is lost: this process writes nothing
 /// to them (it reports on its own pipe). Best effort: without `/dev/null` the streams stay.
 fn let_go_of_standard_streams(keep_stdin: bool) {

@@ -1826,7 +1826,7 @@ fn the_sandbox_init_is_pid_1_and_holds_nothing_of_the_host_environment() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let (init, agent) = init_and_agent(&env, &child);
+    let (session, init, agent) = init_and_agent(&env, &child);
     let comm = std::fs::read_to_string(format!("/proc/{agent}/comm")).unwrap();
     assert_eq!(comm.trim(), "sleep", "the init's child is not the agent");
     let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
@@ -1856,10 +1856,6 @@ fn the_sandbox_init_is_pid_1_and_holds_nothing_of_the_host_environment() {
     let (scanned, found) = scan_writable_memory(init, MARKER.as_bytes());
     assert!(scanned > 0, "nothing of the init's memory was read");
     assert_eq!(found, None, "the init holds the host's secret");
-    let listed = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
-        .assert_success()
-        .json();
-    let session = listed[0]["session"].as_str().unwrap().to_owned();
     run_moat(Path::new(MOAT), &["stop", &session, "--data-dir", &data]).assert_success();
     child.wait().unwrap();
 }
@@ -1878,7 +1874,7 @@ fn the_init_lets_go_of_the_callers_standard_streams_once_the_agent_runs() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let (init, agent) = init_and_agent(&env, &child);
+    let (session, init, agent) = init_and_agent(&env, &child);
     let stream = |pid: u32, fd: u32| {
         std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
             .map(|target| target.to_string_lossy().into_owned())
@@ -1895,18 +1891,18 @@ fn the_init_lets_go_of_the_callers_standard_streams_once_the_agent_runs() {
             stream(init, fd) == "/dev/null"
         });
     }
-    let listed = run_moat(Path::new(MOAT), &["ps", "--json", "--data-dir", &data])
-        .assert_success()
-        .json();
-    let session = listed[0]["session"].as_str().unwrap().to_owned();
     run_moat(Path::new(MOAT), &["stop", &session, "--data-dir", &data]).assert_success();
     child.wait().unwrap();
 }
 
-/// The sandbox's init and the agent of the session `moat_run` runs, once it runs: the init is
-/// `moat run`'s one child, the agent the init's one child.
-fn init_and_agent(env: &RunEnv, moat_run: &std::process::Child) -> (u32, u32) {
-    env.wait_for_session();
+/// The session `moat_run` runs, once it runs: its id, its sandbox's init (`moat run`'s one
+/// child) and its agent (the init's one child).
+fn init_and_agent(env: &RunEnv, moat_run: &std::process::Child) -> (String, u32, u32) {
+    let listed = env.wait_for_session();
+    let session = listed[0]["session"]
+        .as_str()
+        .expect("session id")
+        .to_owned();
     let init = children(moat_run.id());
     assert_eq!(init.len(), 1, "moat run has one child, its init: {init:?}");
     let init = init[0];
@@ -1918,7 +1914,7 @@ fn init_and_agent(env: &RunEnv, moat_run: &std::process::Child) -> (u32, u32) {
         1,
         "the init has one child, the agent: {agent:?}"
     );
-    (init, agent[0])
+    (session, init, agent[0])
 }
 
 /// Waits until `done` holds (bounded: a guard against a hang, not a timing assertion).
