@@ -12,8 +12,14 @@ command always follows the same one); the first WARMUP rounds are not recorded. 
 timed from just before the spawn to the reap of the exit, with time.perf_counter_ns. A run that
 exits non-zero is counted as a failure and its time is kept out of the figures.
 
-Writes OUT.json: per command the times (ms), median, p90, mean, min, max, runs and failures; and
-prints one line per command.
+Runs follow each other back to back, so work a command leaves behind once it has exited (its
+sandbox's teardown, a gate's bookkeeping) falls on the run after it. Each run's predecessor (the
+command run just before it, warm-up rounds included) is recorded, and the medians by predecessor
+show how much one command's leftovers cost the next. With one command in SPEC.json, every run
+follows another of the same: its back-to-back rate, leftovers included.
+
+Writes OUT.json: per command the times (ms), median, p90, mean, min, max, runs, failures, and the
+median and count of its runs by predecessor; and prints one line per command.
 """
 
 import json
@@ -35,7 +41,9 @@ def main():
     spec_path, rounds, warmup, out_path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     spec = json.load(open(spec_path))
     times = {c["name"]: [] for c in spec}
+    after = {c["name"]: {} for c in spec}
     fails = {c["name"]: 0 for c in spec}
+    previous = None
     for r in range(warmup + rounds):
         k = r % len(spec)
         for c in spec[k:] + spec[:k]:
@@ -50,6 +58,7 @@ def main():
             finally:
                 if log is not subprocess.DEVNULL:
                     log.close()
+            before, previous = previous, c["name"]
             if r < warmup:
                 continue
             if rc != 0:
@@ -57,6 +66,7 @@ def main():
                 print(f"{c['name']}: exit {rc} in round {r - warmup}", file=sys.stderr)
                 continue
             times[c["name"]].append((t1 - t0) / 1e6)
+            after[c["name"]].setdefault(before, []).append((t1 - t0) / 1e6)
         if r >= warmup and (r - warmup + 1) % max(1, rounds // 5) == 0:
             print(f"  round {r - warmup + 1}/{rounds}", file=sys.stderr)
     result = {}
@@ -73,6 +83,10 @@ def main():
             "min_ms": ms[0] if ms else None,
             "max_ms": ms[-1] if ms else None,
             "times_ms": times[name],
+            "after": {
+                before: {"runs": len(ms_after), "median_ms": statistics.median(ms_after)}
+                for before, ms_after in after[name].items()
+            },
         }
         if ms:
             print(f"{name}: runs {len(ms)} failures {fails[name]} median {result[name]['median_ms']:.2f} ms "
