@@ -50,26 +50,28 @@ impl Allocator {
         match CHOSEN.load(Ordering::Relaxed) {
             SYSTEM => true,
             MIMALLOC => false,
-            _ => {
-                let chosen = choose();
-                // Before `main` this process has one thread; should two ever race here, the
-                // first choice stands for both.
-                match CHOSEN.compare_exchange(
-                    UNDECIDED,
-                    chosen,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        if chosen == MIMALLOC {
-                            start_mimalloc();
-                        }
-                        chosen == SYSTEM
-                    }
-                    Err(first) => first == SYSTEM,
-                }
-            }
+            _ => decide(),
         }
+    }
+}
+
+/// The process's first allocation: choose the allocator ([`choose`]), start mimalloc if it is
+/// the one, and say whether the C library's malloc is. Kept out of line, off the path every
+/// later allocation takes.
+#[cold]
+#[inline(never)]
+fn decide() -> bool {
+    let chosen = choose();
+    // Before `main` this process has one thread; should two ever race here, the first choice
+    // stands for both.
+    match CHOSEN.compare_exchange(UNDECIDED, chosen, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => {
+            if chosen == MIMALLOC {
+                start_mimalloc();
+            }
+            chosen == SYSTEM
+        }
+        Err(first) => first == SYSTEM,
     }
 }
 

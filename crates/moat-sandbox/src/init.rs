@@ -5,7 +5,7 @@
 
 use std::ffi::CStr;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
-use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd as _, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -502,15 +502,11 @@ fn let_go_of_standard_streams(keep_stdin: bool) {
     ) else {
         return;
     };
-    let first = if keep_stdin { 1 } else { 0 };
-    for target in first..=2 {
-        #[allow(unsafe_code)]
-        // SAFETY: dup2 onto a standard stream's number: it replaces what was there, which no
-        // owner in this process holds (the standard library's handles borrow the number).
-        unsafe {
-            libc::dup2(null.as_raw_fd(), target);
-        }
+    if !keep_stdin {
+        let _ = rustix::stdio::dup2_stdin(&null);
     }
+    let _ = rustix::stdio::dup2_stdout(&null);
+    let _ = rustix::stdio::dup2_stderr(&null);
 }
 
 /// What a shell exits with when `error` kept it from executing a command: 127 when there is no
