@@ -9,7 +9,7 @@ use std::process::Command;
 use moat_sandbox::Backend;
 
 use crate::support::{
-    Session, assert_planted_variable_unseen, on_every_backend, planted_run, python,
+    HOME, Session, assert_planted_variable_unseen, on_every_backend, planted_run, python,
     rerun_with_planted_variable, test_name,
 };
 
@@ -304,4 +304,35 @@ fn setting_the_setuid_bit_fails(backend: Backend) {
             .permissions(),
     );
     assert_eq!(mode & 0o6000, 0, "{mode:o}");
+}
+
+/// The host's mounts are detached from the sandbox, not only out of sight: its mount table lists
+/// one root and the new root's own mounts (`/usr`, `/etc` entries, `/tmp` and the workspace in
+/// it, `/dev`, `$HOME`, `/proc`, the gate directory), nothing of the host's tree (`/oldroot`,
+/// `/sys`, `/boot`) and no staging root stacked on `/`. The embedded backend only: podman's
+/// table is the runtime's.
+#[test]
+fn the_mount_table_holds_only_the_new_roots_mounts() {
+    let session = Session::new();
+    let ran = session.run("cat /proc/self/mountinfo && echo READ-MOUNTINFO");
+    ran.completed().expect("READ-MOUNTINFO");
+    let points: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .collect();
+    assert!(points.len() > 10, "too few mounts listed: {points:?}");
+    assert_eq!(
+        points.iter().filter(|point| **point == "/").count(),
+        1,
+        "more than one root mount: {points:?}"
+    );
+    let ours = |point: &str| {
+        point == "/"
+            || ["/usr", "/etc/", "/tmp", "/dev", HOME, "/proc", "/run/moat"]
+                .iter()
+                .any(|prefix| point.starts_with(prefix))
+    };
+    let host: Vec<&&str> = points.iter().filter(|point| !ours(point)).collect();
+    assert!(host.is_empty(), "host mounts in the sandbox: {host:?}");
 }
