@@ -52,7 +52,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::session_file::{SessionFile, end_abandoned_sessions};
+use crate::session_file::{SessionFile, end_abandoned_sessions, remove_session_dir};
 use crate::{Gate, SessionContext};
 
 /// The control socket's file name in the data directory.
@@ -624,14 +624,14 @@ impl Connection {
             .await
         {
             drop(listener);
-            let _ = std::fs::remove_dir_all(&dir);
+            remove_session_dir(dir).await;
             return Err(format!("cannot record the session start: {err}"));
         }
         Ok((dir, listener))
     }
 
-    /// Stop serving the session, record its end, answer a close that waits for that, then
-    /// remove the session's directory. A handed-over end that cannot be recorded leaves the
+    /// Stop serving the session, record its end, remove the session's directory, then answer a
+    /// close that waits for that. A handed-over end that cannot be recorded leaves the
     /// directory, whose session file holds the end, to the next sweep.
     async fn close(&self, served: Served, ending: Ending, write: &mut OwnedWriteHalf) {
         let Served {
@@ -684,6 +684,11 @@ impl Connection {
             Ok(()) => self.gate.audit.append(Event::SessionEnd(end)).await,
             Err(err) => Err(err),
         };
+        // A handed-over end not on record stays in the session file, for the next sweep. Removed
+        // before the answer: `moat run` hears of the end once nothing of the session is left.
+        if recorded.is_ok() || tell != Tell::Nothing {
+            remove_session_dir(dir).await;
+        }
         match (tell, &recorded) {
             (Tell::Answer, Ok(_)) => {
                 let _ = send(write, &Reply::ok()).await;
@@ -705,10 +710,6 @@ impl Connection {
                 let _ = send(write, &notice).await;
             }
             (Tell::Notice, Err(_)) | (Tell::Nothing, _) => {}
-        }
-        // A handed-over end not on record stays in the session file, for the next sweep.
-        if recorded.is_ok() || tell != Tell::Nothing {
-            let _ = std::fs::remove_dir_all(&dir);
         }
         self.forget(&session.id);
         match &recorded {

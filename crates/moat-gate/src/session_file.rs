@@ -134,6 +134,14 @@ pub fn remove_session_file(dir: &Path) -> bool {
     std::fs::remove_file(dir.join(SESSION_FILE)).is_ok()
 }
 
+/// Removes a session's directory `dir` from the blocking pool, off the runtime's threads:
+/// freeing its blocks can wait for the disk (a discard, on a file system mounted with
+/// `discard`: a gate thread waited up to 8 ms for one here), and a runtime thread that waits
+/// holds up every session it serves.
+pub async fn remove_session_dir(dir: PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+}
+
 /// The sessions of the data directory whose `moat run` runs, oldest first.
 pub fn running_sessions(data_dir: &Path) -> std::io::Result<Vec<SessionFile>> {
     let mut sessions: Vec<SessionFile> = session_files(data_dir)?
@@ -169,7 +177,7 @@ pub async fn end_abandoned_sessions(
         }
         let maybe_recorded = file.end_maybe_recorded || file.end.is_some();
         if maybe_recorded && end_on_record(audit, &file.session).await {
-            let _ = std::fs::remove_dir_all(&dir);
+            remove_session_dir(dir).await;
             tracing::info!(session = %file.session, "abandoned session's end was on record already");
             continue;
         }
@@ -189,7 +197,7 @@ pub async fn end_abandoned_sessions(
         });
         match audit.append(Event::SessionEnd(end)).await {
             Ok(_) => {
-                let _ = std::fs::remove_dir_all(&dir);
+                remove_session_dir(dir).await;
                 tracing::info!(session = %file.session, pid = file.moat_pid, "abandoned session ended");
                 ended.push(file.session);
             }
