@@ -19,7 +19,10 @@ show how much one command's leftovers cost the next. With one command in SPEC.js
 follows another of the same: its back-to-back rate, leftovers included.
 
 Writes OUT.json: per command the times (ms), median, p90, mean, min, max, runs, failures, and the
-median and count of its runs by predecessor; and prints one line per command.
+median and count of its runs by predecessor; the share of CPU time the recorded rounds lost to the
+hypervisor ("steal_percent": /proc/stat's steal over all CPU time, both summed over all CPUs;
+null where /proc/stat cannot be read), which in a VM stalls runs for milliseconds at a time; and
+prints one line per command.
 """
 
 import json
@@ -37,6 +40,25 @@ def pct(sorted_ms, p):
     return sorted_ms[k]
 
 
+def cpu_ticks():
+    """(steal, all) clock ticks of all CPUs so far, from /proc/stat's first line; None if unread."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is counted in user and nice)
+    ticks = [int(v) for v in fields[1:9]]
+    return ticks[7], sum(ticks)
+
+
+def steal_percent(start, end):
+    """The share of CPU time stolen between two cpu_ticks() readings, in percent."""
+    if start is None or end is None or end[1] == start[1]:
+        return None
+    return 100 * (end[0] - start[0]) / (end[1] - start[1])
+
+
 def main():
     spec_path, rounds, warmup, out_path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     spec = json.load(open(spec_path))
@@ -44,7 +66,10 @@ def main():
     after = {c["name"]: {} for c in spec}
     fails = {c["name"]: 0 for c in spec}
     previous = None
+    recorded_from = cpu_ticks() if warmup == 0 else None
     for r in range(warmup + rounds):
+        if r == warmup and r > 0:
+            recorded_from = cpu_ticks()
         k = r % len(spec)
         for c in spec[k:] + spec[:k]:
             if c.get("setup"):
@@ -69,6 +94,7 @@ def main():
             after[c["name"]].setdefault(before, []).append((t1 - t0) / 1e6)
         if r >= warmup and (r - warmup + 1) % max(1, rounds // 5) == 0:
             print(f"  round {r - warmup + 1}/{rounds}", file=sys.stderr)
+    steal = steal_percent(recorded_from, cpu_ticks())
     result = {}
     for c in spec:
         name = c["name"]
@@ -93,7 +119,10 @@ def main():
                   f"p90 {result[name]['p90_ms']:.2f} ms min {ms[0]:.2f} max {ms[-1]:.2f}")
         else:
             print(f"{name}: no successful run ({fails[name]} failures)")
-    json.dump({"rounds": rounds, "warmup": warmup, "commands": result}, open(out_path, "w"), indent=1)
+    if steal is not None:
+        print(f"steal (CPU time the hypervisor took) during the recorded rounds: {steal:.1f}%")
+    json.dump({"rounds": rounds, "warmup": warmup, "steal_percent": steal, "commands": result},
+              open(out_path, "w"), indent=1)
 
 
 if __name__ == "__main__":
