@@ -53,8 +53,10 @@ def cpu_ticks():
 
 
 def steal_percent(start, end):
-    """The share of CPU time stolen between two cpu_ticks() readings, in percent."""
-    if start is None or end is None or end[1] == start[1]:
+    """The share of CPU time stolen between two cpu_ticks() readings, in percent; None when
+    either is missing or they are under 100 ticks apart (a second of CPU time at the usual 100
+    ticks a second): /proc/stat counts whole ticks, so a shorter span says nothing."""
+    if start is None or end is None or end[1] - start[1] < 100:
         return None
     return 100 * (end[0] - start[0]) / (end[1] - start[1])
 
@@ -66,9 +68,9 @@ def main():
     after = {c["name"]: {} for c in spec}
     fails = {c["name"]: 0 for c in spec}
     previous = None
-    recorded_from = cpu_ticks() if warmup == 0 else None
+    recorded_from = None
     for r in range(warmup + rounds):
-        if r == warmup and r > 0:
+        if r == warmup:
             recorded_from = cpu_ticks()
         k = r % len(spec)
         for c in spec[k:] + spec[:k]:

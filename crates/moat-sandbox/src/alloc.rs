@@ -18,8 +18,8 @@
 //! mimalloc is also built without its load-time constructor (`MI_PRIM_HAS_PROCESS_ATTACH`, set
 //! in `.cargo/config.toml`), which started it in every process, `moat run` included, before
 //! `main`: its options, its page map, the reads of `/proc/sys/vm/overcommit_memory` and of the
-//! transparent huge pages setting, 13 to 16 page faults (`moat run --help`). A process that chooses mimalloc starts it
-//! here instead ([`start_mimalloc`]), before its first allocation.
+//! transparent huge pages setting, 13 to 16 page faults (`moat run --help`). A process that
+//! chooses mimalloc starts it here instead ([`start_mimalloc`]), before its first allocation.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU8, Ordering};
