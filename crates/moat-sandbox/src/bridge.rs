@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,24 +13,35 @@ use crate::protocol::GATE_SOCKET_INSIDE;
 /// Connections relayed at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 256;
 
-/// Brings the loopback interface of the new network namespace up.
-pub(crate) fn loopback_up() -> io::Result<()> {
-    loopback_flags(true).map(|_| ())
+/// Brings the loopback interface of this thread's network namespace up, and opens the
+/// namespace (`SIOCGSKNS`), for another thread to enter.
+pub(crate) fn loopback_up() -> io::Result<OwnedFd> {
+    let (_, socket) = loopback_flags(true)?;
+    #[allow(unsafe_code)]
+    // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor, owned by nothing else.
+    unsafe {
+        let namespace = libc::ioctl(socket.as_raw_fd(), libc::SIOCGSKNS);
+        if namespace < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(namespace))
+    }
 }
 
 /// In a container the runtime brings `lo` up (`--network none` still has it) and the init has
 /// no `CAP_NET_ADMIN`: check, and try to raise it only if it is down.
 pub(crate) fn loopback_check() -> Result<(), String> {
     match loopback_flags(false) {
-        Ok(flags) if flags & libc::IFF_UP as libc::c_short != 0 => Ok(()),
-        _ => loopback_up().map_err(|error| {
+        Ok((flags, _)) if flags & libc::IFF_UP as libc::c_short != 0 => Ok(()),
+        _ => loopback_flags(true).map(|_| ()).map_err(|error| {
             format!("lo is down in the container and could not be brought up: {error}")
         }),
     }
 }
 
-/// Reads the flags of `lo`, and with `raise` sets `IFF_UP | IFF_RUNNING`.
-fn loopback_flags(raise: bool) -> io::Result<libc::c_short> {
+/// Reads the flags of `lo`, and with `raise` sets `IFF_UP | IFF_RUNNING`; with the socket it
+/// used, which is in the namespace whose `lo` it is.
+fn loopback_flags(raise: bool) -> io::Result<(libc::c_short, OwnedFd)> {
     let socket = rustix::net::socket(
         rustix::net::AddressFamily::INET,
         rustix::net::SocketType::DGRAM,
@@ -41,7 +53,6 @@ fn loopback_flags(raise: bool) -> io::Result<libc::c_short> {
     for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
         *slot = *byte as libc::c_char;
     }
-    use std::os::fd::AsRawFd;
     #[allow(unsafe_code)]
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write an ifreq, and `request` is a live,
     // correctly sized ifreq; the union member touched is `ifru_flags`, the one these use.
@@ -55,7 +66,7 @@ fn loopback_flags(raise: bool) -> io::Result<libc::c_short> {
                 return Err(io::Error::last_os_error());
             }
         }
-        Ok(request.ifr_ifru.ifru_flags)
+        Ok((request.ifr_ifru.ifru_flags, socket))
     }
 }
 

@@ -8,8 +8,9 @@
 //! admission and its agent. A fork of a process that has only just started costs a fraction of
 //! that, and the child is ready long before the session is admitted. It is the same init: it
 //! places the two pipes at [`SPEC_FD`] and [`REPORT_FD`] and proceeds as when it is executed,
-//! except that it enters the session's namespaces (all but the cgroup namespace) while it waits
-//! for its request, since they are the same for every embedded session
+//! except that it enters the session's namespaces (all but the cgroup namespace, and the
+//! network namespace, which a thread of its own makes meanwhile) while it waits for its request,
+//! since they are the same for every embedded session
 //! ([`forked_init_main`]).
 //!
 //! Either way the init is pid 1 of the sandbox from its first instruction: the fork, and the

@@ -30,6 +30,7 @@ on_every_backend!(
     the_host_environment_is_invisible,
     read_only_paths_are_readable_but_not_writable,
     setting_the_setuid_bit_fails,
+    the_network_is_the_sandboxs_own_with_only_lo_up,
 );
 
 fn reading_a_planted_host_secret_fails(backend: Backend) {
@@ -335,4 +336,41 @@ fn the_mount_table_holds_only_the_new_roots_mounts() {
     };
     let host: Vec<&&str> = points.iter().filter(|point| !ours(point)).collect();
     assert!(host.is_empty(), "host mounts in the sandbox: {host:?}");
+}
+
+/// The agent is in a network namespace of its own, not the host's: it lists one interface,
+/// `lo`, which is up (its local routes exist only then), and the namespace is another than the
+/// host's. Landlock refuses connections on its own; this holds without it.
+fn the_network_is_the_sandboxs_own_with_only_lo_up(backend: Backend) {
+    let session = Session::new();
+    let ran = session.run_on(
+        &backend,
+        "cat /proc/self/net/dev && echo END-DEV && cat /proc/self/net/fib_trie && echo END-FIB \
+         && readlink /proc/self/ns/net",
+    );
+    let (devices, rest) = ran
+        .stdout
+        .split_once("END-DEV")
+        .unwrap_or_else(|| panic!("no device list: {}", ran.stdout));
+    let interfaces: Vec<&str> = devices
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, _)| name.trim())
+        .collect();
+    assert_eq!(interfaces, ["lo"], "{devices}");
+    let (routes, namespace) = rest
+        .split_once("END-FIB")
+        .unwrap_or_else(|| panic!("no routes: {rest}"));
+    assert!(
+        routes.contains("127.0.0.1"),
+        "lo is down (no local routes): {routes}"
+    );
+    let host = fs::read_link("/proc/self/ns/net").expect("the host's network namespace");
+    let namespace = namespace.trim();
+    assert!(namespace.starts_with("net:["), "{namespace}");
+    assert_ne!(
+        namespace,
+        host.to_string_lossy(),
+        "the host's network namespace"
+    );
 }
