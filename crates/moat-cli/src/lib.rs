@@ -6,6 +6,17 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// `eprintln!` in one `write`: the line reaches stderr whole, not interleaved with what the
+/// agent writes there meanwhile, and in one system call (`eprintln!` writes each piece of its
+/// format on its own, unbuffered: seven `write`s for the line that names the running gate).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    }};
+}
+
 mod cli;
 mod commands;
 mod config;
@@ -38,12 +49,12 @@ pub fn run(cli: Cli, init: Option<moat_sandbox::InitProcess>) -> ExitCode {
 
 /// Prints `error` and its causes, and the hint of the [`UserError`] among them (`user`).
 fn report(error: &anyhow::Error, user: Option<&UserError>) {
-    eprintln!("error: {error}");
+    say!("error: {error}");
     for cause in error.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        say!("  caused by: {cause}");
     }
     if let Some(hint) = user.and_then(|e| e.hint.as_deref()) {
-        eprintln!("hint: {hint}");
+        say!("hint: {hint}");
     }
 }
 

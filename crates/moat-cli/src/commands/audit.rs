@@ -51,7 +51,7 @@ pub fn run(
 pub(super) fn settle(data_dir: &Path) {
     let timeout = moat_gate::session_file::SETTLE_TIMEOUT;
     if let Err(pending) = moat_gate::session_file::settle(data_dir, timeout) {
-        eprintln!(
+        say!(
             "moat: warning: the gate running on {} has not recorded the end of session {} after {}s; it may be missing here (the gate's log says why)",
             data_dir.display(),
             pending.join(", "),

@@ -154,7 +154,7 @@ fn sync(
     for &ecosystem in ecosystems {
         let url = format!("{base}/{}/all.zip", ecosystem.as_str());
         let target = downloads.join(format!("{}.zip", ecosystem.as_str()));
-        eprintln!("downloading {url}");
+        say!("downloading {url}");
         let started = Instant::now();
         let bytes = runtime.block_on(download(&client, &url)).map_err(|e| {
             UserError::new(format!(
@@ -168,7 +168,7 @@ fn sync(
             .with_context(|| format!("writing {}", partial.display()))?;
         std::fs::rename(&partial, &target)?;
         let (db, report) = config::import(&target)?;
-        eprintln!(
+        say!(
             "  {} MB in {} ms; {} records",
             bytes.len() / 1_000_000,
             started.elapsed().as_millis(),

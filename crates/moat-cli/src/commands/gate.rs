@@ -94,14 +94,14 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Resu
             sources.popular,
             audit.clone(),
         )?);
-        eprintln!("moat gate listening on http://{address}");
-        eprintln!("  npm:    npm config set registry {public_url}/npm/");
-        eprintln!("  pip:    pip install --index-url {public_url}/pypi/simple/ PACKAGE");
-        eprintln!("  uv:     uv pip install --index-url {public_url}/pypi/simple/ PACKAGE");
-        eprintln!("  cargo:  [source.crates-io] replace-with = \"moat\"; [source.moat] registry = \"sparse+{public_url}/crates/index/\"");
-        eprintln!("  why:    moat why npm NAME@VERSION  (or {public_url}/-/why/npm/NAME/VERSION)");
+        say!("moat gate listening on http://{address}");
+        say!("  npm:    npm config set registry {public_url}/npm/");
+        say!("  pip:    pip install --index-url {public_url}/pypi/simple/ PACKAGE");
+        say!("  uv:     uv pip install --index-url {public_url}/pypi/simple/ PACKAGE");
+        say!("  cargo:  [source.crates-io] replace-with = \"moat\"; [source.moat] registry = \"sparse+{public_url}/crates/index/\"");
+        say!("  why:    moat why npm NAME@VERSION  (or {public_url}/-/why/npm/NAME/VERSION)");
         if control.is_some() {
-            eprintln!(
+            say!(
                 "  agents: moat run --data-dir {} -- COMMAND  (sessions use this gate through {})",
                 data_dir.display(),
                 control_path.display()
@@ -135,7 +135,7 @@ pub fn run(global: &GlobalArgs, loaded: &Loaded, args: GateArgs) -> anyhow::Resu
         }
         audit.shutdown().await;
         served?;
-        eprintln!("moat gate stopped");
+        say!("moat gate stopped");
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -17,7 +17,7 @@ pub fn report(global: &GlobalArgs, loaded: &Loaded, args: ReportArgs) -> anyhow:
     let mut record = Record::open(&record::record_path(&data_dir))?;
     let synced = record.sync(&log)?;
     if synced.rebuilt {
-        eprintln!(
+        say!(
             "moat: rebuilt the system of record from {} events",
             synced.through
         );

@@ -151,7 +151,7 @@ pub fn run(
     drop(session_dir);
     let (outcome, _) = outcome?;
     if let Some(reason) = &outcome.reason {
-        eprintln!("moat: session {session_id} {reason}");
+        say!("moat: session {session_id} {reason}");
     }
     Ok(ExitCode::from(exit_code(&outcome)))
 }
@@ -386,7 +386,7 @@ impl SessionRun<'_> {
             // the agent starts once that is on record.
             gate.opened(&session, &gate_socket).await?;
             let _ = confirm.send(Ok(()));
-            eprintln!(
+            say!(
                 "moat: session {} ({} for {}) in {}",
                 session.id,
                 session.agent,
@@ -426,7 +426,7 @@ impl SessionRun<'_> {
             let (result, left, ended_by_gate) = match heard {
                 Ok((result, left)) => (result?, left, None),
                 Err(recorded) => {
-                    eprintln!(
+                    say!(
                         "moat: the gate closed session {}'s control connection (it stopped); stopping the sandbox",
                         session.id
                     );
@@ -498,13 +498,13 @@ impl SessionRun<'_> {
                 {
                     Ok(()) => {
                         session_dir.left_to_gate();
-                        eprintln!(
+                        say!(
                             "moat: session {}'s end may not be on record (its gate died); the next gate on {} records it if it is not",
                             session.id,
                             data_dir.display()
                         );
                     }
-                    Err(err) => eprintln!(
+                    Err(err) => say!(
                         "moat: warning: session {}'s end may not be on record (its gate died), and its file could not be kept for the next gate: {err}",
                         session.id
                     ),
@@ -733,7 +733,7 @@ fn session_gate(
     })?;
     // No gate runs here: no session is held open by one.
     for id in runtime.block_on(end_abandoned_sessions(data_dir, &audit, |_| false)) {
-        eprintln!(
+        say!(
             "moat: recorded the end of session {id}, whose moat run or gate died without recording it"
         );
     }
@@ -769,7 +769,7 @@ fn announce_running_gate(
     args: &RunArgs,
     data_dir: &Path,
 ) -> u16 {
-    eprintln!(
+    say!(
         "moat: using the running gate (pid {}, {}) that serves {}",
         hello.pid,
         hello.public_url,
@@ -777,7 +777,7 @@ fn announce_running_gate(
     );
     let ignored = ignored_flags(args);
     if !ignored.is_empty() {
-        eprintln!(
+        say!(
             "moat: warning: {} ignored: the running gate's policy, advisories and upstreams apply",
             ignored.join(", ")
         );
@@ -786,12 +786,12 @@ fn announce_running_gate(
         .iter()
         .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
     {
-        eprintln!(
+        say!(
             "moat: note: the LLM pass-through uses the API keys of the running gate's environment, not this one's"
         );
     }
     sandbox_port(&hello.public_url).unwrap_or_else(|| {
-        eprintln!(
+        say!(
             "moat: warning: the running gate's public URL {} is not http://127.0.0.1:PORT; \
              the sandbox reaches the gate at 127.0.0.1:{GATE_PORT}, and URLs the gate \
              rewrites (tarballs, why links) may not resolve inside",
@@ -906,7 +906,7 @@ impl SessionGate {
                 let closed = match held {
                     Ok(()) => client.hand_over(end).await,
                     Err(err) => {
-                        eprintln!(
+                        say!(
                             "moat: warning: cannot write the session's end into {} ({err}); waiting for the gate to record it",
                             dir.display()
                         );
@@ -948,13 +948,13 @@ impl SessionGate {
             ))
             .into()),
             Err(moat_gate::ControlError::EndedByGate(reason)) => {
-                eprintln!(
+                say!(
                     "moat: the running gate stopped before it answered the session's close; it recorded the end itself ({reason})"
                 );
                 Ok(Closed::ByUs)
             }
             Err(e) => {
-                eprintln!("moat: warning: the running gate went away as the session ended ({e})");
+                say!("moat: warning: the running gate went away as the session ended ({e})");
                 Ok(Closed::NotRecorded)
             }
         }
