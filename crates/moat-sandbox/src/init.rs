@@ -388,7 +388,9 @@ fn namespace_init(
     reporter: &Reporter,
 ) -> Result<i32, String> {
     #[allow(unsafe_code)]
-    // SAFETY: this process is single-threaded (the bridge threads start later).
+    // SAFETY: a new cgroup namespace is the calling thread's alone; no file table or
+    // file-system context is unshared, so the one other thread that may run now (the network
+    // namespace's) sees nothing change (the bridge threads start later).
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWCGROUP) }
         .map_err(fail("could not create a cgroup namespace"))?;
     rustix::system::sethostname(b"moat").map_err(fail("could not set the hostname"))?;
