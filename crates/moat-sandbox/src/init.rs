@@ -461,7 +461,7 @@ fn serve(
     admitted: Admitted,
     confinement: Confinement,
     reporter: &Reporter,
-    confirmation: impl FnOnce(&Spec) -> Result<bool, String>,
+    confirmation: impl FnOnce(&Spec) -> Result<bool, String> + Send,
 ) -> Result<i32, String> {
     let Admitted {
         admission,
@@ -551,42 +551,39 @@ fn serve(
 /// capabilities belong to a thread and what it starts, so the agent gets them while this
 /// process, pid 1, stays outside the agent's Landlock domain, which cannot signal it then.
 ///
-/// The thread starts, and takes the confinement, while this one waits for `confirmation`
-/// (on another CPU, when there is one): only the agent's start is left once the session is
-/// confirmed. `None` when it is not (nothing starts); `started` hears the agent's pid on that
-/// thread, as soon as it runs (a stop that follows is relayed to it only once the host has
-/// heard that). A failure to confine is the error; a command that could not be started, the
-/// inner one.
+/// The thread starts, takes the confinement and waits for `confirmation` itself (on another
+/// CPU, when there is one): the confirmation wakes the thread that starts the agent, not this
+/// one, which would then have to wake that one (a hand-over less on the session's path, each
+/// of which waits for a CPU when another process keeps one busy). `None` when the session is
+/// not confirmed (nothing starts); `started` hears the agent's pid on that thread, as soon as
+/// it runs (a stop that follows is relayed to it only once the host has heard that). A failure
+/// to confine is the error, once confirmed; a command that could not be started, the inner one.
 fn start_confined(
     confinement: AgentConfinement,
     command: std::io::Result<AgentCommand>,
     stdin: Option<BorrowedFd<'_>>,
-    confirmation: impl FnOnce() -> Result<bool, String>,
+    confirmation: impl FnOnce() -> Result<bool, String> + Send,
     started: impl FnOnce(Pid) + Send,
 ) -> Result<Option<std::io::Result<Pid>>, String> {
     std::thread::scope(|scope| {
-        let (go, gone) = std::sync::mpsc::sync_channel::<bool>(1);
-        let starter = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("agent-start".to_owned())
             .stack_size(STARTER_STACK)
             .spawn_scoped(scope, move || {
-                confinement.apply()?;
-                if !gone.recv().unwrap_or(false) {
+                let confined = confinement.apply();
+                if !confirmation()? {
                     return Ok(None);
                 }
+                confined?;
                 let agent = command.and_then(|command| command.spawn(stdin));
                 if let Ok(agent) = agent {
                     started(agent);
                 }
                 Ok(Some(agent))
             })
-            .map_err(|error| format!("could not start the agent's thread: {error}"))?;
-        let confirmed = confirmation();
-        let _ = go.send(matches!(confirmed, Ok(true)));
-        let agent = starter
+            .map_err(|error| format!("could not start the agent's thread: {error}"))?
             .join()
-            .map_err(|_| "the agent's thread panicked".to_owned())?;
-        if confirmed? { agent } else { Ok(None) }
+            .map_err(|_| "the agent's thread panicked".to_owned())?
     })
 }
 
