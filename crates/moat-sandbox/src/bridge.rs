@@ -15,7 +15,7 @@ const MAX_CONNECTIONS: usize = 256;
 
 /// Brings the loopback interface of this thread's network namespace up, and opens the
 /// namespace (`SIOCGSKNS`), for another thread to enter.
-pub(crate) fn loopback_up() -> io::Result<OwnedFd> {
+pub(crate) fn open_namespace_with_loopback_up() -> io::Result<OwnedFd> {
     let (_, socket) = loopback_flags(true)?;
     #[allow(unsafe_code)]
     // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor, owned by nothing else.

@@ -21,7 +21,7 @@
 //! (BENCHMARKS.md, sandbox notes of 2026-12-02).
 //!
 //! The child starts on another CPU than the one its parent goes on with, when there is one
-//! ([`elsewhere`]), and takes back every CPU it inherited as soon as its request arrives.
+//! ([`Placement`]), and takes back every CPU it inherited as soon as its request arrives.
 //!
 //! What the child must not carry into the sandbox is whatever its parent had in memory, so the
 //! fork happens before the parent has read anything but its argv (no configuration, no
@@ -75,19 +75,18 @@ impl InitProcess {
         let host_ids = host_ids();
         let (spec_read, spec_write) = pipe_with(PipeFlags::CLOEXEC)?;
         let (report_read, report_write) = pipe_with(PipeFlags::CLOEXEC)?;
-        let inherited_cpus = sched_getaffinity(None).ok();
-        let elsewhere = inherited_cpus.as_ref().and_then(elsewhere);
+        let placement = sched_getaffinity(None).ok().and_then(Placement::of);
         let Cloned::Parent { pid, pidfd } = clone_into_new_pid_namespace(false)? else {
             drop((spec_write, report_read));
-            // Whichever of the two runs first moves the child (see `elsewhere`).
-            if let Some(cpus) = &elsewhere {
-                let _ = sched_setaffinity(None, cpus);
+            // Whichever of the two runs first moves the child (see `Placement`).
+            if let Some(placement) = &placement {
+                let _ = sched_setaffinity(None, &placement.init);
             }
-            become_init(spec_read, report_write, host_ids, inherited_cpus);
+            become_init(spec_read, report_write, host_ids, placement);
         };
         drop((spec_read, report_write));
-        if let Some(cpus) = &elsewhere {
-            let _ = sched_setaffinity(Some(pid), cpus);
+        if let Some(placement) = &placement {
+            let _ = sched_setaffinity(Some(pid), &placement.init);
         }
         Ok(InitProcess {
             pid,
@@ -331,11 +330,12 @@ impl SessionPipes {
     }
 }
 
-/// The CPUs a just forked init starts on: those of `inherited` (its parent's) other than the
-/// one the parent runs on, when there are any; the init takes them all back when its request
-/// arrives (the request is only sent after this, so it cannot be undone early). Either side
-/// of the fork applies it, whichever runs first: the child as its first step, the parent as
-/// soon as the fork returns.
+/// Where a just forked init runs until its request arrives: on the CPUs of `inherited` (its
+/// parent's) other than the one the parent runs on ([`Placement::init`]), when there are any;
+/// it takes them all back when its request arrives (the request is only sent after this, so it
+/// cannot be undone early). Either side of the fork applies it, whichever runs first: the child
+/// as its first step, the parent as soon as the fork returns. The init's network namespace
+/// thread goes to the parent's CPU meanwhile ([`Placement::parent`]), off the init's.
 ///
 /// Why: the init enters its namespaces and builds the sandbox while this process parses its
 /// configuration and opens the session; the two halves only save time when they run side by
@@ -349,10 +349,30 @@ impl SessionPipes {
 /// a trace (sandbox notes of 2026-12-02): the child moves itself now (which the whole session's
 /// time did not show beyond the noise: 7.55 against 7.47 ms in 250 spaced rounds). A hint, not
 /// a rule: without another CPU, or if the call fails, the child stays where the kernel put it.
-fn elsewhere(inherited: &CpuSet) -> Option<CpuSet> {
-    let mut elsewhere = *inherited;
-    elsewhere.unset(sched_getcpu());
-    (elsewhere.count() > 0).then_some(elsewhere)
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Placement {
+    /// Every CPU the parent may use, which the init takes back once its request arrives.
+    pub(crate) inherited: CpuSet,
+    /// Those the init starts on: all of them but the parent's.
+    pub(crate) init: CpuSet,
+    /// The parent's, as it forks.
+    pub(crate) parent: CpuSet,
+}
+
+impl Placement {
+    /// The placement of an init forked now by a process that may use `inherited`; `None`
+    /// without another CPU than the one this process runs on.
+    fn of(inherited: CpuSet) -> Option<Placement> {
+        let cpu = sched_getcpu();
+        let (mut init, mut parent) = (inherited, CpuSet::new());
+        init.unset(cpu);
+        parent.set(cpu);
+        (init.count() > 0).then_some(Placement {
+            inherited,
+            init,
+            parent,
+        })
+    }
 }
 
 /// Forks this process into a new user namespace and a new pid namespace, as `fork` would
@@ -449,13 +469,13 @@ enum Cloned {
 }
 
 /// The child: wipe what it holds of the parent, place the pipes, and run as the init
-/// (`host_ids`: the host's uid and gid, to map to root; `inherited_cpus`: the CPUs the parent
-/// had, taken back once the request arrives).
+/// (`host_ids`: the host's uid and gid, to map to root; `placement`: where it runs until the
+/// request arrives).
 fn become_init(
     spec_read: OwnedFd,
     report_write: OwnedFd,
     host_ids: (u32, u32),
-    inherited_cpus: Option<CpuSet>,
+    placement: Option<Placement>,
 ) -> ! {
     scrub_environment_and_arguments();
     // Staged above every low descriptor first, so that placing one at 3 or 4 cannot close the
@@ -473,7 +493,7 @@ fn become_init(
         }
     }
     drop((spec_staged, report_staged));
-    forked_init_main(host_ids, inherited_cpus)
+    forked_init_main(host_ids, placement)
 }
 
 /// Zeroes this process's copy of the environment strings and of every argument after the

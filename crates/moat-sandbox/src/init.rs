@@ -17,6 +17,7 @@ use rustix::thread::UnshareFlags;
 use crate::agent::AgentCommand;
 use crate::bridge;
 use crate::confine::{AgentConfinement, Confinement};
+use crate::forked::Placement;
 use crate::protocol::{
     Admitted, Confirmed, GATE_DIR_INSIDE, GATE_SOCKET_INSIDE, REPORT_FD, Report, Reporter, Request,
     SPEC_FD, read_frame,
@@ -61,22 +62,18 @@ pub fn init_main() -> ! {
 /// configuration.
 ///
 /// [`InitProcess::fork`]: crate::InitProcess::fork
-pub(crate) fn forked_init_main(
-    host_ids: (u32, u32),
-    inherited_cpus: Option<rustix::thread::CpuSet>,
-) -> ! {
+pub(crate) fn forked_init_main(host_ids: (u32, u32), placement: Option<Placement>) -> ! {
     let Some((mut spec, reporter)) = adopt_descriptors() else {
         exit_now(SETUP_FAILED)
     };
-    let entered = enter_sandbox(Some(host_ids), inherited_cpus.as_ref());
+    let entered = enter_sandbox(Some(host_ids), placement.map(|placement| placement.parent));
     let request = read_request(&mut spec, &reporter);
-    // `inherited_cpus`: those of the process that forked this one, which placed it elsewhere
-    // until now (see `forked::elsewhere`). Taken back before anything the agent
-    // inherits is made. This fails only if the CPUs this process may use changed since the
-    // fork; the agent then gets those left to the init, which is no reason to refuse the
-    // session.
-    if let Some(cpus) = inherited_cpus {
-        let _ = rustix::thread::sched_setaffinity(None, &cpus);
+    // The CPUs of the process that forked this one, which placed it on the others until now
+    // (see `Placement`), taken back before anything the agent inherits is made. This fails only
+    // if the CPUs this process may use changed since the fork; the agent then gets those left
+    // to the init, which is no reason to refuse the session.
+    if let Some(placement) = placement {
+        let _ = rustix::thread::sched_setaffinity(None, &placement.inherited);
     }
     let result = if request.container {
         Err("a forked init cannot serve a container".to_owned())
@@ -192,11 +189,11 @@ fn fail(what: &str) -> impl FnOnce(rustix::io::Errno) -> String + '_ {
 /// IPC and UTS namespaces, starts making the network namespace on a thread of its own
 /// ([`NetworkNamespace`]), and begins the new root with what every session's has
 /// ([`rootfs::prepare`]). The cgroup namespace waits for the request ([`namespace_init`]).
-/// `cpus`: the CPUs this process inherited, when it is confined to fewer for now (the forked
-/// init, until its request comes): the thread goes to the others, off the init's CPU.
+/// `thread_cpus`: where the thread goes, off the init's CPU (the forked init's parent's CPU, see
+/// [`Placement`]); `None`: where the kernel puts it.
 fn enter_sandbox(
     map: Option<(u32, u32)>,
-    cpus: Option<&rustix::thread::CpuSet>,
+    thread_cpus: Option<rustix::thread::CpuSet>,
 ) -> Result<NetworkNamespace, String> {
     if !rustix::process::getpid().is_init() {
         return Err(
@@ -215,7 +212,7 @@ fn enter_sandbox(
     // threads share.
     unsafe { rustix::thread::unshare_unsafe(namespaces) }
         .map_err(fail("could not create mount, ipc and uts namespaces"))?;
-    let network = NetworkNamespace::start(cpus.and_then(other_cpus));
+    let network = NetworkNamespace::start(thread_cpus);
     rootfs::prepare()?;
     Ok(network)
 }
@@ -291,19 +288,8 @@ fn new_network_namespace() -> Result<OwnedFd, String> {
     // thread); nothing shared with another thread changes.
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET) }
         .map_err(fail("could not create a network namespace"))?;
-    bridge::loopback_up().map_err(|error| format!("could not bring up lo: {error}"))
-}
-
-/// Of `inherited`, the CPUs this process is not confined to now; `None` when there are none.
-fn other_cpus(inherited: &rustix::thread::CpuSet) -> Option<rustix::thread::CpuSet> {
-    let now = rustix::thread::sched_getaffinity(None).ok()?;
-    let mut others = *inherited;
-    for cpu in 0..rustix::thread::CpuSet::MAX_CPU {
-        if now.is_set(cpu) {
-            others.unset(cpu);
-        }
-    }
-    (others.count() > 0).then_some(others)
+    bridge::open_namespace_with_loopback_up()
+        .map_err(|error| format!("could not bring up lo: {error}"))
 }
 
 /// The stack of [`NetworkNamespace`]'s thread, which makes a handful of system calls.

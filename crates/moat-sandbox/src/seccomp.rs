@@ -20,9 +20,9 @@
 //! installs the filter, the kernel runs it for every system call number of each architecture
 //! with no arguments (`seccomp_cache_prepare`, which lets calls the filter always allows skip
 //! it): on x86_64 once for each of its some 460 numbers (an i386 number stops at the
-//! architecture check), every session. With one
-//! `jeq` per call in a row, an allowed number took 57 instructions to decide; with the
-//! search, at most 13 (`confine`'s tests hold it to that).
+//! architecture check), every session. With one `jeq` per call in a row, an allowed number
+//! took 57 instructions to decide; with the search, at most 13 (`confine`'s tests hold it to
+//! that).
 //! Arguments are compared on their low 32 bits, which hold every flag and mode checked here
 //! (`ioctl`'s request and the modes are 32-bit in the kernel, so high bits cannot hide them).
 
