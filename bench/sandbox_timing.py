@@ -6,11 +6,15 @@
 SPEC.json is a list of {"name", "argv", "setup" (optional shell command, run untimed before each
 run), "log" (optional file the command's output is appended to), "capture" (optional: true reads
 its output through pipes, as a caller that keeps it does, and the run ends once both pipes are at
-their end and the command is reaped); otherwise output is discarded}. Every
-round runs each command once, in turn (round-robin, the order rotated by one each round so no
-command always follows the same one); the first WARMUP rounds are not recorded. Each run is
-timed from just before the spawn to the reap of the exit, with time.perf_counter_ns. A run that
-exits non-zero is counted as a failure and its time is kept out of the figures.
+their end and the command is reaped); otherwise output is discarded}. Every round runs each
+command once, in an order shuffled anew each round (a fixed seed, so a rerun repeats it): every
+command follows every command, itself included, about equally often. (Until 2026-12-03 the order
+was rotated by one each round; with three commands or more that put each one after the same
+predecessor in all but one round of every cycle: with four, `moat run` followed `moat run
+--backend podman` in three rounds of four, and bwrap followed `moat run`.) The first WARMUP
+rounds are not recorded. Each run is timed from just before the spawn to the reap of the exit,
+with time.perf_counter_ns. A run that exits non-zero is counted as a failure and its time is
+kept out of the figures.
 
 Runs follow each other back to back, so work a command leaves behind once it has exited (its
 sandbox's teardown, a gate's bookkeeping) falls on the run after it. Each run's predecessor (the
@@ -26,6 +30,7 @@ prints one line per command.
 """
 
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -69,11 +74,13 @@ def main():
     fails = {c["name"]: 0 for c in spec}
     previous = None
     recorded_from = None
+    rng = random.Random(20261203)
     for r in range(warmup + rounds):
         if r == warmup:
             recorded_from = cpu_ticks()
-        k = r % len(spec)
-        for c in spec[k:] + spec[:k]:
+        order = list(spec)
+        rng.shuffle(order)
+        for c in order:
             if c.get("setup"):
                 subprocess.run(c["setup"], shell=True, check=True)
             log = open(c["log"], "ab") if c.get("log") else subprocess.DEVNULL

@@ -40,7 +40,7 @@ pub enum SandboxError {
     /// Starting or talking to the sandbox init failed.
     #[error("could not start the sandbox init: {0}")]
     Spawn(#[source] io::Error),
-    /// The caller did not let the session start (see [`Admit`](crate::Admit)); nothing of the
+    /// The caller did not let the session start (see [`Door`](crate::Door)); nothing of the
     /// agent ran.
     #[error("the session did not start: {0}")]
     NotAdmitted(String),

@@ -9,10 +9,11 @@ use rustix::event::{EventfdFlags, PollFd, PollFlags};
 use rustix::process::{Pid, Signal, pidfd_send_signal};
 
 use crate::cgroup::SessionCgroup;
+use crate::door::{DoorEvent, Enforce, Entry};
 use crate::error::SandboxError;
 use crate::forked::InitProcess;
 use crate::probe::{CgroupSupport, HostReport, probe, probe_cgroups};
-use crate::protocol::{Admitted, Confirmed, Report, Reports, Request, timespec, write_frame};
+use crate::protocol::{Report, Reports, Request, timespec, write_frame};
 use crate::spec::{Admission, ExitStatus, Outcome, Property, ResourceUsage, Spec};
 
 /// Ends a running session from another thread (`moat stop`, a signal): as a timeout does, the
@@ -88,11 +89,12 @@ pub fn run_with_stop(
     init_program: &Path,
     stop: &Stop,
 ) -> Result<Outcome, SandboxError> {
+    let entry = Entry::admitted(admission).map_err(SandboxError::Spawn)?;
     run_admitted(
         spec,
         Init::Program(init_program),
         stop,
-        admit_now(admission),
+        entry,
         Box::new(|_, _| {}),
     )
 }
@@ -107,22 +109,6 @@ pub enum Init<'a> {
     /// `execve`.
     Forked(InitProcess),
 }
-
-/// Waits until a session may be prepared, and answers its [`Admission`] (the gate socket, and
-/// the environment and home files that point the agent at it) with the [`Confirm`] that says
-/// when the agent may start; or why the session may not start. A backend calls it as late as
-/// it can before anything of the agent runs: the embedded backend once its init is in the
-/// session's cgroups and has the spec, so that building the sandbox overlaps the caller's work
-/// (opening the session at the gate); podman before `podman run`.
-pub type Admit<'a> = Box<dyn FnOnce() -> Result<(Admission, Confirm<'a>), String> + Send + 'a>;
-
-/// Waits until the agent of an admitted session may start (the caller has the session's start
-/// on record), or answers why it may not. The embedded backend's init prepares the agent's
-/// start meanwhile: writes the home files, listens on the gate port, builds the confinement
-/// and the command, so that little is left between the record and the agent (when all that
-/// followed the record, the agent was forked 1.13 ms after the later of the gate's answer
-/// and the root's completion: median of 40 sessions here).
-pub type Confirm<'a> = Box<dyn FnOnce() -> Result<(), String> + Send + 'a>;
 
 /// Hears, once, of the agent's exit as soon as it is known, with the session's [`Outcome`]:
 /// every process of the session is gone by then, but the sandbox's own teardown (its init,
@@ -150,23 +136,19 @@ pub enum Teardown {
 /// How long an init that was not admitted may take to exit on its own before it is killed.
 const REFUSE_GRACE: Duration = Duration::from_secs(2);
 
-/// An [`Admit`] that lets the session start at once, with `admission`.
-pub fn admit_now(admission: &Admission) -> Admit<'static> {
-    let admission = admission.clone();
-    Box::new(move || Ok((admission, Box::new(|| Ok(())))))
-}
-
-/// [`run_with_stop`], starting the agent only once `admit` lets it (see [`Admit`]); a refusal
-/// ends the init before the agent exists and is [`SandboxError::NotAdmitted`]. `on_exit` hears
-/// of the agent's exit before the sandbox is torn down (see [`OnExit`]).
+/// [`run_with_stop`], starting the agent only once the caller has admitted and confirmed the
+/// session through the [`Door`](crate::Door) of `entry`; a refusal ends the init before the
+/// agent exists and is [`SandboxError::NotAdmitted`]. `on_exit` hears of the agent's exit
+/// before the sandbox is torn down (see [`OnExit`]).
 ///
 /// The init gets the spec first and builds the sandbox; meanwhile this checks what the host
-/// can enforce and calls `admit`. Nothing of the agent runs before both pass.
+/// can enforce, and the caller opens the session. Nothing of the agent runs before both pass.
+/// The timeout counts from the confirmation, and so does [`Outcome::duration`].
 pub fn run_admitted(
     spec: &Spec,
     init: Init<'_>,
     stop: &Stop,
-    admit: Admit<'_>,
+    entry: Entry,
     on_exit: OnExit<'_>,
 ) -> Result<Outcome, SandboxError> {
     spec.validate()?;
@@ -210,8 +192,7 @@ pub fn run_admitted(
     // Not admitted: end of file where the admission would be makes the init exit (no agent),
     // and it is reaped here; one that has not exited within REFUSE_GRACE (a build stuck on a
     // hung mount) is killed.
-    let refuse = |spec_pipe: std::fs::File, error: SandboxError| {
-        drop(spec_pipe);
+    let refuse = |error: SandboxError| {
         if wait_until_exit(pidfd, stop, Some(REFUSE_GRACE)) != Ending::Exited {
             let _ = pidfd_send_signal(pidfd, Signal::KILL);
         }
@@ -219,35 +200,25 @@ pub fn run_admitted(
         error
     };
     // The init builds the sandbox from the spec while the host decides and the caller admits;
-    // it starts no agent before the admission follows, and none when the pipe closes without
-    // one. A write fails only when the init is gone: its reports, read below, say why.
+    // it starts no agent before the admission and the confirmation follow, and none when the
+    // pipe closes without them. A write fails only when the init is gone: its reports, read
+    // below, say why.
     let sent = write_frame(&mut spec_pipe, &request);
-    let decision = match decide(spec, host_report()) {
-        Ok(decision) => decision,
-        Err(error) => return Err(refuse(spec_pipe, error)),
+    let enforce = match decide(spec, host_report()) {
+        Ok(enforce) => enforce,
+        Err(error) => {
+            drop((spec_pipe, entry));
+            return Err(refuse(error));
+        }
     };
-    let (admission, confirm) = match admitted(admit) {
-        Ok(admitted) => admitted,
-        Err(error) => return Err(refuse(spec_pipe, error)),
-    };
-    let admitted = Admitted {
-        admission,
-        landlock: decision.landlock,
-        seccomp: decision.seccomp,
-    };
-    // The init prepares the agent's start while `confirm` waits (for the caller's record).
-    let sent = sent.and_then(|()| write_frame(&mut spec_pipe, &admitted));
-    if let Err(error) = confirm() {
-        return Err(refuse(spec_pipe, SandboxError::NotAdmitted(error)));
+    // From here on the caller's thread writes the admission and the confirmation itself.
+    if let Err(refusal) = entry.open(spec_pipe, enforce, spec.limits.timeout.is_some()) {
+        return Err(refuse(refusal));
     }
-    // The session's duration counts from its confirmation, not from the init's spawn.
-    let started = Instant::now();
-    let sent = sent.and_then(|()| write_frame(&mut spec_pipe, &Confirmed {}));
-    drop(spec_pipe);
 
     let mut listener = Listener {
         spec,
-        started,
+        started: None,
         teardown: if cgroup.is_empty() {
             Teardown::Kernel
         } else {
@@ -260,10 +231,25 @@ pub fn run_admitted(
     };
     // The init reports the agent's exit once every process of the sandbox is gone, before the
     // namespaces are torn down: the outcome is complete then, and `on_exit` hears it. This
-    // thread reads the reports as it waits for the init (no thread of their own).
+    // thread reads the reports as it waits for the init (no thread of their own), and the
+    // door's refusal or, with a timeout, its confirmation.
     let mut reports = Reports::new(report_read);
-    let deadline = spec.limits.timeout.map(|timeout| Instant::now() + timeout);
-    let ending = watch(pidfd, stop, deadline, &mut reports, &mut listener);
+    let timeout = spec.limits.timeout;
+    let ending = watch(
+        pidfd,
+        stop,
+        Some(&entry),
+        &mut reports,
+        &mut listener,
+        |started| Some(started? + timeout?),
+    );
+    if let Watched::Refused(refusal) = ending {
+        drop(entry);
+        return Err(refuse(refusal));
+    }
+    let Watched::Ended(ending) = ending else {
+        unreachable!("a refusal returned above")
+    };
     let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
     if timed_out || stopped {
         // An exit after a timeout or stop asked the agent to end is theirs.
@@ -277,7 +263,12 @@ pub fn run_admitted(
         let ended = listener.heard.agent_started
             && asked_to_end(stop, ask, || {
                 let grace = Instant::now() + spec.limits.grace();
-                watch(pidfd, stop, Some(grace), &mut reports, &mut listener)
+                match watch(pidfd, stop, None, &mut reports, &mut listener, |_| {
+                    Some(grace)
+                }) {
+                    Watched::Ended(ending) => ending,
+                    Watched::Refused(_) => Ending::Stopped,
+                }
             });
         if !ended {
             // With the init, pid 1, dies every process of the pid namespace.
@@ -285,7 +276,10 @@ pub fn run_admitted(
         }
     }
     let (init_status, usage) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
-    let duration = started.elapsed();
+    listener.started = listener.started.or_else(|| entry.confirmed_at());
+    let duration = listener
+        .started
+        .map_or(Duration::ZERO, |started| started.elapsed());
     // Whatever the init wrote before it exited.
     reports.drain(&mut |report| listener.hear(report));
     let heard = listener.heard;
@@ -304,6 +298,9 @@ pub fn run_admitted(
             return Err(not_started);
         }
         sent.map_err(SandboxError::Spawn)?;
+        if let Some(error) = entry.write_error() {
+            return Err(SandboxError::Spawn(error));
+        }
     }
     let status = if timed_out || stopped {
         ExitStatus::Signal(libc::SIGKILL)
@@ -315,19 +312,40 @@ pub fn run_admitted(
     Ok(outcome(spec, ending, status, duration, usage, enforced))
 }
 
-/// Waits for the init behind `pidfd` to exit, `deadline` to pass, or `stop` to fire, handing
-/// the init's reports to `listener` as they come.
+/// How [`watch`] ended.
+enum Watched {
+    Ended(Ending),
+    /// The caller refused the session before it confirmed it.
+    Refused(SandboxError),
+}
+
+/// Waits for the init behind `pidfd` to exit, `deadline` to pass (given when the session
+/// started, once it has), or `stop` to fire, handing the init's reports to `listener` as they
+/// come; and, with an `entry`, for the door to refuse the session.
 fn watch(
     pidfd: &OwnedFd,
     stop: &Stop,
-    deadline: Option<Instant>,
+    entry: Option<&Entry>,
     reports: &mut Reports,
     listener: &mut Listener<'_, '_>,
-) -> Ending {
+    deadline: impl Fn(Option<Instant>) -> Option<Instant>,
+) -> Watched {
+    // The confirmation comes from the caller's thread; the agent's reports follow it.
+    let confirmed = || entry.and_then(Entry::confirmed_at);
     loop {
-        match wait_for(pidfd, stop, deadline, reports.fd()) {
-            Some(ending) => return ending,
-            None => reports.read_available(&mut |report| listener.hear(report)),
+        listener.started = listener.started.or_else(confirmed);
+        let door = entry.map(Entry::wake_fd);
+        match wait_for(pidfd, stop, deadline(listener.started), reports.fd(), door) {
+            Woke::Ended(ending) => return Watched::Ended(ending),
+            Woke::Reports => {
+                listener.started = listener.started.or_else(confirmed);
+                reports.read_available(&mut |report| listener.hear(report));
+            }
+            Woke::Door => {
+                if let Some(DoorEvent::Refused(refusal)) = entry.map(Entry::event) {
+                    return Watched::Refused(refusal);
+                }
+            }
         }
     }
 }
@@ -336,7 +354,7 @@ fn watch(
 struct Listener<'a, 'b> {
     spec: &'a Spec,
     /// When the session was confirmed: its duration counts from then.
-    started: Instant,
+    started: Option<Instant>,
     /// What is left of the sandbox once the init reports the agent's exit.
     teardown: Teardown,
     /// What the session's cgroups enforce.
@@ -379,7 +397,8 @@ impl Listener<'_, '_> {
                     self.spec,
                     self.ending_asked,
                     status,
-                    self.started.elapsed(),
+                    self.started
+                        .map_or(Duration::ZERO, |started| started.elapsed()),
                     usage,
                     enforced,
                 );
@@ -419,13 +438,6 @@ struct Heard {
     agent_started: bool,
     /// The session's outcome, from the agent's exit.
     exited: Option<Outcome>,
-}
-
-/// Asks `admit` whether the session may start; the admission it answers, checked.
-pub(crate) fn admitted(admit: Admit<'_>) -> Result<(Admission, Confirm<'_>), SandboxError> {
-    let (admission, confirm) = admit().map_err(SandboxError::NotAdmitted)?;
-    admission.validate()?;
-    Ok((admission, confirm))
 }
 
 /// The [`Outcome`] of a session that ended (`ending`) with `status`: a timeout or stop is
@@ -487,15 +499,10 @@ fn require_user_namespaces(host: &HostReport) -> Result<(), SandboxError> {
 }
 
 /// What the init must enforce; refuses what cannot hold and was not waived.
-struct Decision {
-    landlock: bool,
-    seccomp: bool,
-}
-
-fn decide(spec: &Spec, host: &HostReport) -> Result<Decision, SandboxError> {
+fn decide(spec: &Spec, host: &HostReport) -> Result<Enforce, SandboxError> {
     require_user_namespaces(host)?;
     require_landlock_and_seccomp(spec, host)?;
-    Ok(Decision {
+    Ok(Enforce {
         landlock: host.landlock_abi.is_some(),
         seccomp: host.seccomp,
     })
@@ -538,38 +545,60 @@ pub(crate) enum Ending {
 /// Waits for the process behind `pidfd` to exit, the timeout to pass, or `stop` to fire.
 pub(crate) fn wait_until_exit(pidfd: &OwnedFd, stop: &Stop, timeout: Option<Duration>) -> Ending {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
-    wait_for(pidfd, stop, deadline, None).unwrap_or(Ending::Exited)
+    match wait_for(pidfd, stop, deadline, None, None) {
+        Woke::Ended(ending) => ending,
+        Woke::Reports | Woke::Door => Ending::Exited,
+    }
+}
+
+/// What [`wait_for`] woke for.
+enum Woke {
+    Ended(Ending),
+    /// `reports` has something to read; told before the exit (what the process wrote comes
+    /// first).
+    Reports,
+    /// `door` was written to.
+    Door,
 }
 
 /// Waits for the process behind `pidfd` to exit, `deadline` to pass, `stop` to fire, or
-/// `readable` (when given) to have something to read: `None` for that, which is told before
-/// the exit (what the process wrote comes first), the exit before a stop.
+/// `reports` or `door` (when given) to be readable: the reports first, the exit before the
+/// door, the door before a stop.
 fn wait_for(
     pidfd: &OwnedFd,
     stop: &Stop,
     deadline: Option<Instant>,
-    readable: Option<BorrowedFd<'_>>,
-) -> Option<Ending> {
+    reports: Option<BorrowedFd<'_>>,
+    door: Option<BorrowedFd<'_>>,
+) -> Woke {
     loop {
         let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         if remaining == Some(Duration::ZERO) {
-            return Some(Ending::TimedOut);
+            return Woke::Ended(Ending::TimedOut);
         }
         let timeout = remaining.map(timespec);
         let mut fds = vec![
             PollFd::new(pidfd, PollFlags::IN),
             PollFd::new(stop.event.as_ref(), PollFlags::IN),
         ];
-        if let Some(fd) = &readable {
-            fds.push(PollFd::new(fd, PollFlags::IN));
-        }
-        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+        let reports_at = reports.map(|_| fds.len());
+        let door_at = door.map(|_| fds.len() + usize::from(reports.is_some()));
+        fds.extend(
+            reports
+                .iter()
+                .chain(door.iter())
+                .map(|fd| PollFd::new(fd, PollFlags::IN)),
+        );
+        let polled = rustix::event::poll(&mut fds, timeout.as_ref());
+        let ready = |at: Option<usize>| at.is_some_and(|at| !fds[at].revents().is_empty());
+        match polled {
             Ok(0) | Err(rustix::io::Errno::INTR) => continue,
-            Ok(_) if fds.get(2).is_some_and(|fd| !fd.revents().is_empty()) => return None,
-            Ok(_) if !fds[0].revents().is_empty() => return Some(Ending::Exited),
-            Ok(_) => return Some(Ending::Stopped),
+            Ok(_) if ready(reports_at) => return Woke::Reports,
+            Ok(_) if ready(Some(0)) => return Woke::Ended(Ending::Exited),
+            Ok(_) if ready(door_at) => return Woke::Door,
+            Ok(_) => return Woke::Ended(Ending::Stopped),
             // Polling cannot fail on valid descriptors; reaping (blocking) is still correct.
-            Err(_) => return Some(Ending::Exited),
+            Err(_) => return Woke::Ended(Ending::Exited),
         }
     }
 }
@@ -633,9 +662,7 @@ mod tests {
 
     #[test]
     fn missing_landlock_refuses_unless_waived() {
-        let error = decide(&spec(vec![]), &host(None, true))
-            .err()
-            .expect("refused");
+        let error = decide(&spec(vec![]), &host(None, true)).expect_err("refused");
         assert!(
             matches!(
                 error,
@@ -653,9 +680,7 @@ mod tests {
 
     #[test]
     fn missing_seccomp_refuses_unless_waived() {
-        let error = decide(&spec(vec![]), &host(Some(7), false))
-            .err()
-            .expect("refused");
+        let error = decide(&spec(vec![]), &host(Some(7), false)).expect_err("refused");
         assert!(
             matches!(
                 error,
@@ -674,7 +699,7 @@ mod tests {
         let mut without = host(Some(7), true);
         without.user_namespaces = false;
         let all = vec![Property::Landlock, Property::Seccomp, Property::Limits];
-        let error = decide(&spec(all), &without).err().expect("refused");
+        let error = decide(&spec(all), &without).expect_err("refused");
         assert!(matches!(error, SandboxError::Unsupported { .. }), "{error}");
     }
 

@@ -19,8 +19,9 @@
 //!   environment. `run` places the init in the session's cgroups *before* it writes the request
 //!   (the init blocks on it, so no process of the session runs outside its limits), writes the
 //!   request at once and the admission only once the host's checks pass and the caller admits the
-//!   session ([`run_admitted`], [`Admit`]: `moat run` opens the session at the gate and records its
-//!   start meanwhile, and the init builds the sandbox meanwhile), enforces the wall-clock timeout
+//!   session ([`run_admitted`], [`Door`]: `moat run` opens the session at the gate and records its
+//!   start meanwhile, and the init builds the sandbox meanwhile; the caller's thread writes the
+//!   admission and the confirmation to the init itself), enforces the wall-clock timeout
 //!   and [`Stop`] by polling a pidfd and an eventfd, then sending `SIGTERM` (relayed by the init to
 //!   the agent) and, after the grace period ([`Limits::stop_grace`]) or a second stop, `SIGKILL`;
 //!   it reaps with `wait4` for resource usage, and removes the groups (killing any straggler). Host
@@ -89,6 +90,7 @@ mod alloc;
 mod bridge;
 mod cgroup;
 mod confine;
+mod door;
 mod error;
 mod forked;
 mod host;
@@ -104,11 +106,11 @@ mod terminal;
 
 pub use alloc::Allocator;
 pub use confine::SECCOMP_DENIED;
+pub use door::{Door, Entry, door};
 pub use error::SandboxError;
 pub use forked::InitProcess;
 pub use host::{
-    Admit, Confirm, Init, OnExit, Stop, Teardown, admit_now, cgroup_support, host_report, run,
-    run_admitted, run_with_stop,
+    Init, OnExit, Stop, Teardown, cgroup_support, host_report, run, run_admitted, run_with_stop,
 };
 pub use init::{exit_now, init_main};
 pub use podman::{Backend, PodmanReport, probe_podman, run_backend, run_backend_admitted};

@@ -100,11 +100,12 @@ use rustix::mount::{MountPropagationFlags, UnmountFlags};
 use rustix::process::{Pid, Signal};
 use rustix::thread::UnshareFlags;
 
+use crate::door::Entry;
 use crate::error::SandboxError;
 use crate::forked::InitProcess;
 use crate::host::{
-    Admit, Ending, Init, OnExit, Stop, Teardown, admit_now, admitted, asked_to_end, host_report,
-    outcome, require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
+    Ending, Init, OnExit, Stop, Teardown, asked_to_end, host_report, outcome,
+    require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
 };
 use crate::protocol::{
     Admitted, Confirmed, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Reports, Request, write_frame,
@@ -186,31 +187,33 @@ pub fn run_backend(
     init_program: &Path,
     stop: &Stop,
 ) -> Result<Outcome, SandboxError> {
+    let entry = Entry::admitted(admission).map_err(SandboxError::Spawn)?;
     run_backend_admitted(
         backend,
         spec,
         init_program,
         stop,
-        admit_now(admission),
+        entry,
         Box::new(|_, _| {}),
     )
 }
 
-/// [`run_backend`], starting the agent only once `admit` lets it (see [`Admit`]); `on_exit`
-/// hears of the agent's exit (see [`OnExit`]: podman's teardown is not overlapped, it hears
-/// once the container is gone).
+/// [`run_backend`], starting the agent only once the caller has admitted and confirmed the
+/// session through the [`Door`](crate::Door) of `entry` (podman waits for both before `podman
+/// run`); `on_exit` hears of the agent's exit (see [`OnExit`]: podman's teardown is not
+/// overlapped, it hears once the container is gone).
 pub fn run_backend_admitted(
     backend: &Backend,
     spec: &Spec,
     init_program: &Path,
     stop: &Stop,
-    admit: Admit<'_>,
+    entry: Entry,
     on_exit: OnExit<'_>,
 ) -> Result<Outcome, SandboxError> {
     match backend {
-        Backend::Embedded => run_admitted(spec, Init::Program(init_program), stop, admit, on_exit),
+        Backend::Embedded => run_admitted(spec, Init::Program(init_program), stop, entry, on_exit),
         Backend::Podman { program, image } => {
-            let outcome = run_podman(program, image.as_deref(), spec, init_program, stop, admit)?;
+            let outcome = run_podman(program, image.as_deref(), spec, init_program, stop, &entry)?;
             if !(outcome.timed_out || outcome.stopped) {
                 on_exit(&outcome, Teardown::Run);
             }
@@ -826,13 +829,12 @@ fn run_podman(
     spec: &Spec,
     init_program: &Path,
     stop: &Stop,
-    admit: Admit<'_>,
+    entry: &Entry,
 ) -> Result<Outcome, SandboxError> {
     spec.validate()?;
     // podman binds the gate socket when it creates the container: admitted and confirmed
     // before that (the init finds both frames in its pipe).
-    let (admission, confirm) = admitted(admit)?;
-    confirm().map_err(SandboxError::NotAdmitted)?;
+    let admission = entry.wait_confirmed()?;
     for (label, path) in [
         ("workspace", spec.workspace.as_path()),
         ("home", spec.home.as_path()),

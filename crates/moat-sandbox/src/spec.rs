@@ -64,11 +64,11 @@ impl fmt::Debug for Spec {
 
 /// What admitting a session settles: the gate socket that serves it, and the agent's
 /// environment and home files, which point its clients at that gate. The init receives it
-/// after the sandbox is built and before anything of the agent runs (see [`Admit`]). Its
+/// after the sandbox is built and before anything of the agent runs (see [`Door`]). Its
 /// `Debug` output redacts environment values and home file contents, which may carry
 /// credentials.
 ///
-/// [`Admit`]: crate::Admit
+/// [`Door`]: crate::Door
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Admission {
     /// The host unix socket of the gate; mounted at [`GATE_SOCKET_INSIDE`](crate::GATE_SOCKET_INSIDE)

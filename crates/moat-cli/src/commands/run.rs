@@ -110,10 +110,10 @@ pub fn run(
 
     // The sandbox starts now, before the gate is even found: its init builds it from the spec
     // while this thread finds the gate, opens the session and records its start, and runs
-    // nothing of the agent before the admission. Any error here drops `admit`, which ends the
-    // sandbox unadmitted; it is waited for either way.
-    let (admit, admitted) = std::sync::mpsc::sync_channel::<Result<Admission, String>>(1);
-    let (confirm, confirmed) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
+    // nothing of the agent before this thread admits and confirms the session through `door`.
+    // Any error here drops `door`, which ends the sandbox unadmitted; it is waited for either
+    // way.
+    let (door, entry) = moat_sandbox::door()?;
     let terminal = moat_sandbox::TerminalModes::save();
     let quick_end = Arc::new(QuickEnd::default());
     let sandbox = SandboxThread::start(
@@ -121,8 +121,7 @@ pub fn run(
         spec.clone(),
         forked_init,
         stop.clone(),
-        admitted,
-        confirmed,
+        entry,
         Arc::clone(&quick_end),
     )?;
     let session_id = session.id.clone();
@@ -139,7 +138,7 @@ pub fn run(
         quick_end,
         terminal: terminal.clone(),
     };
-    let outcome = session_run.drive(admit, confirm, sandbox.finished, sandbox.exited);
+    let outcome = session_run.drive(door, sandbox.finished, sandbox.exited);
     // A sandbox that only the kernel still tears down (its init exiting) is not waited for;
     // its thread, waiting to reap the init, ends with this process.
     if !matches!(outcome, Ok((_, Teardown::Kernel))) {
@@ -239,8 +238,7 @@ impl SandboxThread {
         spec: Spec,
         forked_init: Option<moat_sandbox::InitProcess>,
         stop: moat_sandbox::Stop,
-        admitted: std::sync::mpsc::Receiver<Result<Admission, String>>,
-        confirmed: std::sync::mpsc::Receiver<Result<(), String>>,
+        entry: moat_sandbox::Entry,
         quick_end: Arc<QuickEnd>,
     ) -> anyhow::Result<Self> {
         let (done, finished) = tokio::sync::oneshot::channel();
@@ -248,17 +246,6 @@ impl SandboxThread {
         let thread = std::thread::Builder::new()
             .name("moat-sandbox".to_owned())
             .spawn(move || {
-                let admission: moat_sandbox::Admit<'static> = Box::new(move || {
-                    let admission = admitted.recv().unwrap_or_else(|_| {
-                        Err("moat run ended before the session opened".to_owned())
-                    })?;
-                    let confirm: moat_sandbox::Confirm<'static> = Box::new(move || {
-                        confirmed.recv().unwrap_or_else(|_| {
-                            Err("moat run ended before the session's start was recorded".to_owned())
-                        })
-                    });
-                    Ok((admission, confirm))
-                });
                 let on_exit: moat_sandbox::OnExit<'static> = Box::new(move |outcome, teardown| {
                     // Ends this process when it can; else the session run goes on.
                     quick_end.agent_exited(outcome, teardown);
@@ -269,7 +256,7 @@ impl SandboxThread {
                         &spec,
                         moat_sandbox::Init::Forked(forked),
                         &stop,
-                        admission,
+                        entry,
                         on_exit,
                     ),
                     // Podman starts the init itself inside the container; a forked one goes
@@ -280,7 +267,7 @@ impl SandboxThread {
                             .map_err(SandboxError::Spawn)
                             .and_then(|init| {
                                 moat_sandbox::run_backend_admitted(
-                                    &backend, &spec, &init, &stop, admission, on_exit,
+                                    &backend, &spec, &init, &stop, entry, on_exit,
                                 )
                             })
                     }
@@ -315,12 +302,10 @@ struct SessionRun<'a> {
 impl SessionRun<'_> {
     /// Returns the sandbox's outcome once the end is recorded (or handed to a running gate),
     /// and what is left of the sandbox: [`Teardown::Kernel`] when the run is not waited for.
-    /// Returning early drops `admit` and `confirm`, which ends a sandbox not yet admitted or
-    /// confirmed.
+    /// Returning early drops `door`, which ends a sandbox not yet admitted or confirmed.
     fn drive(
         self,
-        admit: std::sync::mpsc::SyncSender<Result<Admission, String>>,
-        confirm: std::sync::mpsc::SyncSender<Result<(), String>>,
+        door: moat_sandbox::Door,
         mut sandbox: tokio::sync::oneshot::Receiver<Result<Outcome, SandboxError>>,
         mut exited: tokio::sync::oneshot::Receiver<(Outcome, Teardown)>,
     ) -> anyhow::Result<(Outcome, Teardown)> {
@@ -376,16 +361,16 @@ impl SessionRun<'_> {
             moat_sandbox::stop_on_signals(&stop, *backend == Backend::Embedded)?;
             // The gate binds the session's socket in the session's socket directory, by name.
             let gate_socket = spec.gate_dir.join(moat_gate::control::SESSION_SOCKET);
-            let _ = admit.send(Ok(Admission {
+            door.admit(Admission {
                 gate_socket: gate_socket.clone(),
                 gate_port,
                 env,
                 home_files,
-            }));
+            });
             // The init prepares the agent's start while the gate records the session's start;
             // the agent starts once that is on record.
             gate.opened(&session, &gate_socket).await?;
-            let _ = confirm.send(Ok(()));
+            door.confirm();
             say!(
                 "moat: session {} ({} for {}) in {}",
                 session.id,

@@ -185,8 +185,9 @@ fn the_stdin_frame_reaches_the_agent_and_nowhere_else() {
     );
 }
 
-/// A sandbox that cannot be built fails with the init's reason, not with a broken pipe,
-/// though it fails while the caller is still deciding whether to admit the session.
+/// A sandbox that cannot be built fails with the init's reason, not with a broken pipe, and
+/// without waiting for the caller, who is still deciding whether to admit the session (and
+/// admits it only once the run has returned: the admission finds nobody to read it).
 #[test]
 fn a_setup_failure_before_admission_is_reported_with_its_reason() {
     let session = Session::new();
@@ -195,38 +196,19 @@ fn a_setup_failure_before_admission_is_reported_with_its_reason() {
     fs::create_dir(&missing).expect("dir");
     spec.ro_paths = vec![missing.clone()];
     let stop = moat_sandbox::Stop::new().expect("stop");
-    let admission = session.admission();
-    // Admitted only once the init has failed and exited: the admission finds nobody to read it.
-    let admit: moat_sandbox::Admit<'_> = Box::new(move || {
-        let exited = (0..1000).any(|_| {
-            let zombies = children().iter().all(|pid| {
-                fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                    stat.rsplit(')')
-                        .next()
-                        .unwrap_or("")
-                        .trim_start()
-                        .starts_with('Z')
-                })
-            });
-            if !zombies {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            zombies
-        });
-        assert!(exited, "the init did not fail before admission");
-        let confirm: moat_sandbox::Confirm<'_> = Box::new(|| Ok(()));
-        Ok((admission, confirm))
-    });
+    let (door, entry) = moat_sandbox::door().expect("door");
     fs::remove_dir(&missing).expect("removed");
     let heard = std::sync::atomic::AtomicBool::new(false);
     let error = moat_sandbox::run_admitted(
         &spec,
         moat_sandbox::Init::Program(std::path::Path::new(INIT)),
         &stop,
-        admit,
+        entry,
         Box::new(|_, _| heard.store(true, std::sync::atomic::Ordering::SeqCst)),
     )
     .expect_err("the sandbox cannot be built");
+    door.admit(session.admission());
+    door.confirm();
     assert!(
         !heard.load(std::sync::atomic::Ordering::SeqCst),
         "an exit was heard though no agent ran"
@@ -289,59 +271,69 @@ fn the_init_waits_for_admission_and_the_admission_is_what_the_agent_gets() {
         ".admitted".into(),
         b"home file from the admission\n".to_vec(),
     ));
-    let (unstarted, unconfirmed) = (marker.clone(), marker.clone());
     let stop = moat_sandbox::Stop::new().expect("stop");
-    let admit: moat_sandbox::Admit<'_> = Box::new(move || {
-        let inits: Vec<u32> = children()
-            .into_iter()
-            .filter(|pid| {
-                fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                    String::from_utf8_lossy(&cmdline).contains("__sandbox-init")
+    let (door, entry) = moat_sandbox::door().expect("door");
+    // The caller's thread: looks at the init before it admits the session, and at the agent
+    // before it confirms it.
+    let caller = {
+        let marker = marker.clone();
+        std::thread::spawn(move || {
+            let inits = (0..1000)
+                .map(|_| {
+                    let inits: Vec<u32> = children()
+                        .into_iter()
+                        .filter(|pid| {
+                            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                                String::from_utf8_lossy(&cmdline).contains("__sandbox-init")
+                            })
+                        })
+                        .collect();
+                    if inits.is_empty() {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    inits
                 })
-            })
-            .collect();
-        assert_eq!(inits.len(), 1, "the init runs before admission: {inits:?}");
-        // It is the sandbox's pid 1 itself (`clone3` into a new pid namespace).
-        let status = fs::read_to_string(format!("/proc/{}/status", inits[0])).expect("status");
-        let nspid = status.lines().find_map(|line| line.strip_prefix("NSpid:"));
-        assert_eq!(
-            nspid.map(|ids| ids.split_whitespace().collect::<Vec<_>>()),
-            Some(vec![inits[0].to_string().as_str(), "1"]),
-            "the init is not pid 1 of a pid namespace of its own"
-        );
-        let own = fs::read_link("/proc/self/ns/mnt").expect("own mount namespace");
-        let building = (0..1000).any(|_| {
-            let entered =
-                fs::read_link(format!("/proc/{}/ns/mnt", inits[0])).is_ok_and(|ns| ns != own);
-            if !entered {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            entered
-        });
-        assert!(
-            building,
-            "the init is not building the sandbox before admission"
-        );
-        assert!(!unstarted.exists(), "the agent ran before admission");
-        // Admitted, the init prepares the agent's start, but starts nothing until confirmed.
-        let confirm: moat_sandbox::Confirm<'_> = Box::new(move || {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            assert!(
-                !unconfirmed.exists(),
-                "the agent ran before the confirmation"
+                .find(|inits| !inits.is_empty())
+                .unwrap_or_default();
+            assert_eq!(inits.len(), 1, "the init runs before admission: {inits:?}");
+            // It is the sandbox's pid 1 itself (`clone3` into a new pid namespace).
+            let status = fs::read_to_string(format!("/proc/{}/status", inits[0])).expect("status");
+            let nspid = status.lines().find_map(|line| line.strip_prefix("NSpid:"));
+            assert_eq!(
+                nspid.map(|ids| ids.split_whitespace().collect::<Vec<_>>()),
+                Some(vec![inits[0].to_string().as_str(), "1"]),
+                "the init is not pid 1 of a pid namespace of its own"
             );
-            Ok(())
-        });
-        Ok((admission, confirm))
-    });
+            let own = fs::read_link("/proc/self/ns/mnt").expect("own mount namespace");
+            let building = (0..1000).any(|_| {
+                let entered =
+                    fs::read_link(format!("/proc/{}/ns/mnt", inits[0])).is_ok_and(|ns| ns != own);
+                if !entered {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                entered
+            });
+            assert!(
+                building,
+                "the init is not building the sandbox before admission"
+            );
+            assert!(!marker.exists(), "the agent ran before admission");
+            // Admitted, the init prepares the agent's start, but starts nothing until confirmed.
+            door.admit(admission);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            assert!(!marker.exists(), "the agent ran before the confirmation");
+            door.confirm();
+        })
+    };
     let outcome = moat_sandbox::run_admitted(
         &spec,
         moat_sandbox::Init::Program(std::path::Path::new(INIT)),
         &stop,
-        admit,
+        entry,
         Box::new(|_, _| {}),
     )
     .expect("the sandbox runs");
+    caller.join().expect("the caller's checks");
     server.join().expect("server");
     let ran = session.ran(outcome);
     ran.completed()
@@ -359,20 +351,23 @@ fn a_session_refused_after_its_admission_starts_nothing() {
     let session = Session::new();
     let marker = session.workspace().join("agent-ran");
     let spec = session.spec(&format!("touch {}", marker.display()));
-    let admission = session.admission();
-    let admit: moat_sandbox::Admit<'_> = Box::new(move || {
-        let confirm: moat_sandbox::Confirm<'_> =
-            Box::new(|| Err("the session start could not be recorded".to_owned()));
-        Ok((admission, confirm))
-    });
+    let (door, entry) = moat_sandbox::door().expect("door");
+    door.admit(session.admission());
     let heard = std::sync::atomic::AtomicBool::new(false);
-    let error = moat_sandbox::run_admitted(
-        &spec,
-        moat_sandbox::Init::Program(std::path::Path::new(INIT)),
-        &moat_sandbox::Stop::new().expect("stop"),
-        admit,
-        Box::new(|_, _| heard.store(true, std::sync::atomic::Ordering::SeqCst)),
-    )
+    let error = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // Long enough for the init to have the admission and prepare the agent's start.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            door.refuse("the session start could not be recorded");
+        });
+        moat_sandbox::run_admitted(
+            &spec,
+            moat_sandbox::Init::Program(std::path::Path::new(INIT)),
+            &moat_sandbox::Stop::new().expect("stop"),
+            entry,
+            Box::new(|_, _| heard.store(true, std::sync::atomic::Ordering::SeqCst)),
+        )
+    })
     .expect_err("the session is refused");
     assert!(
         matches!(&error, moat_sandbox::SandboxError::NotAdmitted(reason)
@@ -403,7 +398,7 @@ fn the_exit_is_heard_once_nothing_of_the_session_is_left() {
         &spec,
         moat_sandbox::Init::Program(std::path::Path::new(INIT)),
         &stop,
-        moat_sandbox::admit_now(&session.admission()),
+        moat_sandbox::Entry::admitted(&session.admission()).expect("entry"),
         Box::new(|outcome, teardown| {
             let left: Vec<String> = fs::read_dir("/proc")
                 .expect("/proc")

@@ -164,7 +164,7 @@ fn a_session_cgroup_is_waited_for_and_removed() {
         &session.spec("true"),
         moat_sandbox::Init::Program(std::path::Path::new(INIT)),
         &moat_sandbox::Stop::new().expect("stop"),
-        moat_sandbox::admit_now(&session.admission()),
+        moat_sandbox::Entry::admitted(&session.admission()).expect("entry"),
         Box::new(|_, teardown| *heard.lock().expect("heard") = Some(teardown)),
     )
     .expect("the sandbox runs");
