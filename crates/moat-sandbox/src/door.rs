@@ -149,8 +149,8 @@ impl State {
 impl Door {
     /// Admits the session with `admission`: the init prepares the agent's start (writes the
     /// home files, listens on the gate port) and waits for the confirmation. A session is
-    /// admitted once; an admission that does not hold (a relative gate socket, a home file outside `$HOME`) refuses
-    /// it.
+    /// admitted once; an admission that does not hold (a relative gate socket, a home file
+    /// outside `$HOME`) refuses it.
     pub fn admit(&self, admission: Admission) {
         if let Err(error) = admission.validate() {
             self.refuse_with(error);
