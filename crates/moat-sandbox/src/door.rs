@@ -11,8 +11,10 @@
 //! what came before that, the run writes). Handed to the run's thread instead, each frame waited
 //! for that thread to be woken: with the other CPU busy, a woken thread of the session waited
 //! 0.25 to 0.7 ms for a CPU on average (`perf sched`, BENCHMARKS.md, sandbox notes of 2026-12-02
-//! 22:05). The run's thread hears only what it must act on: a refusal (it ends the init), and
-//! the confirmation when the session has a timeout (it counts from then) ([`Entry::wake_fd`]).
+//! 22:05). Measured against that: 0.10 ms off an idle session, and nothing beyond the noise off
+//! a busy one (BENCHMARKS.md, sandbox notes of 2026-12-03). The run's thread hears only what it
+//! must act on: a refusal (it ends the init), and the confirmation when the session has a
+//! timeout (it counts from then) ([`Entry::wake_fd`]).
 //!
 //! The podman backend needs the admission before `podman run`, and waits for both
 //! ([`Entry::wait_confirmed`]).
