@@ -20,13 +20,12 @@
 //! ([`Entry::wait_confirmed`]).
 
 use std::fs::File;
-use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use rustix::event::EventfdFlags;
-
 use crate::error::SandboxError;
+use crate::host::Event;
 use crate::protocol::{Admitted, Confirmed, write_frame};
 use crate::spec::Admission;
 
@@ -37,7 +36,7 @@ pub fn door() -> std::io::Result<(Door, Entry)> {
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         changed: Condvar::new(),
-        wake: rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
+        wake: Event::new()?,
     });
     Ok((Door(Arc::clone(&shared)), Entry(shared)))
 }
@@ -57,9 +56,9 @@ struct Shared {
     state: Mutex<State>,
     /// Told of every change, for [`Entry::wait_confirmed`].
     changed: Condvar,
-    /// An eventfd the door writes to when the run must act: a refusal; a confirmation when
-    /// the run asked to hear of it ([`Entry::open`]).
-    wake: OwnedFd,
+    /// Fired when the run must act: a refusal; a confirmation when the run asked to hear of
+    /// it ([`Entry::open`]).
+    wake: Event,
 }
 
 #[derive(Debug, Default)]
@@ -67,12 +66,9 @@ struct State {
     /// Admitted, and not yet written to the init (the run has not opened the door; podman's
     /// run takes it from here).
     admission: Option<Admission>,
-    admitted: bool,
-    /// When the session was confirmed.
-    confirmed: Option<Instant>,
-    /// Why the session was refused, until the run takes it; `refused` stays.
+    stage: Stage,
+    /// Why the session was refused, until the run takes it.
     refusal: Option<SandboxError>,
-    refused: bool,
     /// The init's request pipe and what the run decided the init enforces, once the run has
     /// opened the door; dropped (the init reads end of file) on a refusal or after the
     /// confirmation.
@@ -83,6 +79,18 @@ struct State {
     write_error: Option<std::io::Error>,
     /// The run is over: nothing more is written.
     closed: bool,
+}
+
+/// How far the caller has let the session go. Each step is taken once, in this order; a
+/// refusal ends it before the confirmation.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    #[default]
+    Waiting,
+    Admitted,
+    /// Confirmed then.
+    Confirmed(Instant),
+    Refused,
 }
 
 /// What the run decided the init enforces, sent with the admission.
@@ -106,10 +114,6 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn wake(&self) {
-        let _ = rustix::io::write(self.wake.as_fd(), &1u64.to_ne_bytes());
     }
 }
 
@@ -159,10 +163,10 @@ impl Door {
             return;
         }
         let mut state = self.0.lock();
-        if state.admitted || state.refused || state.closed {
+        if state.stage != Stage::Waiting || state.closed {
             return;
         }
-        state.admitted = true;
+        state.stage = Stage::Admitted;
         state.admission = Some(admission);
         state.send_admission();
         drop(state);
@@ -173,15 +177,15 @@ impl Door {
     /// before the admission.
     pub fn confirm(&self) {
         let mut state = self.0.lock();
-        if !state.admitted || state.confirmed.is_some() || state.refused || state.closed {
+        if state.stage != Stage::Admitted || state.closed {
             return;
         }
-        state.confirmed = Some(Instant::now());
+        state.stage = Stage::Confirmed(Instant::now());
         state.send_confirmation();
         let wake = state.wake_on_confirm;
         drop(state);
         if wake {
-            self.0.wake();
+            self.0.wake.fire();
         }
         self.0.changed.notify_all();
     }
@@ -194,23 +198,23 @@ impl Door {
 
     fn refuse_with(&self, error: SandboxError) {
         let mut state = self.0.lock();
-        if state.confirmed.is_some() || state.refused || state.closed {
+        if matches!(state.stage, Stage::Confirmed(_) | Stage::Refused) || state.closed {
             return;
         }
-        state.refused = true;
+        state.stage = Stage::Refused;
         state.refusal = Some(error);
         state.admission = None;
         // End of file where the admission or the confirmation would be.
         state.init = None;
         drop(state);
-        self.0.wake();
+        self.0.wake.fire();
         self.0.changed.notify_all();
     }
 }
 
 impl Drop for Door {
     fn drop(&mut self) {
-        let admitted = self.0.lock().admitted;
+        let admitted = self.0.lock().stage == Stage::Admitted;
         self.refuse(if admitted {
             "the caller ended before it confirmed the session"
         } else {
@@ -240,13 +244,13 @@ impl Entry {
         wake_on_confirm: bool,
     ) -> Result<(), SandboxError> {
         let mut state = self.0.lock();
-        if state.refused {
+        if state.stage == Stage::Refused {
             return Err(take_refusal(&mut state));
         }
         state.init = Some((pipe, enforce));
         state.wake_on_confirm = wake_on_confirm;
         state.send_admission();
-        if state.confirmed.is_some() {
+        if matches!(state.stage, Stage::Confirmed(_)) {
             state.send_confirmation();
         }
         Ok(())
@@ -257,10 +261,10 @@ impl Entry {
     pub(crate) fn wait_confirmed(&self) -> Result<Admission, SandboxError> {
         let mut state = self.0.lock();
         loop {
-            if state.refused {
+            if state.stage == Stage::Refused {
                 return Err(take_refusal(&mut state));
             }
-            if state.confirmed.is_some()
+            if matches!(state.stage, Stage::Confirmed(_))
                 && let Some(admission) = state.admission.take()
             {
                 return Ok(admission);
@@ -275,14 +279,14 @@ impl Entry {
 
     /// Readable when the run must look at the door ([`event`](Self::event)).
     pub(crate) fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.0.wake.as_fd()
+        self.0.wake.fd()
     }
 
     /// What the door says, once [`wake_fd`](Self::wake_fd) was readable.
     pub(crate) fn event(&self) -> DoorEvent {
-        let _ = rustix::io::read(self.0.wake.as_fd(), &mut [0u8; 8]);
+        self.0.wake.clear();
         let mut state = self.0.lock();
-        if state.refused && state.confirmed.is_none() {
+        if state.stage == Stage::Refused {
             DoorEvent::Refused(take_refusal(&mut state))
         } else {
             DoorEvent::Nothing
@@ -291,7 +295,10 @@ impl Entry {
 
     /// When the session was confirmed: its duration and its timeout count from then.
     pub(crate) fn confirmed_at(&self) -> Option<Instant> {
-        self.0.lock().confirmed
+        match self.0.lock().stage {
+            Stage::Confirmed(at) => Some(at),
+            Stage::Waiting | Stage::Admitted | Stage::Refused => None,
+        }
     }
 
     /// The first frame the init could not take (it is gone).

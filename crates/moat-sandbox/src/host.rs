@@ -23,32 +23,55 @@ use crate::spec::{Admission, ExitStatus, Outcome, Property, ResourceUsage, Spec}
 /// [`Limits::stop_grace`]: crate::Limits::stop_grace
 #[derive(Debug, Clone)]
 pub struct Stop {
-    event: Arc<OwnedFd>,
+    event: Arc<Event>,
 }
 
 impl Stop {
     /// A stop signal that has not fired.
     pub fn new() -> std::io::Result<Self> {
-        let event = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         Ok(Self {
-            event: Arc::new(event),
+            event: Arc::new(Event::new()?),
         })
     }
 
     /// Fires the signal; every session waiting on it is ended. Idempotent until the session
     /// acts on it; once it has (asked the agent to end), firing again kills the sandbox at once.
     pub fn stop(&self) {
-        let _ = rustix::io::write(self.event.as_fd(), &1u64.to_ne_bytes());
+        self.event.fire();
     }
 
     /// Clears a fired signal, so that the next [`stop`](Self::stop) is heard anew.
     pub(crate) fn rearm(&self) {
-        let _ = rustix::io::read(self.event.as_fd(), &mut [0u8; 8]);
+        self.event.clear();
     }
 
     /// The eventfd that [`Stop::stop`] writes to.
-    pub(crate) fn event(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.event.as_fd()
+    pub(crate) fn event(&self) -> BorrowedFd<'_> {
+        self.event.fd()
+    }
+}
+
+/// A signal one thread fires and another polls for: an eventfd, readable once fired until
+/// cleared.
+#[derive(Debug)]
+pub(crate) struct Event(OwnedFd);
+
+impl Event {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        let fd = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(Self(fd))
+    }
+
+    pub(crate) fn fire(&self) {
+        let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
+    }
+
+    pub(crate) fn clear(&self) {
+        let _ = rustix::io::read(&self.0, &mut [0u8; 8]);
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
 
@@ -235,7 +258,7 @@ pub fn run_admitted(
     // door's refusal or, with a timeout, its confirmation.
     let mut reports = Reports::new(report_read);
     let timeout = spec.limits.timeout;
-    let ending = watch(
+    let watched = watch(
         pidfd,
         stop,
         Some(&entry),
@@ -243,12 +266,12 @@ pub fn run_admitted(
         &mut listener,
         |started| Some(started? + timeout?),
     );
-    if let Watched::Refused(refusal) = ending {
-        drop(entry);
-        return Err(refuse(refusal));
-    }
-    let Watched::Ended(ending) = ending else {
-        unreachable!("a refusal returned above")
+    let ending = match watched {
+        Ok(ending) => ending,
+        Err(refusal) => {
+            drop(entry);
+            return Err(refuse(refusal));
+        }
     };
     let (timed_out, stopped) = (ending == Ending::TimedOut, ending == Ending::Stopped);
     if timed_out || stopped {
@@ -263,12 +286,11 @@ pub fn run_admitted(
         let ended = listener.heard.agent_started
             && asked_to_end(stop, ask, || {
                 let grace = Instant::now() + spec.limits.grace();
-                match watch(pidfd, stop, None, &mut reports, &mut listener, |_| {
+                // Without an entry, nothing is refused.
+                watch(pidfd, stop, None, &mut reports, &mut listener, |_| {
                     Some(grace)
-                }) {
-                    Watched::Ended(ending) => ending,
-                    Watched::Refused(_) => Ending::Stopped,
-                }
+                })
+                .unwrap_or(Ending::Stopped)
             });
         if !ended {
             // With the init, pid 1, dies every process of the pid namespace.
@@ -312,16 +334,9 @@ pub fn run_admitted(
     Ok(outcome(spec, ending, status, duration, usage, enforced))
 }
 
-/// How [`watch`] ended.
-enum Watched {
-    Ended(Ending),
-    /// The caller refused the session before it confirmed it.
-    Refused(SandboxError),
-}
-
 /// Waits for the init behind `pidfd` to exit, `deadline` to pass (given when the session
 /// started, once it has), or `stop` to fire, handing the init's reports to `listener` as they
-/// come; and, with an `entry`, for the door to refuse the session.
+/// come; and, with an `entry`, for the door to refuse the session (the refusal is the error).
 fn watch(
     pidfd: &OwnedFd,
     stop: &Stop,
@@ -329,21 +344,21 @@ fn watch(
     reports: &mut Reports,
     listener: &mut Listener<'_, '_>,
     deadline: impl Fn(Option<Instant>) -> Option<Instant>,
-) -> Watched {
+) -> Result<Ending, SandboxError> {
     // The confirmation comes from the caller's thread; the agent's reports follow it.
     let confirmed = || entry.and_then(Entry::confirmed_at);
     loop {
         listener.started = listener.started.or_else(confirmed);
         let door = entry.map(Entry::wake_fd);
         match wait_for(pidfd, stop, deadline(listener.started), reports.fd(), door) {
-            Woke::Ended(ending) => return Watched::Ended(ending),
+            Woke::Ended(ending) => return Ok(ending),
             Woke::Reports => {
                 listener.started = listener.started.or_else(confirmed);
                 reports.read_available(&mut |report| listener.hear(report));
             }
             Woke::Door => {
                 if let Some(DoorEvent::Refused(refusal)) = entry.map(Entry::event) {
-                    return Watched::Refused(refusal);
+                    return Err(refusal);
                 }
             }
         }
@@ -579,7 +594,7 @@ fn wait_for(
         let timeout = remaining.map(timespec);
         let mut fds = vec![
             PollFd::new(pidfd, PollFlags::IN),
-            PollFd::new(stop.event.as_ref(), PollFlags::IN),
+            PollFd::new(&stop.event.0, PollFlags::IN),
         ];
         let reports_at = reports.map(|_| fds.len());
         let door_at = door.map(|_| fds.len() + usize::from(reports.is_some()));
