@@ -794,6 +794,12 @@ pub struct Opened {
 }
 
 impl ControlClient {
+    /// The connection to the gate. Its end tells the gate that `moat run` is gone (it then
+    /// records the end the session file holds): whoever holds a copy delays that.
+    pub fn connection(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self.write.as_ref())
+    }
+
     /// Connect to the gate serving `path` (`<data-dir>/gate.ctl`). `Ok(None)` when no gate
     /// answers there (no socket, or a stale one): start a gate of your own. Any other failure
     /// is an error: a gate is there but cannot be used, and a second gate on the same data

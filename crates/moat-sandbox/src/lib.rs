@@ -95,6 +95,7 @@ mod error;
 mod forked;
 mod host;
 mod init;
+mod keeper;
 pub mod podman;
 mod probe;
 mod protocol;
@@ -113,6 +114,7 @@ pub use host::{
     Init, OnExit, Stop, Teardown, cgroup_support, host_report, run, run_admitted, run_with_stop,
 };
 pub use init::{exit_now, init_main};
+pub use keeper::{AddressSpaceKeeper, keep_address_space};
 pub use podman::{Backend, PodmanReport, probe_podman, run_backend, run_backend_admitted};
 pub use probe::{CgroupSupport, CgroupVersion, HostReport, Placement, probe, probe_cgroups};
 pub use protocol::{GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};

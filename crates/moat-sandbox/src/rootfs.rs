@@ -135,12 +135,13 @@ pub(crate) fn prepare() -> Result<(), String> {
     .map_err(err("could not make /dev read-only".to_owned()))
 }
 
-/// Completes the root [`prepare`] began with what the session's spec names and pivots into it,
-/// detaching the host root. Runs in pid 1 of the new namespaces (a fresh `/proc` shows the
-/// namespace of the process that mounts it) while the session waits for its admission:
-/// everything the agent sees is in place but its home files and the gate's socket, which
-/// appears in the mounted gate directory when the gate admits the session.
-pub(crate) fn build(spec: &Spec) -> Result<(), String> {
+/// Completes the root [`prepare`] began with what the session's spec names and pivots into it.
+/// Runs in pid 1 of the new namespaces (a fresh `/proc` shows the namespace of the process that
+/// mounts it) while the session waits for its admission: everything the agent sees is in place
+/// but its home files and the gate's socket, which appears in the mounted gate directory when
+/// the gate admits the session. The host root is still mounted, out of sight, until the
+/// returned [`OldRoot`] is detached.
+pub(crate) fn build(spec: &Spec) -> Result<OldRoot, String> {
     let etc = inside(Path::new("/etc"));
     for (name, text) in etc_files(&spec.home, None) {
         fs::write(etc.join(name), text).map_err(io_err(format!("could not write /etc/{name}")))?;
@@ -217,19 +218,49 @@ fn stage() -> Result<(), String> {
     rustix::process::chdir("/").map_err(err("could not enter the staging root".to_owned()))
 }
 
-/// Pivots into the new root and detaches the staging root, and with it the host root kept
-/// under it at [`OLD_ROOT`]: a lazy unmount takes the whole tree below the mount it names (as
-/// runc detaches the old root). One unmount, not bubblewrap's two (the host root first, then the
-/// staging root): each unmount waits for an expedited RCU grace period
-/// (`synchronize_rcu_expedited` in the kernel's `namespace_unlock`), which the init's start then
-/// waits for once less.
-fn pivot() -> Result<(), String> {
+/// Pivots into the new root. The staging root, and the host root kept under it at
+/// [`OLD_ROOT`], stay mounted over the new root until [`OldRoot::detach`]; meanwhile no lookup
+/// reaches them: a path walk does not enter a mount stacked on the directory it starts from, so
+/// `/` and the working directory are the new root's from here on.
+fn pivot() -> Result<OldRoot, String> {
     rustix::process::chdir(NEW_ROOT).map_err(err("could not enter the new root".to_owned()))?;
     rustix::process::pivot_root(".", ".")
         .map_err(err("could not pivot into the new root".to_owned()))?;
-    rustix::mount::unmount(".", UnmountFlags::DETACH)
-        .map_err(err("could not detach the staging and host roots".to_owned()))?;
-    rustix::process::chdir("/").map_err(err("could not enter /".to_owned()))
+    rustix::process::chdir("/").map_err(err("could not enter /".to_owned()))?;
+    Ok(OldRoot(()))
+}
+
+/// The staging root, still mounted over the new root after the pivot, with the host root under
+/// it: nothing of the session's may start before it is detached.
+#[must_use = "the host root stays mounted in the sandbox until the old root is detached"]
+pub(crate) struct OldRoot(());
+
+impl OldRoot {
+    /// Detaches the staging root, and with it the host root under it: a lazy unmount takes the
+    /// whole tree below the mount it names (as runc detaches the old root). One unmount, not
+    /// bubblewrap's two (the host root first, then the staging root). Each waits for an
+    /// expedited RCU grace period (`synchronize_rcu_expedited` in the kernel's
+    /// `namespace_unlock`): 0.03 to 1.2 ms here, so the init hands this to a thread of its own
+    /// ([`crate::init`]). Any thread of the init can call it: they share its root.
+    pub(crate) fn detach(self) -> Result<(), String> {
+        rustix::mount::unmount("/", UnmountFlags::DETACH)
+            .map_err(err("could not detach the staging and host roots".to_owned()))
+    }
+}
+
+/// Checks that nothing is mounted over the root: `/..` is `/` itself. Until the old root is
+/// detached it is not: a walk that climbs to the root steps into the mount stacked on it, and
+/// `/tmp/..` lists the host's root. Checked before the agent starts, after the detach.
+pub(crate) fn check_nothing_over_the_root() -> Result<(), String> {
+    let identity = |path: &str| {
+        rustix::fs::stat(path)
+            .map(|stat| (stat.st_dev, stat.st_ino))
+            .map_err(err(format!("could not stat {path}")))
+    };
+    if identity("/")? != identity("/..")? {
+        return Err("the host root is still mounted over the sandbox's root".to_owned());
+    }
+    Ok(())
 }
 
 fn bind_read_only(source: &Path, target: &Path) -> Result<(), String> {

@@ -367,6 +367,12 @@ impl SessionRun<'_> {
                 env,
                 home_files,
             });
+            // The quick end's keeper (see `Closing`), started while the gate records the
+            // session's start, which this thread waits for anyway. Only a running gate that
+            // takes the end from the session file allows a quick end.
+            let keeper = gate_takes_the_file_end
+                .then(|| moat_sandbox::keep_address_space(gate.connection().as_slice()).ok())
+                .flatten();
             // The init prepares the agent's start while the gate records the session's start;
             // the agent starts once that is on record.
             gate.opened(&session, &gate_socket).await?;
@@ -390,6 +396,7 @@ impl SessionRun<'_> {
                     record: session_file.clone(),
                     file,
                     terminal,
+                    _keeper: keeper,
                 });
             }
             // The agent's exit is heard before the sandbox's teardown when it exits on its
@@ -566,6 +573,10 @@ struct Closing {
     record: SessionFile,
     file: std::fs::File,
     terminal: Option<moat_sandbox::TerminalModes>,
+    /// Holds this process's memory while it exits, and the connection to the gate: the caller
+    /// hears the exit before the unmapping, and the gate, woken by the connection's end, does
+    /// not take the exiting process's CPU ([`moat_sandbox::keep_address_space`]).
+    _keeper: Option<moat_sandbox::AddressSpaceKeeper>,
 }
 
 impl QuickEnd {
@@ -787,6 +798,14 @@ fn announce_running_gate(
 }
 
 impl SessionGate {
+    /// The connection to a running gate, whose end is the session's end.
+    fn connection(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            SessionGate::Running(client) => Some(client.connection()),
+            SessionGate::InProcess { .. } => None,
+        }
+    }
+
     /// Asks the gate to serve the session and record its start, with the revision of the
     /// policy the gate decides with. Returns a running gate's hello, which comes before its
     /// answer ([`opened`](Self::opened)): its public URL gives the port the sandbox reaches it

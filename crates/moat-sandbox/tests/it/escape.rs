@@ -31,6 +31,7 @@ on_every_backend!(
     read_only_paths_are_readable_but_not_writable,
     setting_the_setuid_bit_fails,
     the_network_is_the_sandboxs_own_with_only_lo_up,
+    climbing_above_the_root_stays_in_the_sandbox,
 );
 
 fn reading_a_planted_host_secret_fails(backend: Backend) {
@@ -336,6 +337,28 @@ fn the_mount_table_holds_only_the_new_roots_mounts() {
     };
     let host: Vec<&&str> = points.iter().filter(|point| !ours(point)).collect();
     assert!(host.is_empty(), "host mounts in the sandbox: {host:?}");
+}
+
+/// A walk that climbs to the root stays there: `/..` and `/tmp/..` are the sandbox's root. Until
+/// the init detaches the old root, which is mounted over the new one after the pivot, they are
+/// the host's: a walk that reaches the root steps into the mount stacked on it.
+fn climbing_above_the_root_stays_in_the_sandbox(backend: Backend) {
+    let session = Session::new();
+    let ran = session.run_on(
+        &backend,
+        "stat -c %d:%i / /.. /tmp/.. && echo STATTED\nls /tmp/../oldroot && echo LISTED-OLDROOT",
+    );
+    ran.completed().expect("STATTED").refute("LISTED-OLDROOT");
+    let identities: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|line| line.contains(':'))
+        .collect();
+    assert_eq!(identities.len(), 3, "{}", ran.stdout);
+    assert!(
+        identities.iter().all(|identity| *identity == identities[0]),
+        "the root's parent is another directory: {identities:?}"
+    );
 }
 
 /// The agent is in a network namespace of its own, not the host's: it lists one interface,
