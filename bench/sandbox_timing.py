@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Interleaved spawn-to-exit timing for bench/run-sandbox.
 
-    sandbox_timing.py SPEC.json ROUNDS WARMUP OUT.json
+    sandbox_timing.py SPEC.json ROUNDS WARMUP OUT.json [GAP_MS]
 
 SPEC.json is a list of {"name", "argv", "setup" (optional shell command, run untimed before each
 run), "log" (optional file the command's output is appended to), "capture" (optional: true reads
@@ -16,8 +16,11 @@ rounds are not recorded. Each run is timed from just before the spawn to the rea
 with time.perf_counter_ns. A run that exits non-zero is counted as a failure and its time is
 kept out of the figures.
 
-Runs follow each other back to back, so work a command leaves behind once it has exited (its
-sandbox's teardown, a gate's bookkeeping) falls on the run after it. Each run's predecessor (the
+Runs follow each other back to back (GAP_MS 0, the default), so work a command leaves behind
+once it has exited (its sandbox's teardown, a gate's bookkeeping, the unmapping of a process's
+memory) falls on the run after it. With GAP_MS, each run starts that long after the last one
+ended (untimed), so that leftovers have run their course: each command's own latency, started
+on an idle machine. Each run's predecessor (the
 command run just before it, warm-up rounds included) is recorded, and the medians by predecessor
 show how much one command's leftovers cost the next. With one command in SPEC.json, every run
 follows another of the same: its back-to-back rate, leftovers included.
@@ -68,6 +71,7 @@ def steal_percent(start, end):
 
 def main():
     spec_path, rounds, warmup, out_path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    gap_s = float(sys.argv[5]) / 1000 if len(sys.argv) > 5 else 0.0
     spec = json.load(open(spec_path))
     times = {c["name"]: [] for c in spec}
     after = {c["name"]: {} for c in spec}
@@ -85,6 +89,8 @@ def main():
                 subprocess.run(c["setup"], shell=True, check=True)
             log = open(c["log"], "ab") if c.get("log") else subprocess.DEVNULL
             out = subprocess.PIPE if c.get("capture") else log
+            if gap_s:
+                time.sleep(gap_s)
             try:
                 t0 = time.perf_counter_ns()
                 rc = subprocess.run(c["argv"], stdin=subprocess.DEVNULL, stdout=out, stderr=out).returncode
@@ -130,7 +136,8 @@ def main():
             print(f"{name}: no successful run ({fails[name]} failures)")
     if steal is not None:
         print(f"steal (CPU time the hypervisor took) during the recorded rounds: {steal:.1f}%")
-    json.dump({"rounds": rounds, "warmup": warmup, "steal_percent": steal, "commands": result},
+    json.dump({"rounds": rounds, "warmup": warmup, "gap_ms": gap_s * 1000, "steal_percent": steal,
+               "commands": result},
               open(out_path, "w"), indent=1)
 
 

@@ -378,6 +378,53 @@ fn a_session_refused_after_its_admission_starts_nothing() {
     assert!(!marker.exists(), "the agent ran though refused");
 }
 
+/// A stop before the confirmation (`moat stop`, or a signal while the gate records the start)
+/// ends the sandbox at once: no agent starts, and the outcome says it was stopped. The door is
+/// neither confirmed nor refused meanwhile: only the stop can end the run (past a generous
+/// bound the door refuses, so that a stop not heard fails the test instead of hanging it).
+#[test]
+fn a_stop_before_the_confirmation_ends_the_sandbox_unstarted() {
+    let session = Session::new();
+    let marker = session.workspace().join("agent-ran");
+    let spec = session.spec(&format!("touch {}", marker.display()));
+    let (door, entry) = moat_sandbox::door().expect("door");
+    door.admit(session.admission());
+    let stop = moat_sandbox::Stop::new().expect("stop");
+    let heard = std::sync::atomic::AtomicBool::new(false);
+    let (ended, ended_here) = std::sync::mpsc::channel::<()>();
+    let result = std::thread::scope(|scope| {
+        let stopper = stop.clone();
+        scope.spawn(move || {
+            // Long enough for the init to have the admission and prepare the agent's start.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            stopper.stop();
+            if ended_here
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .is_err()
+            {
+                door.refuse("the stop was not heard");
+            }
+        });
+        let result = moat_sandbox::run_admitted(
+            &spec,
+            moat_sandbox::Init::Program(std::path::Path::new(INIT)),
+            &stop,
+            entry,
+            Box::new(|_, _| heard.store(true, std::sync::atomic::Ordering::SeqCst)),
+        );
+        let _ = ended.send(());
+        result
+    });
+    let outcome = result.expect("a stopped sandbox is an outcome");
+    assert!(outcome.stopped, "{outcome:?}");
+    assert_eq!(outcome.reason.as_deref(), Some("stopped"));
+    assert!(!heard.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(
+        !marker.exists(),
+        "the agent ran though stopped before its confirmation"
+    );
+}
+
 /// The caller hears of the agent's exit as soon as it is known (to record the session's end
 /// while the sandbox is torn down), and only once nothing of the session is left: what the
 /// agent left running in the background is killed and reaped by then, and its CPU time is in
