@@ -76,7 +76,10 @@ impl InitProcess {
         let (spec_read, spec_write) = pipe_with(PipeFlags::CLOEXEC)?;
         let (report_read, report_write) = pipe_with(PipeFlags::CLOEXEC)?;
         let placement = sched_getaffinity(None).ok().and_then(Placement::of);
+        // This process, for the child to see whether it is still there (see `die_with_parent`).
+        let parent = pidfd_open(rustix::process::getpid(), PidfdFlags::empty()).ok();
         let Cloned::Parent { pid, pidfd } = clone_into_new_pid_namespace(false)? else {
+            die_with_parent(parent);
             drop((spec_write, report_read));
             // Whichever of the two runs first moves the child (see `Placement`).
             if let Some(placement) = &placement {
@@ -84,7 +87,7 @@ impl InitProcess {
             }
             become_init(spec_read, report_write, host_ids, placement);
         };
-        drop((spec_read, report_write));
+        drop((spec_read, report_write, parent));
         if let Some(placement) = &placement {
             let _ = sched_setaffinity(Some(pid), &placement.init);
         }
@@ -210,9 +213,10 @@ impl ExecInit {
         }
     }
 
-    /// In the child: place `staged` (the request and report pipes) at [`SPEC_FD`] and
-    /// [`REPORT_FD`], map the host's ids to root, put back the signal mask and `SIGPIPE`'s
-    /// default disposition (as `Command` does), and `execve` with an empty environment. On a
+    /// In the child: die with the spawning thread, place `staged` (the request and report
+    /// pipes) at [`SPEC_FD`] and [`REPORT_FD`], map the host's ids to root, put back the signal
+    /// mask and `SIGPIPE`'s default disposition (as `Command` does), and `execve` with an empty
+    /// environment. On a
     /// failure, writes its step and errno to `failure` and exits 127.
     fn run(&self, staged: &(OwnedFd, OwnedFd), failure: &OwnedFd) -> ! {
         let fail = |step: u32| -> ! {
@@ -230,6 +234,9 @@ impl ExecInit {
         // CStrings and byte vectors owned by `self`, and the argv and envp arrays are
         // null-terminated locals that outlive the execve (which does not return on success).
         unsafe {
+            // The init dies with the thread that spawns it (see `die_with_parent`), which
+            // waits for this `execve` before it sends the init anything.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
@@ -466,6 +473,33 @@ fn clone_into_new_pid_namespace(execs: bool) -> std::io::Result<Cloned> {
 enum Cloned {
     Child,
     Parent { pid: Pid, pidfd: OwnedFd },
+}
+
+/// The forked init's first step: it dies with `moat run`, as `bwrap --die-with-parent` does.
+/// The kernel sends it `SIGKILL` when the thread that forked it exits (`moat run`'s main
+/// thread: when `moat run` does, killed or not); pid 1 of the sandbox's pid namespace, it takes
+/// every process of the sandbox with it. Without it, a `moat run` killed outright left its agent
+/// running, with the workspace and no one to stop it or time it out. A `moat run` gone before
+/// this call sends nothing: `parent` (its pidfd, opened before the fork) is readable then, and
+/// the child exits. Without a pidfd (a kernel before 5.3), the request pipe's end tells: the
+/// request, admission and confirmation all wait for the gate, which takes milliseconds.
+fn die_with_parent(parent: Option<OwnedFd>) {
+    if rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_err() {
+        crate::init::exit_now(125);
+    }
+    if let Some(parent) = parent {
+        let mut exited = [rustix::event::PollFd::new(
+            &parent,
+            rustix::event::PollFlags::IN,
+        )];
+        let now = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if rustix::event::poll(&mut exited, Some(&now)) != Ok(0) {
+            crate::init::exit_now(125);
+        }
+    }
 }
 
 /// The child: wipe what it holds of the parent, place the pipes, and run as the init

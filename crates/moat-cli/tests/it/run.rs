@@ -1105,6 +1105,56 @@ fn a_killed_moat_runs_session_is_ended_when_the_next_gate_starts() {
     }
 }
 
+/// A `moat run` killed outright takes its sandbox with it, as `bwrap --die-with-parent` does:
+/// the init dies with it (`PR_SET_PDEATHSIG`), and with pid 1 every process of the sandbox. An
+/// agent left running would go on with the workspace and no one to stop it or time it out.
+/// Both ways the init starts: forked by `moat run …`, executed by `moat --data-dir D run …`.
+#[test]
+fn a_killed_moat_runs_sandbox_dies_with_it() {
+    let env = RunEnv::start(POLICY);
+    for (spelling, marker) in [("forked", "60.4711"), ("executed", "60.4712")] {
+        // A command line no other process has, to find the agent from the host.
+        let mut args = env.run_args(&[], &["sleep", marker]);
+        if spelling == "executed" {
+            let at = args
+                .iter()
+                .position(|a| a == "--data-dir")
+                .expect("--data-dir");
+            let data_dir: Vec<String> = args.drain(at..at + 2).collect();
+            args.splice(0..0, data_dir);
+        }
+        let mut child = std::process::Command::new(MOAT)
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moat run");
+        let agents = || {
+            std::fs::read_dir("/proc")
+                .expect("/proc")
+                .flatten()
+                .filter(|entry| {
+                    std::fs::read(entry.path().join("cmdline"))
+                        .is_ok_and(|cmdline| cmdline == format!("sleep\0{marker}\0").as_bytes())
+                })
+                .count()
+        };
+        // Bounds on waits, not measures.
+        let bound = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while agents() == 0 && std::time::Instant::now() < bound {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(agents(), 1, "{spelling}: the agent did not start");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let bound = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while agents() > 0 && std::time::Instant::now() < bound {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(agents(), 0, "{spelling}: the agent outlived its moat run");
+    }
+}
+
 /// The end records of `session` in `events`.
 fn session_ends<'a>(events: &'a [Value], session: &str) -> Vec<&'a Value> {
     events
