@@ -522,10 +522,33 @@ fn container_init(spec: Spec, mut pipe: std::fs::File, reporter: &Reporter) -> R
     };
     rootfs::write_files(&spec.home, &admitted.admission.home_files)?;
     bridge::loopback_check()?;
+    end_with_the_host(reporter)?;
     let confinement = Confinement::begin(&spec, true)?;
     serve(spec, admitted, confinement, reporter, |_: &Spec| {
         confirmed(pipe)
     })
+}
+
+/// Ends a container's init, and with pid 1 the whole container, once `moat run` is gone. The
+/// embedded init dies with `moat run` by a death signal (`forked::die_with_parent`); a
+/// container's init is the runtime's child, which no signal from `moat run`'s death reaches.
+/// But `moat run` holds the report pipe's read end for as long as it lives (until the init has
+/// exited, in a container), so the pipe reporting no reader left means it is gone: a thread
+/// waits for that and exits the process as if killed. Without it, a `moat run --backend podman`
+/// killed outright left its container and agent running.
+fn end_with_the_host(reporter: &Reporter) -> Result<(), String> {
+    let watcher = reporter
+        .watcher()
+        .map_err(|error| format!("could not watch for the end of moat run: {error}"))?;
+    std::thread::Builder::new()
+        .name("host-watch".to_owned())
+        .stack_size(HELPER_STACK)
+        .spawn(move || {
+            while !watcher.wait_until_heard(std::time::Duration::from_secs(3600)) {}
+            exit_now(128 + libc::SIGKILL)
+        })
+        .map_err(|error| format!("could not watch for the end of moat run: {error}"))?;
+    Ok(())
 }
 
 /// The common tail of both inits: listen on the gate port and prepare the agent's confinement

@@ -140,6 +140,14 @@ impl Reporter {
         }
     }
 
+    /// A reporter on a copy of the same end, for a thread that waits until no one reads it any
+    /// more ([`wait_until_heard`](Self::wait_until_heard)).
+    pub(crate) fn watcher(&self) -> std::io::Result<Reporter> {
+        Ok(Reporter {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
     /// Sends one report; failures are ignored (the host then sees only the exit status).
     pub(crate) fn send(&self, report: &Report) {
         let Ok(mut line) = serde_json::to_vec(report) else {

@@ -1108,13 +1108,24 @@ fn a_killed_moat_runs_session_is_ended_when_the_next_gate_starts() {
 /// A `moat run` killed outright takes its sandbox with it, as `bwrap --die-with-parent` does:
 /// the init dies with it (`PR_SET_PDEATHSIG`), and with pid 1 every process of the sandbox. An
 /// agent left running would go on with the workspace and no one to stop it or time it out.
-/// Both ways the init starts: forked by `moat run …`, executed by `moat --data-dir D run …`.
+/// Both ways the init starts: forked by `moat run …`, executed by `moat --data-dir D run …`;
+/// and in a container (`--backend podman`), where the init is the runtime's child and watches
+/// for `moat run`'s end itself.
 #[test]
 fn a_killed_moat_runs_sandbox_dies_with_it() {
     let env = RunEnv::start(POLICY);
-    for (spelling, marker) in [("forked", "60.4711"), ("executed", "60.4712")] {
+    for (spelling, marker) in [
+        ("forked", "60.4711"),
+        ("executed", "60.4712"),
+        ("podman", "60.4713"),
+    ] {
         // A command line no other process has, to find the agent from the host.
-        let mut args = env.run_args(&[], &["sleep", marker]);
+        let extra: &[&str] = if spelling == "podman" {
+            &["--backend", "podman"]
+        } else {
+            &[]
+        };
+        let mut args = env.run_args(extra, &["sleep", marker]);
         if spelling == "executed" {
             let at = args
                 .iter()
@@ -1140,14 +1151,14 @@ fn a_killed_moat_runs_sandbox_dies_with_it() {
                 .count()
         };
         // Bounds on waits, not measures.
-        let bound = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let bound = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while agents() == 0 && std::time::Instant::now() < bound {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         assert_eq!(agents(), 1, "{spelling}: the agent did not start");
         child.kill().unwrap();
         child.wait().unwrap();
-        let bound = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let bound = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while agents() > 0 && std::time::Instant::now() < bound {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
