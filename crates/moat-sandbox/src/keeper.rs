@@ -20,6 +20,11 @@
 //! process has. `moat run` has it hold its connection to the gate: the gate, woken by the
 //! connection's end, took the CPU of the exiting `moat run` for 0.13 ms in a traced session.
 //!
+//! The unmapping costs the same CPU time as before; it only comes after the caller has heard
+//! the exit. Sessions spaced 30 ms apart took 6.33 ms with a keeper against 6.77 ms without
+//! (medians of 300, alternated); back to back, where each session's unmapping falls on the
+//! next one, 6.92 against 7.00 ms (600 each).
+//!
 //! The keeper runs on a stack of its own in memory it shares with this process, so it runs
 //! only system calls that touch nothing of this process's: no allocation, no thread-local
 //! state (the C library's `errno` among it: the read is rustix's, which does not set it, and

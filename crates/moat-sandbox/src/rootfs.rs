@@ -219,9 +219,11 @@ fn stage() -> Result<(), String> {
 }
 
 /// Pivots into the new root. The staging root, and the host root kept under it at
-/// [`OLD_ROOT`], stay mounted over the new root until [`OldRoot::detach`]; meanwhile no lookup
-/// reaches them: a path walk does not enter a mount stacked on the directory it starts from, so
-/// `/` and the working directory are the new root's from here on.
+/// [`OLD_ROOT`], stay mounted over the new root until [`OldRoot::detach`]. Meanwhile a path
+/// walk from `/` or the working directory stays in the new root (it does not enter a mount
+/// stacked on the directory it starts from), but one that climbs to the root with `..` steps
+/// into them ([`check_nothing_over_the_root`]): the init's own lookups of absolute paths are
+/// safe, and nothing of the session's may run until the detach.
 fn pivot() -> Result<OldRoot, String> {
     rustix::process::chdir(NEW_ROOT).map_err(err("could not enter the new root".to_owned()))?;
     rustix::process::pivot_root(".", ".")
