@@ -216,8 +216,7 @@ impl ExecInit {
     /// In the child: die with the spawning thread, place `staged` (the request and report
     /// pipes) at [`SPEC_FD`] and [`REPORT_FD`], map the host's ids to root, put back the signal
     /// mask and `SIGPIPE`'s default disposition (as `Command` does), and `execve` with an empty
-    /// environment. On a
-    /// failure, writes its step and errno to `failure` and exits 127.
+    /// environment. On a failure, writes its step and errno to `failure` and exits 127.
     fn run(&self, staged: &(OwnedFd, OwnedFd), failure: &OwnedFd) -> ! {
         let fail = |step: u32| -> ! {
             let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);

@@ -227,8 +227,8 @@ fn enter_sandbox(
 /// for as long as it ran (traced): it moves to another CPU first. It makes the namespace (it
 /// alone enters it), brings its `lo` up and opens it (`SIOCGSKNS` on the socket that raised
 /// `lo`: no path, while the init moves its root), and hands it over; the init enters it
-/// ([`Helper::detach_and_enter_network`]) once the root is built, before it binds the gate's port or
-/// makes anything the agent inherits.
+/// ([`Helper::detach_and_enter_network`]) once the root is built, before it binds the gate's
+/// port or makes anything the agent inherits.
 ///
 /// When no CPU is free (sessions back to back, the last one's teardown still running), the
 /// thread may not even have started by then, and the init waited for it: whichever of the two

@@ -40,7 +40,7 @@ use rustix::pipe::PipeFlags;
 const STACK: usize = 16 * 1024;
 
 /// How many descriptors the keeper can hold besides its pipe.
-pub const MOST_HELD: usize = 4;
+pub(crate) const MOST_HELD: usize = 4;
 
 /// What the keeper keeps open: the read end of its pipe, and every descriptor it does not
 /// close (the pipe and those it holds), sorted. Written at the bottom of the keeper's stack
@@ -71,7 +71,7 @@ impl AddressSpaceKeeper {
 }
 
 /// Starts a process that holds this one's address space until this one has exited, and
-/// `hold` (at most [`MOST_HELD`]) until it exits itself (module doc). Call it from a process
+/// `hold` (at most four descriptors) until it exits itself (module doc). Call it from a process
 /// that may have threads: the keeper only makes system calls.
 pub fn keep_address_space(hold: &[BorrowedFd<'_>]) -> io::Result<AddressSpaceKeeper> {
     if hold.len() > MOST_HELD {

@@ -20,7 +20,7 @@ pub const INIT_SUBCOMMAND: &str = "__sandbox-init";
 pub const SPEC_FD: i32 = 3;
 /// Descriptor in the init on which it writes JSON-line reports; close-on-exec before the agent.
 pub const REPORT_FD: i32 = 4;
-/// Where the gate socket appears inside the sandbox: in [`GATE_DIR_INSIDE`], under the name
+/// Where the gate socket appears inside the sandbox: in `/run/moat`, under the name
 /// the gate gives it in the session's [`Spec::gate_dir`].
 pub const GATE_SOCKET_INSIDE: &str = "/run/moat/gate.sock";
 /// Where the embedded backend mounts the session's [`Spec::gate_dir`].
