@@ -491,10 +491,7 @@ fn die_with_parent(parent: Option<OwnedFd>) {
             &parent,
             rustix::event::PollFlags::IN,
         )];
-        let now = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let now = crate::protocol::timespec(std::time::Duration::ZERO);
         if rustix::event::poll(&mut exited, Some(&now)) != Ok(0) {
             crate::init::exit_now(125);
         }

@@ -534,8 +534,9 @@ fn container_init(spec: Spec, mut pipe: std::fs::File, reporter: &Reporter) -> R
 /// container's init is the runtime's child, which no signal from `moat run`'s death reaches.
 /// But `moat run` holds the report pipe's read end for as long as it lives (until the init has
 /// exited, in a container), so the pipe reporting no reader left means it is gone: a thread
-/// waits for that and exits the process as if killed. Without it, a `moat run --backend podman`
-/// killed outright left its container and agent running.
+/// waits for that and exits the process as if killed (should the wait itself fail, the thread
+/// ends and the session goes on unwatched, as before). Without it, a `moat run --backend
+/// podman` killed outright left its container and agent running.
 fn end_with_the_host(reporter: &Reporter) -> Result<(), String> {
     let watcher = reporter
         .watcher()
@@ -544,8 +545,9 @@ fn end_with_the_host(reporter: &Reporter) -> Result<(), String> {
         .name("host-watch".to_owned())
         .stack_size(HELPER_STACK)
         .spawn(move || {
-            while !watcher.wait_until_heard(std::time::Duration::from_secs(3600)) {}
-            exit_now(128 + libc::SIGKILL)
+            if watcher.wait_until_heard(None) {
+                exit_now(128 + libc::SIGKILL)
+            }
         })
         .map_err(|error| format!("could not watch for the end of moat run: {error}"))?;
     Ok(())
@@ -632,7 +634,7 @@ fn serve(
                     usage: own_usage(),
                 });
                 // Heard or not, the init exits: the limit only spares the host the teardown.
-                let _ = reporter.wait_until_heard(HEARD_LIMIT);
+                let _ = reporter.wait_until_heard(Some(HEARD_LIMIT));
                 return Ok(match status {
                     ExitStatus::Code(code) => code,
                     ExitStatus::Signal(signal) => 128 + signal,

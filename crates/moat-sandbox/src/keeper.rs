@@ -235,12 +235,9 @@ mod tests {
 
     /// Whether `fd` can be read (here: a pipe whose every write end is closed) within
     /// `seconds`: a bound on a wait, not a measure.
-    fn readable_within(fd: &OwnedFd, seconds: i64) -> bool {
+    fn readable_within(fd: &OwnedFd, seconds: u64) -> bool {
         let mut ready = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-        let limit = rustix::event::Timespec {
-            tv_sec: seconds,
-            tv_nsec: 0,
-        };
+        let limit = crate::protocol::timespec(std::time::Duration::from_secs(seconds));
         rustix::event::poll(&mut ready, Some(&limit)).expect("poll") == 1
     }
 

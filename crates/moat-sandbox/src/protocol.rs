@@ -121,18 +121,19 @@ impl Reporter {
     }
 
     /// Waits until the host has closed its end (it has read the last report, or is gone), for
-    /// at most `limit`: the init's exit tears down the sandbox's namespaces and memory, which
-    /// the host need not wait for, and which then does not run beside the host's own exit.
-    /// False when the limit passed first (or the wait failed).
-    pub(crate) fn wait_until_heard(&self, limit: std::time::Duration) -> bool {
+    /// at most `limit` (`None`: for as long as it takes): the init's exit tears down the
+    /// sandbox's namespaces and memory, which the host need not wait for, and which then does
+    /// not run beside the host's own exit. False when the limit passed first (or the wait
+    /// failed).
+    pub(crate) fn wait_until_heard(&self, limit: Option<std::time::Duration>) -> bool {
         // A pipe's write end reports POLLERR once no read end is left.
         let mut fds = [rustix::event::PollFd::new(
             &self.fd,
             rustix::event::PollFlags::empty(),
         )];
-        let timeout = timespec(limit);
+        let timeout = limit.map(timespec);
         loop {
-            match rustix::event::poll(&mut fds, Some(&timeout)) {
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
                 Err(rustix::io::Errno::INTR) => continue,
                 Ok(ready) => return ready > 0,
                 Err(_) => return false,
@@ -240,12 +241,12 @@ mod tests {
         let (read, write) = rustix::pipe::pipe().unwrap();
         let reporter = Reporter::new(write);
         assert!(
-            !reporter.wait_until_heard(std::time::Duration::from_millis(20)),
+            !reporter.wait_until_heard(Some(std::time::Duration::from_millis(20))),
             "heard while the host still holds its end"
         );
         drop(read);
         assert!(
-            reporter.wait_until_heard(std::time::Duration::from_secs(600)),
+            reporter.wait_until_heard(Some(std::time::Duration::from_secs(600))),
             "not heard once the host closed its end"
         );
     }
