@@ -119,17 +119,20 @@ fn syscall_number(name: &str) -> Option<i64> {
     Some(number)
 }
 
-/// The agent's confinement, in three steps. [`Confinement::begin`] runs in the init before the
-/// session is admitted: it confines the init itself as far as the agent will be (seccomp, the
-/// capability bounding set and secure bits, all inherited by the agent at fork) and prepares
-/// the Landlock ruleset's file-system rules. [`Confinement::admit`] settles what the admission
-/// decides: the gate port (the one TCP port the agent may connect to) and whether Landlock and
-/// seccomp must hold, and gives the [`AgentConfinement`], which the thread that starts the agent
-/// applies to itself just before (the agent inherits it; pid 1's other threads do not).
+/// The agent's confinement, in four steps. [`Confinement::begin`] runs in the init before the
+/// session is admitted: it confines the init itself as far as the agent will be in what
+/// leaves the init free to enter the network namespace (the capability bounding set and
+/// secure bits, inherited by the agent at fork), prepares the Landlock ruleset's file-system
+/// rules and assembles the seccomp filter. [`Unsealed::seal`] installs the filter on the init
+/// once it is in its network namespace (the filter refuses `setns`): the agent inherits it
+/// too. [`Confinement::admit`] settles what the admission decides: the gate port (the one TCP
+/// port the agent may connect to) and whether Landlock and seccomp must hold, and gives the
+/// [`AgentConfinement`], which the thread that starts the agent applies to itself just before
+/// (the agent inherits it; pid 1's other threads do not).
 ///
-/// Done before the admission, `begin` overlaps the gate's durable record of the session's
-/// start instead of delaying the agent (installing the seccomp filter alone took 0.2 ms
-/// between the agent's fork and its `execve` when the agent did it).
+/// Done before the confirmation, these steps overlap the gate's durable record of the
+/// session's start instead of delaying the agent (installing the seccomp filter alone took
+/// 0.2 ms between the agent's fork and its `execve` when the agent did it).
 pub(crate) struct Confinement {
     /// The ruleset with its file-system rules, and the ABI; `None` without Landlock here.
     landlock: Option<(Result<RulesetCreated, String>, i32)>,
@@ -140,10 +143,38 @@ pub(crate) struct Confinement {
     container: bool,
 }
 
+/// A [`Confinement`] whose seccomp filter is assembled but not installed yet.
+pub(crate) struct Unsealed {
+    landlock: Option<(Result<RulesetCreated, String>, i32)>,
+    /// The assembled filter, or why there is none.
+    filter: Result<Vec<libc::sock_filter>, String>,
+    container: bool,
+}
+
+impl Unsealed {
+    /// Installs the seccomp filter on this thread (the init's), which every thread and process
+    /// it starts from now on inherits: from here on it can make no mount and enter or make no
+    /// namespace. Whether the filter holds is the admission's to judge
+    /// ([`Confinement::admit`]).
+    pub(crate) fn seal(self) -> Confinement {
+        let seccomp = self.filter.and_then(|program| {
+            crate::seccomp::install(&program)
+                .map_err(|error| format!("could not apply seccomp: {error}"))
+        });
+        Confinement {
+            landlock: self.landlock,
+            seccomp,
+            container: self.container,
+        }
+    }
+}
+
 impl Confinement {
     /// Confines this process (the init, which runs nothing but the agent from here on) with
-    /// what the agent inherits, and builds the file-system part of the Landlock rules.
-    pub(crate) fn begin(spec: &Spec, container: bool) -> Result<Self, String> {
+    /// what the agent inherits and leaves it free to enter a namespace, builds the file-system
+    /// part of the Landlock rules and assembles the seccomp filter, which
+    /// [`Unsealed::seal`] installs.
+    pub(crate) fn begin(spec: &Spec, container: bool) -> Result<Unsealed, String> {
         let last_capability = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|text| text.trim().parse().ok())
@@ -158,17 +189,13 @@ impl Confinement {
                 .map_err(|error| format!("could not build the landlock rules: {error}"));
             (ruleset, abi)
         });
-        // Last: it refuses nothing the init does from here on (no mount, no namespace, threads
-        // through clone), and the filter's errors are the host's to judge at the admission.
-        let seccomp = crate::seccomp::program(&seccomp_rules())
-            .map_err(|error| format!("could not build the seccomp filter: {error}"))
-            .and_then(|program| {
-                crate::seccomp::install(&program)
-                    .map_err(|error| format!("could not apply seccomp: {error}"))
-            });
-        Ok(Self {
+        // Installed last (`seal`): it refuses the init's entry into its network namespace.
+        // Its errors are the host's to judge at the admission.
+        let filter = crate::seccomp::program(&seccomp_rules())
+            .map_err(|error| format!("could not build the seccomp filter: {error}"));
+        Ok(Unsealed {
             landlock,
-            seccomp,
+            filter,
             container,
         })
     }
@@ -229,8 +256,8 @@ impl AgentConfinement {
         enforced
     }
 
-    /// Applied by the thread that starts the agent, on top of what [`Confinement::begin`] gave
-    /// the whole process: `RLIMIT_CORE=0` (for the process), and for the calling thread and
+    /// Applied by the thread that starts the agent, on top of what [`Confinement::begin`] and
+    /// [`Unsealed::seal`] gave the whole process: `RLIMIT_CORE=0` (for the process), and for the calling thread and
     /// what it starts no ambient capabilities, `no_new_privs`, Landlock, no capabilities.
     pub(crate) fn apply(self) -> Result<(), String> {
         let zero = Rlimit {

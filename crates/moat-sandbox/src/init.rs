@@ -227,12 +227,12 @@ fn enter_sandbox(
 /// for as long as it ran (traced): it moves to another CPU first. It makes the namespace (it
 /// alone enters it), brings its `lo` up and opens it (`SIOCGSKNS` on the socket that raised
 /// `lo`: no path, while the init moves its root), and hands it over; the init enters it
-/// ([`Helper::detach_and_enter_network`]) once the root is built, before it binds the gate's
-/// port or makes anything the agent inherits.
+/// ([`Network::enter`]) once the root is built, its confinement begun and its home files
+/// written, before it binds the gate's port or makes anything the agent inherits.
 ///
 /// When no CPU is free (sessions back to back, the last one's teardown still running), the
-/// thread may not even have started by then, and the init waited for it: whichever of the two
-/// comes first makes the namespace (`claimed`), so the init never waits for a thread that has
+/// thread may not even have started when the root is built, and the init waited for it:
+/// whichever of the two comes first makes the namespace (`claimed`), so the init never waits for a thread that has
 /// not begun, and makes it itself as it did before. Against the init that made it itself
 /// (2026-12-02, `moat run -- true`): 6.64 against 6.82 ms in 1,500 alternated rounds, 6.47
 /// against 6.60 ms back to back (20 alternated blocks of 200 sessions each). In 300 traced
@@ -290,9 +290,10 @@ impl Helper {
     }
 
     /// Hands the old root to the thread to detach (or detaches it here when there is no thread
-    /// to take it), then moves the init into the network namespace: the one the thread made, or
-    /// a new one made here when the thread has not begun (it then makes none) or never started.
-    fn detach_and_enter_network(self, old_root: rootfs::OldRoot) -> Result<Detaching, String> {
+    /// to take it), and settles who makes the network namespace: the thread, or this thread
+    /// when the thread has not begun (it then makes none) or never started. The init enters it
+    /// later ([`Network::enter`]), once it has done what needs no network first.
+    fn hand_over(self, old_root: rootfs::OldRoot) -> Result<(Detaching, Network), String> {
         // Set first by the thread: it makes the namespace. Set first here: the thread makes none.
         let thread_claimed = self.thread.is_some() && self.claimed.swap(true, Ordering::AcqRel);
         let detaching = match self.thread {
@@ -309,12 +310,32 @@ impl Helper {
                 Detaching(None)
             }
         };
-        if !thread_claimed {
-            new_network_namespace()?;
-            return Ok(detaching);
-        }
-        let namespace = self
-            .network
+        let network = match thread_claimed {
+            true => Network::FromThread(self.network),
+            false => Network::MadeHere,
+        };
+        Ok((detaching, network))
+    }
+}
+
+/// The session's network namespace, which the init enters before it binds the gate's port or
+/// starts anything the agent inherits.
+enum Network {
+    /// Being made by the [`Helper`], which sends it here.
+    FromThread(mpsc::Receiver<Result<Option<OwnedFd>, String>>),
+    /// Made by the init itself on entry: the helper had not begun.
+    MadeHere,
+}
+
+impl Network {
+    /// Moves the calling thread (the init's main thread, before it starts any other) into the
+    /// session's network namespace, waiting for the helper when it makes it.
+    fn enter(self) -> Result<(), String> {
+        let receiver = match self {
+            Network::MadeHere => return new_network_namespace().map(|_| ()),
+            Network::FromThread(receiver) => receiver,
+        };
+        let namespace = receiver
             .recv()
             .map_err(|_| "the network namespace's thread ended without one".to_owned())??
             .ok_or("the network namespace's thread made none")?;
@@ -322,8 +343,7 @@ impl Helper {
             namespace.as_fd(),
             Some(rustix::thread::LinkNameSpaceType::Network),
         )
-        .map_err(fail("could not enter the network namespace"))?;
-        Ok(detaching)
+        .map_err(fail("could not enter the network namespace"))
     }
 }
 
@@ -350,8 +370,7 @@ fn batch_scheduling(batch: bool) {
     }
 }
 
-/// The old root, being detached by the init's second thread
-/// ([`Helper::detach_and_enter_network`]).
+/// The old root, being detached by the init's second thread ([`Helper::hand_over`]).
 #[must_use = "nothing of the session's may start before the old root is detached"]
 struct Detaching(Option<std::thread::JoinHandle<Result<(), String>>>);
 
@@ -452,7 +471,8 @@ extern "C" fn relay_terminate(_: libc::c_int) {
 /// cgroups: enter the cgroup namespace (rooted at the group this process is in when it is
 /// created), build the root (the old one detached meanwhile by the [`Helper`]) and begin the
 /// agent's confinement while the session waits for admission; once admitted, write the home
-/// files and prepare the agent's start; once confirmed and the old root is gone, check that the
+/// files, enter the network namespace the helper made meanwhile, install the seccomp filter
+/// and prepare the agent's start; once confirmed and the old root is gone, check that the
 /// gate's socket is where the root shows it, run the agent, bring up the bridge, reap, exit with
 /// its status.
 fn namespace_init(
@@ -469,12 +489,19 @@ fn namespace_init(
         .map_err(fail("could not create a cgroup namespace"))?;
     rustix::system::sethostname(b"moat").map_err(fail("could not set the hostname"))?;
     let old_root = rootfs::build(&spec)?;
-    let detaching = helper.detach_and_enter_network(old_root)?;
+    let (detaching, network) = helper.hand_over(old_root)?;
+    // What needs no network namespace first, while the helper makes it: the namespace takes
+    // the kernel longer than anything else in the sandbox (about 0.7 ms with `lo` brought up),
+    // and the helper often starts late, when both CPUs are busy (`moat run`, the init, the
+    // gate). Waited for first, it was on the agent's path in 27 of 40 traced sessions
+    // (BENCHMARKS.md, sandbox notes of 2026-12-03, 09:22).
     let confinement = Confinement::begin(&spec, false)?;
     let Some(admitted) = admission(&mut pipe)? else {
         return Ok(SETUP_FAILED);
     };
     rootfs::write_files(&spec.home, &admitted.admission.home_files)?;
+    network.enter()?;
+    let confinement = confinement.seal();
     let gate_socket = admitted.admission.gate_socket.clone();
     // The gate binds the session's socket before it records the start: there once confirmed.
     let confirmation = |spec: &Spec| {
@@ -523,7 +550,7 @@ fn container_init(spec: Spec, mut pipe: std::fs::File, reporter: &Reporter) -> R
     rootfs::write_files(&spec.home, &admitted.admission.home_files)?;
     bridge::loopback_check()?;
     end_with_the_host(reporter)?;
-    let confinement = Confinement::begin(&spec, true)?;
+    let confinement = Confinement::begin(&spec, true)?.seal();
     serve(spec, admitted, confinement, reporter, |_: &Spec| {
         confirmed(pipe)
     })
