@@ -1,20 +1,21 @@
-//! Starting the agent from the init: its program found on its `PATH`, then `posix_spawn`.
+//! Starting the agent from the init: its program found on its `PATH`, then a process of its
+//! own, confined, that executes it.
 //!
-//! The thread that starts the agent holds the agent's confinement by then
-//! ([`AgentConfinement::apply`]), so the agent needs nothing run between the fork and the
-//! `execve`, and the C library's `posix_spawn` starts it without copying the init's memory: a
-//! `clone` with `CLONE_VM` and `CLONE_VFORK` on a stack of its own, instead of a `fork`. The
-//! init is a copy of `moat run` (a large process); its `fork` took 0.25 ms of CPU per session
-//! here, on the path to the agent (BENCHMARKS.md, sandbox notes of 2026-12-02).
-//! `std::process::Command` would take the same path only for a dynamically linked C library (it
-//! finds `posix_spawn_file_actions_addchdir_np` by a weak symbol lookup, which a static binary
-//! does not have).
+//! The agent's process is a `clone` with `CLONE_VM` and `CLONE_VFORK` on a stack of its own,
+//! as the C library's `posix_spawn` makes one, not a `fork`: the init is a copy of `moat run`
+//! (a large process), whose `fork` took 0.25 ms of CPU per session here (BENCHMARKS.md, sandbox
+//! notes of 2026-12-02). Before its `execve` it takes the agent's confinement
+//! ([`AgentConfinement::apply_in_agent`]: Landlock, `no_new_privs`, no capabilities, each a
+//! process's own), so pid 1 needs no thread of its own to hold it, as it did with
+//! `posix_spawn`: starting that thread took 0.17 ms of the agent's path (median of 150 traced
+//! sessions, BENCHMARKS.md, sandbox notes of 2026-12-03), and `posix_spawn`'s child read and
+//! reset all 64 signals (128 `rt_sigaction` calls) where this one resets the few this process
+//! handles.
 //!
-//! [`AgentConfinement::apply`]: crate::confine::AgentConfinement::apply
+//! [`AgentConfinement::apply_in_agent`]: crate::confine::AgentConfinement::apply_in_agent
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CString, OsStr, c_void};
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
@@ -22,10 +23,12 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Access, access};
 use rustix::process::Pid;
 
+use crate::confine::{AgentConfinement, ConfinementFailure};
+
 /// The `PATH` the C library's `execvp` searches when the environment has none.
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
-/// The agent's command, checked and encoded for `posix_spawn`.
+/// The agent's command, checked and encoded for its `execve`.
 pub(crate) struct AgentCommand {
     /// The file to execute: `command[0]` as given when it names a path, else where the
     /// environment's `PATH` finds it.
@@ -73,82 +76,285 @@ impl AgentCommand {
         })
     }
 
-    /// Starts the agent: its standard input is `stdin` (else this process's), its standard
-    /// output and error are this process's, its signal mask is empty and `SIGPIPE` is back to
-    /// its default action (Rust ignores it in this process). Every other descriptor of this
-    /// process is close-on-exec. The error is the `execve`'s or the working directory's.
+    /// Starts the agent in a process of its own, confined by `confinement`
+    /// ([`AgentConfinement::apply_in_agent`]): its standard input is `stdin` (else this
+    /// process's), its standard output and error are this process's, its signal mask is empty,
+    /// and every signal this process handles, and `SIGPIPE` (Rust ignores it here), is back to
+    /// its default action. Every other descriptor of this process is close-on-exec. Returns once
+    /// the agent has executed. The outer error says which step of the confinement failed
+    /// (nothing ran); the inner one is the `execve`'s or the working directory's.
     ///
     /// A file the kernel cannot execute (`ENOEXEC`: no `#!` line) is run by `/bin/sh`, as
     /// `execvp` does: `/bin/sh FILE ARGUMENTS…`.
-    pub(crate) fn spawn(&self, stdin: Option<BorrowedFd<'_>>) -> io::Result<Pid> {
-        match self.spawn_program(&self.program, &self.argv, stdin) {
-            Err(error) if error.raw_os_error() == Some(libc::ENOEXEC) => {
-                let mut argv = vec![c"/bin/sh".to_owned(), self.program.clone()];
-                argv.extend(self.argv.iter().skip(1).cloned());
-                self.spawn_program(c"/bin/sh", &argv, stdin)
-            }
-            spawned => spawned,
+    ///
+    /// Call it while this process's other threads, if any, are blocked: the agent's process
+    /// shares this one's memory until its `execve`, and runs Rust code (the confinement)
+    /// meanwhile, which allocates nothing but must find the memory as this thread left it.
+    pub(crate) fn spawn(
+        &self,
+        confinement: &AgentConfinement,
+        stdin: Option<BorrowedFd<'_>>,
+    ) -> Result<io::Result<Pid>, ConfinementFailure> {
+        let argv = null_terminated(&self.argv);
+        let mut shell_argv = vec![c"/bin/sh".to_owned(), self.program.clone()];
+        shell_argv.extend(self.argv.iter().skip(1).cloned());
+        let shell_argv = null_terminated(&shell_argv);
+        let envp = null_terminated(&self.envp);
+        let mut launch = Launch {
+            confinement,
+            stdin: stdin.map_or(-1, |fd| fd.as_raw_fd()),
+            cwd: self.cwd.as_ptr(),
+            program: self.program.as_ptr(),
+            argv: argv.as_ptr(),
+            shell_argv: shell_argv.as_ptr(),
+            envp: envp.as_ptr(),
+            to_default: signals_to_default(),
+            failure: None,
+            error: 0,
+        };
+        let stack = match Stack::new() {
+            Ok(stack) => stack,
+            Err(error) => return Ok(Err(error)),
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: `launch`, what it points at and `stack` live in this frame until the clone
+        // returns, which with CLONE_VFORK is once the child has executed or exited: the child
+        // (CLONE_VM, this process's memory) uses them only until then, writes only
+        // `launch.failure`, `launch.error` and its own stack, and this thread is suspended
+        // meanwhile. Every signal is blocked around the clone (the raw call: the C library's
+        // keeps two of its own unblocked), so the child starts with all of them blocked and runs
+        // no handler of this process's: it puts every handled one back to its default before
+        // it unblocks them ([`agent_process`]).
+        let (child, clone_error) = unsafe {
+            let all = !0u64;
+            let mut previous = 0u64;
+            sigprocmask(&raw const all, &raw mut previous);
+            let child = libc::clone(
+                agent_process,
+                stack.top(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&raw mut launch).cast::<c_void>(),
+            );
+            let clone_error = io::Error::last_os_error();
+            sigprocmask(&raw const previous, std::ptr::null_mut());
+            (child, clone_error)
+        };
+        drop(stack);
+        if child < 0 {
+            return Ok(Err(clone_error));
         }
+        let pid = Pid::from_raw(child).ok_or_else(|| io::Error::other("clone gave no pid"));
+        #[allow(unsafe_code)]
+        // SAFETY: the child has executed or exited: nothing writes `launch` any more.
+        let (failure, error) = unsafe {
+            (
+                std::ptr::read_volatile(&raw const launch.failure),
+                std::ptr::read_volatile(&raw const launch.error),
+            )
+        };
+        if failure.is_some() || error != 0 {
+            // It exited without executing: reap it here, as posix_spawn does.
+            if let Ok(pid) = pid {
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            }
+        }
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        if error != 0 {
+            return Ok(Err(io::Error::from_raw_os_error(error)));
+        }
+        Ok(pid)
+    }
+}
+
+/// What the agent's process reads before its `execve` ([`agent_process`]), laid out by
+/// [`AgentCommand::spawn`]: the child allocates nothing, and writes only `failure` and `error`.
+#[repr(C)]
+struct Launch<'a> {
+    confinement: &'a AgentConfinement,
+    /// The agent's standard input, or -1 to keep this process's.
+    stdin: libc::c_int,
+    cwd: *const libc::c_char,
+    program: *const libc::c_char,
+    argv: *const *mut libc::c_char,
+    /// `/bin/sh PROGRAM ARGUMENTS…`, for a program the kernel cannot execute.
+    shell_argv: *const *mut libc::c_char,
+    envp: *const *mut libc::c_char,
+    /// Signals the child puts back to their default action: `to_default[n]` for signal `n`.
+    to_default: [bool; SIGNALS + 1],
+    /// Written by the child when its confinement failed (it then exits without executing).
+    failure: Option<ConfinementFailure>,
+    /// Written by the child when it exits without executing for another reason: the error.
+    error: libc::c_int,
+}
+
+/// The agent's process's stack until its `execve`: the confinement and a handful of system
+/// calls.
+struct Stack(*mut c_void);
+
+impl Stack {
+    const SIZE: usize = 64 * 1024;
+
+    fn new() -> io::Result<Stack> {
+        #[allow(unsafe_code)]
+        // SAFETY: an anonymous private mapping, read-write, that nothing else refers to; it is
+        // unmapped when this value drops.
+        let mapping = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                Self::SIZE,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )?
+        };
+        Ok(Stack(mapping))
     }
 
-    fn spawn_program(
-        &self,
-        program: &CStr,
-        argv: &[CString],
-        stdin: Option<BorrowedFd<'_>>,
-    ) -> io::Result<Pid> {
-        let argv = null_terminated(argv);
-        let envp = null_terminated(&self.envp);
-        let mut pid: libc::pid_t = 0;
-        let mut actions = MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
-        let mut attributes = MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+    /// Its top: stacks grow down.
+    fn top(&self) -> *mut c_void {
         #[allow(unsafe_code)]
-        // SAFETY: the file actions and attributes are initialized before use and destroyed
-        // after; the signal sets are locals initialized by sigemptyset; `program`, `cwd` and
-        // the strings behind `argv` and `envp` are NUL-terminated CStrings that outlive the
-        // call, and both arrays end with a null pointer and outlive the call. posix_spawn runs the
-        // child on a stack of its own and returns once it has executed (or failed to).
-        let result = unsafe {
-            let actions = actions.as_mut_ptr();
-            let attributes = attributes.as_mut_ptr();
-            libc::posix_spawn_file_actions_init(actions);
-            libc::posix_spawnattr_init(attributes);
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            let mut pipe_signal: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut pipe_signal);
-            libc::sigaddset(&mut pipe_signal, libc::SIGPIPE);
-            let prepared = [
-                stdin.map_or(0, |fd| {
-                    libc::posix_spawn_file_actions_adddup2(actions, fd.as_raw_fd(), 0)
-                }),
-                libc::posix_spawn_file_actions_addchdir_np(actions, self.cwd.as_ptr()),
-                libc::posix_spawnattr_setsigmask(attributes, &empty),
-                libc::posix_spawnattr_setsigdefault(attributes, &pipe_signal),
-                libc::posix_spawnattr_setflags(
-                    attributes,
-                    (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
-                ),
-            ];
-            let result = match prepared.into_iter().find(|&result| result != 0) {
-                Some(error) => error,
-                None => libc::posix_spawn(
-                    &mut pid,
-                    program.as_ptr(),
-                    actions,
-                    attributes,
-                    argv.as_ptr(),
-                    envp.as_ptr(),
-                ),
-            };
-            libc::posix_spawnattr_destroy(attributes);
-            libc::posix_spawn_file_actions_destroy(actions);
-            result
-        };
-        if result != 0 {
-            return Err(io::Error::from_raw_os_error(result));
+        // SAFETY: one past the end of the mapping, which `new` made SIZE bytes long.
+        unsafe {
+            self.0.cast::<u8>().add(Self::SIZE).cast()
         }
-        Pid::from_raw(pid).ok_or_else(|| io::Error::other("posix_spawn gave no pid"))
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        #[allow(unsafe_code)]
+        // SAFETY: the mapping `new` made, used by no one once the child has executed or exited.
+        unsafe {
+            let _ = rustix::mm::munmap(self.0, Self::SIZE);
+        }
+    }
+}
+
+/// Signals on Linux: 1 to 64.
+const SIGNALS: usize = 64;
+
+/// The kernel's `struct sigaction`, as `rt_sigaction` takes it (x86-64 and aarch64).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+static DEFAULT_ACTION: KernelSigaction = KernelSigaction {
+    handler: libc::SIG_DFL,
+    flags: 0,
+    restorer: 0,
+    mask: 0,
+};
+
+/// Which signals the agent's process must put back to their default action before it
+/// unblocks them: those this process handles (their handlers would run in the child, on this
+/// process's memory; an `execve` would reset them anyway) and `SIGPIPE`, which Rust ignores and
+/// the agent expects at its default. Others this process ignores stay ignored, as they would
+/// across a plain `fork` and `execve`.
+fn signals_to_default() -> [bool; SIGNALS + 1] {
+    let mut to_default = [false; SIGNALS + 1];
+    for (signal, slot) in to_default.iter_mut().enumerate().skip(1) {
+        let mut current = DEFAULT_ACTION;
+        #[allow(unsafe_code)]
+        // SAFETY: with a null new action, rt_sigaction only writes the current one into
+        // `current`, a live value of the kernel's layout; 8 is the kernel's sigset size.
+        let read = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                std::ptr::null::<KernelSigaction>(),
+                &raw mut current,
+                8,
+            )
+        };
+        *slot = read == 0
+            && match current.handler {
+                libc::SIG_DFL => false,
+                libc::SIG_IGN => signal == libc::SIGPIPE as usize,
+                _ => true,
+            };
+    }
+    to_default
+}
+
+/// `rt_sigprocmask(SIG_SETMASK, set, previous)` on the calling thread, every signal the kernel
+/// has (the C library's `sigprocmask` leaves its own two out).
+///
+/// # Safety
+/// `set` points at a live mask; `previous` is null or points at one to write.
+#[allow(unsafe_code)]
+unsafe fn sigprocmask(set: *const u64, previous: *mut u64) {
+    // SAFETY: the caller's pointers; 8 is the kernel's sigset size.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            set,
+            previous,
+            8,
+        );
+    }
+}
+
+/// The agent's process until its `execve` (a `clone` with `CLONE_VM` and `CLONE_VFORK`: this
+/// process's memory, on a stack of its own, the thread that made it suspended meanwhile): it
+/// puts back the signals [`Launch`] names, takes the agent's confinement, its standard input
+/// and working directory, unblocks every signal and executes the agent. `errno` is the
+/// suspended thread's, which nothing reads meanwhile.
+extern "C" fn agent_process(argument: *mut c_void) -> libc::c_int {
+    let launch = argument.cast::<Launch<'_>>();
+    #[allow(unsafe_code)]
+    // SAFETY: `launch` points at the parent's Launch, alive until this process executes or
+    // exits ([`AgentCommand::spawn`]); its pointers are NUL-terminated strings and
+    // null-terminated arrays of them. The calls below act on this process alone; `_exit` runs
+    // no handler and flushes nothing.
+    unsafe {
+        let errno = || *libc::__errno_location();
+        let stop = |error: libc::c_int| -> ! {
+            std::ptr::write_volatile(&raw mut (*launch).error, error.max(1));
+            libc::_exit(127)
+        };
+        for signal in 1..=SIGNALS {
+            if (*launch).to_default[signal] {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    &raw const DEFAULT_ACTION,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8,
+                );
+            }
+        }
+        if let Err(failure) = (*launch).confinement.apply_in_agent() {
+            std::ptr::write_volatile(&raw mut (*launch).failure, Some(failure));
+            libc::_exit(127)
+        }
+        if (*launch).stdin >= 0 && libc::dup2((*launch).stdin, 0) < 0 {
+            stop(errno());
+        }
+        if libc::chdir((*launch).cwd) != 0 {
+            stop(errno());
+        }
+        let none = 0u64;
+        sigprocmask(&raw const none, std::ptr::null_mut());
+        libc::execve(
+            (*launch).program,
+            (*launch).argv.cast(),
+            (*launch).envp.cast(),
+        );
+        if errno() == libc::ENOEXEC {
+            libc::execve(
+                c"/bin/sh".as_ptr(),
+                (*launch).shell_argv.cast(),
+                (*launch).envp.cast(),
+            );
+        }
+        stop(errno())
     }
 }
 
@@ -233,26 +439,34 @@ mod tests {
     }
 
     #[test]
-    fn the_spawned_agent_gets_its_arguments_environment_and_directory() {
+    fn the_spawned_agent_gets_its_arguments_environment_directory_and_sigpipe() {
         let dir = std::env::temp_dir().join(format!("moat-agent-spawn-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let command = [
             "sh".to_owned(),
             "-c".to_owned(),
-            "printf '%s %s %s' \"$0\" \"$GREETING\" \"$(pwd)\" > out".to_owned(),
+            "printf '%s %s %s' \"$0\" \"$GREETING\" \"$(pwd)\" > out; grep SigIgn /proc/self/status > ignored".to_owned(),
         ];
         let env = [
             ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
             ("GREETING".to_owned(), "hello".to_owned()),
         ];
         let agent = AgentCommand::new(&command, &env, &dir).expect("command");
-        let pid = agent.spawn(None).expect("spawn");
+        let pid = agent
+            .spawn(&AgentConfinement::without_landlock(), None)
+            .expect("confined")
+            .expect("spawn");
         let status = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
             .expect("wait")
             .expect("status");
         assert_eq!(status.1.exit_status(), Some(0));
         let out = std::fs::read_to_string(dir.join("out")).expect("out");
         assert_eq!(out, format!("sh hello {}", dir.display()));
+        // This process ignores SIGPIPE (Rust does); the agent gets it at its default action.
+        let ignored = std::fs::read_to_string(dir.join("ignored")).expect("ignored");
+        let mask =
+            u64::from_str_radix(ignored.trim_start_matches("SigIgn:").trim(), 16).expect("mask");
+        assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "{ignored}");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

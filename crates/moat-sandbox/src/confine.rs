@@ -1,5 +1,5 @@
 //! The agent's confinement: begun in pid 1 while the session waits for its admission (what the
-//! agent inherits), completed by the thread of pid 1 that starts the agent, just before.
+//! agent inherits), completed in the agent's process, just before its `execve`.
 
 use std::path::{Path, PathBuf};
 
@@ -127,8 +127,8 @@ fn syscall_number(name: &str) -> Option<i64> {
 /// once it is in its network namespace (the filter refuses `setns`): the agent inherits it
 /// too. [`Confinement::admit`] settles what the admission decides: the gate port (the one TCP
 /// port the agent may connect to) and whether Landlock and seccomp must hold, and gives the
-/// [`AgentConfinement`], which the thread that starts the agent applies to itself just before
-/// (the agent inherits it; pid 1's other threads do not).
+/// [`AgentConfinement`], which the agent's process applies to itself before its `execve`
+/// ([`AgentConfinement::apply_in_agent`]; pid 1 does not take it).
 ///
 /// Done before the confirmation, these steps overlap the gate's durable record of the
 /// session's start instead of delaying the agent (installing the seccomp filter alone took
@@ -256,30 +256,51 @@ impl AgentConfinement {
         enforced
     }
 
-    /// Applied by the thread that starts the agent, on top of what [`Confinement::begin`] and
-    /// [`Unsealed::seal`] gave the whole process: `RLIMIT_CORE=0` (for the process), and for the calling thread and
-    /// what it starts no ambient capabilities, `no_new_privs`, Landlock, no capabilities.
-    pub(crate) fn apply(self) -> Result<(), String> {
+    /// No Landlock and no seccomp filter: the rest of [`apply_in_agent`](Self::apply_in_agent)
+    /// only (for tests that start a process outside any sandbox).
+    #[cfg(test)]
+    pub(crate) fn without_landlock() -> AgentConfinement {
+        AgentConfinement {
+            landlock: None,
+            seccomp: false,
+            container: false,
+        }
+    }
+
+    /// Applied in the agent's process before its `execve` ([`crate::agent`]), on top of what
+    /// [`Confinement::begin`] and [`Unsealed::seal`] gave the whole init, which that process
+    /// inherits: `RLIMIT_CORE=0`, no ambient capabilities, `no_new_privs`, Landlock, no
+    /// capabilities. All of it is the agent's process's alone: pid 1 stays outside the agent's
+    /// Landlock domain (which cannot signal it then) and keeps its capabilities.
+    ///
+    /// It runs in a process that shares the init's memory, its parent suspended (`CLONE_VM`,
+    /// `CLONE_VFORK`), while no other thread of the init runs: it allocates nothing, and says
+    /// what failed as a [`ConfinementFailure`], which the init describes once it resumes.
+    pub(crate) fn apply_in_agent(&self) -> Result<(), ConfinementFailure> {
         let zero = Rlimit {
             current: Some(0),
             maximum: Some(0),
         };
-        rustix::process::setrlimit(Resource::Core, zero)
-            .map_err(|error| format!("could not set RLIMIT_CORE: {error}"))?;
-        rustix::thread::clear_ambient_capability_set()
-            .map_err(|error| format!("could not clear ambient capabilities: {error}"))?;
-        rustix::thread::set_no_new_privs(true)
-            .map_err(|error| format!("could not set no_new_privs: {error}"))?;
-        if let Some((ruleset, _)) = self.landlock {
-            let status = ruleset
-                .restrict_self()
-                .map_err(|error| format!("could not apply landlock: {error}"))?;
+        rustix::process::setrlimit(Resource::Core, zero).map_err(ConfinementFailure::Core)?;
+        rustix::thread::clear_ambient_capability_set().map_err(ConfinementFailure::Ambient)?;
+        rustix::thread::set_no_new_privs(true).map_err(ConfinementFailure::NoNewPrivs)?;
+        if let Some((ruleset, _)) = &self.landlock {
+            #[allow(unsafe_code)]
+            // SAFETY: a bitwise copy of the ruleset, owned by this process alone: it holds no
+            // memory of its own, only the ruleset's descriptor, which this process's copy of
+            // the descriptor table holds too (no CLONE_FILES); dropping the copy closes that
+            // entry only. The init's own value is untouched.
+            let ruleset = unsafe { std::ptr::read(ruleset) };
             // Hard requirement: only the rights this ABI has were asked for, all must hold.
-            if !matches!(status.ruleset, RulesetStatus::FullyEnforced) {
-                return Err(format!(
-                    "landlock was not fully enforced ({:?})",
-                    status.ruleset
-                ));
+            match ruleset.restrict_self() {
+                Ok(status) if matches!(status.ruleset, RulesetStatus::FullyEnforced) => {}
+                Ok(_) => return Err(ConfinementFailure::LandlockPartial),
+                Err(_) => {
+                    return Err(ConfinementFailure::Landlock(
+                        rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
+                            .unwrap_or(rustix::io::Errno::INVAL),
+                    ));
+                }
             }
         }
         let empty = CapabilitySet::empty();
@@ -291,7 +312,31 @@ impl AgentConfinement {
                 inheritable: empty,
             },
         )
-        .map_err(|error| format!("could not drop capabilities: {error}"))
+        .map_err(ConfinementFailure::Capabilities)
+    }
+}
+
+/// Which step of [`AgentConfinement::apply_in_agent`] failed, and how.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ConfinementFailure {
+    Core(rustix::io::Errno),
+    Ambient(rustix::io::Errno),
+    NoNewPrivs(rustix::io::Errno),
+    Landlock(rustix::io::Errno),
+    LandlockPartial,
+    Capabilities(rustix::io::Errno),
+}
+
+impl std::fmt::Display for ConfinementFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Core(error) => write!(f, "could not set RLIMIT_CORE: {error}"),
+            Self::Ambient(error) => write!(f, "could not clear ambient capabilities: {error}"),
+            Self::NoNewPrivs(error) => write!(f, "could not set no_new_privs: {error}"),
+            Self::Landlock(error) => write!(f, "could not apply landlock: {error}"),
+            Self::LandlockPartial => f.write_str("landlock was not fully enforced"),
+            Self::Capabilities(error) => write!(f, "could not drop capabilities: {error}"),
+        }
     }
 }
 

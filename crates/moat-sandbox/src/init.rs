@@ -5,7 +5,7 @@
 
 use std::ffi::CStr;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
-use std::os::fd::{AsFd as _, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd as _, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -17,7 +17,7 @@ use rustix::thread::UnshareFlags;
 
 use crate::agent::AgentCommand;
 use crate::bridge;
-use crate::confine::{AgentConfinement, Confinement};
+use crate::confine::Confinement;
 use crate::forked::Placement;
 use crate::protocol::{
     Admitted, Confirmed, GATE_DIR_INSIDE, GATE_SOCKET_INSIDE, REPORT_FD, Report, Reporter, Request,
@@ -588,7 +588,7 @@ fn serve(
     admitted: Admitted,
     confinement: Confinement,
     reporter: &Reporter,
-    confirmation: impl FnOnce(&Spec) -> Result<bool, String> + Send,
+    confirmation: impl FnOnce(&Spec) -> Result<bool, String>,
 ) -> Result<i32, String> {
     let Admitted {
         admission,
@@ -616,16 +616,26 @@ fn serve(
         None => None,
     };
     let stdin = stdin_feed.as_ref().map(|(read, _, _)| read.as_fd());
-    // A timeout or stop asks the agent to end: the host's SIGTERM to this process goes on to
-    // the agent. Set before the host hears that the agent started, which it hears at once.
-    let started = |agent| {
+    if !confirmation(&spec)? {
+        return Ok(SETUP_FAILED);
+    }
+    // No other thread of this process runs now (the helper is done, the bridge not started, a
+    // container's host watch waits on its pipe): the agent's confinement is applied in the
+    // agent's process, which shares this one's memory until its `execve`
+    // ([`AgentCommand::spawn`]).
+    let agent = match command {
+        Ok(command) => command
+            .spawn(&confinement, stdin)
+            .map_err(|failure| failure.to_string())?,
+        Err(error) => Err(error),
+    };
+    if let Ok(agent) = agent {
+        // A timeout or stop asks the agent to end: the host's SIGTERM to this process goes on
+        // to the agent. Set before the host hears that the agent started, which it hears at
+        // once.
         relay_terminate_to(agent);
         reporter.send(&Report::Started { enforced });
-    };
-    let confirmed = || confirmation(&spec);
-    let Some(agent) = start_confined(confinement, command, stdin, confirmed, started)? else {
-        return Ok(SETUP_FAILED);
-    };
+    }
     let agent = match agent {
         Ok(agent) => agent,
         Err(error) => match not_started_code(&error) {
@@ -672,51 +682,6 @@ fn serve(
         }
     }
 }
-
-/// Starts the agent from a thread of its own, which takes the agent's confinement first and
-/// ends once the agent is started ([`AgentConfinement::apply`]): Landlock, `no_new_privs` and
-/// capabilities belong to a thread and what it starts, so the agent gets them while this
-/// process, pid 1, stays outside the agent's Landlock domain, which cannot signal it then.
-///
-/// The thread starts, takes the confinement and waits for `confirmation` itself (on another
-/// CPU, when there is one): the confirmation wakes the thread that starts the agent, not this
-/// one, which would then have to wake that one (a hand-over less on the session's path, each
-/// of which waits for a CPU when another process keeps one busy). `None` when the session is
-/// not confirmed (nothing starts); `started` hears the agent's pid on that thread, as soon as
-/// it runs (a stop that follows is relayed to it only once the host has heard that). A failure
-/// to confine is the error, once confirmed; a command that could not be started, the inner one.
-fn start_confined(
-    confinement: AgentConfinement,
-    command: std::io::Result<AgentCommand>,
-    stdin: Option<BorrowedFd<'_>>,
-    confirmation: impl FnOnce() -> Result<bool, String> + Send,
-    started: impl FnOnce(Pid) + Send,
-) -> Result<Option<std::io::Result<Pid>>, String> {
-    std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("agent-start".to_owned())
-            .stack_size(STARTER_STACK)
-            .spawn_scoped(scope, move || {
-                let confined = confinement.apply();
-                if !confirmation()? {
-                    return Ok(None);
-                }
-                confined?;
-                let agent = command.and_then(|command| command.spawn(stdin));
-                if let Ok(agent) = agent {
-                    started(agent);
-                }
-                Ok(Some(agent))
-            })
-            .map_err(|error| format!("could not start the agent's thread: {error}"))?
-            .join()
-            .map_err(|_| "the agent's thread panicked".to_owned())?
-    })
-}
-
-/// The stack of [`start_confined`]'s thread: it applies the confinement and calls
-/// `posix_spawn`, which runs the child on a stack of its own.
-const STARTER_STACK: usize = 256 * 1024;
 
 /// Points this process's standard streams at `/dev/null` once the agent runs with its own
 /// copies of them (standard input stays when `keep_stdin`: [`feed_stdin`] relays it). A caller

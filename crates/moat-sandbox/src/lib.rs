@@ -82,7 +82,8 @@
 //! `clone3` (or `clone`) into new namespaces (and the system calls of an executed init's child
 //! before its `execve`), `wait4`, `getrusage`, the `lo` ioctl, the signal handlers and masks
 //! (`signals`, and the init's `SIGTERM` relay), adopting and placing the inherited descriptors,
-//! wiping a forked init's environment and arguments, the agent's `posix_spawn`, and the
+//! wiping a forked init's environment and arguments, the agent's process until its `execve`
+//! (`agent`), and the
 //! `pre_exec` hooks (podman's private mount namespace, an executed init's pipes).
 
 mod agent;
