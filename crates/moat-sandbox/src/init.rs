@@ -629,6 +629,8 @@ fn serve(
             .map_err(|failure| failure.to_string())?,
         Err(error) => Err(error),
     };
+    // The Landlock ruleset's descriptor: the agent's process has taken the ruleset.
+    drop(confinement);
     if let Ok(agent) = agent {
         // A timeout or stop asks the agent to end: the host's SIGTERM to this process goes on
         // to the agent. Set before the host hears that the agent started, which it hears at
