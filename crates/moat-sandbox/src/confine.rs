@@ -274,8 +274,8 @@ impl AgentConfinement {
     /// Landlock domain (which cannot signal it then) and keeps its capabilities.
     ///
     /// It runs in a process that shares the init's memory, its parent suspended (`CLONE_VM`,
-    /// `CLONE_VFORK`), while no other thread of the init runs: it allocates nothing, and says
-    /// what failed as a [`ConfinementFailure`], which the init describes once it resumes.
+    /// `CLONE_VFORK`), while the init's other threads, if any, wait: it allocates nothing, and
+    /// says what failed as a [`ConfinementFailure`], which the init describes once it resumes.
     pub(crate) fn apply_in_agent(&self) -> Result<(), ConfinementFailure> {
         let zero = Rlimit {
             current: Some(0),
