@@ -445,7 +445,11 @@ mod tests {
         let command = [
             "sh".to_owned(),
             "-c".to_owned(),
-            "printf '%s %s %s' \"$0\" \"$GREETING\" \"$(pwd)\" > out; grep SigIgn /proc/self/status > ignored".to_owned(),
+            concat!(
+                "printf '%s %s %s' \"$0\" \"$GREETING\" \"$(pwd)\" > out; ",
+                "grep SigIgn /proc/self/status > ignored"
+            )
+            .to_owned(),
         ];
         let env = [
             ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),

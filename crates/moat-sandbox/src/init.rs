@@ -232,11 +232,12 @@ fn enter_sandbox(
 ///
 /// When no CPU is free (sessions back to back, the last one's teardown still running), the
 /// thread may not even have started when the root is built, and the init waited for it:
-/// whichever of the two comes first makes the namespace (`claimed`), so the init never waits for a thread that has
-/// not begun, and makes it itself as it did before. Against the init that made it itself
-/// (2026-12-02, `moat run -- true`): 6.64 against 6.82 ms in 1,500 alternated rounds, 6.47
-/// against 6.60 ms back to back (20 alternated blocks of 200 sessions each). In 300 traced
-/// sessions the thread made it 299 times. Where no thread can start, the init makes it.
+/// whichever of the two comes first makes the namespace (`claimed`), so the init never waits
+/// for a thread that has not begun, and makes it itself as it did before. Against the init
+/// that made it itself (2026-12-02, `moat run -- true`): 6.64 against 6.82 ms in 1,500
+/// alternated rounds, 6.47 against 6.60 ms back to back (20 alternated blocks of 200 sessions
+/// each). In 300 traced sessions the thread made it 299 times. Where no thread can start, the
+/// init makes it.
 ///
 /// Then, once the init has pivoted into the new root, the thread detaches the old one
 /// ([`rootfs::OldRoot`]), which waits for an expedited RCU grace period
@@ -493,8 +494,9 @@ fn namespace_init(
     // What needs no network namespace first, while the helper makes it: the namespace takes
     // the kernel longer than anything else in the sandbox (about 0.7 ms with `lo` brought up),
     // and the helper often starts late, when both CPUs are busy (`moat run`, the init, the
-    // gate). Waited for first, it was on the agent's path in 27 of 40 traced sessions
-    // (BENCHMARKS.md, sandbox notes of 2026-12-03, 09:22).
+    // gate). When the init waited for it here first, the helper's work (the namespace, then the
+    // detach) ended last in 27 of 40 traced sessions (BENCHMARKS.md, sandbox notes of
+    // 2026-12-03, 09:22).
     let confinement = Confinement::begin(&spec, false)?;
     let Some(admitted) = admission(&mut pipe)? else {
         return Ok(SETUP_FAILED);
@@ -619,8 +621,8 @@ fn serve(
     if !confirmation(&spec)? {
         return Ok(SETUP_FAILED);
     }
-    // No other thread of this process runs now (the helper is done, the bridge not started, a
-    // container's host watch waits on its pipe): the agent's confinement is applied in the
+    // Nothing else of this process runs now (the helper is done, the bridge not started, a
+    // container's host watch only waits on its pipe): the agent's confinement is applied in the
     // agent's process, which shares this one's memory until its `execve`
     // ([`AgentCommand::spawn`]).
     let agent = match command {
