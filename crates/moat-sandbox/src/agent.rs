@@ -24,6 +24,7 @@ use rustix::fs::{Access, access};
 use rustix::process::Pid;
 
 use crate::confine::{AgentConfinement, ConfinementFailure};
+use crate::vm_child::{ChildStack, clone_sharing_memory, set_signal_mask};
 
 /// The `PATH` the C library's `execvp` searches when the environment has none.
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
@@ -39,6 +40,9 @@ pub(crate) struct AgentCommand {
     envp: Vec<CString>,
     /// The working directory, entered in the child before the `execve`.
     cwd: CString,
+    /// Signals the agent's process puts back to their default action ([`signals_to_default`]),
+    /// read when the command is made: before the confirmation, off the agent's path.
+    to_default: [bool; SIGNALS + 1],
 }
 
 impl AgentCommand {
@@ -73,14 +77,16 @@ impl AgentCommand {
                 .map(|(name, value)| text(format!("{name}={value}").as_bytes()))
                 .collect::<io::Result<_>>()?,
             cwd: text(cwd.as_os_str().as_bytes())?,
+            to_default: signals_to_default(),
         })
     }
 
     /// Starts the agent in a process of its own, confined by `confinement`
     /// ([`AgentConfinement::apply_in_agent`]): its standard input is `stdin` (else this
     /// process's), its standard output and error are this process's, its signal mask is empty,
-    /// and every signal this process handles, and `SIGPIPE` (Rust ignores it here), is back to
-    /// its default action. Every other descriptor of this process is close-on-exec. Returns once
+    /// and every signal this process handled when the command was made ([`AgentCommand::new`]:
+    /// install no handler between the two), and `SIGPIPE` (Rust ignores it here), is back to its
+    /// default action. Every other descriptor of this process is close-on-exec. Returns once
     /// the agent has executed. The outer error says which step of the confinement failed
     /// (nothing ran); the inner one is the `execve`'s or the working directory's.
     ///
@@ -108,41 +114,33 @@ impl AgentCommand {
             argv: argv.as_ptr(),
             shell_argv: shell_argv.as_ptr(),
             envp: envp.as_ptr(),
-            to_default: signals_to_default(),
+            to_default: self.to_default,
             failure: None,
             error: 0,
         };
-        let stack = match Stack::new() {
+        let stack = match ChildStack::new(STACK) {
             Ok(stack) => stack,
             Err(error) => return Ok(Err(error)),
         };
         #[allow(unsafe_code)]
         // SAFETY: `launch`, what it points at and `stack` live in this frame until the clone
         // returns, which with CLONE_VFORK is once the child has executed or exited: the child
-        // (CLONE_VM, this process's memory) uses them only until then, writes only
-        // `launch.failure`, `launch.error` and its own stack, and this thread is suspended
-        // meanwhile. Every signal is blocked around the clone (the raw call: the C library's
-        // keeps two of its own unblocked), so the child starts with all of them blocked and runs
-        // no handler of this process's: it puts every handled one back to its default before
-        // it unblocks them ([`agent_process`]).
-        let (child, clone_error) = unsafe {
-            let all = !0u64;
-            let mut previous = 0u64;
-            sigprocmask(&raw const all, &raw mut previous);
-            let child = libc::clone(
+        // uses them only until then, writes only `launch.failure`, `launch.error` and its own
+        // stack, and this thread is suspended meanwhile. The child puts every signal this
+        // process handles back to its default before it unblocks them ([`agent_process`]).
+        let cloned = unsafe {
+            clone_sharing_memory(
                 agent_process,
-                stack.top(),
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                &stack,
+                libc::CLONE_VFORK | libc::SIGCHLD,
                 (&raw mut launch).cast::<c_void>(),
-            );
-            let clone_error = io::Error::last_os_error();
-            sigprocmask(&raw const previous, std::ptr::null_mut());
-            (child, clone_error)
+            )
         };
         drop(stack);
-        if child < 0 {
-            return Ok(Err(clone_error));
-        }
+        let child = match cloned {
+            Ok(child) => child,
+            Err(error) => return Ok(Err(error)),
+        };
         let pid = Pid::from_raw(child).ok_or_else(|| io::Error::other("clone gave no pid"));
         #[allow(unsafe_code)]
         // SAFETY: the child has executed or exited: nothing writes `launch` any more.
@@ -191,45 +189,7 @@ struct Launch<'a> {
 
 /// The agent's process's stack until its `execve`: the confinement and a handful of system
 /// calls.
-struct Stack(*mut c_void);
-
-impl Stack {
-    const SIZE: usize = 64 * 1024;
-
-    fn new() -> io::Result<Stack> {
-        #[allow(unsafe_code)]
-        // SAFETY: an anonymous private mapping, read-write, that nothing else refers to; it is
-        // unmapped when this value drops.
-        let mapping = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                Self::SIZE,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE,
-            )?
-        };
-        Ok(Stack(mapping))
-    }
-
-    /// Its top: stacks grow down.
-    fn top(&self) -> *mut c_void {
-        #[allow(unsafe_code)]
-        // SAFETY: one past the end of the mapping, which `new` made SIZE bytes long.
-        unsafe {
-            self.0.cast::<u8>().add(Self::SIZE).cast()
-        }
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        #[allow(unsafe_code)]
-        // SAFETY: the mapping `new` made, used by no one once the child has executed or exited.
-        unsafe {
-            let _ = rustix::mm::munmap(self.0, Self::SIZE);
-        }
-    }
-}
+const STACK: usize = 64 * 1024;
 
 /// Signals on Linux: 1 to 64.
 const SIGNALS: usize = 64;
@@ -282,25 +242,6 @@ fn signals_to_default() -> [bool; SIGNALS + 1] {
     to_default
 }
 
-/// `rt_sigprocmask(SIG_SETMASK, set, previous)` on the calling thread, every signal the kernel
-/// has (the C library's `sigprocmask` leaves its own two out).
-///
-/// # Safety
-/// `set` points at a live mask; `previous` is null or points at one to write.
-#[allow(unsafe_code)]
-unsafe fn sigprocmask(set: *const u64, previous: *mut u64) {
-    // SAFETY: the caller's pointers; 8 is the kernel's sigset size.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            set,
-            previous,
-            8,
-        );
-    }
-}
-
 /// The agent's process until its `execve` (a `clone` with `CLONE_VM` and `CLONE_VFORK`: this
 /// process's memory, on a stack of its own, the thread that made it suspended meanwhile): it
 /// puts back the signals [`Launch`] names, takes the agent's confinement, its standard input
@@ -341,7 +282,7 @@ extern "C" fn agent_process(argument: *mut c_void) -> libc::c_int {
             stop(errno());
         }
         let none = 0u64;
-        sigprocmask(&raw const none, std::ptr::null_mut());
+        set_signal_mask(&raw const none, std::ptr::null_mut());
         libc::execve(
             (*launch).program,
             (*launch).argv.cast(),

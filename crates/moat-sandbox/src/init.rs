@@ -492,11 +492,11 @@ fn namespace_init(
     let old_root = rootfs::build(&spec)?;
     let (detaching, network) = helper.hand_over(old_root)?;
     // What needs no network namespace first, while the helper makes it: the namespace takes
-    // the kernel longer than anything else in the sandbox (about 0.7 ms with `lo` brought up),
-    // and the helper often starts late, when both CPUs are busy (`moat run`, the init, the
-    // gate). When the init waited for it here first, the helper's work (the namespace, then the
-    // detach) ended last in 27 of 40 traced sessions (BENCHMARKS.md, sandbox notes of
-    // 2026-12-03, 09:22).
+    // the kernel longer than anything else in the sandbox (0.65 ms, and 0.14 to bring `lo` up:
+    // medians of 150 back-to-back sessions), and the helper often starts late, when both CPUs
+    // are busy (`moat run`, the init, the gate). When the init waited for it here first, the
+    // helper's work (the namespace, then the detach) ended last in 27 of 40 traced sessions
+    // (BENCHMARKS.md, sandbox notes of 2026-12-03, 09:22).
     let confinement = Confinement::begin(&spec, false)?;
     let Some(admitted) = admission(&mut pipe)? else {
         return Ok(SETUP_FAILED);
@@ -606,7 +606,8 @@ fn serve(
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 
     // Found before the confirmation: a command that cannot start is reported as such once the
-    // session is confirmed (it is on record by then, and its end says why).
+    // session is confirmed (it is on record by then, and its end says why). The signals this
+    // process handles are read now too: it installs no handler before the agent starts.
     let command = AgentCommand::new(&spec.command, &admission.env, &spec.workspace);
     // With a prefix, stdin is a pipe, fed once the agent has started.
     let stdin_feed = match &spec.stdin_prefix {

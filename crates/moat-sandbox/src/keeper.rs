@@ -36,6 +36,8 @@ use std::os::fd::{AsRawFd as _, BorrowedFd, OwnedFd};
 
 use rustix::pipe::PipeFlags;
 
+use crate::vm_child::{ChildStack, clone_sharing_memory};
+
 /// The keeper's stack: it makes a handful of system calls.
 const STACK: usize = 16 * 1024;
 
@@ -91,45 +93,22 @@ pub fn keep_address_space(hold: &[BorrowedFd<'_>]) -> io::Result<AddressSpaceKee
         *slot = fd.as_raw_fd();
     }
     kept.open[..kept.count].sort_unstable();
+    let stack = ChildStack::new(STACK)?;
     #[allow(unsafe_code)]
-    // SAFETY: an anonymous private mapping of STACK bytes, read-write; nothing else refers to
-    // it. It is never unmapped: the keeper runs on it until it exits, and the memory goes with
-    // the address space.
-    let stack = unsafe {
-        rustix::mm::mmap_anonymous(
-            std::ptr::null_mut(),
-            STACK,
-            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-            rustix::mm::MapFlags::PRIVATE,
-        )?
-    };
-    #[allow(unsafe_code)]
-    // SAFETY: `stack` is STACK bytes of this process's memory, page-aligned, used by the child
-    // alone: `Kept` at its bottom (written before the clone, only read after it), the child's
-    // stack from its top down. With CLONE_VM the child shares this process's memory, so
-    // `keeper` runs only system calls that touch none of it but its own mapping (module doc);
-    // the descriptors in `kept` stay open in this process until clone has copied the descriptor
-    // table into the child. All signals are blocked around the clone, so the child starts with
-    // them blocked and no handler of this process ever runs on its stack. Exit signal 0: this
-    // process is not signalled when the child exits.
+    // SAFETY: `Kept` is written at the bottom of the stack's mapping before the clone and only
+    // read after it; the child's stack grows from the top down and never reaches it. The child
+    // runs only system calls that touch none of this process's memory but its own mapping
+    // (module doc); the descriptors in `kept` stay open in this process until clone has copied
+    // the descriptor table into the child. Exit signal 0: this process is not signalled when the
+    // child exits. The stack is never unmapped: the keeper runs on it until it exits, and the
+    // memory goes with the address space.
     let child = unsafe {
-        stack.cast::<Kept>().write(kept);
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut previous: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
-        let child = libc::clone(
-            keeper,
-            stack.cast::<u8>().add(STACK).cast::<c_void>(),
-            libc::CLONE_VM,
-            stack,
-        );
-        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
-        child
+        stack.bottom().cast::<Kept>().write(kept);
+        clone_sharing_memory(keeper, &stack, 0, stack.bottom())?
     };
-    let Some(pid) = rustix::process::Pid::from_raw(child) else {
-        return Err(io::Error::last_os_error());
-    };
+    stack.leak();
+    let pid = rustix::process::Pid::from_raw(child)
+        .ok_or_else(|| io::Error::other("clone gave no pid"))?;
     drop(read);
     Ok(AddressSpaceKeeper { _end: write, pid })
 }

@@ -82,8 +82,8 @@
 //! `clone3` (or `clone`) into new namespaces (and the system calls of an executed init's child
 //! before its `execve`), `wait4`, `getrusage`, the `lo` ioctl, the signal handlers and masks
 //! (`signals`, and the init's `SIGTERM` relay), adopting and placing the inherited descriptors,
-//! wiping a forked init's environment and arguments, the agent's process until its `execve`
-//! (`agent`), and the
+//! wiping a forked init's environment and arguments, the children that share this process's
+//! memory (`vm_child`: the agent's process until its `execve`, `moat run`'s keeper), and the
 //! `pre_exec` hooks (podman's private mount namespace, an executed init's pipes).
 
 mod agent;
@@ -105,6 +105,7 @@ mod seccomp;
 mod signals;
 mod spec;
 mod terminal;
+mod vm_child;
 
 pub use alloc::Allocator;
 pub use confine::SECCOMP_DENIED;

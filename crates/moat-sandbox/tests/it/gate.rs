@@ -343,16 +343,30 @@ fn the_init_waits_for_admission_and_the_admission_is_what_the_agent_gets() {
     assert!(marker.exists(), "the agent ran once admitted");
 }
 
+/// A session whose agent only touches a marker file in the workspace, admitted but not yet
+/// confirmed: the marker's path (there once the agent ran), the spec, and the door's two sides.
+fn admitted_to_touch_a_marker(
+    session: &Session,
+) -> (
+    std::path::PathBuf,
+    moat_sandbox::Spec,
+    moat_sandbox::Door,
+    moat_sandbox::Entry,
+) {
+    let marker = session.workspace().join("agent-ran");
+    let spec = session.spec(&format!("touch {}", marker.display()));
+    let (door, entry) = moat_sandbox::door().expect("door");
+    door.admit(session.admission());
+    (marker, spec, door, entry)
+}
+
 /// A session admitted but then refused (the caller could not record its start) starts no
 /// agent, though the init had prepared everything for it: the run fails with the caller's
 /// reason, and no exit is heard.
 #[test]
 fn a_session_refused_after_its_admission_starts_nothing() {
     let session = Session::new();
-    let marker = session.workspace().join("agent-ran");
-    let spec = session.spec(&format!("touch {}", marker.display()));
-    let (door, entry) = moat_sandbox::door().expect("door");
-    door.admit(session.admission());
+    let (marker, spec, door, entry) = admitted_to_touch_a_marker(&session);
     let heard = std::sync::atomic::AtomicBool::new(false);
     let error = std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -385,10 +399,7 @@ fn a_session_refused_after_its_admission_starts_nothing() {
 #[test]
 fn a_stop_before_the_confirmation_ends_the_sandbox_unstarted() {
     let session = Session::new();
-    let marker = session.workspace().join("agent-ran");
-    let spec = session.spec(&format!("touch {}", marker.display()));
-    let (door, entry) = moat_sandbox::door().expect("door");
-    door.admit(session.admission());
+    let (marker, spec, door, entry) = admitted_to_touch_a_marker(&session);
     let stop = moat_sandbox::Stop::new().expect("stop");
     let heard = std::sync::atomic::AtomicBool::new(false);
     let (ended, ended_here) = std::sync::mpsc::channel::<()>();
