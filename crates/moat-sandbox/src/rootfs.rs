@@ -24,12 +24,12 @@ pub(crate) const USR_LINKS: [&str; 5] = ["bin", "sbin", "lib", "lib64", "lib32"]
 /// Non-secret `/etc` entries bound read-only: CA roots (clients need them), the alternatives
 /// links into `/usr` (Debian's `awk`, `editor`, …), the dynamic linker cache, time zone, and
 /// the service and protocol names. No resolv.conf, no shadow, no hostname of the host.
-/// Only `ssl/certs` and `ssl/openssl.cnf`: `/etc/ssl/private` holds host keys.
-pub(crate) const ETC_BINDS: [&str; 9] = [
+/// Only `ssl/certs` and `ssl/openssl.cnf`: `/etc/ssl/private` holds host keys. Not
+/// `ca-certificates.conf` and `ca-certificates/`: only `update-ca-certificates` reads them, to
+/// rebuild `ssl/certs`, which no session can write.
+pub(crate) const ETC_BINDS: [&str; 7] = [
     "ssl/certs",
     "ssl/openssl.cnf",
-    "ca-certificates",
-    "ca-certificates.conf",
     "alternatives",
     "ld.so.cache",
     "localtime",
@@ -68,24 +68,28 @@ pub(crate) fn prepare() -> Result<(), String> {
     stage()?;
     tmpfs(Path::new(NEW_ROOT), MountFlags::NODEV, c"mode=0755")?;
 
-    bind_read_only(Path::new("/usr"), Path::new("/usr"))?;
+    let mut binds = Binds::default();
+    binds.bind_read_only(Path::new("/usr"), Path::new("/usr"))?;
     for name in USR_LINKS {
-        let source = host(Path::new("/").join(name).as_path());
-        match fs::read_link(&source) {
-            Ok(target) => symlink(&target, inside(Path::new(name)))
+        let path = Path::new("/").join(name);
+        match fs::read_link(host(&path)) {
+            Ok(target) => symlink(&target, inside(&path))
                 .map_err(io_err(format!("could not link /{name}")))?,
-            Err(_) if source.is_dir() => {
-                bind_read_only(&Path::new("/").join(name), &Path::new("/").join(name))?
+            Err(_) => {
+                if let Ok(source) = Source::of(&path)
+                    && source.is_dir
+                {
+                    binds.bind(&source, &path, MountFlags::RDONLY)?;
+                }
             }
-            Err(_) => {}
         }
     }
     let etc = inside(Path::new("/etc"));
     fs::create_dir(&etc).map_err(io_err(format!("could not create {}", etc.display())))?;
     for name in ETC_BINDS {
         let path = Path::new("/etc").join(name);
-        if host(&path).exists() {
-            bind_read_only(&path, &path)?;
+        if let Ok(source) = Source::of(&path) {
+            binds.bind(&source, &path, MountFlags::RDONLY)?;
         } else if let Ok(link) = fs::read_link(host(&path)) {
             // An absolute link resolves from the staging root, where it names nothing; one into
             // `/usr` (`/etc/localtime`) is made again as it is, and resolves inside.
@@ -100,19 +104,11 @@ pub(crate) fn prepare() -> Result<(), String> {
     let dev = inside(Path::new("/dev"));
     tmpfs(&dev, MountFlags::NOEXEC, c"mode=0755")?;
     for name in DEVICES {
-        let source = host(&Path::new("/dev").join(name));
-        if !source.exists() {
+        let path = Path::new("/dev").join(name);
+        let Ok(source) = Source::of(&path) else {
             continue;
-        }
-        let target = dev.join(name);
-        fs::write(&target, b"").map_err(io_err(format!("could not create /dev/{name}")))?;
-        rustix::mount::mount_bind(&source, &target)
-            .map_err(err(format!("could not bind /dev/{name}")))?;
-        remount(
-            &target,
-            &source,
-            MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::RDONLY,
-        )?;
+        };
+        binds.bind_device(&source, &path)?;
     }
     for (name, target) in [
         ("fd", "/proc/self/fd"),
@@ -147,11 +143,12 @@ pub(crate) fn build(spec: &Spec) -> Result<OldRoot, String> {
         fs::write(etc.join(name), text).map_err(io_err(format!("could not write /etc/{name}")))?;
     }
     tmpfs(&inside(&spec.home), MountFlags::NODEV, c"mode=0700")?;
+    let mut binds = Binds::default();
     // Also under /usr: a separate mount there (e.g. /usr/local) is not part of the /usr bind.
     for path in &spec.ro_paths {
-        bind_read_only(path, path)?;
+        binds.bind_read_only(path, path)?;
     }
-    bind(&spec.workspace, &spec.workspace, MountFlags::empty())?;
+    binds.bind_as(&spec.workspace, &spec.workspace, MountFlags::empty())?;
 
     let proc = inside(Path::new("/proc"));
     fs::create_dir_all(&proc).map_err(io_err("could not create /proc".to_owned()))?;
@@ -166,7 +163,7 @@ pub(crate) fn build(spec: &Spec) -> Result<OldRoot, String> {
 
     // The gate binds the session's socket in this directory when it admits the session; the
     // read-only mount still lets the bridge connect to it.
-    bind(
+    binds.bind_as(
         &spec.gate_dir,
         Path::new(GATE_DIR_INSIDE),
         MountFlags::RDONLY | MountFlags::NOEXEC,
@@ -265,57 +262,140 @@ pub(crate) fn check_nothing_over_the_root() -> Result<(), String> {
     Ok(())
 }
 
-fn bind_read_only(source: &Path, target: &Path) -> Result<(), String> {
-    bind(source, target, MountFlags::RDONLY)
+/// A host path about to be bound into the new root, as its one `statx` found it.
+struct Source {
+    /// The host path, as the caller named it (for errors).
+    named: PathBuf,
+    /// The path seen from the staging root (under [`OLD_ROOT`]).
+    path: PathBuf,
+    is_dir: bool,
+    /// The id of the mount it is on; `None` on kernels before 5.8.
+    mount: Option<u64>,
 }
 
-/// Binds a host path at a path inside (creating the mount point), nosuid and nodev; errors name
-/// the host path as the spec gave it.
-fn bind(source: &Path, target: &Path, extra: MountFlags) -> Result<(), String> {
-    let named = source;
-    let source = host(source);
-    let target = inside(target);
-    let metadata =
-        fs::metadata(&source).map_err(io_err(format!("cannot mount {}", named.display())))?;
-    if metadata.is_dir() {
-        fs::create_dir_all(&target)
-            .map_err(io_err(format!("could not create {}", target.display())))?;
-    } else {
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)
-                .map_err(io_err(format!("could not create {}", parent.display())))?;
-        }
-        fs::write(&target, b"")
-            .map_err(io_err(format!("could not create {}", target.display())))?;
+impl Source {
+    /// Looks up a host path (following links); fails when it does not exist.
+    fn of(named: &Path) -> std::io::Result<Source> {
+        let path = host(named);
+        let found = rustix::fs::statx(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::AtFlags::empty(),
+            rustix::fs::StatxFlags::TYPE | rustix::fs::StatxFlags::MNT_ID,
+        )?;
+        let mount = (found.stx_mask & rustix::fs::StatxFlags::MNT_ID.bits() != 0)
+            .then_some(found.stx_mnt_id);
+        Ok(Source {
+            named: named.to_owned(),
+            path,
+            is_dir: rustix::fs::FileType::from_raw_mode(found.stx_mode.into())
+                == rustix::fs::FileType::Directory,
+            mount,
+        })
     }
-    rustix::mount::mount_bind(&source, &target)
-        .map_err(err(format!("could not bind {}", named.display())))?;
-    remount(
-        &target,
-        &source,
-        MountFlags::NOSUID | MountFlags::NODEV | extra,
-    )
 }
 
-/// Re-mounts a bind with `flags`, keeping the source's locked `noexec` (a user namespace may
-/// add restrictions to a mount it did not create, never remove them).
-fn remount(target: &Path, source: &Path, flags: MountFlags) -> Result<(), String> {
-    let mut flags = flags | MountFlags::BIND;
-    let locked = rustix::fs::statvfs(source)
-        .map(|stat| stat.f_flag)
-        .unwrap_or(StatVfsMountFlags::empty());
-    for (statvfs, mount) in [
-        (StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
-        (StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
-        (StatVfsMountFlags::NODEV, MountFlags::NODEV),
-        (StatVfsMountFlags::RDONLY, MountFlags::RDONLY),
-    ] {
-        if locked.contains(statvfs) {
-            flags |= mount;
-        }
+/// Binds host paths into the new root, each made nosuid, nodev (but devices) and whatever else
+/// is asked by a remount. The remount must repeat the flags the host locked on the source's
+/// mount (a user namespace cannot clear them), read with `statfs` once per mount rather than
+/// once per bind: a root's binds come from two or three mounts (the host's root, its `/dev`).
+#[derive(Default)]
+struct Binds {
+    /// The flags of each source mount seen so far, by mount id.
+    locked: Vec<(u64, MountFlags)>,
+}
+
+impl Binds {
+    fn bind_read_only(&mut self, source: &Path, target: &Path) -> Result<(), String> {
+        self.bind_as(source, target, MountFlags::RDONLY)
     }
-    rustix::mount::mount_remount(target, flags, "")
-        .map_err(err(format!("could not restrict {}", target.display())))
+
+    /// Binds the host path `source` at `target` inside; errors name the host path as the spec
+    /// gave it.
+    fn bind_as(&mut self, source: &Path, target: &Path, extra: MountFlags) -> Result<(), String> {
+        let found =
+            Source::of(source).map_err(io_err(format!("cannot mount {}", source.display())))?;
+        self.bind(&found, target, extra)
+    }
+
+    /// Binds `source` at `target` inside (creating the mount point), nosuid, nodev and `extra`.
+    fn bind(&mut self, source: &Source, target: &Path, extra: MountFlags) -> Result<(), String> {
+        let target = inside(target);
+        if source.is_dir {
+            fs::create_dir_all(&target)
+                .map_err(io_err(format!("could not create {}", target.display())))?;
+        } else {
+            mount_point_file(&target)?;
+        }
+        self.mount(
+            source,
+            &target,
+            MountFlags::NOSUID | MountFlags::NODEV | extra,
+        )
+    }
+
+    /// Binds the host device `source` at `target` inside, read-only, nosuid and noexec.
+    fn bind_device(&mut self, source: &Source, target: &Path) -> Result<(), String> {
+        let target = inside(target);
+        mount_point_file(&target)?;
+        self.mount(
+            source,
+            &target,
+            MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::RDONLY,
+        )
+    }
+
+    /// The bind itself, then a remount with `flags` and those locked on the source's mount (a
+    /// user namespace may not clear a locked `noexec`, `nosuid`, `nodev` or `ro`: the remount
+    /// fails with EPERM unless it keeps them, as bubblewrap's does).
+    fn mount(&mut self, source: &Source, target: &Path, flags: MountFlags) -> Result<(), String> {
+        rustix::mount::mount_bind(&source.path, target)
+            .map_err(err(format!("could not bind {}", source.named.display())))?;
+        let flags = flags | MountFlags::BIND | self.locked(source);
+        rustix::mount::mount_remount(target, flags, "")
+            .map_err(err(format!("could not restrict {}", target.display())))
+    }
+
+    /// The flags locked on the mount `source` is on.
+    fn locked(&mut self, source: &Source) -> MountFlags {
+        let known = source
+            .mount
+            .and_then(|id| self.locked.iter().find(|(seen, _)| *seen == id));
+        if let Some(&(_, flags)) = known {
+            return flags;
+        }
+        let on_source = rustix::fs::statvfs(&source.path)
+            .map(|stat| stat.f_flag)
+            .unwrap_or(StatVfsMountFlags::empty());
+        let mut flags = MountFlags::empty();
+        for (statvfs, mount) in [
+            (StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
+            (StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
+            (StatVfsMountFlags::NODEV, MountFlags::NODEV),
+            (StatVfsMountFlags::RDONLY, MountFlags::RDONLY),
+        ] {
+            if on_source.contains(statvfs) {
+                flags |= mount;
+            }
+        }
+        if let Some(id) = source.mount {
+            self.locked.push((id, flags));
+        }
+        flags
+    }
+}
+
+/// Creates an empty file to bind a file on; its directory only when it is missing.
+fn mount_point_file(target: &Path) -> Result<(), String> {
+    let create = || fs::File::create(target).map(drop);
+    create()
+        .or_else(|error| match target.parent() {
+            Some(parent) if error.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(parent).and_then(|()| create())
+            }
+            _ => Err(error),
+        })
+        .map_err(io_err(format!("could not create {}", target.display())))
 }
 
 /// The generated `/etc` files; `agent` adds a passwd and group entry for a non-root uid:gid
