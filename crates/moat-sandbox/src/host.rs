@@ -167,6 +167,9 @@ const REFUSE_GRACE: Duration = Duration::from_secs(2);
 /// The init gets the spec first and builds the sandbox; meanwhile this checks what the host
 /// can enforce, and the caller opens the session. Nothing of the agent runs before both pass.
 /// The timeout counts from the confirmation, and so does [`Outcome::duration`].
+///
+/// [`request`], then [`Requested::run`]: a caller may send the request on one thread and run
+/// the session on another.
 pub fn run_admitted(
     spec: &Spec,
     init: Init<'_>,
@@ -174,6 +177,49 @@ pub fn run_admitted(
     entry: Entry,
     on_exit: OnExit<'_>,
 ) -> Result<Outcome, SandboxError> {
+    request(spec, init)?.run(stop, entry, on_exit)
+}
+
+/// A sandbox whose init has the session's request and builds the sandbox from it; nothing of
+/// the agent runs before [`Requested::run`] admits the session. Dropped instead, its init
+/// reads end of file where the admission would be and exits, and is reaped.
+pub struct Requested {
+    spec: Spec,
+    init: InitProcess,
+    cgroup: SessionCgroup,
+    spec_pipe: std::fs::File,
+    report_read: OwnedFd,
+    /// The request's write, which fails only when the init is gone (its reports say why).
+    sent: std::io::Result<()>,
+}
+
+impl std::fmt::Debug for Requested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requested")
+            .field("init", &self.init)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Requested {
+    /// Admits the session once the host can enforce what the spec asks and the caller has
+    /// admitted and confirmed it through `entry`'s door, then waits for the agent's exit and
+    /// the sandbox's end, as [`run_admitted`] says.
+    pub fn run(
+        self,
+        stop: &Stop,
+        entry: Entry,
+        on_exit: OnExit<'_>,
+    ) -> Result<Outcome, SandboxError> {
+        admit_and_watch(self, stop, entry, on_exit)
+    }
+}
+
+/// Starts a session's sandbox: checks the spec, settles its limits (refusing, as
+/// [`run_with_stop`] says, those that cannot hold), puts the init in the session's groups and
+/// sends it the request, from which it builds the sandbox while the caller opens the session.
+/// Costs the calling thread a few writes; [`Requested::run`] does the rest.
+pub fn request(spec: &Spec, init: Init<'_>) -> Result<Requested, SandboxError> {
     spec.validate()?;
     // Limits are settled before the init runs: its children inherit its groups at fork.
     let mut missing = Vec::new();
@@ -210,8 +256,38 @@ pub fn run_admitted(
         container: false,
     };
     let (spec_write, report_read) = init.take_pipes()?;
-    let (pid, pidfd) = (init.pid, &init.pidfd);
     let mut spec_pipe = std::fs::File::from(spec_write);
+    // The init builds the sandbox from the spec while the host decides and the caller admits;
+    // it starts no agent before the admission and the confirmation follow, and none when the
+    // pipe closes without them.
+    let sent = write_frame(&mut spec_pipe, &request);
+    Ok(Requested {
+        spec: request.spec,
+        init,
+        cgroup,
+        spec_pipe,
+        report_read,
+        sent,
+    })
+}
+
+/// [`Requested::run`].
+fn admit_and_watch(
+    requested: Requested,
+    stop: &Stop,
+    entry: Entry,
+    on_exit: OnExit<'_>,
+) -> Result<Outcome, SandboxError> {
+    let Requested {
+        spec,
+        init,
+        cgroup,
+        spec_pipe,
+        report_read,
+        sent,
+    } = requested;
+    let spec = &spec;
+    let (pid, pidfd) = (init.pid, &init.pidfd);
     // Not admitted: end of file where the admission would be makes the init exit (no agent),
     // and it is reaped here; one that has not exited within REFUSE_GRACE (a build stuck on a
     // hung mount) is killed.
@@ -222,11 +298,6 @@ pub fn run_admitted(
         let _ = wait_with_usage(pid);
         error
     };
-    // The init builds the sandbox from the spec while the host decides and the caller admits;
-    // it starts no agent before the admission and the confirmation follow, and none when the
-    // pipe closes without them. A write fails only when the init is gone: its reports, read
-    // below, say why.
-    let sent = write_frame(&mut spec_pipe, &request);
     let enforce = match decide(spec, host_report()) {
         Ok(enforce) => enforce,
         Err(error) => {

@@ -113,7 +113,8 @@ pub use door::{Door, Entry, door};
 pub use error::SandboxError;
 pub use forked::InitProcess;
 pub use host::{
-    Init, OnExit, Stop, Teardown, cgroup_support, host_report, run, run_admitted, run_with_stop,
+    Init, OnExit, Requested, Stop, Teardown, cgroup_support, host_report, request, run,
+    run_admitted, run_with_stop,
 };
 pub use init::{exit_now, init_main};
 pub use keeper::{AddressSpaceKeeper, keep_address_space};
