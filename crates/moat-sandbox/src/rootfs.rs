@@ -295,8 +295,8 @@ impl Source {
     }
 }
 
-/// Binds host paths into the new root, each made nosuid, nodev (but devices) and whatever else
-/// is asked by a remount. The remount must repeat the flags the host locked on the source's
+/// Binds host paths into the new root, each then remounted nosuid, nodev (devices aside) and
+/// with what else is asked. The remount must repeat the flags the host locked on the source's
 /// mount (a user namespace cannot clear them), read with `statfs` once per mount rather than
 /// once per bind: a root's binds come from two or three mounts (the host's root, its `/dev`).
 #[derive(Default)]
