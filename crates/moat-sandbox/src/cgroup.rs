@@ -22,6 +22,7 @@ const REMOVE_PAUSE: Duration = Duration::from_millis(10);
 static SESSION_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// One group per hierarchy used; removed (after killing stragglers) on drop.
+#[derive(Debug)]
 pub(crate) struct SessionCgroup {
     groups: Vec<PathBuf>,
     /// What held, e.g. `memory limit (cgroup v1)`.

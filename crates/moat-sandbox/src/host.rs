@@ -181,9 +181,13 @@ pub fn run_admitted(
 }
 
 /// A sandbox whose init has the session's request and builds the sandbox from it; nothing of
-/// the agent runs before [`Requested::run`] admits the session. Dropped instead, its init
-/// reads end of file where the admission would be and exits, and is reaped.
-pub struct Requested {
+/// the agent runs before [`Requested::run`] admits the session. Dropped instead, its init (and
+/// with it, pid 1, the sandbox) is killed and reaped.
+#[derive(Debug)]
+pub struct Requested(Option<RequestedParts>);
+
+#[derive(Debug)]
+struct RequestedParts {
     spec: Spec,
     init: InitProcess,
     cgroup: SessionCgroup,
@@ -193,11 +197,13 @@ pub struct Requested {
     sent: std::io::Result<()>,
 }
 
-impl std::fmt::Debug for Requested {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Requested")
-            .field("init", &self.init)
-            .finish_non_exhaustive()
+impl Drop for Requested {
+    fn drop(&mut self) {
+        // Not run: no agent exists. The groups are removed once the init is reaped.
+        if let Some(parts) = self.0.take() {
+            let _ = pidfd_send_signal(&parts.init.pidfd, Signal::KILL);
+            let _ = wait_with_usage(parts.init.pid);
+        }
     }
 }
 
@@ -261,31 +267,31 @@ pub fn request(spec: &Spec, init: Init<'_>) -> Result<Requested, SandboxError> {
     // it starts no agent before the admission and the confirmation follow, and none when the
     // pipe closes without them.
     let sent = write_frame(&mut spec_pipe, &request);
-    Ok(Requested {
+    Ok(Requested(Some(RequestedParts {
         spec: request.spec,
         init,
         cgroup,
         spec_pipe,
         report_read,
         sent,
-    })
+    })))
 }
 
 /// [`Requested::run`].
 fn admit_and_watch(
-    requested: Requested,
+    mut requested: Requested,
     stop: &Stop,
     entry: Entry,
     on_exit: OnExit<'_>,
 ) -> Result<Outcome, SandboxError> {
-    let Requested {
+    let RequestedParts {
         spec,
         init,
         cgroup,
         spec_pipe,
         report_read,
         sent,
-    } = requested;
+    } = requested.0.take().expect("a request is run once");
     let spec = &spec;
     let (pid, pidfd) = (init.pid, &init.pidfd);
     // Not admitted: end of file where the admission would be makes the init exit (no agent),

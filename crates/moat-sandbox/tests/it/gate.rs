@@ -223,6 +223,21 @@ fn a_setup_failure_before_admission_is_reported_with_its_reason() {
     );
 }
 
+/// A sandbox sent its request but never run (its caller failed before it could watch it)
+/// leaves no process behind: its init is killed and reaped.
+#[test]
+fn a_requested_sandbox_dropped_unrun_leaves_no_process() {
+    let session = Session::new();
+    let requested = moat_sandbox::request(
+        &session.spec("true"),
+        moat_sandbox::Init::Program(std::path::Path::new(INIT)),
+    )
+    .expect("requested");
+    assert!(!children().is_empty(), "no init was started");
+    drop(requested);
+    assert!(children().is_empty(), "a child was left: {:?}", children());
+}
+
 /// The pids of this process's children (every thread's), from `/proc`.
 fn children() -> Vec<u32> {
     children_of(std::process::id())
