@@ -150,19 +150,16 @@ impl AgentCommand {
                 std::ptr::read_volatile(&raw const launch.error),
             )
         };
-        if failure.is_some() || error != 0 {
-            // It exited without executing: reap it here, as posix_spawn does.
-            if let Ok(pid) = pid {
-                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
-            }
+        let not_executed = match (failure, error) {
+            (None, 0) => return Ok(pid),
+            (Some(failure), _) => Err(failure),
+            (None, error) => Ok(Err(io::Error::from_raw_os_error(error))),
+        };
+        // It exited without executing: reap it here, as posix_spawn does.
+        if let Ok(pid) = pid {
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
         }
-        if let Some(failure) = failure {
-            return Err(failure);
-        }
-        if error != 0 {
-            return Ok(Err(io::Error::from_raw_os_error(error)));
-        }
-        Ok(pid)
+        not_executed
     }
 }
 

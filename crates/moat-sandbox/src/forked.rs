@@ -44,10 +44,10 @@ use crate::host::wait_with_usage;
 use crate::init::{forked_init_main, host_ids, id_maps};
 use crate::protocol::{INIT_SUBCOMMAND, REPORT_FD, SPEC_FD};
 
-/// A sandbox init, blocked on its request until [`run_admitted`] sends one. Dropped unused, it
-/// reads end of file, exits and is reaped.
+/// A sandbox init, blocked on its request until [`request`] sends one. Dropped unused, it reads
+/// end of file, exits and is reaped.
 ///
-/// [`run_admitted`]: crate::run_admitted
+/// [`request`]: crate::request
 #[derive(Debug)]
 pub struct InitProcess {
     pub(crate) pid: Pid,
@@ -177,8 +177,8 @@ impl InitProcess {
 
 impl Drop for InitProcess {
     fn drop(&mut self) {
-        // Unused, it reads end of file and exits 125; used, `run_admitted` took its pipes and
-        // reaps it itself.
+        // Unused, it reads end of file and exits 125; used, `request` took its pipes, and the
+        // `Requested` it made reaps it, run or dropped.
         if self.pipes.take().is_some() {
             let _ = wait_with_usage(self.pid);
         }

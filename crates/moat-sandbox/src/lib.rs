@@ -19,14 +19,14 @@
 //!   environment. `run` places the init in the session's cgroups *before* it writes the request
 //!   (the init blocks on it, so no process of the session runs outside its limits), writes the
 //!   request at once and the admission only once the host's checks pass and the caller admits the
-//!   session ([`run_admitted`], [`Door`]: `moat run` opens the session at the gate and records its
-//!   start meanwhile, and the init builds the sandbox meanwhile; the caller's thread writes the
-//!   admission and the confirmation to the init itself), enforces the wall-clock timeout
-//!   and [`Stop`] by polling a pidfd and an eventfd, then sending `SIGTERM` (relayed by the init to
-//!   the agent) and, after the grace period ([`Limits::stop_grace`]) or a second stop, `SIGKILL`;
-//!   it reaps with `wait4` for resource usage, and removes the groups (killing any straggler). Host
-//!   facts ([`probe`]) are probed once per process and cached; the cgroups ([`probe_cgroups`]) only
-//!   when a session asks for a limit.
+//!   session ([`request`], then [`Requested::run`]; [`Door`]: `moat run` opens the session at the
+//!   gate and records its start meanwhile, and the init builds the sandbox meanwhile; the
+//!   caller's thread writes the admission and the confirmation to the init itself), enforces the
+//!   wall-clock timeout and [`Stop`] by polling a pidfd and an eventfd, then sending `SIGTERM`
+//!   (relayed by the init to the agent) and, after the grace period ([`Limits::stop_grace`]) or a
+//!   second stop, `SIGKILL`; it reaps with `wait4` for resource usage, and removes the groups
+//!   (killing any straggler). Host facts ([`probe`]) are probed once per process and cached; the
+//!   cgroups ([`probe_cgroups`]) only when a session asks for a limit.
 //! - [`init_main`] is the **sandbox side**, two processes deep:
 //!   1. the *init*, pid 1 of a new pid namespace from its first instruction: the host's
 //!      `clone3` puts it in new user and pid namespaces, whether it forks the caller

@@ -245,8 +245,8 @@ impl SandboxThread {
         let (exit, exited) = tokio::sync::oneshot::channel();
         // A forked init gets its request from this thread, before the sandbox's thread is
         // started: the init is often waiting for it (the root it prepares meanwhile is ready
-        // about when the request comes), and the thread began its work 0.2 to 0.4 ms after it
-        // was started (medians of two traces of 150 sessions).
+        // about when the request comes), and that thread wrote it 0.5 ms after it was started
+        // (median of 150 traced sessions).
         let forked = match (&backend, forked_init) {
             (Backend::Embedded, Some(forked)) => Forked::Requested(moat_sandbox::request(
                 &spec,
