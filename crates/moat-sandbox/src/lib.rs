@@ -83,8 +83,9 @@
 //! before its `execve`), `wait4`, `getrusage`, the `lo` ioctl, the signal handlers and masks
 //! (`signals`, and the init's `SIGTERM` relay), adopting and placing the inherited descriptors,
 //! wiping a forked init's environment and arguments, the children that share this process's
-//! memory (`vm_child`: the agent's process until its `execve`, `moat run`'s keeper), and the
-//! `pre_exec` hooks (podman's private mount namespace, an executed init's pipes).
+//! memory (`vm_child`: the agent's process until its `execve`, `moat run`'s keeper), the
+//! `pre_exec` hooks (podman's private mount namespace, an executed init's pipes), and the `moat`
+//! binary's entry point (`start`: its relocated data faulted in before the C library starts).
 
 mod agent;
 mod alloc;
@@ -104,6 +105,7 @@ mod rootfs;
 mod seccomp;
 mod signals;
 mod spec;
+mod start;
 mod terminal;
 mod vm_child;
 
