@@ -68,8 +68,6 @@ fn decide() -> bool {
         Ok(_) => {
             if chosen == MIMALLOC {
                 start_mimalloc();
-            } else {
-                one_malloc_arena();
             }
             chosen == SYSTEM
         }
@@ -99,20 +97,6 @@ fn start_mimalloc() {
         if _mi_preloading() {
             _mi_auto_process_init();
         }
-    }
-}
-
-/// Keeps every thread of a process that chose the C library's malloc on its main arena. By
-/// default each new thread that allocates gets an arena of its own, a heap mapped and touched
-/// for a few allocations: `moat run`'s sandbox thread and the init's helper did. With one
-/// arena, `moat run -- true` takes 313 page faults instead of 340 (all its processes, mean of
-/// 100 runs). Their threads allocate little, and rarely at the same time.
-fn one_malloc_arena() {
-    #[allow(unsafe_code)]
-    // SAFETY: a plain call with two integers, made before `main` while this process has one
-    // thread and before its first allocation; it only sets the C library's malloc options.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
