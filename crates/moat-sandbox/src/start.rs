@@ -9,10 +9,10 @@
 //!
 //! `moat_start` asks for those pages in one `madvise(MADV_POPULATE_WRITE)` (Linux 5.14) and then
 //! jumps to `_start`, which goes on as if it had been the entry point. The kernel copies the
-//! pages in one call, without a fault per page: `moat run -- true` takes 235 page faults instead
-//! of 340 (all its processes, mean of 100 runs), and 0.36, 0.46 and 0.76 ms less (medians of
-//! 500 interleaved runs in spells of 5, 12 and 17% steal; BENCHMARKS.md, sandbox notes of
-//! 2026-12-03). Address randomization is unchanged: the binary is still relocated where the
+//! pages in one call, without a fault per page: `moat run -- true` takes 85 to 105 fewer page
+//! faults (all its processes: 235 against 340, means of 100 runs; later 257 against 342, of 50),
+//! and 0.36, 0.46 and 0.76 ms less (medians of 500 interleaved runs in spells of 5, 12 and 17%
+//! steal; BENCHMARKS.md, sandbox notes of 2026-12-03). Address randomization is unchanged: the binary is still relocated where the
 //! kernel loaded it, only its pages are faulted in first. (Faulting in the code the same way,
 //! `MADV_POPULATE_READ` over 14 MB, made it 0.8 ms slower: most of it is never run.)
 //!
