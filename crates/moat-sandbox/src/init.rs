@@ -728,10 +728,11 @@ fn not_started_code(error: &std::io::Error) -> Option<i32> {
 ///
 /// Nor when it has no child left, the common case: every process the agent starts descends
 /// from pid 1, and one whose parent exits is handed to pid 1, so an init without children
-/// (running or unreaped) has nothing of the session left to end. That check is one `waitid`; `kill(-1)` walks every
-/// process of the host to find those of the namespace, under the kernel's task list lock, and
-/// with it in the path from the agent's exit to the report `moat run -- true` took 0.28 and
-/// 0.34 ms longer (medians of 400 and 600 interleaved runs, BENCHMARKS.md).
+/// (running or unreaped) has nothing of the session left to end. That check is one `waitid`;
+/// `kill(-1)` walks every process of the host to find those of the namespace, under the
+/// kernel's task list lock, and with it in the path from the agent's exit to the report `moat
+/// run -- true` took 0.28 and 0.34 ms longer (medians of 400 and 600 interleaved runs,
+/// BENCHMARKS.md).
 fn end_the_namespace() {
     if !rustix::process::getpid().is_init() {
         return;

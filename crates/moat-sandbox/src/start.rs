@@ -10,15 +10,16 @@
 //! `moat_start` asks for those pages in one `madvise(MADV_POPULATE_WRITE)` (Linux 5.14) and then
 //! jumps to `_start`, which goes on as if it had been the entry point. The kernel copies the
 //! pages in one call, without a fault per page: `moat run -- true` takes 85 to 105 fewer page
-//! faults (all its processes: 235 against 340, means of 100 runs; later 257 against 342, of 50),
-//! and 0.36, 0.46 and 0.76 ms less (medians of 500 interleaved runs in spells of 5, 12 and 17%
-//! steal; BENCHMARKS.md, sandbox notes of 2026-12-03). Address randomization is unchanged: the binary is still relocated where the
-//! kernel loaded it, only its pages are faulted in first. (Faulting in the code the same way,
-//! `MADV_POPULATE_READ` over 14 MB, made it 0.8 ms slower: most of it is never run.)
+//! faults (all its processes: 235 against 340, means of 100 runs; later 257 against 342, of
+//! 50), and 0.36, 0.46 and 0.76 ms less (medians of 500 interleaved runs in spells of 5, 12 and
+//! 17% steal; BENCHMARKS.md, sandbox notes of 2026-12-03). Address randomization is unchanged:
+//! the binary is still relocated where the kernel loaded it, only its pages are faulted in
+//! first. (Faulting in the code the same way, `MADV_POPULATE_READ` over 14 MB, made it 0.8 ms
+//! slower: most of it is never run.)
 //!
-//! The range is from the page of `__init_array_start` (the first relocated section, at the start
-//! of the relocated read-only segment) to `_edata` (the end of `.data`), both defined by the
-//! linker; they are reached relative to the instruction pointer, so this code needs no
+//! The range is from the page of `__init_array_start` (where the data made read-only after
+//! relocation begins, `.init_array` onwards) to `_edata` (the end of `.data`), both defined by
+//! the linker; they are reached relative to the instruction pointer, so this code needs no
 //! relocation itself. Anything wrong with the call (an older kernel: `EINVAL`) only leaves the
 //! pages to be faulted in as before: its result is not looked at.
 //!
@@ -28,10 +29,10 @@
 // SAFETY: `moat_start` runs as the process's first instruction, with the stack and registers
 // the kernel set up for `_start`: it touches no memory and no stack, and makes one system call,
 // which clobbers `rax`, `rcx` and `r11` (and its arguments in `rdi`, `rsi`, `rdx`). `_start`
-// reads none of them but `rdx`, a function for `atexit` that the kernel leaves 0 for a static
-// executable, which is restored to 0 before the jump. `madvise(MADV_POPULATE_WRITE)` over the
-// process's own writable data changes no contents: it only does now the faults that the first
-// writes would take.
+// relies on none of them but `rdx`, a function for `atexit` that the kernel leaves 0 for a
+// static executable, which is restored to 0 before the jump. `madvise(MADV_POPULATE_WRITE)`
+// over the process's own writable data changes no contents: it only takes now the faults that
+// the first writes would take.
 #[allow(unsafe_code)]
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod entry {
