@@ -27,12 +27,13 @@
 //! other binaries that link this crate keep `_start`.
 
 // SAFETY: `moat_start` runs as the process's first instruction, with the stack and registers
-// the kernel set up for `_start`: it touches no memory and no stack, and makes one system call,
-// which clobbers `rax`, `rcx` and `r11` (and its arguments in `rdi`, `rsi`, `rdx`). `_start`
-// relies on none of them but `rdx`, a function for `atexit` that the kernel leaves 0 for a
-// static executable, which is restored to 0 before the jump. `madvise(MADV_POPULATE_WRITE)`
-// over the process's own writable data changes no contents: it only takes now the faults that
-// the first writes would take.
+// set up for `_start`: it touches no memory and no stack, and makes one system call, which
+// clobbers `rax`, `rcx` and `r11` (and its arguments in `rdi`, `rsi`, `rdx`). `_start` relies on
+// none of them but `rdx`, a function for `atexit` (0 from the kernel for a static executable,
+// the dynamic loader's `_dl_fini` for a dynamic one), which is kept in `r8` across the call and
+// put back before the jump; `_start` sets `r8` itself. `madvise(MADV_POPULATE_WRITE)` over the
+// process's own writable data changes no contents: it only takes now the faults that the first
+// writes would take.
 #[allow(unsafe_code)]
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod entry {
@@ -40,6 +41,7 @@ mod entry {
         ".globl moat_start",
         ".type moat_start, @function",
         "moat_start:",
+        "mov r8, rdx",
         "lea rdi, [rip + __init_array_start]",
         "and rdi, -4096",
         "lea rsi, [rip + _edata]",
@@ -47,7 +49,7 @@ mod entry {
         "mov edx, 23", // MADV_POPULATE_WRITE
         "mov eax, 28", // SYS_madvise
         "syscall",
-        "xor edx, edx",
+        "mov rdx, r8",
         "jmp _start",
         ".size moat_start, . - moat_start",
     );
