@@ -318,37 +318,36 @@ impl Binds {
         self.bind(&found, target, extra)
     }
 
-    /// Binds `source` at `target` inside (creating the mount point), nosuid, nodev and `extra`.
+    /// Binds `source` at `target` inside, nosuid, nodev and `extra`.
     fn bind(&mut self, source: &Source, target: &Path, extra: MountFlags) -> Result<(), String> {
-        let target = inside(target);
-        if source.is_dir {
-            fs::create_dir_all(&target)
-                .map_err(io_err(format!("could not create {}", target.display())))?;
-        } else {
-            mount_point_file(&target)?;
-        }
         self.mount(
             source,
-            &target,
+            target,
             MountFlags::NOSUID | MountFlags::NODEV | extra,
         )
     }
 
     /// Binds the host device `source` at `target` inside, read-only, nosuid and noexec.
     fn bind_device(&mut self, source: &Source, target: &Path) -> Result<(), String> {
-        let target = inside(target);
-        mount_point_file(&target)?;
         self.mount(
             source,
-            &target,
+            target,
             MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::RDONLY,
         )
     }
 
-    /// The bind itself, then a remount with `flags` and those locked on the source's mount (a
-    /// user namespace may not clear a locked `noexec`, `nosuid`, `nodev` or `ro`: the remount
-    /// fails with EPERM unless it keeps them, as bubblewrap's does).
+    /// The bind itself at `target` inside (its mount point created first), then a remount with
+    /// `flags` and those locked on the source's mount (a user namespace may not clear a locked
+    /// `noexec`, `nosuid`, `nodev` or `ro`: the remount fails with EPERM unless it keeps them,
+    /// as bubblewrap's does).
     fn mount(&mut self, source: &Source, target: &Path, flags: MountFlags) -> Result<(), String> {
+        let target = &inside(target);
+        if source.is_dir {
+            fs::create_dir_all(target)
+                .map_err(io_err(format!("could not create {}", target.display())))?;
+        } else {
+            mount_point_file(target)?;
+        }
         rustix::mount::mount_bind(&source.path, target)
             .map_err(err(format!("could not bind {}", source.named.display())))?;
         let flags = flags | MountFlags::BIND | self.locked(source);
