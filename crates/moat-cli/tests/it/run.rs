@@ -388,6 +388,17 @@ fn assert_recorded_under_sessions(events: &[Value], min_decisions: usize) -> Vec
     sessions
 }
 
+/// Whether the log holds a decision that blocked `package`@`version` of `ecosystem`.
+fn blocks(events: &[Value], ecosystem: &str, package: &str, version: &str) -> bool {
+    events.iter().any(|e| {
+        e["type"] == "decision"
+            && e["ecosystem"] == ecosystem
+            && e["package"] == package
+            && e["version"] == version
+            && e["action"] == "block"
+    })
+}
+
 #[test]
 fn npm_in_a_session_is_refused_with_the_reason_and_steered_to_approved_versions() {
     let env = RunEnv::start(POLICY);
@@ -402,13 +413,7 @@ fn npm_in_a_session_is_refused_with_the_reason_and_steered_to_approved_versions(
     assert!(loose.status.success(), "{}", text(&loose));
     assert_eq!(env.installed_npm_version("minimist"), "1.2.8");
     let events = env.events();
-    let blocked = events.iter().any(|e| {
-        e["type"] == "decision"
-            && e["package"] == "minimist"
-            && e["version"] == "1.2.5"
-            && e["action"] == "block"
-    });
-    assert!(blocked, "{events:?}");
+    assert!(blocks(&events, "npm", "minimist", "1.2.5"), "{events:?}");
     assert_eq!(assert_recorded_under_sessions(&events, 2).len(), 2);
 }
 
@@ -525,6 +530,9 @@ fn pip_in_a_session_is_refused_with_the_reason_and_steered_to_approved_versions(
         "{}",
         text(&loose)
     );
+    let events = env.events();
+    assert!(blocks(&events, "PyPI", "tiny-pad", "1.2.0"), "{events:?}");
+    assert_eq!(assert_recorded_under_sessions(&events, 2).len(), 2);
 }
 
 /// Nothing leaves the sandbox but the gate: a direct connection has no route, a proxied one to
