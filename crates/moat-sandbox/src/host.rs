@@ -524,9 +524,10 @@ struct Heard {
     failed: Option<String>,
     /// The agent's command could not be executed ([`SandboxError::CommandNotStarted`]).
     not_started: Option<SandboxError>,
-    /// What held inside, reported when the agent started.
+    /// What held inside, reported as the agent started.
     enforced: Vec<String>,
-    /// Whether the agent started: a timeout or stop asks it to end only then.
+    /// Whether the agent is starting ([`Report::Started`]): a timeout or stop asks it to end
+    /// only then.
     agent_started: bool,
     /// The session's outcome, from the agent's exit.
     exited: Option<Outcome>,
@@ -640,6 +641,26 @@ pub(crate) fn wait_until_exit(pidfd: &OwnedFd, stop: &Stop, timeout: Option<Dura
     match wait_for(pidfd, stop, deadline, None, None) {
         Woke::Ended(ending) => ending,
         Woke::Reports | Woke::Door => Ending::Exited,
+    }
+}
+
+/// Waits as [`wait_until_exit`] does, handing each report on to `each` as it comes. The
+/// reports come first: what the init wrote before `stop` fired (that the agent is starting)
+/// is heard before the stop is.
+pub(crate) fn wait_hearing(
+    pidfd: &OwnedFd,
+    stop: &Stop,
+    timeout: Option<Duration>,
+    reports: &mut Reports,
+    each: &mut impl FnMut(Report),
+) -> Ending {
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    loop {
+        match wait_for(pidfd, stop, deadline, reports.fd(), None) {
+            Woke::Ended(ending) => return ending,
+            Woke::Reports => reports.read_available(each),
+            Woke::Door => {}
+        }
     }
 }
 

@@ -430,14 +430,18 @@ fn map_to_root(host_ids: (u32, u32)) -> Result<(), String> {
     Ok(())
 }
 
-/// Where [`relay_terminate`] sends `SIGTERM`: the agent; 0 until it is started.
-static TERMINATE_RELAY: AtomicI32 = AtomicI32::new(0);
+/// Where [`relay_terminate`] sends `SIGTERM`: the agent's pid once it is started; before
+/// that [`NO_AGENT`], or [`TERMINATE_ASKED`] once a `SIGTERM` has come.
+static TERMINATE_RELAY: AtomicI32 = AtomicI32::new(NO_AGENT);
+const NO_AGENT: i32 = 0;
+const TERMINATE_ASKED: i32 = -1;
 
-/// From now on this process relays `SIGTERM` to `target`: the host ends a session by asking
-/// the agent to end ([`crate::Stop`], a timeout) through pid 1, which gets no signal it has no
-/// handler for (so neither the terminal's `SIGINT` nor `SIGQUIT`: those are the agent's).
-fn relay_terminate_to(target: Pid) {
-    TERMINATE_RELAY.store(target.as_raw_nonzero().get(), Ordering::Release);
+/// From now on this process takes `SIGTERM` and relays it to the agent, once there is one
+/// ([`relay_terminate_to`]): the host ends a session by asking the agent to end
+/// ([`crate::Stop`], a timeout) through pid 1, which gets no signal it has no handler for (so
+/// neither the terminal's `SIGINT` nor `SIGQUIT`: those are the agent's). The host asks as soon
+/// as it hears that the agent is starting, which the init reports just before it starts it.
+fn take_terminate() {
     #[allow(unsafe_code)]
     // SAFETY: an all-zero sigaction is a valid value of this plain C struct; the handler set
     // is an `extern "C"` function of the one-argument form, as a handler without SA_SIGINFO.
@@ -450,15 +454,37 @@ fn relay_terminate_to(target: Pid) {
     }
 }
 
-/// The handler of [`relay_terminate_to`]: an atomic load and `kill(2)`, async-signal-safe. The
-/// target is set before the handler is installed; the check keeps `kill(0)`, which would signal
-/// the whole process group (`moat run`'s, and its caller's), out of reach all the same.
+/// The agent has started as `target`: a `SIGTERM` that came before goes on to it now, and every
+/// later one as it comes.
+fn relay_terminate_to(target: Pid) {
+    let target = target.as_raw_nonzero().get();
+    if TERMINATE_RELAY.swap(target, Ordering::AcqRel) == TERMINATE_ASKED {
+        terminate(target);
+    }
+}
+
+/// The handler of [`take_terminate`]: atomics and `kill(2)`, async-signal-safe. Before the
+/// agent has started it leaves the request for [`relay_terminate_to`]; either this exchange
+/// or that swap comes first, so a request is relayed once whichever way they interleave.
 extern "C" fn relay_terminate(_: libc::c_int) {
-    let target = TERMINATE_RELAY.load(Ordering::Acquire);
+    match TERMINATE_RELAY.compare_exchange(
+        NO_AGENT,
+        TERMINATE_ASKED,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => {}
+        Err(target) => terminate(target),
+    }
+}
+
+/// `SIGTERM` to `target` if it is a pid: never to 0 or -1, which would signal the whole process
+/// group (`moat run`'s, and its caller's) or every process there is.
+fn terminate(target: i32) {
     if target > 0 {
         #[allow(unsafe_code)]
         // SAFETY: a plain system call with no memory arguments, to one positive pid: pid 1's
-        // agent; errno is saved and restored around it.
+        // agent; errno is saved and restored around it (this runs in a signal handler).
         unsafe {
             let errno = libc::__errno_location();
             let saved = *errno;
@@ -605,9 +631,12 @@ fn serve(
     // The admission may hold credentials in home files; nothing inside may read this process.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 
+    // Before the agent's command is made, which reads the signals this process handles (the
+    // agent's process puts them back to their default).
+    take_terminate();
     // Found before the confirmation: a command that cannot start is reported as such once the
     // session is confirmed (it is on record by then, and its end says why). The signals this
-    // process handles are read now too: it installs no handler before the agent starts.
+    // process handles are read now too: it installs no other handler before the agent starts.
     let command = AgentCommand::new(&spec.command, &admission.env, &spec.workspace);
     // With a prefix, stdin is a pipe, fed once the agent has started.
     let stdin_feed = match &spec.stdin_prefix {
@@ -627,19 +656,21 @@ fn serve(
     // agent's process, which shares this one's memory until its `execve`
     // ([`AgentCommand::spawn`]).
     let agent = match command {
-        Ok(command) => command
-            .spawn(&confinement, stdin)
-            .map_err(|failure| failure.to_string())?,
+        Ok(command) => {
+            // Told before the agent can run: once the agent could have shown anything, the
+            // host has this report to read, and a timeout or stop asks the agent to end (a
+            // SIGTERM that comes before the agent has started goes on to it once it has).
+            reporter.send(&Report::Started { enforced });
+            command
+                .spawn(&confinement, stdin)
+                .map_err(|failure| failure.to_string())?
+        }
         Err(error) => Err(error),
     };
     // The Landlock ruleset's descriptor: the agent's process has taken the ruleset.
     drop(confinement);
     if let Ok(agent) = agent {
-        // A timeout or stop asks the agent to end: the host's SIGTERM to this process goes on
-        // to the agent. Set before the host hears that the agent started, which it hears at
-        // once.
         relay_terminate_to(agent);
-        reporter.send(&Report::Started { enforced });
     }
     let agent = match agent {
         Ok(agent) => agent,
@@ -796,4 +827,50 @@ fn feed_stdin(write: OwnedFd, prefix: &[u8]) {
         return;
     }
     let _ = std::io::copy(&mut std::io::stdin().lock(), &mut pipe);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt as _;
+
+    fn sleeping_agent() -> (std::process::Child, Pid) {
+        let agent = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = Pid::from_raw(i32::try_from(agent.id()).unwrap()).unwrap();
+        (agent, pid)
+    }
+
+    /// A stop that reaches pid 1 after it reported the agent's start but before the agent runs
+    /// still asks the agent to end, once the agent has started; one after that, at once; none
+    /// without a request. (The handler is called directly: it is what the kernel runs on a
+    /// `SIGTERM`.) One test: the relay is a process-wide static.
+    #[test]
+    fn a_terminate_reaches_the_agent_whether_it_comes_before_or_after_its_start() {
+        TERMINATE_RELAY.store(NO_AGENT, Ordering::Release);
+        let (mut agent, pid) = sleeping_agent();
+        relay_terminate_to(pid);
+        assert_eq!(
+            agent.try_wait().unwrap(),
+            None,
+            "signalled without a request"
+        );
+        relay_terminate(libc::SIGTERM);
+        assert_eq!(agent.wait().unwrap().signal(), Some(libc::SIGTERM));
+
+        TERMINATE_RELAY.store(NO_AGENT, Ordering::Release);
+        relay_terminate(libc::SIGTERM);
+        relay_terminate(libc::SIGTERM);
+        assert_eq!(TERMINATE_RELAY.load(Ordering::Acquire), TERMINATE_ASKED);
+        let (mut agent, pid) = sleeping_agent();
+        relay_terminate_to(pid);
+        assert_eq!(agent.wait().unwrap().signal(), Some(libc::SIGTERM));
+        assert_eq!(
+            TERMINATE_RELAY.load(Ordering::Acquire),
+            pid.as_raw_nonzero().get()
+        );
+        TERMINATE_RELAY.store(NO_AGENT, Ordering::Release);
+    }
 }

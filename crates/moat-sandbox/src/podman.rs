@@ -91,8 +91,8 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -105,7 +105,7 @@ use crate::error::SandboxError;
 use crate::forked::InitProcess;
 use crate::host::{
     Ending, Init, OnExit, Stop, Teardown, asked_to_end, host_report, outcome,
-    require_landlock_and_seccomp, run_admitted, wait_until_exit, wait_with_usage,
+    require_landlock_and_seccomp, run_admitted, wait_hearing, wait_with_usage,
 };
 use crate::protocol::{
     Admitted, Confirmed, GATE_SOCKET_INSIDE, INIT_SUBCOMMAND, Report, Reports, Request, write_frame,
@@ -1090,21 +1090,10 @@ fn spawn_and_wait(
     };
     let (spec_write, report_read) = podman.take_pipes()?;
     let (pid, pidfd) = (podman.pid, &podman.pidfd);
-    let (report_sender, report_receiver) = mpsc::channel();
-    let agent_started = Arc::new(AtomicBool::new(false));
-    {
-        let agent_started = Arc::clone(&agent_started);
-        thread::spawn(move || {
-            let mut reports = Vec::new();
-            Reports::new(report_read).drain(&mut |report| {
-                if matches!(report, Report::Started { .. }) {
-                    agent_started.store(true, Ordering::Release);
-                }
-                reports.push(report);
-            });
-            let _ = report_sender.send(reports);
-        });
-    }
+    // Read by this thread as it waits, the reports first: a stop that fires once the agent
+    // is starting (the init says so before it starts it) asks the agent to end.
+    let mut reports = Reports::new(report_read);
+    let mut heard = Vec::new();
     // The init reads the spec once the container runs: written from a thread, so a container
     // that never starts cannot hold up the timeout (its end of the pipe closing ends the write).
     // The session was admitted before podman ran, so its admission follows at once.
@@ -1117,13 +1106,25 @@ fn spawn_and_wait(
         let _ = std::fs::File::from(spec_write).write_all(&frames);
     });
 
-    let ending = wait_until_exit(pidfd, stop, request.spec.limits.timeout);
+    let ending = wait_hearing(
+        pidfd,
+        stop,
+        request.spec.limits.timeout,
+        &mut reports,
+        &mut |report| heard.push(report),
+    );
     if ending != Ending::Exited {
         // SIGTERM to the container's init, which relays it to the agent.
         let ask = || podman_quietly(program, workarounds, &["kill", "--signal", "TERM", name]);
         let grace = request.spec.limits.grace();
-        let ended = agent_started.load(Ordering::Acquire)
-            && asked_to_end(stop, ask, || wait_until_exit(pidfd, stop, Some(grace)));
+        let ended = heard
+            .iter()
+            .any(|report| matches!(report, Report::Started { .. }))
+            && asked_to_end(stop, ask, || {
+                wait_hearing(pidfd, stop, Some(grace), &mut reports, &mut |report| {
+                    heard.push(report)
+                })
+            });
         if !ended {
             kill_container(program, workarounds, name, pidfd, pid);
         }
@@ -1131,9 +1132,9 @@ fn spawn_and_wait(
     let (podman_status, _) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
     let duration = started.elapsed();
     // Every holder of the report pipe is gone with podman; a stray one cannot hang the caller.
-    let reports = report_receiver
-        .recv_timeout(Duration::from_secs(5))
-        .unwrap_or_default();
+    read_what_is_left(&mut reports, Duration::from_secs(5), &mut |report| {
+        heard.push(report)
+    });
     let _ = relay.join();
     let stderr_tail = tail
         .lock()
@@ -1141,11 +1142,30 @@ fn spawn_and_wait(
         .unwrap_or_default();
     Ok(SessionEnd {
         ending,
-        reports,
+        reports: heard,
         podman_status,
         stderr_tail,
         duration,
     })
+}
+
+/// Hands on the reports not yet read, until the init's end of the pipe is closed or `limit`
+/// has passed.
+fn read_what_is_left(reports: &mut Reports, limit: Duration, each: &mut impl FnMut(Report)) {
+    let deadline = Instant::now() + limit;
+    while let Some(fd) = reports.fd() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&crate::protocol::timespec(remaining))) {
+            Ok(0) => return,
+            Ok(_) => reports.read_available(each),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Copies podman's stderr (the agent's, and podman's own messages) to ours, keeping a tail.

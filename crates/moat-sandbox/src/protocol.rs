@@ -100,7 +100,10 @@ pub(crate) enum Report {
         error: String,
         code: i32,
     },
-    /// The agent was started under these enforced properties.
+    /// The agent is being started under these enforced properties: sent just before it is, so
+    /// that the host has it to read before the agent can show anything (a timeout or stop asks
+    /// the agent to end from then on). A command the kernel then refuses to execute follows
+    /// with [`Report::NotStarted`], a confinement that fails with [`Report::Failed`].
     Started { enforced: Vec<String> },
     /// The agent ended, and every other process of the sandbox was killed and reaped: the
     /// usage is the init's own and that of every process it reaped, i.e. the whole session.
