@@ -71,8 +71,9 @@ fn the_gate_port_reaches_the_host_unix_socket(backend: Backend) {
     ran.held("landlock-fs");
 }
 
-/// A command that is not on the sandbox's `PATH`, or a file there that cannot be executed, is
-/// its own error (not a setup failure), with the code a shell exits with for it.
+/// A command that is not on the sandbox's `PATH`, a file there that cannot be executed, or one
+/// the kernel refuses only at its `execve`, is its own error (not a setup failure), with the
+/// code a shell exits with for it.
 fn a_command_that_cannot_be_executed_is_not_started(backend: Backend) {
     let session = Session::new();
     let not_executable = session.workspace().join("script.sh");
@@ -80,6 +81,9 @@ fn a_command_that_cannot_be_executed_is_not_started(backend: Backend) {
     for (program, expected) in [
         ("moat-no-such-command".to_owned(), 127),
         (not_executable.to_string_lossy().into_owned(), 126),
+        // Found and executable, refused only at the `execve` (Landlock gives /proc no
+        // execute), after the init has reported the agent's start.
+        ("/proc/self/exe".to_owned(), 126),
     ] {
         let spec = moat_sandbox::Spec {
             command: vec![program.clone()],
