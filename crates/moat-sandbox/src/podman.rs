@@ -1132,9 +1132,7 @@ fn spawn_and_wait(
     let (podman_status, _) = wait_with_usage(pid).map_err(SandboxError::Spawn)?;
     let duration = started.elapsed();
     // Every holder of the report pipe is gone with podman; a stray one cannot hang the caller.
-    read_what_is_left(&mut reports, Duration::from_secs(5), &mut |report| {
-        heard.push(report)
-    });
+    reports.drain_within(Duration::from_secs(5), &mut |report| heard.push(report));
     let _ = relay.join();
     let stderr_tail = tail
         .lock()
@@ -1147,25 +1145,6 @@ fn spawn_and_wait(
         stderr_tail,
         duration,
     })
-}
-
-/// Hands on the reports not yet read, until the init's end of the pipe is closed or `limit`
-/// has passed.
-fn read_what_is_left(reports: &mut Reports, limit: Duration, each: &mut impl FnMut(Report)) {
-    let deadline = Instant::now() + limit;
-    while let Some(fd) = reports.fd() {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let mut fds = [rustix::event::PollFd::new(
-            &fd,
-            rustix::event::PollFlags::IN,
-        )];
-        match rustix::event::poll(&mut fds, Some(&crate::protocol::timespec(remaining))) {
-            Ok(0) => return,
-            Ok(_) => reports.read_available(each),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return,
-        }
-    }
 }
 
 /// Copies podman's stderr (the agent's, and podman's own messages) to ours, keeping a tail.

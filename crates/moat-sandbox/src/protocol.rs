@@ -223,6 +223,29 @@ impl Reports {
             self.read_available(each);
         }
     }
+
+    /// [`Reports::drain`], for at most `limit`: a stray holder of the init's end cannot keep
+    /// the caller waiting longer.
+    pub(crate) fn drain_within(
+        &mut self,
+        limit: std::time::Duration,
+        each: &mut impl FnMut(Report),
+    ) {
+        let deadline = std::time::Instant::now() + limit;
+        while let Some(fd) = self.fd() {
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            let mut fds = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::IN,
+            )];
+            match rustix::event::poll(&mut fds, Some(&timespec(remaining))) {
+                Ok(0) => return,
+                Ok(_) => self.read_available(each),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 /// `duration` as `poll` takes it.
